@@ -1,0 +1,141 @@
+"""Profiles, devices and seeding: the small set of switches every chapter shares.
+
+A chapter keeps one settings dict per profile and picks one with :func:`select`::
+
+    SETTINGS = {"quick": {"n": 2_000}, "full": {"n": 200_000}}
+    cfg = fairlib.select(SETTINGS, PROFILE)
+
+``quick`` is offline, CPU-only and uses embedded data (what CI and the rendered book run);
+``full`` uses the papers' real datasets and pretrained weights on a GPU.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+
+__all__ = [
+    "PROFILES",
+    "DEFAULT_PROFILE",
+    "get_profile",
+    "select",
+    "get_device",
+    "seed_everything",
+    "profile_note",
+]
+
+PROFILES: tuple[str, ...] = ("quick", "full")
+DEFAULT_PROFILE = "quick"
+
+#: What each profile's data is, said in every figure title or caption made from it.
+_PROFILE_NOTES = {
+    "quick": "quick profile: synthetic data, not a finding about real people",
+    "full": "full profile",
+}
+
+T = TypeVar("T")
+
+
+def get_profile(profile: str | None = None) -> str:
+    """Return a validated profile name.
+
+    Parameters
+    ----------
+    profile
+        ``"quick"`` or ``"full"``. ``None`` reads the ``FAIRLIB_PROFILE`` environment
+        variable and falls back to ``"quick"``.
+    """
+    name = profile if profile is not None else os.environ.get("FAIRLIB_PROFILE", DEFAULT_PROFILE)
+    name = str(name).strip().lower()
+    if name not in PROFILES:
+        raise ValueError(
+            f"profile: unknown profile {name!r}; choose one of {', '.join(PROFILES)} "
+            "(set it in the notebook's parameters cell or with FAIRLIB_PROFILE)"
+        )
+    return name
+
+
+def select(settings: Mapping[str, T], profile: str | None = None) -> T:
+    """Pick the settings of one profile from a ``{profile: settings}`` mapping.
+
+    Raises
+    ------
+    ValueError
+        If the profile is unknown or the mapping has no entry for it.
+    """
+    name = get_profile(profile)
+    if name not in settings:
+        raise ValueError(
+            f"settings: no entry for profile {name!r}; the mapping has {sorted(settings)}"
+        )
+    return settings[name]
+
+
+def profile_note(profile: str | None = None) -> str:
+    """A short phrase for figure titles and captions naming where the numbers come from."""
+    return _PROFILE_NOTES[get_profile(profile)]
+
+
+def get_device(prefer: str | None = None) -> torch.device:
+    """Choose a device: ``prefer`` if given, else CUDA, then Apple's MPS, then CPU.
+
+    ``FAIRLIB_DEVICE`` overrides the automatic choice (e.g. ``cpu`` on a GPU machine).
+    """
+    choice = prefer or os.environ.get("FAIRLIB_DEVICE")
+    if choice:
+        device = torch.device(choice)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device: CUDA was requested but torch.cuda.is_available() is False")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int, *, deterministic: bool = True) -> np.random.Generator:
+    """Seed Python, NumPy and PyTorch so that a quick-profile run repeats exactly.
+
+    Parameters
+    ----------
+    seed
+        A non-negative integer.
+    deterministic
+        Also ask PyTorch for deterministic kernels (``warn_only`` so that an op without a
+        deterministic implementation warns instead of failing).
+
+    Returns
+    -------
+    numpy.random.Generator
+        A generator seeded with ``seed``, for code that prefers explicit generators.
+    """
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed: expected a non-negative integer, got {seed!r}")
+    seed = int(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+    if deterministic:
+        # cuBLAS needs this set before its first use to be deterministic.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        if hasattr(torch.backends, "cudnn"):
+            torch.backends.cudnn.benchmark = False
+            torch.backends.cudnn.deterministic = True
+    return np.random.default_rng(seed)
+
+
+def settings_table(settings: Mapping[str, Mapping[str, Any]]) -> "Any":
+    """The per-profile settings as a pandas DataFrame (one column per profile)."""
+    import pandas as pd
+
+    return pd.DataFrame({k: pd.Series(dict(v)) for k, v in settings.items()})
