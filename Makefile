@@ -1,0 +1,36 @@
+# The two commands: `make test` and `make book`. Both set up .venv on a fresh clone.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# Book builds run every chapter in the quick profile, offline, with quiet progress bars.
+BOOK_ENV := FAIRLIB_PROFILE=quick FAIRLIB_BOOK=1 FAIRLIB_DEVICE=cpu MPLBACKEND=Agg PYDEVD_DISABLE_FILE_VALIDATION=1
+
+.PHONY: test book sync clean bench venv
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10 or newer is needed (found %s); set PYTHON=python3.X" % sys.version.split()[0])'
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -r requirements.txt
+	$(BIN)/python -m pip install -e .
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+book: $(STAMP)
+	rm -rf _build/html _build/.doctrees _build/jupyter_execute
+	$(BOOK_ENV) $(BIN)/jupyter-book build . --all -W --keep-going
+	@test -f _build/html/index.html && echo "Book built: _build/html/index.html"
+
+sync: $(STAMP)
+	$(BIN)/jupytext --sync notebooks/*.py
+
+bench: $(STAMP)
+	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+clean:
+	rm -rf _build .pytest_cache
+	find . -name __pycache__ -not -path './.venv/*' -prune -exec rm -rf {} +

@@ -1,0 +1,520 @@
+r"""Bias metrics used throughout the course: one metric, one definition, one formula.
+
+Every function accepts numpy arrays, torch tensors or Python lists, validates its input and
+raises :class:`ValueError` naming the argument and what is wrong with it.
+
+=======================================  ==============================================================
+function                                 paper
+=======================================  ==============================================================
+:func:`bias_amplification`               Wang & Russakovsky's BiasAmp\ :sub:`A→T` (Hall et al., Eq. 1–3)
+:func:`attribute_bias_amplification`     BA with a test-set baseline (Iofinova et al., Sec. 2.2)
+:func:`threshold_calibration_bias`       TCB (Iofinova et al., Sec. 2.3)
+:func:`uncertainty_rate`                 share of uncertain outputs (Iofinova et al., Sec. 2.3)
+:func:`expected_calibration_error`       ECE (Guo et al.; Iofinova et al. and Hall et al. RQ4)
+:func:`label_interrelation`              R² of each output on the others (Iofinova et al., Sec. 2.3)
+:func:`group_accuracy`,                  per-group accuracy and its variance (the adversarial-
+:func:`accuracy_variance`                invariance paper's bias surrogate, Table 1)
+:func:`bias_transfer_score`              Spearman ρ of association scores (Ranjit et al.)
+=======================================  ==============================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+__all__ = [
+    "bias_amplification",
+    "bias_amplification_table",
+    "attribute_bias_amplification",
+    "expected_calibration_error",
+    "calibration_bins",
+    "threshold_calibration_bias",
+    "uncertainty_rate",
+    "label_interrelation",
+    "group_accuracy",
+    "accuracy_variance",
+    "worst_group_accuracy",
+    "accuracy_gap",
+    "bias_transfer_score",
+]
+
+ArrayLike = Any  # numpy array, torch tensor or list
+
+
+# --------------------------------------------------------------------------- validation
+def _to_numpy(x: ArrayLike, name: str) -> np.ndarray:
+    if hasattr(x, "detach") and hasattr(x, "cpu"):  # a torch tensor, without importing torch
+        x = x.detach().cpu().numpy()
+    elif isinstance(x, (pd.Series, pd.Index)):
+        x = x.to_numpy()
+    try:
+        arr = np.asarray(x)
+    except Exception as exc:  # ragged lists and the like
+        raise ValueError(f"{name}: cannot be read as an array ({exc})") from exc
+    return arr
+
+
+def _as_1d(x: ArrayLike, name: str) -> np.ndarray:
+    arr = _to_numpy(x, name)
+    if arr.ndim == 2 and 1 in arr.shape:
+        arr = arr.reshape(-1)
+    if arr.ndim != 1:
+        raise ValueError(f"{name}: expected a 1-D array, got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"{name}: is empty; pass at least one example")
+    if arr.dtype.kind == "f" and np.isnan(arr).any():
+        raise ValueError(f"{name}: contains NaN at index {int(np.flatnonzero(np.isnan(arr))[0])}")
+    return arr
+
+
+def _same_length(**arrays: np.ndarray) -> None:
+    lengths = {k: len(v) for k, v in arrays.items()}
+    if len(set(lengths.values())) > 1:
+        detail = ", ".join(f"{k} has {n}" for k, n in lengths.items())
+        raise ValueError(f"mismatched lengths: {detail}; all must describe the same examples")
+
+
+def _as_binary(x: ArrayLike, name: str) -> np.ndarray:
+    arr = _as_1d(x, name)
+    if arr.dtype == bool:
+        return arr.astype(np.int64)
+    if arr.dtype.kind not in "iuf":
+        raise ValueError(f"{name}: expected binary 0/1 values, got dtype {arr.dtype}")
+    bad = ~np.isin(arr, (0, 1))
+    if bad.any():
+        raise ValueError(
+            f"{name}: expected binary 0/1 values, found {_show(arr[bad][0])!r} "
+            "(map -1/+1 or other encodings to 0/1 first)"
+        )
+    return arr.astype(np.int64)
+
+
+def _as_probability(x: ArrayLike, name: str) -> np.ndarray:
+    arr = _as_1d(x, name).astype(np.float64)
+    if (arr < 0).any() or (arr > 1).any():
+        bad = arr[(arr < 0) | (arr > 1)][0]
+        raise ValueError(
+            f"{name}: probabilities must lie in [0, 1], found {_show(bad)!r} "
+            "(apply a sigmoid or softmax to logits first)"
+        )
+    return arr
+
+
+def _show(v: Any) -> Any:
+    """A numpy scalar as its plain Python value, so messages read 1 and not np.int64(1)."""
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def _codes(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted unique values and the integer code of each element."""
+    uniques, codes = np.unique(x, return_inverse=True)
+    return uniques, codes.reshape(-1)
+
+
+# --------------------------------------------------------------------------- BiasAmp A->T
+def bias_amplification_table(
+    groups: ArrayLike,
+    targets: ArrayLike,
+    preds: ArrayLike,
+    *,
+    reference: tuple[ArrayLike, ArrayLike] | None = None,
+) -> pd.DataFrame:
+    r"""Every (group, class) term of BiasAmp\ :sub:`A→T`, one row per pair.
+
+    Columns: ``group``, ``target``, ``n_group``, ``p_target`` = P(T_t=1 | A_a=1),
+    ``p_pred`` = P(T̂_t=1 | A_a=1), ``y`` = y_at, ``delta`` = Δ_at and
+    ``contribution`` = y_at·Δ_at − (1 − y_at)·Δ_at. :func:`bias_amplification` is the mean
+    of ``contribution``. See :func:`bias_amplification` for the parameters.
+    """
+    g = _as_1d(groups, "groups")
+    t = _as_1d(targets, "targets")
+    p = _as_1d(preds, "preds")
+    _same_length(groups=g, targets=t, preds=p)
+
+    group_values, g_codes = _codes(g)
+    if len(group_values) < 2:
+        raise ValueError(
+            f"groups: only one group ({_show(group_values[0])!r}) is present; "
+            "bias amplification compares at least two groups"
+        )
+    try:
+        classes = np.union1d(t, p)
+    except TypeError as exc:
+        raise ValueError(f"targets/preds: labels of incomparable types ({exc})") from exc
+    n_a = np.bincount(g_codes, minlength=len(group_values))
+
+    if reference is None:
+        ref_g, ref_t = g, t
+    else:
+        if not isinstance(reference, (tuple, list)) or len(reference) != 2:
+            raise ValueError("reference: expected a pair (groups, targets) from the reference split")
+        ref_g = _as_1d(reference[0], "reference groups")
+        ref_t = _as_1d(reference[1], "reference targets")
+        _same_length(**{"reference groups": ref_g, "reference targets": ref_t})
+        missing = np.setdiff1d(group_values, ref_g)
+        if missing.size:
+            raise ValueError(
+                f"reference: group {_show(missing[0])!r} is absent from the reference split, "
+                "so the direction of its bias is undefined"
+            )
+    ref_n = len(ref_g)
+
+    rows = []
+    for ai, a in enumerate(group_values):
+        in_a = g_codes == ai
+        ref_in_a = ref_g == a
+        ref_n_a = int(ref_in_a.sum())
+        for c in classes:
+            ref_n_t = int((ref_t == c).sum())
+            ref_n_at = int((ref_in_a & (ref_t == c)).sum())
+            # Integer comparison: P(a,t) > P(a)P(t)  <=>  n_at * N > n_a * n_t, never rounded.
+            y = int(ref_n_at * ref_n > ref_n_a * ref_n_t)
+            p_target = float((t[in_a] == c).mean())
+            p_pred = float((p[in_a] == c).mean())
+            delta = p_pred - p_target
+            rows.append(
+                {
+                    "group": a,
+                    "target": c,
+                    "n_group": int(n_a[ai]),
+                    "p_target": p_target,
+                    "p_pred": p_pred,
+                    "y": y,
+                    "delta": delta,
+                    "contribution": y * delta - (1 - y) * delta,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def bias_amplification(
+    groups: ArrayLike,
+    targets: ArrayLike,
+    preds: ArrayLike,
+    *,
+    reference: tuple[ArrayLike, ArrayLike] | None = None,
+) -> float:
+    r"""Directional bias amplification BiasAmp\ :sub:`A→T` (Wang & Russakovsky, 2021).
+
+    Hall et al., Eq. (1)–(3):
+
+    .. math::
+
+        \mathrm{BiasAmp}_{A\to T} = \frac{1}{|A||T|}\sum_{a,t} y_{at}\Delta_{at}
+            - (1 - y_{at})\Delta_{at},\qquad
+        \Delta_{at} = P(\hat T_t = 1 \mid A_a = 1) - P(T_t = 1 \mid A_a = 1),
+
+    with :math:`y_{at} = [P(T_t = 1, A_a = 1) > P(T_t = 1) P(A_a = 1)]`, decided from exact
+    integer counts (:math:`n_{at} N > n_a n_t`) so that rounding never flips it.
+
+    Parameters
+    ----------
+    groups, targets, preds
+        Shape ``(N,)``: the group (attribute) of each example, its true class and the model's
+        hard prediction. Any hashable, sortable labels.
+    reference
+        Optional ``(groups, targets)`` of another split (e.g. the training labels) from which
+        :math:`y_{at}` is taken. By default :math:`y_{at}` comes from ``groups``/``targets``.
+
+    Returns
+    -------
+    float
+        0 when predictions are exactly as biased as the labels, positive when the model
+        amplifies the bias, negative when it dampens it. The pairs are all groups present in
+        ``groups`` and all classes present in ``targets`` or ``preds``.
+    """
+    return float(bias_amplification_table(groups, targets, preds, reference=reference)["contribution"].mean())
+
+
+# --------------------------------------------------------------------------- BA (pruning paper)
+def attribute_bias_amplification(
+    identity: ArrayLike,
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    *,
+    train_identity: ArrayLike,
+    train_true: ArrayLike,
+    min_count: int = 10,
+    min_rel_diff: float = 0.1,
+) -> float:
+    r"""Bias amplification of one binary attribute w.r.t. one binary identity category.
+
+    Iofinova et al., Sec. 2.2, with the test labels as the baseline:
+
+    .. math::
+
+        \mathrm{BA} = \frac{N(\hat y = 1, I = g^*)}{N(\hat y = 1)}
+                    - \frac{N(y = 1, I = g^*)}{N(y = 1)}
+
+    where :math:`g^*` is the identity value whose *training* positive rate is higher.
+
+    Parameters
+    ----------
+    identity, y_true, y_pred
+        Shape ``(N,)``, binary 0/1 (or bool): test-set identity category, true attribute and
+        predicted attribute.
+    train_identity, train_true
+        Shape ``(M,)``, binary: the training split's identity and attribute labels, which decide
+        the direction of the correlation.
+    min_count
+        Return NaN when either identity group has fewer than this many test positives.
+    min_rel_diff
+        Return NaN when the two training positive rates differ by less than this fraction of
+        the smaller one (the attribute is not meaningfully correlated with the identity).
+
+    Returns
+    -------
+    float
+        Positive when the model over-predicts the attribute for the group it is already
+        associated with; NaN when the measurement is unreliable (see above) or the model
+        predicts no positives at all.
+    """
+    ident = _as_binary(identity, "identity")
+    yt = _as_binary(y_true, "y_true")
+    yp = _as_binary(y_pred, "y_pred")
+    _same_length(identity=ident, y_true=yt, y_pred=yp)
+    tr_i = _as_binary(train_identity, "train_identity")
+    tr_y = _as_binary(train_true, "train_true")
+    _same_length(train_identity=tr_i, train_true=tr_y)
+    if min_count < 0:
+        raise ValueError(f"min_count: must be non-negative, got {min_count}")
+    if min_rel_diff < 0:
+        raise ValueError(f"min_rel_diff: must be non-negative, got {min_rel_diff}")
+    for name, arr in (("train_identity", tr_i), ("identity", ident)):
+        if np.unique(arr).size < 2:
+            raise ValueError(f"{name}: only one identity value ({arr[0]}) is present; BA needs both")
+
+    rates = np.array([tr_y[tr_i == v].mean() for v in (0, 1)])
+    lo, hi = rates.min(), rates.max()
+    if hi == 0 or (lo > 0 and (hi - lo) / lo < min_rel_diff):
+        return float("nan")
+    g_star = int(np.argmax(rates))
+
+    test_pos = np.array([int(((yt == 1) & (ident == v)).sum()) for v in (0, 1)])
+    if (test_pos < min_count).any():
+        return float("nan")
+    n_pred_pos = int(yp.sum())
+    if n_pred_pos == 0:
+        return float("nan")
+    pred_share = ((yp == 1) & (ident == g_star)).sum() / n_pred_pos
+    true_share = ((yt == 1) & (ident == g_star)).sum() / yt.sum()
+    return float(pred_share - true_share)
+
+
+# --------------------------------------------------------------------------- calibration
+def calibration_bins(confidences: ArrayLike, correct: ArrayLike, n_bins: int = 15) -> pd.DataFrame:
+    """Equal-width confidence bins for ECE and reliability diagrams.
+
+    Bin ``i`` is ``(i/n, (i+1)/n]``; a confidence of exactly 0 falls in the first bin.
+
+    Parameters
+    ----------
+    confidences
+        Shape ``(N,)`` in [0, 1]: max-softmax confidence, or a positive-class probability.
+    correct
+        Shape ``(N,)``, binary: whether the prediction was right, or the 0/1 label when
+        ``confidences`` is a positive-class probability.
+    n_bins
+        Number of bins (at least 1).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per bin: ``lower``, ``upper``, ``count``, ``confidence`` (mean), ``accuracy``
+        (mean of ``correct``); the means are NaN in empty bins.
+    """
+    conf = _as_probability(confidences, "confidences")
+    corr = _as_binary(correct, "correct")
+    _same_length(confidences=conf, correct=corr)
+    if not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
+        raise ValueError(f"n_bins: expected a positive integer, got {n_bins!r}")
+    edges = np.arange(n_bins + 1) / n_bins  # i/n is exact for the edge values users type
+    idx = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, n_bins - 1)
+    count = np.bincount(idx, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_conf = np.bincount(idx, weights=conf, minlength=n_bins) / count
+        mean_acc = np.bincount(idx, weights=corr, minlength=n_bins) / count
+    return pd.DataFrame(
+        {"lower": edges[:-1], "upper": edges[1:], "count": count, "confidence": mean_conf, "accuracy": mean_acc}
+    )
+
+
+def expected_calibration_error(confidences: ArrayLike, correct: ArrayLike, n_bins: int = 15) -> float:
+    r"""Expected calibration error over equal-width bins.
+
+    .. math:: \mathrm{ECE} = \sum_b \frac{n_b}{N}\,\bigl|\,\overline{\mathrm{correct}}_b
+              - \overline{\mathrm{confidence}}_b\bigr|
+
+    with bins ``(i/n, (i+1)/n]`` (0 in the first); empty bins are skipped. Works both for
+    max-softmax confidence with 0/1 correctness and for a positive-class probability with
+    0/1 labels. See :func:`calibration_bins` for the parameters.
+    """
+    bins = calibration_bins(confidences, correct, n_bins)
+    used = bins[bins["count"] > 0]
+    weights = used["count"] / used["count"].sum()
+    return float((weights * (used["accuracy"] - used["confidence"]).abs()).sum())
+
+
+# --------------------------------------------------------------------------- systematic bias
+def threshold_calibration_bias(y_true: ArrayLike, y_pred: ArrayLike) -> float:
+    r"""Threshold calibration bias (Iofinova et al., Sec. 2.3).
+
+    .. math::
+
+        \mathrm{TCB} = \begin{cases} N(\hat y = 1) / N(y = 1) & \text{if } \overline{y} < 0.5\\
+                                     N(\hat y = 0) / N(y = 0) & \text{otherwise}\end{cases}
+
+    The share of predictions of the attribute's *less common* value relative to its true
+    share; 1 is ideal, below 1 means the rare value is under-predicted.
+
+    Parameters
+    ----------
+    y_true, y_pred
+        Shape ``(N,)``, binary 0/1.
+    """
+    yt = _as_binary(y_true, "y_true")
+    yp = _as_binary(y_pred, "y_pred")
+    _same_length(y_true=yt, y_pred=yp)
+    rare = 1 if yt.mean() < 0.5 else 0
+    n_true = int((yt == rare).sum())
+    if n_true == 0:
+        raise ValueError(
+            f"y_true: all labels are {1 - rare}; TCB needs at least one example of the other value"
+        )
+    return float((yp == rare).sum() / n_true)
+
+
+def uncertainty_rate(probs: ArrayLike, low: float = 0.1, high: float = 0.9) -> float:
+    """Fraction of probabilities strictly inside ``(low, high)`` (Iofinova et al., Sec. 2.3).
+
+    Parameters
+    ----------
+    probs
+        Shape ``(N,)`` or ``(N, K)``, sigmoid outputs in [0, 1]; a matrix is flattened.
+    low, high
+        The open interval counted as uncertain; ``0 <= low < high <= 1``.
+    """
+    arr = _to_numpy(probs, "probs").astype(np.float64).reshape(-1)
+    arr = _as_probability(arr, "probs")
+    if not 0 <= low < high <= 1:
+        raise ValueError(f"low/high: need 0 <= low < high <= 1, got low={low}, high={high}")
+    return float(((arr > low) & (arr < high)).mean())
+
+
+def label_interrelation(preds: ArrayLike) -> np.ndarray:
+    r"""Label interrelation (Iofinova et al., Sec. 2.3): R² of each output on all the others.
+
+    For column :math:`k` of the prediction matrix, fit an ordinary least-squares regression
+    (with intercept) on the other :math:`K-1` columns and report
+    :math:`R^2_k = 1 - \mathrm{SS}_{res}/\mathrm{SS}_{tot}`.
+
+    Parameters
+    ----------
+    preds
+        Shape ``(N, K)`` with ``K >= 2``: one column per attribute (probabilities, logits or
+        hard predictions).
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(K,)``; NaN for a constant column (its variance is zero, so R² is undefined).
+    """
+    x = _to_numpy(preds, "preds").astype(np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"preds: expected an (N, K) matrix, got shape {x.shape}")
+    n, k = x.shape
+    if k < 2:
+        raise ValueError(f"preds: needs at least 2 columns to regress one on the others, got {k}")
+    if n < 2:
+        raise ValueError(f"preds: needs at least 2 rows, got {n}")
+    if not np.isfinite(x).all():
+        raise ValueError("preds: contains NaN or infinite values")
+    out = np.empty(k)
+    ones = np.ones((n, 1))
+    for j in range(k):
+        y = x[:, j]
+        ss_tot = float(((y - y.mean()) ** 2).sum())
+        if ss_tot == 0:
+            out[j] = np.nan
+            continue
+        design = np.hstack([ones, np.delete(x, j, axis=1)])
+        coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+        ss_res = float(((y - design @ coef) ** 2).sum())
+        out[j] = 1.0 - ss_res / ss_tot
+    return out
+
+
+# --------------------------------------------------------------------------- per-group accuracy
+def group_accuracy(y_true: ArrayLike, y_pred: ArrayLike, groups: ArrayLike) -> pd.Series:
+    """Accuracy per group, as a fraction, indexed by the sorted group labels.
+
+    Parameters
+    ----------
+    y_true, y_pred, groups
+        Shape ``(N,)``: true labels, predicted labels and the group of each example.
+    """
+    yt = _as_1d(y_true, "y_true")
+    yp = _as_1d(y_pred, "y_pred")
+    g = _as_1d(groups, "groups")
+    _same_length(y_true=yt, y_pred=yp, groups=g)
+    frame = pd.DataFrame({"group": g, "correct": (yt == yp).astype(float)})
+    acc = frame.groupby("group", sort=True)["correct"].mean()
+    acc.name = "accuracy"
+    return acc
+
+
+def accuracy_variance(y_true: ArrayLike, y_pred: ArrayLike, groups: ArrayLike) -> float:
+    r"""Sample variance (ddof = 1) of the per-group accuracies, in percentage points squared.
+
+    .. math:: \frac{1}{G-1}\sum_g (100\,\mathrm{acc}_g - \overline{100\,\mathrm{acc}})^2
+
+    The bias surrogate of the adversarial-invariance paper (its Table 1: 11.26 for
+    SimpleCNN). Every group counts once, whatever its size.
+    """
+    acc = group_accuracy(y_true, y_pred, groups)
+    if len(acc) < 2:
+        raise ValueError(f"groups: only one group ({_show(acc.index[0])!r}) is present; variance needs two")
+    return float(np.var(100.0 * acc.to_numpy(), ddof=1))
+
+
+def worst_group_accuracy(y_true: ArrayLike, y_pred: ArrayLike, groups: ArrayLike) -> float:
+    """The lowest per-group accuracy (a fraction)."""
+    return float(group_accuracy(y_true, y_pred, groups).min())
+
+
+def accuracy_gap(y_true: ArrayLike, y_pred: ArrayLike, groups: ArrayLike) -> float:
+    """The largest difference between two groups' accuracies (a fraction)."""
+    acc = group_accuracy(y_true, y_pred, groups)
+    if len(acc) < 2:
+        raise ValueError(f"groups: only one group ({_show(acc.index[0])!r}) is present; a gap needs two")
+    return float(acc.max() - acc.min())
+
+
+# --------------------------------------------------------------------------- bias transfer
+def bias_transfer_score(before: ArrayLike | Sequence[float], after: ArrayLike | Sequence[float]) -> float:
+    r"""Bias Transfer Score: Spearman's rank correlation of association scores (Ranjit et al.).
+
+    .. math:: \mathrm{BTS} = \rho_{\mathrm{Spearman}}(s^{\mathrm{before}}, s^{\mathrm{after}})
+
+    Ties receive average ranks. 1 means fine-tuning kept the ranking of associations,
+    −1 means it reversed it, around 0 means the ranking was reshuffled.
+
+    Parameters
+    ----------
+    before, after
+        Shape ``(C,)`` with ``C >= 2``: one association score per concept, in the same order.
+    """
+    b = _as_1d(before, "before").astype(np.float64)
+    a = _as_1d(after, "after").astype(np.float64)
+    _same_length(before=b, after=a)
+    if len(b) < 2:
+        raise ValueError(f"before: needs at least 2 concepts to rank, got {len(b)}")
+    for name, arr in (("before", b), ("after", a)):
+        if np.all(arr == arr[0]):
+            raise ValueError(f"{name}: all scores are equal, so their ranking (and ρ) is undefined")
+    return float(stats.spearmanr(b, a)[0])

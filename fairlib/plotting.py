@@ -1,0 +1,31 @@
+"""Figures shared by several chapters (matplotlib only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+__all__ = ["reliability_diagram"]
+
+
+def reliability_diagram(bins: pd.DataFrame, ax: Any = None, *, label: str | None = None, color: str | None = None) -> Any:
+    """Draw a reliability diagram from :func:`fairlib.metrics.calibration_bins`.
+
+    Bars show each non-empty bin's accuracy at its mean confidence; the diagonal is perfect
+    calibration, so bars below it mean overconfidence. Returns the axes.
+    """
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4, 4))
+    used = bins[bins["count"] > 0]
+    width = float((bins["upper"] - bins["lower"]).iloc[0])
+    ax.bar(used["lower"], used["accuracy"], width=width, align="edge", alpha=0.6, edgecolor="black",
+           label=label, color=color)
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("accuracy")
+    return ax

@@ -1,0 +1,120 @@
+"""Book checks: every chapter is a synced pair, listed in the TOC, with the Colab and parameters cells."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import jupytext
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CHAPTERS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
+TOC = yaml.safe_load((ROOT / "_toc.yml").read_text())
+
+
+def _toc_files(node) -> list[str]:
+    found = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("file", "root") and isinstance(value, str):
+                found.append(value)
+            else:
+                found += _toc_files(value)
+    elif isinstance(node, list):
+        for item in node:
+            found += _toc_files(item)
+    return found
+
+
+TOC_FILES = _toc_files(TOC)
+
+
+def _source(cell) -> str:
+    src = cell["source"]
+    return ("".join(src) if isinstance(src, list) else src).strip()
+
+
+def _tags(cell) -> list[str]:
+    return list(cell.get("metadata", {}).get("tags", []))
+
+
+def test_there_are_chapters():
+    assert CHAPTERS, "no chapter notebooks found in notebooks/"
+
+
+@pytest.mark.parametrize("py", CHAPTERS, ids=lambda p: p.stem)
+def test_pair_holds_the_same_cells(py: Path):
+    ipynb = py.with_suffix(".ipynb")
+    assert ipynb.exists(), f"{ipynb.name} is missing: run `make sync`"
+    from_py = jupytext.read(py)
+    from_nb = jupytext.read(ipynb)
+    a = [(c["cell_type"], _source(c), _tags(c)) for c in from_py["cells"]]
+    b = [(c["cell_type"], _source(c), _tags(c)) for c in from_nb["cells"]]
+    assert a == b, f"{py.name} and {ipynb.name} differ: run `make sync`"
+
+
+@pytest.mark.parametrize("py", CHAPTERS, ids=lambda p: p.stem)
+def test_committed_notebook_has_no_outputs(py: Path):
+    nb = json.loads(py.with_suffix(".ipynb").read_text())
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code":
+            assert not cell.get("outputs") and cell.get("execution_count") is None, (
+                f"{py.with_suffix('.ipynb').name} holds outputs: clear them before committing"
+            )
+
+
+@pytest.mark.parametrize("py", CHAPTERS, ids=lambda p: p.stem)
+def test_chapter_is_in_toc(py: Path):
+    assert f"notebooks/{py.stem}" in TOC_FILES, f"add `- file: notebooks/{py.stem}` to _toc.yml"
+
+
+def test_toc_entries_exist():
+    for entry in TOC_FILES:
+        matches = [p for p in ROOT.glob(entry + ".*") if p.suffix in (".md", ".ipynb")]
+        assert matches, f"_toc.yml lists {entry}, but no {entry}.md or {entry}.ipynb exists"
+
+
+@pytest.mark.parametrize("py", CHAPTERS, ids=lambda p: p.stem)
+def test_colab_setup_cell_installs_from_this_repository(py: Path):
+    cells = jupytext.read(py)["cells"]
+    setup = [c for c in cells if "colab-setup" in _tags(c)]
+    assert len(setup) == 1, "each chapter has exactly one code cell tagged `colab-setup`"
+    src = _source(setup[0])
+    url = CONFIG["repository"]["url"]
+    assert f'REPO = "{url}"' in src, f"the Colab cell must install from _config.yml's repository url {url}"
+    assert '"google.colab" in sys.modules' in src, "the Colab cell must be a no-op outside Colab"
+    code = "\n".join(line.split("#", 1)[0] for line in src.splitlines())
+    assert not re.search(r"pip install\s+(-\S+\s+)*fairlib\b", code), "never `pip install fairlib` (PyPI's is unrelated)"
+    assert '"fairlib"' not in code, "install from the repository, never the PyPI name `fairlib`"
+    first_code = next(c for c in cells if c["cell_type"] == "code")
+    assert first_code is setup[0], "the Colab setup cell must be the first code cell"
+
+
+@pytest.mark.parametrize("py", CHAPTERS, ids=lambda p: p.stem)
+def test_parameters_cell_selects_the_profile(py: Path):
+    cells = jupytext.read(py)["cells"]
+    params = [c for c in cells if "parameters" in _tags(c)]
+    assert len(params) == 1, "each chapter has exactly one cell tagged `parameters`"
+    assert 'PROFILE = os.environ.get("FAIRLIB_PROFILE", "quick")' in _source(params[0])
+
+
+@pytest.mark.parametrize("py", CHAPTERS, ids=lambda p: p.stem)
+def test_chapter_follows_the_lesson_order(py: Path):
+    text = "\n".join(_source(c) for c in jupytext.read(py)["cells"] if c["cell_type"] == "markdown")
+    headings = ["Learning objectives", "## The idea", "## Compare with the paper", "## Exercises", "## Summary"]
+    positions = [text.find(h) for h in headings]
+    assert all(p >= 0 for p in positions), f"missing sections: {[h for h, p in zip(headings, positions) if p < 0]}"
+    assert positions == sorted(positions), "sections out of order"
+    assert text.count("{exercise}") >= 3, "at least three exercises"
+
+
+def test_book_config_fails_on_errors():
+    execute = CONFIG["execute"]
+    assert execute["execute_notebooks"] == "force"
+    assert execute["raise_on_error"] is True and execute["allow_errors"] is False
+    assert execute["timeout"] > 30
+    assert "*.py" in execute.get("exclude_patterns", []), ".py sources must not be executed or built"

@@ -1,0 +1,265 @@
+"""fairlib.metrics against hand-computed answers, properties and bad input."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from fairlib import metrics as M
+
+
+# --------------------------------------------------------------------------- BiasAmp A->T
+# Worked by hand (see the Chapter 1 worked example): group 0 is 3/4 positive, group 1 is 1/4
+# positive, the model predicts the majority label of each group, so every one of the four
+# (a, t) terms moves 1/4 in the direction of the existing bias.
+G = [0, 0, 0, 0, 1, 1, 1, 1]
+T = [1, 1, 1, 0, 1, 0, 0, 0]
+P = [1, 1, 1, 1, 0, 0, 0, 0]
+
+
+def test_bias_amplification_hand_computed():
+    assert M.bias_amplification(G, T, P) == pytest.approx(0.25)
+
+
+def test_bias_amplification_table_terms():
+    table = M.bias_amplification_table(G, T, P)
+    assert len(table) == 4
+    row = table[(table.group == 0) & (table.target == 1)].iloc[0]
+    assert row.y == 1 and row.p_target == pytest.approx(0.75) and row.p_pred == pytest.approx(1.0)
+    assert table["contribution"].tolist() == pytest.approx([0.25] * 4)
+
+
+def test_bias_amplification_zero_when_predictions_equal_labels():
+    rng = np.random.default_rng(0)
+    g = rng.integers(0, 3, 500)
+    t = (rng.random(500) < 0.2 + 0.25 * g).astype(int)
+    assert M.bias_amplification(g, t, t) == 0.0
+
+
+def test_bias_amplification_dampening_is_negative():
+    # Predictions ignore the group entirely: the labelled bias disappears from the output.
+    preds = [1, 0, 1, 0, 1, 0, 1, 0]
+    assert M.bias_amplification(G, T, preds) < 0
+
+
+def test_bias_amplification_invariant_to_group_order_and_label_encoding():
+    base = M.bias_amplification(G, T, P)
+    g_named = ["women" if x == 0 else "men" for x in G]  # reverses the sort order
+    t_named = ["pos" if x else "neg" for x in T]
+    p_named = ["pos" if x else "neg" for x in P]
+    assert M.bias_amplification(g_named, t_named, p_named) == pytest.approx(base)
+    perm = np.random.default_rng(1).permutation(len(G))
+    assert M.bias_amplification(np.array(G)[perm], np.array(T)[perm], np.array(P)[perm]) == pytest.approx(base)
+
+
+def test_bias_amplification_counts_classes_present_only_in_preds():
+    # Worked by hand: 6 pairs (2 groups x classes {0,1,2}); contributions -1/3, 0, -1/3, 0, 0, 0.
+    g = [0, 0, 0, 1]
+    t = [0, 0, 1, 1]
+    p = [0, 2, 1, 1]
+    assert M.bias_amplification(g, t, p) == pytest.approx(-1 / 9)
+
+
+def test_bias_amplification_reference_split_sets_direction():
+    # The reference says the bias runs the other way, so every y_at flips and so does the sign.
+    ref = ([0, 0, 1, 1], [0, 0, 1, 1])
+    assert M.bias_amplification(G, T, P, reference=ref) == pytest.approx(-0.25)
+
+
+def test_bias_amplification_direction_uses_exact_counts():
+    # N=15, n_a=5, n_t=9, n_at=3: P(a,t) == P(a)P(t) exactly, but in floating point
+    # 3/15 > (5/15)*(9/15). The indicator must be 0.
+    assert (3 / 15) > (5 / 15) * (9 / 15)
+    groups = ["a"] * 5 + ["b"] * 10
+    targets = [1, 1, 1, 0, 0] + [1] * 6 + [0] * 4
+    table = M.bias_amplification_table(groups, targets, targets)
+    assert table["y"].tolist() == [0, 0, 0, 0]
+
+
+def test_bias_amplification_accepts_tensors():
+    assert M.bias_amplification(torch.tensor(G), torch.tensor(T), torch.tensor(P)) == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (([0, 0], [1, 0], [1, 0]), "groups: only one group"),
+        (([0, 1, 1], [1, 0], [1, 0]), "mismatched lengths"),
+        (([], [], []), "groups: is empty"),
+    ],
+)
+def test_bias_amplification_bad_input(args, match):
+    with pytest.raises(ValueError, match=match):
+        M.bias_amplification(*args)
+
+
+def test_bias_amplification_reference_missing_group():
+    with pytest.raises(ValueError, match="reference: group 1 is absent"):
+        M.bias_amplification(G, T, P, reference=([0, 0], [0, 1]))
+
+
+# --------------------------------------------------------------------------- BA (pruning paper)
+def _ba_fixture():
+    train_identity = [0] * 10 + [1] * 10
+    train_true = [1] * 2 + [0] * 8 + [1] * 6 + [0] * 4  # rates 0.2 vs 0.6 -> g* = 1
+    identity = [0] * 20 + [1] * 20
+    y_true = [1] * 10 + [0] * 10 + [1] * 10 + [0] * 10  # true share of g* among positives: 0.5
+    y_pred = [1] * 4 + [0] * 16 + [1] * 12 + [0] * 8  # predicted share: 12/16 = 0.75
+    return identity, y_true, y_pred, train_identity, train_true
+
+
+def test_attribute_bias_amplification_hand_computed():
+    i, yt, yp, ti, tt = _ba_fixture()
+    assert M.attribute_bias_amplification(i, yt, yp, train_identity=ti, train_true=tt) == pytest.approx(0.25)
+
+
+def test_attribute_bias_amplification_direction_follows_training_labels():
+    i, yt, yp, ti, tt = _ba_fixture()
+    flipped_ti = [1 - v for v in ti]  # now identity 0 has the higher training rate
+    ba = M.attribute_bias_amplification(i, yt, yp, train_identity=flipped_ti, train_true=tt)
+    assert ba == pytest.approx(4 / 16 - 0.5)
+
+
+def test_attribute_bias_amplification_nan_when_unreliable():
+    i, yt, yp, ti, tt = _ba_fixture()
+    # too few test positives in one identity group
+    assert math.isnan(M.attribute_bias_amplification(i, yt, yp, train_identity=ti, train_true=tt, min_count=11))
+    # training rates 0.50 vs 0.52 differ by 4% < 10% of the smaller one
+    ti2 = [0] * 100 + [1] * 100
+    tt2 = [1] * 50 + [0] * 50 + [1] * 52 + [0] * 48
+    assert math.isnan(M.attribute_bias_amplification(i, yt, yp, train_identity=ti2, train_true=tt2))
+
+
+def test_attribute_bias_amplification_rejects_non_binary():
+    i, yt, yp, ti, tt = _ba_fixture()
+    bad = [-1 if v == 0 else 1 for v in yt]
+    with pytest.raises(ValueError, match="y_true: expected binary 0/1"):
+        M.attribute_bias_amplification(i, bad, yp, train_identity=ti, train_true=tt)
+
+
+# --------------------------------------------------------------------------- calibration
+def test_ece_hand_computed():
+    conf = [0.95, 0.85, 0.65, 0.55]
+    correct = [1, 0, 1, 1]
+    # each in its own bin of 10: (0.05 + 0.85 + 0.35 + 0.45) / 4
+    assert M.expected_calibration_error(conf, correct, n_bins=10) == pytest.approx(0.425)
+
+
+def test_ece_bin_edges_are_right_closed_and_zero_in_first_bin():
+    # bins (0, .5], (.5, 1]: {0.0, 0.5} share bin 0 -> mean conf .25, acc .5; {1.0} is exact.
+    assert M.expected_calibration_error([0.0, 0.5, 1.0], [0, 1, 1], n_bins=2) == pytest.approx(1 / 6)
+    bins = M.calibration_bins([0.3, 0.30000001], [1, 1], n_bins=10)
+    assert bins["count"].tolist()[2:4] == [1, 1]  # 0.3 belongs to (0.2, 0.3]
+
+
+def test_ece_perfectly_calibrated_is_zero():
+    conf = np.repeat([0.25, 0.75], 4)
+    correct = [1, 0, 0, 0, 1, 1, 1, 0]
+    assert M.expected_calibration_error(conf, correct, n_bins=4) == pytest.approx(0.0)
+
+
+def test_ece_rejects_probabilities_outside_unit_interval():
+    with pytest.raises(ValueError, match=r"confidences: probabilities must lie in \[0, 1\]"):
+        M.expected_calibration_error([0.2, 1.3], [1, 0])
+
+
+# --------------------------------------------------------------------------- systematic bias
+def test_threshold_calibration_bias_both_branches():
+    assert M.threshold_calibration_bias([1, 0, 0, 0], [1, 1, 0, 0]) == pytest.approx(2.0)
+    assert M.threshold_calibration_bias([1, 1, 1, 0], [1, 1, 1, 1]) == pytest.approx(0.0)
+    # a 50/50 attribute takes the "otherwise" branch: N(pred=0)/N(y=0) = 1/2
+    assert M.threshold_calibration_bias([1, 1, 0, 0], [1, 1, 1, 0]) == pytest.approx(0.5)
+
+
+def test_threshold_calibration_bias_undefined_without_minority():
+    with pytest.raises(ValueError, match="y_true: all labels are 0"):
+        M.threshold_calibration_bias([0, 0, 0], [0, 1, 0])
+
+
+def test_uncertainty_rate_is_strict():
+    assert M.uncertainty_rate([0.05, 0.1, 0.5, 0.9, 0.95]) == pytest.approx(0.2)
+    assert M.uncertainty_rate([[0.2, 0.95], [0.5, 0.99]]) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="low/high"):
+        M.uncertainty_rate([0.5], low=0.9, high=0.1)
+
+
+def test_label_interrelation_hand_computed():
+    # simple regression of x=[0,1,2] on y=[0,1,3] and back: R^2 = r^2 = 27/28
+    np.testing.assert_allclose(M.label_interrelation([[0, 0], [1, 1], [2, 3]]), [27 / 28, 27 / 28])
+
+
+def test_label_interrelation_exact_linear_dependence():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(2, 50))
+    r2 = M.label_interrelation(np.column_stack([a, b, a - 2 * b]))
+    np.testing.assert_allclose(r2, 1.0)
+    independent = M.label_interrelation(rng.normal(size=(5000, 3)))
+    assert (independent < 0.01).all()
+
+
+def test_label_interrelation_bad_shape():
+    with pytest.raises(ValueError, match="preds: needs at least 2 columns"):
+        M.label_interrelation([[1], [2]])
+
+
+# --------------------------------------------------------------------------- group accuracy
+def test_group_accuracy_and_variance_hand_computed():
+    y_true = [1, 0, 1, 1, 0, 0]
+    y_pred = [1, 0, 1, 1, 1, 0]
+    groups = ["b", "b", "b", "a", "a", "a"]
+    acc = M.group_accuracy(y_true, y_pred, groups)
+    assert list(acc.index) == ["a", "b"]
+    np.testing.assert_allclose(acc.to_numpy(), [2 / 3, 1.0])
+    # accuracies in percent: 66.67 and 100 -> (16.67^2 * 2) / 1
+    assert M.accuracy_variance(y_true, y_pred, groups) == pytest.approx(10000 / 18)
+    assert M.worst_group_accuracy(y_true, y_pred, groups) == pytest.approx(2 / 3)
+    assert M.accuracy_gap(y_true, y_pred, groups) == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize(
+    "accuracies, variance",
+    [
+        # Per-class accuracies (%) and variances of the adversarial-invariance paper's Table 1.
+        ([92.41, 91.56, 84.07, 90.93, 88.61], 11.26),
+        ([89.84, 90.25, 83.64, 92.02, 88.27], 10.11),
+        ([85.65, 86.08, 80.90, 87.66, 83.86], 6.66),
+    ],
+)
+def test_accuracy_variance_reproduces_paper_table(accuracies, variance):
+    n = 10_000  # per class, so every accuracy with two decimals is exact
+    y_true, y_pred, groups = [], [], []
+    for k, acc in enumerate(accuracies):
+        correct = round(acc * n / 100)
+        y_true += [1] * n
+        y_pred += [1] * correct + [0] * (n - correct)
+        groups += [k] * n
+    assert M.accuracy_variance(y_true, y_pred, groups) == pytest.approx(variance, abs=0.005)
+
+
+def test_accuracy_variance_needs_two_groups():
+    with pytest.raises(ValueError, match="groups: only one group"):
+        M.accuracy_variance([1, 0], [1, 1], ["x", "x"])
+
+
+# --------------------------------------------------------------------------- bias transfer
+def test_bias_transfer_score_extremes_and_ties():
+    assert M.bias_transfer_score([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert M.bias_transfer_score([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    # ties get average ranks: ranks [1,2,3,4] vs [1.5,1.5,3,4] -> 4.5 / sqrt(5 * 4.5)
+    assert M.bias_transfer_score([1, 2, 3, 4], [1, 1, 2, 3]) == pytest.approx(4.5 / math.sqrt(22.5))
+
+
+def test_bias_transfer_score_bad_input():
+    with pytest.raises(ValueError, match="after: all scores are equal"):
+        M.bias_transfer_score([1, 2, 3], [5, 5, 5])
+    with pytest.raises(ValueError, match="mismatched lengths"):
+        M.bias_transfer_score([1, 2, 3], [1, 2])
+    with pytest.raises(ValueError, match="before: contains NaN"):
+        M.bias_transfer_score([1, np.nan, 3], [1, 2, 3])
+
+
+def test_inputs_accept_pandas_and_column_vectors():
+    acc = M.group_accuracy(pd.Series([1, 0]), np.array([[1], [1]]), torch.tensor([0, 1]))
+    np.testing.assert_allclose(acc.to_numpy(), [1.0, 0.0])
