@@ -60,7 +60,7 @@ import pandas as pd
 
 import fairlib
 from fairlib import metrics as M
-from fairlib.notebook import glue, interactive
+from fairlib.notebook import glue, interactive, progress
 from fairlib.plotting import reliability_diagram
 from fairlib.synthetic import (
     simulate_association_scores,
@@ -221,7 +221,7 @@ def biasamp_of(d: pd.DataFrame) -> float:
 
 
 rows = []
-for eps in (0.0, 0.1, 0.2, 0.3):
+for eps in progress((0.0, 0.1, 0.2, 0.3), desc="label bias"):
     for lean in leans:
         for r in range(cfg["repeats"] // 4):
             d = simulate_predictions(cfg["n"], label_bias=eps, lean=lean, seed=SEED + 100 * r + 1)

@@ -49,3 +49,9 @@ def test_book_build_is_static(monkeypatch):
 
 def test_profile_note_says_quick_data_is_synthetic():
     assert "synthetic" in fairlib.profile_note("quick")
+
+
+def test_public_names_are_reexported():
+    for name in fairlib.__all__:
+        assert hasattr(fairlib, name), f"fairlib.{name} is listed in __all__ but missing"
+    assert fairlib.bias_amplification is fairlib.metrics.bias_amplification
