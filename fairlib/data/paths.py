@@ -1,0 +1,86 @@
+"""Where data and pretrained weights live, and the error raised when a dataset is missing."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = [
+    "COMPLETE_MARKER",
+    "DatasetNotFoundError",
+    "data_root",
+    "dataset_dir",
+    "weights_root",
+    "configure_weights_cache",
+    "fetch_command",
+]
+
+#: Written last by ``data_scripts.fetch`` (a JSON manifest with sha256 of every source file).
+COMPLETE_MARKER = ".complete"
+
+
+def _repo_root() -> Path:
+    # fairlib/data/paths.py -> the repository that holds the fairlib package
+    return Path(__file__).resolve().parents[2]
+
+
+def data_root(root: str | os.PathLike | None = None) -> Path:
+    """The directory holding every real dataset (one sub-directory per dataset).
+
+    Parameters
+    ----------
+    root
+        An explicit directory. ``None`` reads the ``FAIRLIB_DATA`` environment variable and
+        falls back to ``data/`` beside the repository (ignored by git).
+    """
+    if root is not None:
+        return Path(root).expanduser()
+    env = os.environ.get("FAIRLIB_DATA")
+    if env:
+        return Path(env).expanduser()
+    return _repo_root() / "data"
+
+
+def dataset_dir(name: str, root: str | os.PathLike | None = None) -> Path:
+    """The directory of one dataset under :func:`data_root`, e.g. ``<root>/fairface``."""
+    return data_root(root) / name
+
+
+def weights_root(root: str | os.PathLike | None = None) -> Path:
+    """``<data root>/weights``: where pretrained weights are cached."""
+    return data_root(root) / "weights"
+
+
+def configure_weights_cache(root: str | os.PathLike | None = None) -> Path:
+    """Point torch's weight cache at ``<data root>/weights`` unless ``TORCH_HOME`` is set.
+
+    torchvision and ``torch.hub`` read ``TORCH_HOME`` when they download weights, so calling
+    this before building a pretrained model keeps weights beside the datasets.
+
+    Returns
+    -------
+    pathlib.Path
+        The ``TORCH_HOME`` now in effect.
+    """
+    if not os.environ.get("TORCH_HOME"):
+        os.environ["TORCH_HOME"] = str(weights_root(root))
+    return Path(os.environ["TORCH_HOME"])
+
+
+def fetch_command(name: str, root: str | os.PathLike | None = None) -> str:
+    """The shell command that downloads dataset ``name`` into ``root``."""
+    return f"python -m data_scripts.fetch {name} --root {data_root(root)}"
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A real dataset is not on disk; the message says where we looked and how to fetch it."""
+
+    def __init__(self, name: str, directory: Path, missing: str, root: Path):
+        self.name = name
+        self.directory = Path(directory)
+        msg = (
+            f"dataset {name!r} is not on disk: looked in {directory} and found no {missing}. "
+            f"Download it with:\n    {fetch_command(name, root)}\n"
+            "(or set FAIRLIB_DATA / pass root= to point at an existing copy)"
+        )
+        super().__init__(msg)

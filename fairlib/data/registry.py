@@ -1,0 +1,103 @@
+"""One entry point for every dataset: :func:`load_dataset`."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+
+from fairlib.data import loaders
+from fairlib.data.loaders import AttributeDataset
+
+__all__ = ["DATASETS", "FETCHABLE", "list_datasets", "load_dataset"]
+
+#: Datasets that ``python -m data_scripts.fetch NAME`` can download.
+FETCHABLE: tuple[str, ...] = ("fairface", "utkface", "celeba", "cifar10", "cifar100",
+                              "fashionmnist")
+
+
+def _load_synthfaces(split: str = "train", *, root=None, transform=None, n: int = 10_000,
+                     mode: str = "faces", seed: int = 0, **options: Any) -> AttributeDataset:
+    """SynthFaces rendered on the fly; each split is a different seed stream."""
+    from fairlib.data.synthfaces import SynthFaces
+
+    offsets = {"train": 0, "val": 1, "test": 2}
+    if split not in offsets:
+        raise ValueError(f"split: synthfaces has splits 'train', 'val', 'test'; got {split!r}")
+    del root  # rendered, never read from disk
+    ds = SynthFaces(n, mode=mode, seed=seed * 3 + offsets[split], **options)
+    images = ds.images
+    return AttributeDataset(ds.attributes, lambda i: images[i], name="synthfaces", split=split,
+                            transform=transform)
+
+
+def _load_digits(split: str = "train", *, root=None, transform=None, **options: Any):
+    del root
+    return loaders.load_digits_dataset(split, transform=transform, **options)
+
+
+DATASETS: dict[str, Callable[..., AttributeDataset]] = {
+    "synthfaces": _load_synthfaces,
+    "digits": _load_digits,
+    "fashionmnist": loaders.load_fashionmnist,
+    "cifar10": loaders.load_cifar10,
+    "cifar100": loaders.load_cifar100,
+    "fairface": loaders.load_fairface,
+    "utkface": loaders.load_utkface,
+    "celeba": loaders.load_celeba,
+}
+
+
+def list_datasets() -> list[str]:
+    """Names accepted by :func:`load_dataset`."""
+    return list(DATASETS)
+
+
+def load_dataset(name: str, split: str = "train", root=None, **options: Any) -> AttributeDataset:
+    """Load a dataset by name.
+
+    Parameters
+    ----------
+    name
+        One of :func:`list_datasets`: ``synthfaces``, ``digits``, ``fashionmnist``,
+        ``cifar10``, ``cifar100``, ``fairface``, ``utkface``, ``celeba``.
+    split
+        ``"train"``, ``"val"`` or ``"test"`` where the dataset has them (see the datasets
+        page); an unavailable split raises ValueError listing the available ones.
+    root
+        Data root; ``None`` uses :func:`fairlib.data.data_root`.
+    **options
+        Per-dataset options, e.g. ``transform`` (all), ``size`` (face datasets: resize),
+        ``n``/``mode``/``strengths`` (synthfaces).
+
+    Returns
+    -------
+    AttributeDataset
+        A torch Dataset with ``attributes`` (DataFrame of Categorical columns), ``schema``
+        (name -> categories) and ``__getitem__`` -> ``(image, {attribute: code})``; images
+        are ``float32 (C, H, W)`` in [0, 1] unless a ``transform`` is given.
+
+    Raises
+    ------
+    DatasetNotFoundError
+        A real dataset is not under the data root; the message gives the fetch command.
+    ValueError
+        Unknown name, split or option.
+    """
+    key = str(name).strip().lower().replace("-", "").replace("_", "")
+    if key not in DATASETS:
+        raise ValueError(f"name: unknown dataset {name!r}; available: {', '.join(DATASETS)}")
+    fn = DATASETS[key]
+    params = inspect.signature(fn).parameters
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    if not takes_any:
+        allowed = [p for p in params if p not in ("split", "root")]
+        unknown = sorted(set(options) - set(allowed))
+        if unknown:
+            raise ValueError(
+                f"options: {key} does not take {', '.join(unknown)}; it takes "
+                f"{', '.join(allowed) or 'no options'}"
+            )
+    return fn(split, root=root, **options)
