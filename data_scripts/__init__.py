@@ -1,0 +1,1 @@
+"""Download scripts for the real datasets: ``python -m data_scripts.fetch NAME --root DIR``."""
