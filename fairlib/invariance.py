@@ -1,0 +1,673 @@
+r"""Adversarially invariant representations (Fader Networks) for fairer classification.
+
+Teru & Chakraborty (2019) train a Fader Network (Lample et al., 2017) so that its latent code
+carries no information about race, then classify gender from the frozen latent. This module
+holds every piece of that pipeline:
+
+=================================  ============================================================
+object                             role
+=================================  ============================================================
+:class:`FaderNet`                  encoder, attribute-conditioned decoder, latent discriminator
+:class:`VanillaAutoencoder`        same topology, no attribute input, no discriminator
+:func:`lambda_schedule`            linear ramp of :math:`\lambda_E` (Fader's schedule)
+:func:`discriminator_step`,        the two alternating updates of one training iteration
+:func:`autoencoder_step`
+:func:`train_fader`,               whole training runs with a per-epoch history and model
+:func:`train_autoencoder`          selection by discriminator accuracy
+:class:`LatentCNN`,                the paper's gender classifier on frozen latents
+:func:`train_latent_classifier`    (SimpleCNN, SimpleCNN-WL with :func:`inverse_frequency_weights`,
+                                   FaderCNN)
+:func:`encode`, :func:`predict`    inference helpers (``torch.no_grad``)
+:func:`stratified_split`           equal test size per group (474 per race in the paper)
+:func:`group_report`,              per-group accuracy, overall, variance, worst group, gap
+:func:`comparison_table`
+:func:`latent_probe`               can a fresh linear classifier still read the attribute?
+=================================  ============================================================
+
+Size rule
+---------
+Every encoder block halves the image side, and blocks are added until the side equals
+``latent_size`` (4 by default): ``n_blocks = log2(image_size / latent_size)``. The channels are
+the *last* ``n_blocks`` entries of the paper's ladder C16-C32-C64-C128-C256-C512 scaled by
+``max_channels / 512``, so the latent is always ``max_channels × latent_size × latent_size``:
+512×4×4 for 256×256 (6 blocks, the paper), 128×128 (5 blocks: C32…C512) and 64×64 (4 blocks:
+C64…C512). Smaller ``max_channels`` shrink the whole net for CPU runs (the chapter's quick
+profile).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from fairlib import metrics
+from fairlib.config import get_device
+from fairlib.notebook import progress
+
+__all__ = [
+    "PAPER_LADDER",
+    "encoder_channels",
+    "FaderNet",
+    "VanillaAutoencoder",
+    "LatentCNN",
+    "lambda_schedule",
+    "other_attribute",
+    "discriminator_step",
+    "autoencoder_step",
+    "train_fader",
+    "train_autoencoder",
+    "encode",
+    "predict",
+    "inverse_frequency_weights",
+    "train_latent_classifier",
+    "stratified_split",
+    "group_report",
+    "comparison_table",
+    "latent_probe",
+    "to_unit_range",
+]
+
+#: The paper's encoder channels for 256×256 inputs (C16-C32-C64-C128-C256-C512).
+PAPER_LADDER: tuple[int, ...] = (16, 32, 64, 128, 256, 512)
+
+
+# --------------------------------------------------------------------------- architecture
+def encoder_channels(image_size: int, latent_size: int = 4, max_channels: int = 512) -> list[int]:
+    """Channels of each encoder block for a square input (see the module's size rule).
+
+    Parameters
+    ----------
+    image_size
+        Input side in pixels; ``image_size / latent_size`` must be a power of two, 2 to 64.
+    latent_size
+        Side of the latent feature map (the paper: 4).
+    max_channels
+        Channels of the last block, i.e. of the latent (the paper: 512); a multiple of 32 so
+        that the scaled ladder stays integral down to 64×64 inputs.
+
+    Returns
+    -------
+    list[int]
+        E.g. ``[16, 32, 64, 128, 256, 512]`` for 256 and ``[64, 128, 256, 512]`` for 64.
+    """
+    for name, v in (("image_size", image_size), ("latent_size", latent_size), ("max_channels", max_channels)):
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"{name}: expected a positive integer, got {v!r}")
+    ratio = image_size / latent_size
+    n = int(round(math.log2(ratio))) if ratio >= 1 else 0
+    if ratio != 2**n or not 1 <= n <= len(PAPER_LADDER):
+        raise ValueError(
+            f"image_size: {image_size} / latent_size {latent_size} must be 2, 4, …, 64 (each block "
+            f"halves the side); e.g. image_size 64, 128 or 256 with latent_size 4"
+        )
+    scale = max_channels / PAPER_LADDER[-1]
+    chans = [max(1, int(round(c * scale))) for c in PAPER_LADDER[-n:]]
+    return chans
+
+
+def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
+    # Conv(4×4, stride 2, padding 1) halves the side exactly; LeakyReLU(0.2) as in Fader.
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 4, 2, 1), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2))
+
+
+class _Encoder(nn.Module):
+    def __init__(self, channels: Sequence[int], in_channels: int = 3) -> None:
+        super().__init__()
+        blocks, c_in = [], in_channels
+        for c in channels:
+            blocks.append(_conv_block(c_in, c))
+            c_in = c
+        self.blocks = nn.Sequential(*blocks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(x)
+
+
+class _Decoder(nn.Module):
+    """Transposed convolutions mirroring the encoder; every layer sees the one-hot attribute.
+
+    Layer ``j`` receives ``channels[-1-j] + n_attributes`` input channels: the attribute is
+    broadcast to constant feature maps of the current side and concatenated (Fader's design;
+    the paper: C512+5 − C256+5 − … − C16+5).
+    """
+
+    def __init__(self, channels: Sequence[int], n_attributes: int, out_channels: int = 3) -> None:
+        super().__init__()
+        self.n_attributes = n_attributes
+        rev = list(channels)[::-1]
+        outs = rev[1:] + [out_channels]
+        self.layers = nn.ModuleList()
+        for j, (c_in, c_out) in enumerate(zip(rev, outs)):
+            deconv = nn.ConvTranspose2d(c_in + n_attributes, c_out, 4, 2, 1)
+            last = j == len(rev) - 1
+            # the last layer maps to pixels in [-1, 1], matching the scaled inputs
+            self.layers.append(nn.Sequential(deconv, nn.Tanh()) if last else
+                               nn.Sequential(deconv, nn.BatchNorm2d(c_out), nn.ReLU()))
+
+    def forward(self, z: torch.Tensor, attr_onehot: torch.Tensor | None = None) -> torch.Tensor:
+        h = z
+        for layer in self.layers:
+            if self.n_attributes:
+                maps = attr_onehot[:, :, None, None].expand(-1, -1, h.shape[2], h.shape[3])
+                h = torch.cat([h, maps.to(h.dtype)], dim=1)
+            h = layer(h)
+        return h
+
+
+class _Discriminator(nn.Module):
+    """One C512 block on the latent, then FC(512) and FC(n_attributes) (the paper, Sec. 3.1)."""
+
+    def __init__(self, latent_channels: int, latent_size: int, n_attributes: int, width: int = 512,
+                 dropout: float = 0.3) -> None:
+        super().__init__()
+        side = max(1, latent_size // 2)
+        self.conv = _conv_block(latent_channels, width)
+        self.fc = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(width * side * side, width),
+                                nn.LeakyReLU(0.2), nn.Dropout(dropout), nn.Linear(width, n_attributes))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.conv(z))
+
+
+def _check_n_attributes(n: Any) -> int:
+    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 2:
+        raise ValueError(f"n_attributes: expected an integer >= 2 (number of attribute values), got {n!r}")
+    return int(n)
+
+
+class VanillaAutoencoder(nn.Module):
+    """The FaderNet topology without attribute input or discriminator (SimpleCNN's encoder).
+
+    Parameters
+    ----------
+    image_size, latent_size, max_channels
+        See :func:`encoder_channels`.
+
+    Shapes: ``encode``: ``(N, 3, S, S)`` in [-1, 1] -> ``(N, max_channels, latent_size,
+    latent_size)``; ``forward`` returns the reconstruction, same shape as the input.
+    """
+
+    def __init__(self, image_size: int = 256, *, latent_size: int = 4, max_channels: int = 512) -> None:
+        super().__init__()
+        self.channels = encoder_channels(image_size, latent_size, max_channels)
+        self.image_size, self.latent_size = int(image_size), int(latent_size)
+        self.encoder = _Encoder(self.channels)
+        self.decoder = _Decoder(self.channels, 0)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x)
+
+    def decode(self, z: torch.Tensor, attr: torch.Tensor | None = None) -> torch.Tensor:
+        return self.decoder(z)
+
+    def forward(self, x: torch.Tensor, attr: torch.Tensor | None = None) -> torch.Tensor:
+        return self.decode(self.encode(x))
+
+
+class FaderNet(VanillaAutoencoder):
+    """Fader Network: encoder, attribute-conditioned decoder and latent discriminator.
+
+    Parameters
+    ----------
+    image_size
+        Input side (64, 128, 256, …; see :func:`encoder_channels`).
+    n_attributes
+        Number of values of the protected attribute (the paper: 5 races).
+    latent_size, max_channels
+        See :func:`encoder_channels`; ``max_channels`` also sets the discriminator's C512 block
+        and hidden FC width.
+    dis_dropout
+        Dropout in the discriminator's FC layers (Fader uses 0.3).
+
+    Notes
+    -----
+    ``decode(z, attr)`` takes integer attribute codes ``(N,)`` (turned into one-hot vectors) or
+    one-hot/soft vectors ``(N, n_attributes)``; swapping ``attr`` at decoding time is how the
+    chapter shows what the decoder learned to take from the attribute.
+    """
+
+    def __init__(self, image_size: int = 256, n_attributes: int = 5, *, latent_size: int = 4,
+                 max_channels: int = 512, dis_dropout: float = 0.3) -> None:
+        super().__init__(image_size, latent_size=latent_size, max_channels=max_channels)
+        self.n_attributes = _check_n_attributes(n_attributes)
+        self.decoder = _Decoder(self.channels, self.n_attributes)
+        self.discriminator = _Discriminator(self.channels[-1], self.latent_size, self.n_attributes,
+                                            width=max_channels, dropout=dis_dropout)
+
+    def onehot(self, attr: torch.Tensor) -> torch.Tensor:
+        if attr.ndim == 1:
+            if attr.numel() and (int(attr.min()) < 0 or int(attr.max()) >= self.n_attributes):
+                raise ValueError(f"attr: codes must lie in 0..{self.n_attributes - 1}, got "
+                                 f"{int(attr.min())}..{int(attr.max())}")
+            return F.one_hot(attr.long(), self.n_attributes).float()
+        if attr.ndim == 2 and attr.shape[1] == self.n_attributes:
+            return attr.float()
+        raise ValueError(f"attr: expected codes (N,) or one-hot (N, {self.n_attributes}), got shape {tuple(attr.shape)}")
+
+    def decode(self, z: torch.Tensor, attr: torch.Tensor | None = None) -> torch.Tensor:
+        if attr is None:
+            raise ValueError("attr: FaderNet's decoder needs the attribute of every image")
+        return self.decoder(z, self.onehot(attr))
+
+    def forward(self, x: torch.Tensor, attr: torch.Tensor | None = None) -> torch.Tensor:
+        return self.decode(self.encode(x), attr)
+
+
+class LatentCNN(nn.Module):
+    """The paper's classifier on a frozen latent: C512-C128-MaxPool2-C64-C16-FC (Sec. 3.2).
+
+    3×3 convolutions with padding 1 and stride 1 (the paper says stride 2 but also that "input
+    size remains the same", which only stride 1 gives), each with BatchNorm and ReLU; dropout
+    after the first, third and fourth convolutions and before the FC layer. Channels are scaled
+    by ``width / 512``.
+
+    Shapes: ``(N, C, L, L)`` latent -> ``(N, n_classes)`` logits.
+    """
+
+    def __init__(self, latent_channels: int = 512, n_classes: int = 2, *, latent_size: int = 4,
+                 width: int = 512, dropout: float = 0.3) -> None:
+        super().__init__()
+        c = [max(4, int(round(k * width / 512))) for k in (512, 128, 64, 16)]
+
+        def block(a: int, b: int) -> list[nn.Module]:
+            return [nn.Conv2d(a, b, 3, 1, 1), nn.BatchNorm2d(b), nn.ReLU()]
+
+        side = max(1, latent_size // 2)
+        self.net = nn.Sequential(
+            *block(latent_channels, c[0]), nn.Dropout(dropout),
+            *block(c[0], c[1]), nn.MaxPool2d(2),
+            *block(c[1], c[2]), nn.Dropout(dropout),
+            *block(c[2], c[3]), nn.Dropout(dropout),
+            nn.Flatten(), nn.Linear(c[3] * side * side, n_classes),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+# --------------------------------------------------------------------------- training
+def to_unit_range(images: torch.Tensor) -> torch.Tensor:
+    """``uint8`` [0, 255] or float [0, 1] images -> float32 in [-1, 1] (the decoder's tanh range)."""
+    if images.dtype == torch.uint8:
+        return images.float().div(127.5).sub(1.0)
+    x = images.float()
+    if x.numel() and (x.min() < 0 or x.max() > 1):
+        raise ValueError("images: float images must lie in [0, 1]; pass uint8 or scale them first")
+    return x.mul(2.0).sub(1.0)
+
+
+def lambda_schedule(step: int, lambda_e: float, ramp_steps: int) -> float:
+    r"""Weight of the adversarial term at a training step: :math:`\lambda_E\min(t/T, 1)`.
+
+    Fader's schedule: :math:`\lambda_E` grows linearly from 0 at step 0 to its final value at
+    ``ramp_steps`` and stays there; ``ramp_steps = 0`` applies the final value at once.
+    """
+    if step < 0:
+        raise ValueError(f"step: must be non-negative, got {step}")
+    if lambda_e < 0:
+        raise ValueError(f"lambda_e: must be non-negative, got {lambda_e}")
+    if ramp_steps < 0:
+        raise ValueError(f"ramp_steps: must be non-negative, got {ramp_steps}")
+    if ramp_steps == 0:
+        return float(lambda_e)
+    return float(lambda_e) * min(step / ramp_steps, 1.0)
+
+
+def other_attribute(attr: torch.Tensor, n_attributes: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A uniformly drawn attribute value different from ``attr`` (the adversarial target).
+
+    With two values this is Fader's flip :math:`1-y`; with more it is what Fader's code does for
+    a categorical attribute: shift the code by a random offset in ``1..n-1`` modulo ``n``.
+    """
+    shift = torch.randint(1, n_attributes, attr.shape, generator=generator, device="cpu").to(attr.device)
+    return (attr + shift) % n_attributes
+
+
+def discriminator_step(model: FaderNet, opt: torch.optim.Optimizer, x: torch.Tensor, attr: torch.Tensor) -> float:
+    r"""One update of the discriminator: :math:`L_{dis} = -\frac1m\sum\log P_{dis}(y\mid E(x))`.
+
+    The encoder runs in eval mode without gradient, so only the discriminator moves.
+    Returns the loss before the update.
+    """
+    model.encoder.eval()
+    model.discriminator.train()
+    with torch.no_grad():
+        z = model.encode(x)
+    loss = F.cross_entropy(model.discriminator(z), attr)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return float(loss.detach())
+
+
+def autoencoder_step(model: FaderNet, opt: torch.optim.Optimizer, x: torch.Tensor, attr: torch.Tensor,
+                     lam: float, *, recon_weight: float = 1.0,
+                     generator: torch.Generator | None = None) -> tuple[float, float]:
+    r"""One update of encoder and decoder (the paper's adversarial objective).
+
+    .. math::
+
+        L = \frac1m\sum\lVert D(E(x), y) - x\rVert^2 \;-\; \lambda_E\,\frac1m\sum\log P_{dis}(y'\mid E(x))
+
+    with :math:`y'` a different attribute value (:func:`other_attribute`): the encoder is pushed
+    to make the discriminator predict a wrong value. The discriminator is in eval mode and its
+    parameters are not in ``opt``. ``recon_weight`` scales the MSE term (0 isolates the
+    adversarial term, as the tests do). Returns ``(mse, adversarial cross-entropy)``.
+    """
+    model.encoder.train()
+    model.decoder.train()
+    model.discriminator.eval()
+    z = model.encode(x)
+    mse = F.mse_loss(model.decode(z, attr), x)
+    adv = F.cross_entropy(model.discriminator(z), other_attribute(attr, model.n_attributes, generator))
+    loss = recon_weight * mse + lam * adv
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return float(mse.detach()), float(adv.detach())
+
+
+def _check_data(images: torch.Tensor, attr: Any, name: str = "images") -> tuple[torch.Tensor, torch.Tensor]:
+    if not isinstance(images, torch.Tensor) or images.ndim != 4:
+        raise ValueError(f"{name}: expected a tensor (N, C, H, W), got {getattr(images, 'shape', type(images))}")
+    a = torch.as_tensor(np.asarray(attr), dtype=torch.long).reshape(-1)
+    if len(a) != len(images):
+        raise ValueError(f"attributes: {len(a)} values for {len(images)} images")
+    return images, a
+
+
+def _batches(n: int, batch_size: int, gen: torch.Generator):
+    order = torch.randperm(n, generator=gen)
+    for i in range(0, n - batch_size + 1 if n >= batch_size else 1, batch_size):
+        yield order[i:i + batch_size]
+
+
+@torch.no_grad()
+def encode(model: VanillaAutoencoder, images: torch.Tensor, batch_size: int = 512, device: Any = None) -> torch.Tensor:
+    """Latents of images (uint8 or [-1, 1] float), on the CPU: ``(N, C, L, L)``."""
+    device = device or next(model.parameters()).device
+    model.eval()
+    out = []
+    for i in range(0, len(images), batch_size):
+        xb = images[i:i + batch_size]
+        xb = to_unit_range(xb) if xb.dtype == torch.uint8 else xb.float()
+        out.append(model.encode(xb.to(device)).cpu())
+    return torch.cat(out)
+
+
+def train_fader(model: FaderNet, images: torch.Tensor, attr: Any, *, epochs: int = 10, batch_size: int = 32,
+                lambda_e: float = 1e-4, ramp_steps: int = 500_000, lr: float = 2e-4,
+                betas: tuple[float, float] = (0.5, 0.999), val: tuple[torch.Tensor, Any] | None = None,
+                select: bool = True, seed: int = 0, device: Any = None, show_progress: bool = True
+                ) -> pd.DataFrame:
+    """Train a :class:`FaderNet` by alternating discriminator and autoencoder steps.
+
+    Parameters
+    ----------
+    model
+        The network; trained in place (and, with ``select``, reset to the selected epoch).
+    images
+        ``(N, 3, S, S)`` uint8 or [0, 1] float; scaled to [-1, 1] batch by batch.
+    attr
+        ``(N,)`` integer codes of the protected attribute.
+    epochs, batch_size, lr, betas
+        Adam with the paper's lr 2e-4 and β1 = 0.5 for both players.
+    lambda_e, ramp_steps
+        Final adversarial weight and the number of steps of its linear ramp
+        (:func:`lambda_schedule`; Fader's defaults: 1e-4 over 500,000 steps).
+    val
+        ``(images, attr)`` for the per-epoch discriminator accuracy and reconstruction error;
+        the training set is used when absent.
+    select
+        Model selection by discriminator accuracy, as in the paper: among the epochs that end
+        after the ramp (all epochs if none does), restore the weights of the one with the
+        lowest discriminator accuracy (the most invariant latent). Earlier epochs are excluded
+        because a discriminator that has not learned yet is trivially fooled.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per epoch: ``epoch``, ``step``, ``lambda``, ``train_mse``, ``val_mse``,
+        ``dis_acc`` (validation), ``dis_loss``, ``adv_loss``, ``selected`` (bool).
+    """
+    images, a = _check_data(images, attr)
+    if epochs < 1 or batch_size < 1:
+        raise ValueError(f"epochs/batch_size: must be positive, got {epochs} and {batch_size}")
+    if int(a.max()) >= model.n_attributes or int(a.min()) < 0:
+        raise ValueError(f"attr: codes must lie in 0..{model.n_attributes - 1}")
+    device = device or get_device()
+    model.to(device)
+    vx, va = (images, a) if val is None else _check_data(*val, name="val images")
+    opt_ae = torch.optim.Adam(list(model.encoder.parameters()) + list(model.decoder.parameters()), lr=lr, betas=betas)
+    opt_dis = torch.optim.Adam(model.discriminator.parameters(), lr=lr, betas=betas)
+    gen = torch.Generator().manual_seed(seed)
+    step, rows = 0, []
+    best: tuple[float, int, bool] | None = None
+    best_state = None
+    for epoch in progress(range(epochs), desc="FaderNet", **({} if show_progress else {"disable": True})):
+        mses, dls, als = [], [], []
+        for idx in _batches(len(images), batch_size, gen):
+            xb = to_unit_range(images[idx]).to(device)
+            ab = a[idx].to(device)
+            dls.append(discriminator_step(model, opt_dis, xb, ab))
+            lam = lambda_schedule(step, lambda_e, ramp_steps)
+            mse, adv = autoencoder_step(model, opt_ae, xb, ab, lam, generator=gen)
+            mses.append(mse)
+            als.append(adv)
+            step += 1
+        model.eval()
+        with torch.no_grad():
+            vz = encode(model, vx, device=device)
+            rec = []
+            for i in range(0, len(vx), 512):
+                xb = to_unit_range(vx[i:i + 512]).to(device)
+                rec.append(float(F.mse_loss(model.decode(vz[i:i + 512].to(device), va[i:i + 512].to(device)), xb,
+                                            reduction="sum")))
+            val_mse = sum(rec) / vx[0].numel() / len(vx)
+            dis_acc = float((model.discriminator(vz.to(device)).argmax(1).cpu() == va).float().mean())
+        rows.append({"epoch": epoch + 1, "step": step, "lambda": lambda_schedule(step, lambda_e, ramp_steps),
+                     "train_mse": float(np.mean(mses)), "val_mse": val_mse, "dis_acc": dis_acc,
+                     "dis_loss": float(np.mean(dls)), "adv_loss": float(np.mean(als))})
+        # Candidates: post-ramp epochs; before any exists, every epoch (replaced once one does).
+        eligible = step >= ramp_steps
+        if select and (best is None or (eligible and not best[2]) or
+                       (eligible == best[2] and dis_acc <= best[0])):
+            best = (dis_acc, epoch + 1, eligible)
+            best_state = copy.deepcopy(model.state_dict())
+    history = pd.DataFrame(rows)
+    history["selected"] = False
+    if select and best_state is not None:
+        model.load_state_dict(best_state)
+        history.loc[history["epoch"] == best[1], "selected"] = True
+    model.eval()
+    return history
+
+
+def train_autoencoder(model: VanillaAutoencoder, images: torch.Tensor, *, epochs: int = 10, batch_size: int = 32,
+                      lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.999), seed: int = 0,
+                      device: Any = None, show_progress: bool = True) -> pd.DataFrame:
+    """Train the vanilla autoencoder on reconstruction MSE alone (same optimiser as Fader).
+
+    Returns one row per epoch: ``epoch``, ``train_mse``.
+    """
+    images, _ = _check_data(images, np.zeros(len(images), dtype=np.int64))
+    device = device or get_device()
+    model.to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, betas=betas)
+    gen = torch.Generator().manual_seed(seed)
+    rows = []
+    for epoch in progress(range(epochs), desc="autoencoder", **({} if show_progress else {"disable": True})):
+        model.train()
+        mses = []
+        for idx in _batches(len(images), batch_size, gen):
+            xb = to_unit_range(images[idx]).to(device)
+            loss = F.mse_loss(model(xb), xb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            mses.append(float(loss.detach()))
+        rows.append({"epoch": epoch + 1, "train_mse": float(np.mean(mses))})
+    model.eval()
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- classifiers
+def inverse_frequency_weights(groups: Any) -> np.ndarray:
+    r"""Per-sample loss weights :math:`w_i = N / (G\,n_{g(i)})` (SimpleCNN-WL).
+
+    Each group's weights sum to :math:`N/G`, so every group contributes equally and the mean
+    weight is 1 (the loss keeps its scale). Shape ``(N,)``.
+    """
+    g = np.asarray(groups).reshape(-1)
+    if g.size == 0:
+        raise ValueError("groups: is empty")
+    values, codes, counts = np.unique(g, return_inverse=True, return_counts=True)
+    return (len(g) / (len(values) * counts))[codes.reshape(-1)].astype(np.float64)
+
+
+def train_latent_classifier(latents: torch.Tensor, targets: Any, *, n_classes: int = 2,
+                            sample_weights: Any = None, width: int = 512, epochs: int = 20,
+                            batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 1e-4,
+                            dropout: float = 0.3, seed: int = 0, device: Any = None) -> LatentCNN:
+    """Train a :class:`LatentCNN` on frozen latents ``(N, C, L, L)`` with Adam.
+
+    ``sample_weights`` (``(N,)``, e.g. :func:`inverse_frequency_weights`) weights each example's
+    cross-entropy: SimpleCNN-WL. Returns the model in eval mode.
+    """
+    latents, t = _check_data(latents, targets, name="latents")
+    w = torch.ones(len(t)) if sample_weights is None else torch.as_tensor(np.asarray(sample_weights), dtype=torch.float32)
+    if len(w) != len(t):
+        raise ValueError(f"sample_weights: {len(w)} weights for {len(t)} examples")
+    device = device or get_device()
+    torch.manual_seed(seed)
+    model = LatentCNN(latents.shape[1], n_classes, latent_size=latents.shape[2], width=width,
+                      dropout=dropout).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        model.train()
+        for idx in _batches(len(t), batch_size, gen):
+            logits = model(latents[idx].to(device))
+            loss = (F.cross_entropy(logits, t[idx].to(device), reduction="none") * w[idx].to(device)).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return model.eval()
+
+
+@torch.no_grad()
+def predict(model: nn.Module, inputs: torch.Tensor, batch_size: int = 1024, device: Any = None) -> np.ndarray:
+    """Hard predictions (argmax) of a classifier, as a numpy array ``(N,)``."""
+    device = device or next(model.parameters()).device
+    model.eval()
+    return torch.cat([model(inputs[i:i + batch_size].to(device)).argmax(1).cpu()
+                      for i in range(0, len(inputs), batch_size)]).numpy()
+
+
+# --------------------------------------------------------------------------- evaluation
+def stratified_split(groups: Any, test_per_group: int, *, val_fraction: float = 0.1, seed: int = 0
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Train/validation/test indices with exactly ``test_per_group`` test examples per group.
+
+    The paper's protocol (Sec. 4.1): draw the test set first, 474 images per race, then keep
+    ``val_fraction`` of the rest for validation. Every group must keep at least one training
+    example.
+
+    Returns
+    -------
+    (train, val, test)
+        Sorted ``int64`` index arrays into ``groups``.
+
+    Raises
+    ------
+    fairlib.data.GroupTooSmallError (a ValueError)
+        Naming the group with too few examples.
+    """
+    from fairlib.data.groups import GroupTooSmallError
+
+    g = np.asarray(groups).reshape(-1)
+    if not isinstance(test_per_group, (int, np.integer)) or isinstance(test_per_group, bool) or test_per_group < 1:
+        raise ValueError(f"test_per_group: expected a positive integer, got {test_per_group!r}")
+    if not 0 <= val_fraction < 1:
+        raise ValueError(f"val_fraction: expected a number in [0, 1), got {val_fraction!r}")
+    rng = np.random.default_rng(seed)
+    test, rest = [], []
+    for value in pd.unique(g):
+        members = np.flatnonzero(g == value)
+        if members.size <= test_per_group:
+            raise GroupTooSmallError(
+                f"test_per_group: group {value.item() if isinstance(value, np.generic) else value!r} has {members.size} examples, needs more than "
+                f"{test_per_group} (the test share plus at least one for training); lower test_per_group")
+        members = rng.permutation(members)
+        test.append(members[:test_per_group])
+        rest.append(members[test_per_group:])
+    rest_all = rng.permutation(np.concatenate(rest))
+    n_val = int(round(val_fraction * rest_all.size))
+    return np.sort(rest_all[n_val:]), np.sort(rest_all[:n_val]), np.sort(np.concatenate(test))
+
+
+def group_report(y_true: Any, y_pred: Any, groups: Any) -> dict[str, Any]:
+    """Per-group accuracy and its summaries, in percent (the paper's Table 1 plus two more).
+
+    Returns a dict with ``per_group`` (pandas.Series, %), ``overall`` (%), ``variance``
+    (:func:`fairlib.metrics.accuracy_variance`, pp²), ``worst`` (%) and ``gap`` (pp).
+    """
+    yt, yp = np.asarray(y_true).reshape(-1), np.asarray(y_pred).reshape(-1)
+    return {
+        "per_group": 100 * metrics.group_accuracy(yt, yp, groups),
+        "overall": 100 * float((yt == yp).mean()),
+        "variance": metrics.accuracy_variance(yt, yp, groups),
+        "worst": 100 * metrics.worst_group_accuracy(yt, yp, groups),
+        "gap": 100 * metrics.accuracy_gap(yt, yp, groups),
+    }
+
+
+def comparison_table(results: Mapping[str, tuple[Any, Any, Any]], group_names: Sequence[str] | None = None
+                     ) -> pd.DataFrame:
+    """A Table-1-like frame: one column per model, rows ``All classes``, each group,
+    ``Variance``, ``Worst group``, ``Largest gap``; ``results`` maps a model name to
+    ``(y_true, y_pred, groups)``."""
+    cols = {}
+    for name, (yt, yp, g) in results.items():
+        rep = group_report(yt, yp, g)
+        per = rep["per_group"]
+        if group_names is not None:
+            per.index = [group_names[int(i)] for i in per.index]
+        cols[name] = pd.concat([pd.Series({"All classes": rep["overall"]}), per,
+                                pd.Series({"Variance": rep["variance"], "Worst group": rep["worst"],
+                                           "Largest gap": rep["gap"]})])
+    return pd.DataFrame(cols)
+
+
+def latent_probe(latents: Any, attr: Any, *, folds: int = 5, seed: int = 0, C: float = 1.0) -> float:
+    """How well a fresh linear classifier recovers the attribute from flattened latents.
+
+    Standardised features, scikit-learn ``LogisticRegression``, stratified ``folds``-fold
+    cross-validation; returns the mean balanced accuracy (chance is ``1 / n_values``). Use a
+    set with equal group sizes (e.g. the stratified test split) so the probe cannot win by
+    predicting the majority group.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    z = latents.detach().cpu().numpy() if isinstance(latents, torch.Tensor) else np.asarray(latents)
+    z = z.reshape(len(z), -1)
+    a = np.asarray(attr).reshape(-1)
+    if len(a) != len(z):
+        raise ValueError(f"attr: {len(a)} values for {len(z)} latents")
+    counts = pd.Series(a).value_counts()
+    if counts.min() < folds:
+        raise ValueError(f"attr: group {counts.idxmin()!r} has {counts.min()} examples, fewer than folds={folds}")
+    clf = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000))
+    cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    return float(cross_val_score(clf, z, a, cv=cv, scoring="balanced_accuracy").mean())

@@ -1,0 +1,231 @@
+"""Tests for fairlib.invariance: shapes, attribute conditioning, the adversarial sign, helpers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch.nn import functional as F
+
+from fairlib import metrics
+from fairlib.data.groups import GroupTooSmallError
+from fairlib.invariance import (
+    FaderNet,
+    LatentCNN,
+    VanillaAutoencoder,
+    autoencoder_step,
+    comparison_table,
+    discriminator_step,
+    encoder_channels,
+    inverse_frequency_weights,
+    lambda_schedule,
+    latent_probe,
+    other_attribute,
+    stratified_split,
+    to_unit_range,
+    train_fader,
+)
+
+
+@pytest.mark.parametrize("size, channels", [
+    (64, [64, 128, 256, 512]),
+    (128, [32, 64, 128, 256, 512]),
+    (256, [16, 32, 64, 128, 256, 512]),
+])
+def test_encoder_channels_follow_the_paper_ladder(size, channels):
+    assert encoder_channels(size) == channels
+
+
+@pytest.mark.parametrize("size", [64, 128, 256])
+def test_latent_and_discriminator_shapes(size):
+    torch.manual_seed(0)
+    net = FaderNet(size, 5, max_channels=64).eval()  # narrow: the shapes, not the width, are tested
+    x = torch.zeros(2, 3, size, size)
+    with torch.no_grad():
+        z = net.encode(x)
+        assert z.shape == (2, 64, 4, 4)
+        assert net.discriminator(z).shape == (2, 5)
+        assert net(x, torch.tensor([0, 4])).shape == x.shape
+    assert len(net.decoder.layers) == len(encoder_channels(size))
+
+
+def test_full_width_latent_is_512x4x4():
+    net = FaderNet(64, 5).eval()
+    with torch.no_grad():
+        assert net.encode(torch.zeros(1, 3, 64, 64)).shape == (1, 512, 4, 4)
+        assert net.discriminator(torch.zeros(1, 512, 4, 4)).shape == (1, 5)
+
+
+def test_bad_sizes_raise():
+    with pytest.raises(ValueError, match="image_size"):
+        encoder_channels(48)
+    with pytest.raises(ValueError, match="n_attributes"):
+        FaderNet(64, 1)
+    with pytest.raises(ValueError, match="attr"):
+        FaderNet(64, 3, max_channels=32).decode(torch.zeros(1, 32, 4, 4), torch.tensor([3]))
+
+
+def test_attribute_reaches_every_decoder_layer():
+    torch.manual_seed(0)
+    net = FaderNet(64, 3, max_channels=32).eval()
+    seen = []
+    hooks = [layer.register_forward_pre_hook(lambda m, inp: seen.append(inp[0].detach().clone()))
+             for layer in net.decoder.layers]
+    z = torch.randn(2, 32, 4, 4)
+    with torch.no_grad():
+        out1 = net.decode(z, torch.tensor([0, 2]))
+    for h in hooks:
+        h.remove()
+    assert len(seen) == len(net.decoder.layers) == 4
+    for inp in seen:
+        attr_maps = inp[:, -3:]  # the one-hot code occupies the last 3 channels, constant in space
+        assert torch.equal(attr_maps[0], F.one_hot(torch.tensor(0), 3).float()[:, None, None].expand_as(attr_maps[0]))
+        assert torch.equal(attr_maps[1], F.one_hot(torch.tensor(2), 3).float()[:, None, None].expand_as(attr_maps[1]))
+    with torch.no_grad():
+        out2 = net.decode(z, torch.tensor([1, 1]))
+    assert not torch.allclose(out1, out2)
+
+
+def test_vanilla_autoencoder_has_no_attribute_channels():
+    net = VanillaAutoencoder(64, max_channels=32)
+    assert net.decoder.layers[0][0].in_channels == 32
+    assert FaderNet(64, 5, max_channels=32).decoder.layers[0][0].in_channels == 37
+    assert not hasattr(net, "discriminator")
+
+
+def test_lambda_schedule_hand_values():
+    assert lambda_schedule(0, 0.5, 100) == 0.0
+    assert lambda_schedule(25, 0.5, 100) == pytest.approx(0.125)
+    assert lambda_schedule(100, 0.5, 100) == 0.5
+    assert lambda_schedule(1000, 0.5, 100) == 0.5
+    assert lambda_schedule(0, 0.5, 0) == 0.5
+    with pytest.raises(ValueError, match="lambda_e"):
+        lambda_schedule(0, -1.0, 10)
+
+
+def test_other_attribute_is_always_different_and_covers_the_rest():
+    a = torch.full((3000,), 2)
+    o = other_attribute(a, 5, torch.Generator().manual_seed(0))
+    assert (o != a).all()
+    assert set(o.tolist()) == {0, 1, 3, 4}
+    assert torch.equal(other_attribute(torch.tensor([0, 1]), 2), torch.tensor([1, 0]))
+
+
+def _dis_loss(net, x, a):
+    net.eval()
+    with torch.no_grad():
+        return float(F.cross_entropy(net.discriminator(net.encode(x)), a))
+
+
+def test_training_steps_move_each_player_in_its_direction():
+    torch.manual_seed(0)
+    net = FaderNet(64, 2, max_channels=32, dis_dropout=0.0)
+    x = torch.rand(16, 3, 64, 64) * 2 - 1
+    a = torch.tensor([0, 1] * 8)
+    x[a == 1] = x[a == 1] * 0.2 + 0.5  # the attribute is visible, so the discriminator can learn it
+    opt_dis = torch.optim.Adam(net.discriminator.parameters(), lr=1e-3)
+    opt_ae = torch.optim.Adam(list(net.encoder.parameters()) + list(net.decoder.parameters()), lr=1e-3)
+    enc0 = [p.detach().clone() for p in net.encoder.parameters()]
+    dis0 = [p.detach().clone() for p in net.discriminator.parameters()]
+    before = _dis_loss(net, x, a)
+    for _ in range(5):
+        discriminator_step(net, opt_dis, x, a)
+    after_dis = _dis_loss(net, x, a)
+    assert after_dis < before  # the discriminator learns the true attribute
+    assert all(torch.equal(p, q) for p, q in zip(net.encoder.parameters(), enc0))  # encoder untouched
+    dis1 = [p.detach().clone() for p in net.discriminator.parameters()]
+    assert any(not torch.equal(p, q) for p, q in zip(dis1, dis0))
+    dec0 = [p.detach().clone() for p in net.decoder.parameters()]
+    for _ in range(5):
+        autoencoder_step(net, opt_ae, x, a, lam=10.0, recon_weight=0.0)
+    after_ae = _dis_loss(net, x, a)
+    assert after_ae > after_dis  # the encoder fools it: its loss on the TRUE attribute rises
+    assert all(torch.equal(p, q) for p, q in zip(net.discriminator.parameters(), dis1))  # dis untouched
+    assert any(not torch.equal(p, q) for p, q in zip(net.encoder.parameters(), enc0))
+    # reconstruction-only steps move the decoder
+    autoencoder_step(net, opt_ae, x, a, lam=0.0)
+    assert any(not torch.equal(p, q) for p, q in zip(net.decoder.parameters(), dec0))
+
+
+def test_train_fader_history_and_selection():
+    torch.manual_seed(0)
+    net = FaderNet(64, 2, max_channels=32)
+    x = (torch.rand(24, 3, 64, 64) * 255).to(torch.uint8)
+    a = np.array([0, 1] * 12)
+    hist = train_fader(net, x, a, epochs=3, batch_size=8, lambda_e=1.0, ramp_steps=3,
+                       device="cpu", show_progress=False)
+    assert list(hist["epoch"]) == [1, 2, 3]
+    assert list(hist["lambda"]) == [1.0, 1.0, 1.0]
+    assert hist["selected"].sum() == 1
+    post = hist[hist["step"] >= 3]
+    assert hist.loc[hist["selected"], "dis_acc"].iloc[0] == post["dis_acc"].min()
+
+
+def test_to_unit_range():
+    x = torch.tensor([0, 255], dtype=torch.uint8)
+    assert torch.equal(to_unit_range(x), torch.tensor([-1.0, 1.0]))
+    with pytest.raises(ValueError, match="images"):
+        to_unit_range(torch.tensor([2.0]))
+
+
+def test_inverse_frequency_weights_hand_values():
+    # counts a:6, b:3, c:1, N=10, G=3 -> 10/18, 10/9, 10/3
+    g = ["a"] * 6 + ["b"] * 3 + ["c"]
+    w = inverse_frequency_weights(g)
+    assert w[0] == pytest.approx(10 / 18) and w[6] == pytest.approx(10 / 9) and w[9] == pytest.approx(10 / 3)
+    assert w.mean() == pytest.approx(1.0)
+    assert w[:6].sum() == pytest.approx(w[6:9].sum()) == pytest.approx(w[9:].sum())
+
+
+def test_stratified_split_equal_test_groups():
+    g = np.array([0] * 500 + [1] * 40 + [2] * 25)
+    train, val, test = stratified_split(g, 20, val_fraction=0.1, seed=0)
+    assert np.bincount(g[test]).tolist() == [20, 20, 20]
+    assert len(np.intersect1d(train, test)) == 0 and len(np.intersect1d(val, test)) == 0
+    assert len(np.intersect1d(train, val)) == 0
+    assert len(train) + len(val) + len(test) == len(g)
+    assert len(val) == round(0.1 * (len(g) - 60))
+
+
+def test_stratified_split_names_the_small_group():
+    g = np.array(["White"] * 100 + ["Others"] * 10)
+    with pytest.raises(GroupTooSmallError, match="'Others' has 10"):
+        stratified_split(g, 10)
+
+
+PAPER = {  # Teru & Chakraborty, Table 1: per-class accuracy (%) and variance
+    "SimpleCNN": ([92.41, 91.56, 84.07, 90.93, 88.61], 11.26),
+    "SimpleCNN-WL": ([89.84, 90.25, 83.64, 92.02, 88.27], 10.11),
+    "FaderCNN": ([85.65, 86.08, 80.90, 87.66, 83.86], 6.66),
+}
+
+
+@pytest.mark.parametrize("model", list(PAPER))
+def test_accuracy_variance_reproduces_the_paper(model):
+    accs, variance = PAPER[model]
+    n = 10_000
+    yt, yp, g = [], [], []
+    for k, acc in enumerate(accs):
+        c = round(acc * n / 100)
+        yt += [1] * n
+        yp += [1] * c + [0] * (n - c)
+        g += [k] * n
+    assert metrics.accuracy_variance(yt, yp, g) == pytest.approx(variance, abs=0.006)
+    table = comparison_table({model: (yt, yp, g)})
+    assert table.loc["Variance", model] == pytest.approx(variance, abs=0.006)
+    assert table.loc["Worst group", model] == pytest.approx(min(accs))
+
+
+def test_latent_probe_finds_a_planted_signal_and_not_noise():
+    rng = np.random.default_rng(0)
+    a = np.repeat(np.arange(3), 40)
+    noise = rng.normal(size=(120, 2, 2, 2))
+    planted = noise.copy()
+    planted[:, 0, 0, 0] += 4 * a
+    assert latent_probe(planted, a) > 0.9
+    assert latent_probe(noise, a) < 0.6
+
+
+def test_latent_cnn_shape():
+    assert LatentCNN(32, 2, width=32)(torch.zeros(3, 32, 4, 4)).shape == (3, 2)
