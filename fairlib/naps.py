@@ -1,0 +1,176 @@
+r"""Neuron Activation Profiles (NAPs; Krug & Stober 2025, Sec. 4.2 and 5.4).
+
+For a group :math:`G` of inputs and a layer :math:`l`,
+
+.. math::
+
+    \overline{A_l(G)} = \frac{1}{|G|}\sum_{a\in A_l(G)} a, \qquad
+    \mathbb E(\overline{A_l}) = \frac{1}{\sum_{G\in\mathbf G}|G|}\sum_{G\in\mathbf G}\sum_{a\in A_l(G)} a,
+    \qquad NAP_l(G) = \overline{A_l(G)} - \mathbb E(\overline{A_l}),
+
+i.e. the expected activation is the group-size-weighted mean of the group means.
+:func:`neuron_activation_profiles` computes them in memory; :class:`StreamingNAPs` consumes
+batches and keeps only per-group float64 sums (memory O(groups x layer size)).
+:func:`union_profiles` gives NAPs of unions of groups normalised with the *intersectional*
+groups' expected activation, as the paper does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["neuron_activation_profiles", "StreamingNAPs", "union_profiles"]
+
+
+def _as_groups(groups, n: int) -> np.ndarray:
+    g = np.asarray(groups)
+    if g.shape != (n,):
+        raise ValueError(f"groups: expected one label per example, shape ({n},), got {g.shape}")
+    return g
+
+
+def neuron_activation_profiles(activations, groups) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """NAPs of every group present in ``groups``.
+
+    Parameters
+    ----------
+    activations
+        ``(N, ...)`` activations of one layer (array, memmap or tensor).
+    groups
+        ``(N,)`` group labels (any sortable type).
+
+    Returns
+    -------
+    profiles : numpy.ndarray
+        ``(n_groups, ...)``: group mean minus expected activation (float64).
+    expected : numpy.ndarray
+        ``(...)``: mean over all instances of all groups.
+    group_labels : numpy.ndarray
+        Sorted unique labels, the row order of ``profiles``.
+    """
+    a = np.asarray(activations.detach().cpu() if hasattr(activations, "detach") else activations)
+    g = _as_groups(groups, len(a))
+    s = StreamingNAPs()
+    s.update(a, g)
+    return s.result()
+
+
+class StreamingNAPs:
+    """NAPs from batches: per-group running sums and counts in float64.
+
+    Memory is ``O(n_groups x layer size)`` whatever the number of examples.
+
+    Examples
+    --------
+    >>> s = StreamingNAPs()
+    >>> for xb, gb in batches:           # doctest: +SKIP
+    ...     s.update(xb, gb)
+    >>> profiles, expected, labels = s.result()  # doctest: +SKIP
+    """
+
+    def __init__(self) -> None:
+        self._sums: dict = {}
+        self._counts: dict = {}
+        self.shape: tuple[int, ...] | None = None
+
+    def update(self, activations, groups) -> "StreamingNAPs":
+        """Add a batch: ``activations`` ``(B, ...)``, ``groups`` ``(B,)``."""
+        a = activations.detach().cpu().numpy() if hasattr(activations, "detach") else np.asarray(activations)
+        g = _as_groups(groups, len(a))
+        if self.shape is None:
+            self.shape = tuple(a.shape[1:])
+        elif tuple(a.shape[1:]) != self.shape:
+            raise ValueError(f"activations: per-example shape {a.shape[1:]} differs from the "
+                             f"earlier batches' {self.shape}")
+        flat = a.reshape(len(a), -1)
+        labels, inverse = np.unique(g, return_inverse=True)
+        for j, lab in enumerate(labels):
+            rows = flat[inverse == j]
+            key = lab.item() if hasattr(lab, "item") else lab
+            if key not in self._sums:
+                self._sums[key] = np.zeros(flat.shape[1], np.float64)
+                self._counts[key] = 0
+            self._sums[key] += rows.sum(axis=0, dtype=np.float64)
+            self._counts[key] += len(rows)
+        return self
+
+    @property
+    def counts(self) -> pd.Series:
+        """Examples seen per group."""
+        keys = sorted(self._counts)
+        return pd.Series([self._counts[k] for k in keys], index=keys, name="count")
+
+    def means(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(group means, counts, sorted labels)``."""
+        if not self._sums:
+            raise ValueError("StreamingNAPs: no data yet; call update() first")
+        keys = sorted(self._sums)
+        sums = np.stack([self._sums[k] for k in keys])
+        counts = np.array([self._counts[k] for k in keys], np.int64)
+        return (sums / counts[:, None]).reshape(len(keys), *self.shape), counts, np.array(keys)
+
+    def result(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(profiles, expected, group_labels)`` as in :func:`neuron_activation_profiles`."""
+        means, counts, keys = self.means()
+        # group-size-weighted mean of group means = mean over all instances
+        expected = np.tensordot(counts / counts.sum(), means, axes=1)
+        return means - expected, expected, keys
+
+
+def union_profiles(activations_or_nap, groups=None, *, table: pd.DataFrame,
+                   by: Sequence[str] | str, group_ids: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, pd.DataFrame]:
+    """NAPs of unions of intersectional groups that share the categories of ``by``.
+
+    The union's mean is the size-weighted mean of its member groups' means; it is normalised
+    with the expected activation of *all intersectional groups* (the paper's choice), so
+    union and intersection maps share one reference.
+
+    Parameters
+    ----------
+    activations_or_nap
+        A fitted :class:`StreamingNAPs` (preferred: no second pass), or ``(N, ...)``
+        activations together with ``groups``.
+    groups
+        ``(N,)`` intersectional group ids (rows of ``table``), when activations are given.
+    table
+        One row per intersectional group (``fairlib.data.intersectional_groups``), with the
+        variables as columns; row ``i`` is group id ``i``.
+    by
+        One or two variables the unions share, e.g. ``"age"`` or ``["age", "style"]``.
+
+    Returns
+    -------
+    profiles : numpy.ndarray
+        ``(n_unions, ...)``.
+    unions : pandas.DataFrame
+        One row per union (non-empty only): the ``by`` columns and ``count``.
+    """
+    by = [by] if isinstance(by, str) else list(by)
+    missing = [v for v in by if v not in table.columns]
+    if missing:
+        raise ValueError(f"by: {missing} not in table; columns are {list(table.columns)}")
+    if isinstance(activations_or_nap, StreamingNAPs):
+        s = activations_or_nap
+    else:
+        if groups is None:
+            raise ValueError("groups: pass group ids together with activations")
+        a = np.asarray(activations_or_nap)
+        s = StreamingNAPs().update(a, _as_groups(groups, len(a)))
+    means, counts, keys = s.means()
+    if keys.min() < 0 or keys.max() >= len(table):
+        raise ValueError(f"groups: ids must be rows of table (0..{len(table) - 1})")
+    expected = np.tensordot(counts / counts.sum(), means, axes=1)
+    sub = table.iloc[keys][by].reset_index(drop=True)
+    sub["_n"] = counts
+    rows, profiles = [], []
+    for cats, part in sub.groupby(by, observed=True, sort=True):
+        w = part["_n"].to_numpy(np.float64)
+        m = np.tensordot(w / w.sum(), means[part.index.to_numpy()], axes=1)
+        profiles.append(m - expected)
+        cats = cats if isinstance(cats, tuple) else (cats,)
+        rows.append({**dict(zip(by, cats)), "count": int(w.sum())})
+    return np.stack(profiles), pd.DataFrame(rows)

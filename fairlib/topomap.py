@@ -1,0 +1,264 @@
+r"""Topographic activation maps (Krug & Stober 2025, Sec. 4.2 "Visualization").
+
+A layer's feature maps (channels) are placed in 2-D so that channels with similar profiles lie
+close together, then each group's NAP is painted at those positions:
+
+1. :func:`umap_positions`: UMAP of each channel's profile vector (its NAP values over the
+   groups), scaled to [0, 1].
+2. :func:`relax`: the paper's particle step that evens out the layout. With
+   :math:`f(d) = 1.5\,(d+1)^{-3} - 15\,e^{-d/2}` (:func:`force`; attraction minus repulsion),
+   at step :math:`s` of :math:`n` every particle moves by
+
+   .. math::
+
+      \Delta p_i = \frac{1}{|N|}\sum_{j\in N} (p_j - p_i)\,\frac{c_s\, f(d_{ij})}{2},\qquad
+      c_s = \frac{\tanh(x_s) + 1}{2},\; x_s \in \mathrm{linspace}(-3, 6, n),
+
+   with :math:`d_{ij}` the Euclidean distance clipped below at 0.01 (the :math:`j = i` term is
+   zero); the result is rescaled to [0, 1]. The sum is computed as a matrix product, so
+   there is no Python loop over particles.
+3. :func:`render_maps`: per group, each channel's spatially averaged NAP value at its
+   position, linearly interpolated onto a 100 x 100 grid; :func:`color_limit` sets one
+   0-symmetric scale per layer (0.5/99.5 percentile or the absolute maximum) and
+   :func:`plot_map_grid` lays the maps out like the group-count table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+__all__ = [
+    "force",
+    "relax",
+    "scale_unit",
+    "channel_profiles",
+    "umap_positions",
+    "topographic_layout",
+    "render_maps",
+    "color_limit",
+    "plot_map_grid",
+]
+
+
+def force(d):
+    """The paper's pairwise force :math:`1.5 (d+1)^{-3} - 15 e^{-d/2}` (negative = repulsion)."""
+    if isinstance(d, torch.Tensor):
+        return 1.5 * (d + 1) ** -3 - 15 * torch.exp(-d / 2)
+    d = np.asarray(d, dtype=np.float64)
+    return 1.5 * (d + 1) ** -3 - 15 * np.exp(-d / 2)
+
+
+def scale_unit(positions: np.ndarray) -> np.ndarray:
+    """Shift and scale ``(N, 2)`` positions into [0, 1] (one factor for both axes keeps shapes)."""
+    p = np.asarray(positions, dtype=np.float64)
+    p = p - p.min(axis=0)
+    span = p.max()
+    return p / span if span > 0 else p
+
+
+def relax(positions, n_steps: int = 1000, *, rescale: bool = True, chunk: int = 128) -> np.ndarray:
+    """Spread particles evenly with the paper's attraction/repulsion steps (see module doc).
+
+    Parameters
+    ----------
+    positions
+        ``(N, 2)`` start positions (UMAP output scaled to [0, 1]).
+    n_steps
+        Number of steps (paper: 1000).
+    rescale
+        Rescale the result to [0, 1] (:func:`scale_unit`).
+    chunk
+        Rows of the ``N x N`` distance matrix computed at once; small chunks stay in cache.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(N, 2)`` float64 positions.
+    """
+    p0 = np.asarray(positions, dtype=np.float64)
+    if p0.ndim != 2 or p0.shape[1] != 2 or len(p0) < 1:
+        raise ValueError(f"positions: expected shape (N, 2), got {p0.shape}")
+    if not isinstance(n_steps, (int, np.integer)) or n_steps < 0:
+        raise ValueError(f"n_steps: expected a non-negative integer, got {n_steps!r}")
+    p = torch.from_numpy(p0).float()
+    n = len(p)
+    xs = np.linspace(-3, 6, n_steps) if n_steps else np.zeros(0)
+    with torch.no_grad():
+        for x in xs:
+            c = (np.tanh(x) + 1) / 2
+            step = torch.empty_like(p)
+            for a in range(0, n, chunk):
+                pa = p[a:a + chunk]
+                d = torch.cdist(pa, p).clamp_(min=0.01)
+                # w = c f(d) / (2 N); the move is sum_j w_ij (p_j - p_i) = w @ p - rowsum(w) p_i
+                r = (d + 1).reciprocal_()
+                w = r.mul(r).mul_(r).mul_(1.5).sub_(d.mul_(-0.5).exp_().mul_(15))
+                w.mul_(c / (2 * n))
+                step[a:a + chunk] = w @ p - w.sum(1, keepdim=True) * pa
+            p += step
+    out = p.double().numpy()
+    return scale_unit(out) if rescale else out
+
+
+def channel_profiles(profiles: np.ndarray) -> np.ndarray:
+    """Rearrange group NAPs ``(G, C, ...)`` into one vector per channel ``(C, G * ...)``."""
+    a = np.asarray(profiles)
+    if a.ndim < 2:
+        raise ValueError(f"profiles: expected (groups, channels, ...), got shape {a.shape}")
+    return np.moveaxis(a, 1, 0).reshape(a.shape[1], -1)
+
+
+def umap_positions(vectors: np.ndarray, seed: int = 0, n_neighbors: int = 15,
+                   min_dist: float = 0.1) -> np.ndarray:
+    """UMAP of ``(C, D)`` channel vectors to 2-D, scaled to [0, 1] (umap-learn)."""
+    import umap
+
+    v = np.asarray(vectors, dtype=np.float32)
+    if v.ndim != 2 or len(v) < 4:
+        raise ValueError(f"vectors: expected (channels >= 4, features), got shape {v.shape}")
+    reducer = umap.UMAP(n_components=2, n_neighbors=min(n_neighbors, len(v) - 1),
+                        min_dist=min_dist, random_state=seed, init="random" if len(v) < 16 else "spectral")
+    return scale_unit(reducer.fit_transform(v))
+
+
+def topographic_layout(profiles: np.ndarray, *, n_steps: int = 1000, seed: int = 0) -> np.ndarray:
+    """Channel positions for a layer: UMAP of :func:`channel_profiles`, then :func:`relax`.
+
+    Parameters
+    ----------
+    profiles
+        Group NAPs ``(G, C)`` (spatially averaged) or ``(G, C, H, W)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(C, 2)`` in [0, 1].
+    """
+    return relax(umap_positions(channel_profiles(profiles), seed=seed), n_steps)
+
+
+def render_maps(values: np.ndarray, positions: np.ndarray, resolution: int = 100) -> np.ndarray:
+    """Interpolate per-channel values onto a grid, one map per group.
+
+    Parameters
+    ----------
+    values
+        ``(G, C)`` each channel's spatially averaged NAP value per group (``(G, C, H, W)``
+        inputs are averaged over space first).
+    positions
+        ``(C, 2)`` in [0, 1] (:func:`topographic_layout`).
+    resolution
+        Grid side (paper: 100).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(G, resolution, resolution)``; NaN outside the channels' convex hull. Row 0 is
+        ``y = 0``.
+    """
+    from scipy.interpolate import LinearNDInterpolator
+
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim > 2:
+        v = v.reshape(v.shape[0], v.shape[1], -1).mean(axis=2)
+    pos = np.asarray(positions, dtype=np.float64)
+    if v.ndim != 2 or pos.shape != (v.shape[1], 2):
+        raise ValueError(f"values/positions: need (G, C) and (C, 2), got {v.shape} and {pos.shape}")
+    g = np.linspace(0, 1, resolution)
+    gx, gy = np.meshgrid(g, g)
+    # one triangulation for all groups (what griddata(method="linear") builds per call)
+    interp = LinearNDInterpolator(pos, v.T)
+    out = interp(np.column_stack([gx.ravel(), gy.ravel()]))  # (R*R, G)
+    return out.T.reshape(len(v), resolution, resolution)
+
+
+def color_limit(values: np.ndarray, mode: str = "percentile") -> float:
+    """End of the 0-symmetric colour scale shared by all maps of a layer.
+
+    ``"percentile"``: the 0.5th or 99.5th percentile of all values, whichever has the larger
+    magnitude (the paper's contrast setting); ``"max"``: the largest absolute value.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        raise ValueError("values: no finite values")
+    if mode == "max":
+        lim = np.abs(v).max()
+    elif mode == "percentile":
+        lo, hi = np.percentile(v, [0.5, 99.5])
+        lim = max(abs(lo), abs(hi))
+    else:
+        raise ValueError(f"mode: expected 'percentile' or 'max', got {mode!r}")
+    return float(lim) if lim > 0 else 1.0
+
+
+def plot_map_grid(maps: np.ndarray, labels: pd.DataFrame, rows: Sequence[str] | str,
+                  cols: Sequence[str] | str, *, vmax: float, title: str = "",
+                  cell: float = 0.9, cmap: str = "bwr") -> Any:
+    """Draw maps in a table: one row per combination of ``rows`` variables, one column per
+    combination of ``cols`` (like the group-count table), one shared colour scale.
+
+    Parameters
+    ----------
+    maps
+        ``(G, R, R)`` from :func:`render_maps`.
+    labels
+        ``G`` rows with the variables as columns (categorical order is respected).
+    rows, cols
+        Variables on each axis (``[]`` for a single row or column).
+    vmax
+        Colour scale end (:func:`color_limit`); the scale is ``[-vmax, vmax]``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    rows = [rows] if isinstance(rows, str) else list(rows)
+    cols = [cols] if isinstance(cols, str) else list(cols)
+    if len(labels) != len(maps):
+        raise ValueError(f"labels: {len(labels)} rows for {len(maps)} maps")
+
+    def levels(vs):
+        if not vs:
+            return [()]
+        cats = [list(labels[v].cat.categories) if isinstance(labels[v].dtype, pd.CategoricalDtype)
+                else sorted(labels[v].unique()) for v in vs]
+        grid = pd.MultiIndex.from_product(cats).tolist()
+        present = set(map(tuple, labels[vs].astype(object).itertuples(index=False)))
+        return [k if isinstance(k, tuple) else (k,) for k in grid if (k if isinstance(k, tuple) else (k,)) in present]
+
+    rlev, clev = levels(rows), levels(cols)
+    pos = {}
+    for i, rec in enumerate(labels.astype(object).itertuples(index=False)):
+        d = rec._asdict()
+        pos[(tuple(d[v] for v in rows), tuple(d[v] for v in cols))] = i
+    fig, axes = plt.subplots(len(rlev), len(clev), figsize=(cell * len(clev) + 1.2, cell * len(rlev) + 0.8),
+                             squeeze=False)
+    im = None
+    for r, rk in enumerate(rlev):
+        for c, ck in enumerate(clev):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for s in ax.spines.values():
+                s.set_visible(False)
+            i = pos.get((rk, ck))
+            if i is not None:
+                im = ax.imshow(maps[i], origin="lower", cmap=cmap, vmin=-vmax, vmax=vmax,
+                               interpolation="nearest")
+            if r == 0:
+                ax.set_title("\n".join(map(str, ck)), fontsize=7)
+            if c == 0:
+                ax.set_ylabel(", ".join(map(str, rk)), fontsize=7, rotation=0, ha="right", va="center")
+    if im is not None:
+        fig.colorbar(im, ax=axes, shrink=0.6, label="NAP (shared scale)")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return fig

@@ -1,0 +1,61 @@
+"""fairlib.naps: hand-computed NAPs, streaming = in-memory, unions with the shared reference."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from fairlib.naps import StreamingNAPs, neuron_activation_profiles, union_profiles
+
+
+def test_hand_computed_example():
+    # group "a": values 1, 3 (mean 2); group "b": 10 (mean 10); expected = (1 + 3 + 10) / 3 = 14/3
+    acts = np.array([[1.0], [10.0], [3.0]])
+    profiles, expected, labels = neuron_activation_profiles(acts, ["a", "b", "a"])
+    assert labels.tolist() == ["a", "b"]
+    np.testing.assert_allclose(expected, [14 / 3])
+    np.testing.assert_allclose(profiles[:, 0], [2 - 14 / 3, 10 - 14 / 3])
+    # the size-weighted NAPs sum to zero
+    np.testing.assert_allclose(2 * profiles[0] + 1 * profiles[1], 0, atol=1e-12)
+
+
+def test_streaming_equals_in_memory_and_keeps_shape():
+    rng = np.random.default_rng(0)
+    acts = rng.normal(size=(503, 4, 3, 3)).astype(np.float32)
+    groups = rng.integers(0, 7, 503)
+    ref = neuron_activation_profiles(torch.from_numpy(acts), groups)
+    s = StreamingNAPs()
+    for i in range(0, 503, 64):
+        s.update(acts[i:i + 64], groups[i:i + 64])
+    out = s.result()
+    assert out[0].shape == (7, 4, 3, 3) and out[1].shape == (4, 3, 3)
+    for a, b in zip(ref, out):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(out[1], acts.mean(axis=0), atol=1e-6)
+    assert s.counts.sum() == 503
+
+
+def test_streaming_rejects_shape_change():
+    s = StreamingNAPs().update(np.zeros((2, 3)), [0, 1])
+    with pytest.raises(ValueError, match="shape"):
+        s.update(np.zeros((2, 4)), [0, 1])
+    with pytest.raises(ValueError, match="groups"):
+        StreamingNAPs().update(np.zeros((2, 3)), [0])
+
+
+def test_union_profiles_use_intersectional_reference():
+    table = pd.DataFrame({"age": pd.Categorical(["y", "y", "o", "o"]),
+                          "style": pd.Categorical(["A", "B", "A", "B"])})
+    # group sizes 1, 2, 1, 0 (group 3 empty); values per group 0, 3, 6
+    acts = np.array([[0.0], [3.0], [3.0], [6.0]])
+    groups = np.array([0, 1, 1, 2])
+    prof, unions = union_profiles(acts, groups, table=table, by="age")
+    expected = 12 / 4
+    assert unions["age"].tolist() == ["o", "y"] and unions["count"].tolist() == [1, 3]
+    np.testing.assert_allclose(prof[:, 0], [6 - expected, 2 - expected])
+    s = StreamingNAPs().update(acts, groups)
+    prof2, unions2 = union_profiles(s, table=table, by=["age", "style"])
+    assert len(unions2) == 3
+    np.testing.assert_allclose(np.sort(prof2[:, 0]), np.sort([0 - 3, 3 - 3, 6 - 3]))
+    with pytest.raises(ValueError, match="by"):
+        union_profiles(s, table=table, by="race")

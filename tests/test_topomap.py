@@ -1,0 +1,61 @@
+"""fairlib.topomap: force values, one relaxation step by hand, layout and rendering."""
+
+import numpy as np
+import pytest
+
+from fairlib.topomap import channel_profiles, color_limit, force, relax, render_maps, scale_unit
+
+
+def test_force_hand_values():
+    np.testing.assert_allclose(force(0.0), 1.5 - 15)
+    np.testing.assert_allclose(force(1.0), 1.5 / 8 - 15 * np.exp(-0.5))
+    assert force(30.0) > 0 > force(5.0)  # attraction wins only far away
+
+
+def test_two_particles_one_step_by_hand():
+    p = np.array([[0.0, 0.0], [1.0, 0.0]])
+    c = (np.tanh(-3) + 1) / 2  # one step: x_0 = -3
+    f1 = 1.5 / 8 - 15 * np.exp(-0.5)
+    move = (1.0 * c * f1 / 2) / 2  # mean over both particles; the self term is zero
+    out = relax(p, n_steps=1, rescale=False)
+    np.testing.assert_allclose(out, [[move, 0], [1 - move, 0]], rtol=1e-5)
+    assert out[0, 0] < 0  # repelled
+
+
+def test_distance_is_clipped_at_001():
+    p = np.array([[0.0, 0.0], [0.0, 0.0], [0.001, 0.0]])
+    out = relax(p, n_steps=1, rescale=False)
+    c = (np.tanh(-3) + 1) / 2
+    w = c * force(0.01) / 2 / 3
+    # particle 0: (p1 - p0) = 0, (p2 - p0) = 0.001 with d clipped to 0.01
+    np.testing.assert_allclose(out[0, 0], 0.001 * w, rtol=1e-4)
+
+
+def test_relax_spreads_and_rescales():
+    rng = np.random.default_rng(0)
+    p = scale_unit(rng.normal(size=(60, 2)) * 0.01)
+    out = relax(p, 200)
+    assert out.min() == 0 and out.max() == 1
+    d = np.linalg.norm(out[:, None] - out[None], axis=-1) + np.eye(60)
+    d0 = np.linalg.norm(p[:, None] - p[None], axis=-1) + np.eye(60)
+    assert d.min() > d0.min()  # no two particles are left on top of each other
+    with pytest.raises(ValueError, match="positions"):
+        relax(np.zeros((3, 3)))
+
+
+def test_channel_profiles_and_render():
+    profiles = np.arange(24.0).reshape(3, 4, 2)  # 3 groups, 4 channels, 2 positions
+    assert channel_profiles(profiles).shape == (4, 6)
+    pos = np.array([[0, 0], [1, 0], [0, 1], [1, 1]], float)
+    values = np.array([[0, 1, 2, 3.0]])
+    maps = render_maps(values, pos, resolution=3)
+    # bilinear-like plane v = x + 2y is linear, so interpolation is exact
+    np.testing.assert_allclose(maps[0], [[0, 0.5, 1], [1, 1.5, 2], [2, 2.5, 3]], atol=1e-12)
+
+
+def test_color_limit():
+    v = np.concatenate([np.linspace(-1, 1, 1001), [-50.0]])
+    assert color_limit(v, "max") == 50
+    lim = color_limit(v, "percentile")
+    assert 0.98 < lim < 1.0
+    assert color_limit(np.array([0.0, 2.0, -0.5]), "max") == 2
