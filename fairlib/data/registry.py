@@ -6,8 +6,6 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-import pandas as pd
-
 from fairlib.data import loaders
 from fairlib.data.loaders import AttributeDataset
 

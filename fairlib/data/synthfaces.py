@@ -473,7 +473,6 @@ def _draw_chunk(p: dict[str, np.ndarray], size: int) -> np.ndarray:
              0.13, 0.032), hair, p["mustache"], box=(-0.15, 0.15, 0.19, 0.28))
 
     # mouth: the smile bends it up at the corners and opens it
-    smile = p["smile"]
     lip = np.float32([0.45, 0.20, 0.20]) + (
         np.float32([0.80, 0.08, 0.22]) - np.float32([0.45, 0.20, 0.20])
     ) * p["lipstick"][:, None]
