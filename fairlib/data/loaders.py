@@ -113,7 +113,7 @@ def _codes_cat(codes: np.ndarray, categories: Sequence) -> pd.Categorical:
 
 
 def _memory_dataset(images: np.ndarray, attributes: pd.DataFrame, **kw) -> AttributeDataset:
-    tensor = torch.from_numpy(np.ascontiguousarray(images))
+    tensor = torch.from_numpy(np.array(images, order="C", copy=not images.flags.writeable))
     return AttributeDataset(attributes, lambda i: tensor[i], **kw)
 
 
@@ -161,7 +161,7 @@ def load_digits_dataset(split: str = "train", *, transform=None, test_fraction: 
                         seed: int = 0) -> AttributeDataset:
     """scikit-learn's 8x8 handwritten digits, split 80/20 (stratified, fixed seed).
 
-    Images are ``uint8 (1, 8, 8)`` scaled from 0-16 to 0-255; ``split`` is ``train``,
+    Images are ``uint8 (1, 8, 8)`` scaled from 0-16 to 0-255 (x 255/16, rounded); ``split`` is ``train``,
     ``test`` or ``all``.
     """
     from sklearn.datasets import load_digits
@@ -169,7 +169,7 @@ def load_digits_dataset(split: str = "train", *, transform=None, test_fraction: 
 
     split = _check_split("digits", split, ("train", "test", "all"))
     d = load_digits()
-    images = np.clip(d.images * 16, 0, 255).astype(np.uint8)[:, None]
+    images = np.round(d.images * (255 / 16)).astype(np.uint8)[:, None]
     idx = np.arange(len(images))
     if split != "all":
         tr, te = train_test_split(idx, test_size=test_fraction, random_state=seed,
