@@ -607,6 +607,83 @@ compare.style.format(precision=2).set_caption("Teru & Chakraborty, Table 1 (pape
 # :::
 
 # %% [markdown]
+# ### Graded exercises
+#
+# The three exercises below are graded automatically when your instructor hands out this chapter
+# as an assignment (see the instructor guide). Write your code in place of the
+# `raise NotImplementedError(...)` line; in the book, the solution is folded away.
+#
+# :::{exercise}
+# :label: ex-tcb-code
+# Write `my_tcb(y_true, y_pred)` that returns the threshold calibration bias of two 0/1 arrays
+# without calling fairlib. It must agree with `fairlib.metrics.threshold_calibration_bias`.
+# :::
+
+# %% tags=["graded", "exercise:ex-tcb-code", "hide-input"]
+def my_tcb(y_true, y_pred):
+    # BEGIN SOLUTION
+    # HINT: find the rarer value of y_true, then divide how often it is predicted by how often it occurs
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    rare = 1 if y_true.mean() < 0.5 else 0
+    return float((y_pred == rare).sum() / (y_true == rare).sum())
+    # END SOLUTION
+
+
+# %% tags=["tests", "exercise:ex-tcb-code", "remove-cell"]
+assert abs(my_tcb([1, 0, 0, 0], [1, 1, 0, 0]) - 2.0) < 1e-9, "rare positives predicted twice as often: TCB = 2"
+assert abs(my_tcb([1, 1, 1, 0], [1, 1, 1, 1]) - 0.0) < 1e-9, "the rare negative is never predicted: TCB = 0"
+_d = simulate_predictions(500, base_rate=0.2, offset=-0.5, seed=11)
+assert abs(my_tcb(_d.target, _d.pred) - M.threshold_calibration_bias(_d.target, _d.pred)) < 1e-9
+
+# %% [markdown]
+# :::{exercise}
+# :label: ex-biasamp-code
+# Write `biasamp_2x2(groups, targets, preds)` for two groups and two classes (all 0/1 arrays),
+# following Eq. (1)–(3) directly with four explicit terms. Decide $y_{at}$ with integer counts.
+# :::
+
+# %% tags=["graded", "exercise:ex-biasamp-code", "hide-input"]
+def biasamp_2x2(groups, targets, preds):
+    # BEGIN SOLUTION
+    # HINT: loop over a in {0, 1} and t in {0, 1}; y_at = n_at * N > n_a * n_t
+    g, t, p = (np.asarray(x) for x in (groups, targets, preds))
+    total, terms = len(g), []
+    for a in (0, 1):
+        for c in (0, 1):
+            n_a, n_t, n_at = (g == a).sum(), (t == c).sum(), ((g == a) & (t == c)).sum()
+            y = int(n_at * total > n_a * n_t)
+            delta = (p[g == a] == c).mean() - (t[g == a] == c).mean()
+            terms.append(y * delta - (1 - y) * delta)
+    return float(np.mean(terms))
+    # END SOLUTION
+
+
+# %% tags=["tests", "exercise:ex-biasamp-code", "remove-cell"]
+assert abs(biasamp_2x2([0, 0, 0, 0, 1, 1, 1, 1], [1, 1, 1, 0, 1, 0, 0, 0], [1, 1, 1, 1, 0, 0, 0, 0]) - 0.25) < 1e-9
+for _seed in range(3):
+    _d = simulate_predictions(300, label_bias=0.15, lean=0.4, seed=_seed)
+    assert abs(biasamp_2x2(_d.group, _d.target, _d.pred) - M.bias_amplification(_d.group, _d.target, _d.pred)) < 1e-9
+
+# %% [markdown]
+# :::{exercise}
+# :label: ex-floor-code
+# Write `variance_noise_floor(accuracy, n_per_group)`: the expected accuracy variance (pp²) that
+# sampling noise alone produces when every group has the same true accuracy.
+# :::
+
+# %% tags=["graded", "exercise:ex-floor-code", "hide-input"]
+def variance_noise_floor(accuracy, n_per_group):
+    # BEGIN SOLUTION
+    # HINT: each group's accuracy is a binomial proportion; convert its variance to percentage points
+    return 1e4 * accuracy * (1 - accuracy) / n_per_group
+    # END SOLUTION
+
+
+# %% tags=["tests", "exercise:ex-floor-code", "remove-cell"]
+assert abs(variance_noise_floor(0.9, 100) - 9.0) < 1e-9
+assert abs(variance_noise_floor(0.5, 474) - 2500 / 474) < 1e-9
+
+# %% [markdown]
 # ## Summary
 #
 # - Per-group accuracy, its variance, the worst group and the largest gap are the first things to
