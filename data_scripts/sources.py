@@ -178,9 +178,13 @@ class HFSource:
 
         dest.parent.mkdir(parents=True, exist_ok=True)
         staging = dest.parent / ".hf"
+        import inspect
+
+        extra = {}
+        if "tqdm_class" in inspect.signature(hf_hub_download).parameters:
+            extra["tqdm_class"] = tqdm  # older huggingface_hub versions draw their own bar
         got = hf_hub_download(repo_id, path, repo_type="dataset", revision=revision,
-                              local_dir=staging, etag_timeout=self.timeout,
-                              tqdm_class=tqdm)
+                              local_dir=staging, etag_timeout=self.timeout, **extra)
         os.replace(got, dest)
 
 
