@@ -1,0 +1,308 @@
+"""fairlib.transfer: hand-computed association scores, permutation test calibration, the Bias
+Transfer Score's interval, fine-tuning helpers and the COCO canonical-set builder."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from fairlib import transfer as T
+from fairlib.data import DatasetNotFoundError
+
+R2 = math.sqrt(0.5)  # cos 45°
+
+
+# --------------------------------------------------------------------------- association scores
+def test_association_scores_hand_computed():
+    # "x": along the a-axis: cos 1 to a, 0 to b.  "d": on the diagonal: cos 1/sqrt2 to both
+    # a-vectors, cos -1/sqrt2 to the b-vector (-1, 0): score 1/sqrt2 - (-1/sqrt2) = sqrt2.
+    concepts = {"x": np.array([[2.0, 0.0]]), "d": torch.tensor([[1.0, 1.0], [3.0, 3.0]])}
+    a = np.array([[1.0, 0.0], [0.0, 5.0]])  # norms must not matter
+    b = np.array([[-1.0, 0.0]])
+    s = T.association_scores(concepts, a, b)
+    assert list(s.index) == ["x", "d"]
+    # x: mean cos to a = (1 + 0)/2 = 0.5; to b = -1  -> 1.5
+    assert s["x"] == pytest.approx(1.5)
+    assert s["d"] == pytest.approx(2 * R2)
+
+
+def test_effect_size_hand_computed():
+    # m(y) for concept x = (1, 0): a-images -> 1 and 1/sqrt2; b-images -> 0 and -1
+    concepts = {"x": np.array([[1.0, 0.0]])}
+    a = np.array([[1.0, 0.0], [1.0, 1.0]])
+    b = np.array([[0.0, 1.0], [-1.0, 0.0]])
+    out = T.association_effect_sizes(concepts, a, b, n_permutations=50, seed=0)
+    m = np.array([1.0, R2, 0.0, -1.0])
+    score = (1 + R2) / 2 - (0 - 1) / 2
+    assert out.loc["x", "score"] == pytest.approx(score)
+    assert out.loc["x", "effect_size"] == pytest.approx(score / np.std(m, ddof=1))
+    # 4 images, 2 in a: only 6 labellings; the observed one is the most extreme (|.| tied with its
+    # mirror image), so about a third of permutations reach it: p is far from tiny.
+    assert 0.2 < out.loc["x", "p_value"] < 0.5
+    assert list(out.columns) == ["score", "effect_size", "p_value"]
+
+
+def _null_p(seed: int) -> float:
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((10, 16)) + 2.0  # a shared offset makes cosines non-trivial
+    a = rng.standard_normal((15, 16)) + 2.0
+    b = rng.standard_normal((15, 16)) + 2.0
+    return float(T.association_effect_sizes({"c": x}, a, b, n_permutations=199, seed=seed)["p_value"].iloc[0])
+
+
+def test_permutation_p_value_is_uniform_under_the_null():
+    p = np.array([_null_p(s) for s in range(200)])
+    assert 0.01 <= (p < 0.05).mean() <= 0.10
+    assert 0.35 <= (p < 0.5).mean() <= 0.65
+    assert p.min() >= 1 / 200  # (1 + #)/(1 + P) is never below 1/(P + 1)
+
+
+def test_permutation_p_value_is_small_under_a_planted_effect():
+    rng = np.random.default_rng(1)
+    direction = np.zeros(16)
+    direction[0] = 3.0
+    x = rng.standard_normal((10, 16)) + direction
+    a = rng.standard_normal((15, 16)) + direction  # a shares the concept's direction
+    b = rng.standard_normal((15, 16)) - direction
+    null = rng.standard_normal((10, 16))
+    out = T.association_effect_sizes({"planted": x, "null": null}, a, b, n_permutations=999, seed=0)
+    assert out.loc["planted", "p_value"] == pytest.approx(1 / 1000)
+    assert out.loc["planted", "effect_size"] > 1.0
+    assert out.loc["planted", "score"] > 0
+
+
+def test_permutation_test_is_seeded():
+    rng = np.random.default_rng(2)
+    x, a, b = rng.standard_normal((5, 8)), rng.standard_normal((6, 8)), rng.standard_normal((6, 8))
+    one = T.association_effect_sizes({"c": x}, a, b, n_permutations=300, seed=4)
+    two = T.association_effect_sizes({"c": x}, a, b, n_permutations=300, seed=4)
+    pd.testing.assert_frame_equal(one, two)
+
+
+@pytest.mark.parametrize(
+    "concepts, a, b, match",
+    [
+        ({}, np.ones((2, 3)), np.ones((2, 3)), "concept_embeddings"),
+        ({"c": np.ones((2, 3))}, np.ones((2, 4)), np.ones((2, 3)), "attribute_b"),
+        ({"c": np.ones((2, 4))}, np.ones((2, 3)), np.ones((2, 3)), "concept_embeddings\\['c'\\]"),
+        ({"c": np.ones(3)}, np.ones((2, 3)), np.ones((2, 3)), "\\(n, D\\)"),
+        ({"c": np.ones((2, 3))}, np.zeros((2, 3)), np.ones((2, 3)), "all zeros"),
+        ({"c": np.full((2, 3), np.nan)}, np.ones((2, 3)), np.ones((2, 3)), "NaN"),
+        ({"c": np.ones((2, 3))}, np.ones((0, 3)), np.ones((2, 3)), "attribute_a: is empty"),
+    ],
+)
+def test_association_bad_input(concepts, a, b, match):
+    with pytest.raises(ValueError, match=match):
+        T.association_scores(concepts, a, b)
+
+
+def test_effect_size_bad_input():
+    x = {"c": np.eye(3)}
+    with pytest.raises(ValueError, match="n_permutations"):
+        T.association_effect_sizes(x, np.eye(3), np.eye(3), n_permutations=0)
+    with pytest.raises(ValueError, match="at least 3"):
+        T.association_effect_sizes(x, np.eye(3)[:1], np.eye(3)[1:2])
+
+
+# --------------------------------------------------------------------------- BTS and its interval
+def test_bts_is_one_for_identical_and_minus_one_for_reversed_rankings():
+    before = pd.Series([0.3, -0.1, 0.05, 0.2, -0.4], index=list("abcde"))
+    same_ranking = np.exp(before)  # monotone: the ranking is identical
+    rho, low, high = T.bias_transfer_interval(before, same_ranking, n_boot=500)
+    assert (rho, low, high) == pytest.approx((1.0, 1.0, 1.0))
+    rho, low, high = T.bias_transfer_interval(before, -3 * before, n_boot=500)
+    assert (rho, low, high) == pytest.approx((-1.0, -1.0, -1.0))
+
+
+def test_bts_aligns_series_by_concept():
+    before = pd.Series([1.0, 2.0, 3.0, 4.0], index=list("abcd"))
+    after = pd.Series([4.0, 3.0, 2.0, 1.0], index=list("dcba"))  # same values per concept
+    assert T.bias_transfer_interval(before, after, n_boot=200)[0] == pytest.approx(1.0)
+
+
+def test_bootstrap_interval_contains_the_point_estimate():
+    rng = np.random.default_rng(0)
+    before = rng.standard_normal(30)
+    after = 0.6 * before + 0.8 * rng.standard_normal(30)
+    rho, low, high = T.bias_transfer_interval(before, after, n_boot=2000, level=0.95, seed=0)
+    assert -1 <= low < rho < high <= 1
+    _, low90, high90 = T.bias_transfer_interval(before, after, n_boot=2000, level=0.90, seed=0)
+    assert low <= low90 and high90 <= high  # a lower level gives a nested interval
+
+
+def test_bootstrap_skips_constant_resamples():
+    # with 3 concepts, 3 of the 27 resamples draw one concept three times: ρ is undefined there
+    rho, low, high = T.bias_transfer_interval([0.0, 1.0, 2.0], [0.0, 2.0, 1.0], n_boot=3000, seed=1)
+    assert rho == pytest.approx(0.5)
+    assert np.isfinite([low, high]).all() and -1 <= low <= rho <= high <= 1
+
+
+def test_bootstrap_bad_input():
+    with pytest.raises(ValueError, match="at least 3 concepts"):
+        T.bias_transfer_interval([0.0, 1.0], [1.0, 0.0])
+    with pytest.raises(ValueError, match="level"):
+        T.bias_transfer_interval([0.0, 1.0, 2.0], [0.0, 1.0, 2.0], level=1.5)
+    with pytest.raises(ValueError, match="n_boot"):
+        T.bias_transfer_interval([0.0, 1.0, 2.0], [0.0, 1.0, 2.0], n_boot=0)
+    with pytest.raises(ValueError, match="all scores are equal"):
+        T.bias_transfer_interval([1.0, 1.0, 1.0], [0.0, 1.0, 2.0])
+    with pytest.raises(ValueError, match="concepts differ"):
+        T.bias_transfer_interval(pd.Series([1.0, 2.0, 3.0], index=list("abc")),
+                                 pd.Series([1.0, 2.0, 3.0], index=list("abd")))
+
+
+def test_association_changes():
+    before = pd.Series({"kept": 0.5, "flipped": 0.4, "introduced": 0.05, "vanished": -0.6, "none": 0.01})
+    after = pd.Series({"kept": 0.3, "flipped": -0.5, "introduced": -0.3, "vanished": 0.1, "none": -0.02})
+    out = T.association_changes(before, after, threshold=0.2)
+    assert out["status"].to_dict() == {k: k for k in before.index}
+    with pytest.raises(ValueError, match="threshold"):
+        T.association_changes(before, after, threshold=0)
+
+
+# --------------------------------------------------------------------------- embeddings, fine-tuning
+class _Tiny(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU())
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.fc(self.body(x).mean(dim=(2, 3)))
+
+
+def _data(n=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 256, (n, 3, 8, 8), dtype=torch.uint8, generator=g)
+    y = (x.float().mean(dim=(1, 2, 3)) > 127).long()
+    return x, y
+
+
+def test_embed_pools_to_n_by_d_and_rejects_unknown_layers():
+    torch.manual_seed(0)
+    model, (x, _) = _Tiny(), _data(10)
+    e = T.embed(model, x, "body", device="cpu")
+    assert e.shape == (10, 4)
+    with torch.no_grad():
+        expected = model.body(x.float() / 255).mean(dim=(2, 3)).numpy()
+    np.testing.assert_allclose(e, expected, atol=1e-5)
+    with pytest.raises(ValueError, match="available names"):
+        T.embed(model, x, "nope", device="cpu")
+
+
+def test_linear_probe_keeps_the_backbone_and_full_fine_tuning_changes_it():
+    torch.manual_seed(0)
+    model, data = _Tiny(), _data()
+    before = T.embed(model, data[0], "body", device="cpu")
+    probe, losses = T.fine_tune(model, data, head="fc", n_outputs=3, mode="linear", epochs=2,
+                                lr=1e-2, batch_size=16, device="cpu")
+    assert probe.fc.out_features == 3 and len(losses) == 2
+    np.testing.assert_allclose(T.embed(probe, data[0], "body", device="cpu"), before, atol=1e-6)
+    full, _ = T.fine_tune(model, data, head="fc", n_outputs=3, mode="full", epochs=2, lr=1e-2,
+                          batch_size=16, device="cpu")
+    assert np.abs(T.embed(full, data[0], "body", device="cpu") - before).max() > 1e-3
+    np.testing.assert_allclose(T.embed(model, data[0], "body", device="cpu"), before, atol=1e-6)  # untouched
+
+
+def test_fine_tuning_bad_input():
+    model, data = _Tiny(), _data(8)
+    with pytest.raises(ValueError, match="linear layers: \\['fc'\\]"):
+        T.replace_head(model, "head", 2)
+    with pytest.raises(ValueError, match="mode"):
+        T.fine_tune(model, data, head="fc", n_outputs=2, mode="partial")
+    with pytest.raises(ValueError, match="labels"):
+        T.fine_tune(model, (data[0], data[1][:3]), head="fc", n_outputs=2, device="cpu")
+
+
+def test_transfer_run_on_scenes():
+    sets = T.scene_canonical_sets(24, n_objects=4, size=16, seed=0)
+    assert list(sets.concepts) == ["disc", "square", "diamond", "ring"]
+    assert len(sets.attribute_a) == len(sets.attribute_b) == 12
+    assert all(len(v) == 6 for v in sets.paired_b.values())
+    torch.manual_seed(0)
+    model, data = _Tiny(), _data(32)
+    data = (torch.nn.functional.interpolate(data[0].float(), size=16).to(torch.uint8), data[1])
+    res = T.transfer_run(model, sets, data, layer="body", head="fc", n_outputs=2, mode="linear",
+                         n_permutations=50, n_boot=200, epochs=1, batch_size=16, device="cpu")
+    # a linear probe leaves the backbone as it was: identical scores, BTS exactly 1
+    pd.testing.assert_frame_equal(res.before, res.after)
+    assert (res.rho, res.low, res.high) == pytest.approx((1.0, 1.0, 1.0))
+    assert list(res.before.columns) == ["score", "effect_size", "p_value", "paired_score"]
+
+
+# --------------------------------------------------------------------------- COCO builder
+def _write_coco(root, n_each=3):
+    from PIL import Image
+
+    (root / "annotations").mkdir(parents=True)
+    (root / "val2017").mkdir()
+    cats = [{"id": 1, "name": "person"}, {"id": 3, "name": "car"}, {"id": 42, "name": "surfboard"},
+            {"id": 64, "name": "potted plant"}]
+    images, anns, caps = [], [], []
+    plan = []  # (categories, caption)
+    for cat in ("car", "surfboard"):
+        plan += [((cat,), f"a {cat} on its own")] * n_each
+        plan += [((cat, "person"), f"A man with a {cat}.")] * n_each
+        plan += [((cat, "person"), f"a woman near the {cat}")] * n_each
+    plan += [(("person",), "a man standing")] * n_each + [(("person",), "Two women talking")] * n_each
+    plan += [(("person",), "a man and a woman")]  # ambiguous: left out
+    plan += [(("person",), "a mannequin in a shop")]  # no whole gendered word: left out
+    plan += [(("potted plant",), "a plant")]  # too rare to be a concept
+    name_to_id = {c["name"]: c["id"] for c in cats}
+    for i, (cs, cap) in enumerate(plan, start=1):
+        fname = f"{i:012d}.jpg"
+        Image.fromarray(np.full((6, 10, 3), i, dtype=np.uint8)).save(root / "val2017" / fname)
+        images.append({"id": i, "file_name": fname, "height": 6, "width": 10})
+        for c in cs:
+            anns.append({"id": len(anns) + 1, "image_id": i, "category_id": name_to_id[c], "bbox": [0, 0, 1, 1]})
+        caps.append({"id": len(caps) + 1, "image_id": i, "caption": cap})
+        caps.append({"id": len(caps) + 1, "image_id": i, "caption": "a photo"})
+    (root / "annotations" / "instances_val2017.json").write_text(
+        json.dumps({"images": images, "annotations": anns, "categories": cats}))
+    (root / "annotations" / "captions_val2017.json").write_text(json.dumps({"images": images, "annotations": caps}))
+    return plan
+
+
+def test_coco_canonical_sets_on_tiny_files(tmp_path):
+    plan = _write_coco(tmp_path / "coco")
+    sets = T.coco_canonical_sets(tmp_path / "coco", min_images=3, n_per_set=10, size=8)
+    assert sets.names == ("man", "woman")
+    assert sorted(sets.concepts) == ["car", "surfboard"]  # potted plant: 1 image < min_images
+    assert sets.sizes().to_dict("list") == {"alone": [3, 3], "with man": [3, 3], "with woman": [3, 3]}
+    assert sets.attribute_a.shape == sets.attribute_b.shape == (3, 3, 8, 8)
+    assert sets.concepts["car"].dtype == torch.uint8
+    # images are filled with their id: the sets hold exactly the planned images
+    ids = lambda t: sorted(int(v) for v in t[:, 0, 0, 0])  # noqa: E731
+    assert ids(sets.attribute_a) == [i for i, (cs, c) in enumerate(plan, 1) if cs == ("person",) and c == "a man standing"]
+    assert ids(sets.paired_b["surfboard"]) == [i for i, (cs, c) in enumerate(plan, 1)
+                                              if cs == ("surfboard", "person") and "woman" in c]
+    small = T.coco_canonical_sets(tmp_path / "coco", min_images=3, n_per_set=2, size=8, categories=["car", "surfboard"])
+    assert len(small.concepts["car"]) == 2 and len(small.attribute_b) == 2
+
+
+def test_coco_builder_errors(tmp_path):
+    with pytest.raises(DatasetNotFoundError, match="data_scripts.fetch coco"):
+        T.coco_canonical_sets(tmp_path / "absent")
+    _write_coco(tmp_path / "coco")
+    with pytest.raises(ValueError, match="unknown COCO categories \\['surf'\\]"):
+        T.coco_canonical_sets(tmp_path / "coco", categories=["car", "surf"], min_images=3)
+    with pytest.raises(ValueError, match="'potted plant' has only 1"):
+        T.coco_canonical_sets(tmp_path / "coco", categories=["car", "potted plant"], min_images=3)
+    with pytest.raises(ValueError, match="only 0 concept"):
+        T.coco_canonical_sets(tmp_path / "coco", min_images=4)
+
+
+def test_coco_multilabel(tmp_path):
+    plan = _write_coco(tmp_path / "coco")
+    ds = T.coco_multilabel(tmp_path / "coco", size=8, exclude=["000000000001.jpg"])
+    assert len(ds) == len(plan) - 1
+    x, y = ds[0]  # image 2: a car alone
+    assert x.shape == (3, 8, 8) and y.shape == (4,)
+    assert y.tolist() == [0.0, 1.0, 0.0, 0.0]  # categories sorted by id: person, car, surfboard, plant
+    assert len(T.coco_multilabel(tmp_path / "coco", size=8, n=5, seed=0)) == 5
