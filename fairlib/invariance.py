@@ -331,17 +331,19 @@ def other_attribute(attr: torch.Tensor, n_attributes: int, generator: torch.Gene
     return (attr + shift) % n_attributes
 
 
-def discriminator_step(model: FaderNet, opt: torch.optim.Optimizer, x: torch.Tensor, attr: torch.Tensor) -> float:
+def discriminator_step(model: FaderNet, opt: torch.optim.Optimizer, x: torch.Tensor, attr: torch.Tensor,
+                       class_weights: torch.Tensor | None = None) -> float:
     r"""One update of the discriminator: :math:`L_{dis} = -\frac1m\sum\log P_{dis}(y\mid E(x))`.
 
     The encoder runs in eval mode without gradient, so only the discriminator moves.
-    Returns the loss before the update.
+    ``class_weights`` ``(n_attributes,)`` optionally weights the cross-entropy per attribute value
+    (see ``balance_discriminator`` in :func:`train_fader`). Returns the loss before the update.
     """
     model.encoder.eval()
     model.discriminator.train()
     with torch.no_grad():
         z = model.encode(x)
-    loss = F.cross_entropy(model.discriminator(z), attr)
+    loss = F.cross_entropy(model.discriminator(z), attr, weight=class_weights)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -406,7 +408,7 @@ def encode(model: VanillaAutoencoder, images: torch.Tensor, batch_size: int = 51
 def train_fader(model: FaderNet, images: torch.Tensor, attr: Any, *, epochs: int = 10, batch_size: int = 32,
                 lambda_e: float = 1e-4, ramp_steps: int = 500_000, lr: float = 2e-4,
                 betas: tuple[float, float] = (0.5, 0.999), val: tuple[torch.Tensor, Any] | None = None,
-                select: bool = True, seed: int = 0, device: Any = None, show_progress: bool = True
+                select: bool = True, balance_discriminator: bool = False, seed: int = 0, device: Any = None, show_progress: bool = True
                 ) -> pd.DataFrame:
     """Train a :class:`FaderNet` by alternating discriminator and autoencoder steps.
 
@@ -431,12 +433,18 @@ def train_fader(model: FaderNet, images: torch.Tensor, attr: Any, *, epochs: int
         after the ramp (all epochs if none does), restore the weights of the one with the
         lowest discriminator accuracy (the most invariant latent). Earlier epochs are excluded
         because a discriminator that has not learned yet is trivially fooled.
+    balance_discriminator
+        Weight the discriminator's cross-entropy by inverse attribute frequency. Not in the
+        paper or Fader; useful under heavy imbalance (88% of the paper's training images are
+        one race), where an unweighted discriminator can score well by recognising the
+        majority alone, so the encoder is only pushed to hide "majority or not".
 
     Returns
     -------
     pandas.DataFrame
         One row per epoch: ``epoch``, ``step``, ``lambda``, ``train_mse``, ``val_mse``,
-        ``dis_acc`` (validation), ``dis_loss``, ``adv_loss``, ``selected`` (bool).
+        ``dis_acc`` (validation accuracy; on a validation set with equal group sizes it is
+        also the balanced accuracy, chance ``1 / n_attributes``), ``dis_loss``, ``adv_loss``, ``selected`` (bool).
     """
     images, a = _check_data(images, attr)
     if epochs < 1 or batch_size < 1:
@@ -449,6 +457,10 @@ def train_fader(model: FaderNet, images: torch.Tensor, attr: Any, *, epochs: int
     opt_ae = torch.optim.Adam(list(model.encoder.parameters()) + list(model.decoder.parameters()), lr=lr, betas=betas)
     opt_dis = torch.optim.Adam(model.discriminator.parameters(), lr=lr, betas=betas)
     gen = torch.Generator().manual_seed(seed)
+    cw = None
+    if balance_discriminator:
+        counts = torch.bincount(a, minlength=model.n_attributes).float().clamp(min=1)
+        cw = (len(a) / (model.n_attributes * counts)).to(device)
     step, rows = 0, []
     best: tuple[float, int, bool] | None = None
     best_state = None
@@ -457,7 +469,7 @@ def train_fader(model: FaderNet, images: torch.Tensor, attr: Any, *, epochs: int
         for idx in _batches(len(images), batch_size, gen):
             xb = to_unit_range(images[idx]).to(device)
             ab = a[idx].to(device)
-            dls.append(discriminator_step(model, opt_dis, xb, ab))
+            dls.append(discriminator_step(model, opt_dis, xb, ab, cw))
             lam = lambda_schedule(step, lambda_e, ramp_steps)
             mse, adv = autoencoder_step(model, opt_ae, xb, ab, lam, generator=gen)
             mses.append(mse)
