@@ -250,13 +250,19 @@ def make_permanent(model: nn.Module) -> nn.Module:
 # --------------------------------------------------------------------------- training
 @torch.no_grad()
 def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    """Logits ``(N, K)`` (or ``(N,)``) on the CPU, in eval mode and without gradients."""
+    """Logits ``(N, K)`` (or ``(N,)``) on the CPU, in eval mode and without gradients; uint8 images are scaled to [0, 1]."""
     device = next(model.parameters()).device
     was = model.training
     model.eval()
-    out = torch.cat([model(x[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)])
+    out = torch.cat([model(_as_float(x[i:i + batch_size]).to(device)).float().cpu()
+                     for i in range(0, len(x), batch_size)])
     model.train(was)
     return out
+
+
+def _as_float(x: torch.Tensor) -> torch.Tensor:
+    """uint8 images (kept compact in memory for large datasets) become float in [0, 1] per batch."""
+    return x.float() / 255 if x.dtype == torch.uint8 else x
 
 
 def _optimizer(model: nn.Module, name: str, lr: float, weight_decay: float) -> torch.optim.Optimizer:
@@ -304,7 +310,7 @@ def train_multilabel(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epoc
             if cosine:
                 for g in opt.param_groups:
                     g["lr"] = lr * 0.5 * (1 + np.cos(np.pi * step / total_steps))
-            out = model(x[idx].to(device))
+            out = model(_as_float(x[idx]).to(device))
             loss = F.binary_cross_entropy_with_logits(out, y[idx].to(device).float().reshape(out.shape))
             opt.zero_grad(set_to_none=True)
             loss.backward()
