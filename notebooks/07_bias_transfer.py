@@ -113,7 +113,7 @@ print(f"profile={PROFILE}: {cfg}")
 # | association | how closely object features cluster with each gender | $s_c$ = mean cosine similarity of the concept's images to set $a$ minus that to set $b$ (our choice: cosine, as in embedding association tests) |
 # | significance | not stated | WEAT-style effect size and a permutation p-value over the attribute images (our addition) |
 # | BTS | Spearman rank correlation between pretraining and fine-tuned associations | `fairlib.metrics.bias_transfer_score` on $s_c$, with a percentile bootstrap interval over concepts (our addition) |
-# | "new biased associations" | not defined in the summary | $|d_c|$ crossing 0.5 (a "medium" effect) upwards; "vanished": downwards; "flipped": sign change with $|d_c| \ge 0.5$ on both sides (our choice) |
+# | "new biased associations" | not defined in the summary | the absolute effect size crossing 0.5 (a "medium" effect) upwards; "vanished": downwards; "flipped": a sign change with at least 0.5 on both sides (our choice) |
 #
 # Gender words in COCO captions are a crude proxy written by annotators; the full profile's
 # attribute sets inherit their errors and their binary framing (see the exercises).
@@ -425,7 +425,7 @@ else:
 # | the paper's finding (from its abstract) | what our runs show |
 # |---|---|
 # | (1) supervised models pretrained on large datasets such as ImageNet-21k are more likely than self-supervised ones to keep their pretraining biases, whatever the target | not tested in the quick profile (no self-supervised run); the linear probe is the extreme case of keeping them: BTS {glue:text}`rho_probe:.2f` |
-# | (2) models fine-tuned on larger datasets are more likely to introduce new biased associations | small target: BTS {glue:text}`rho_small:.2f` [{glue:text}`low_small:.2f`, {glue:text}`high_small:.2f`], {glue:text}`introduced_small:.0f` associations introduced above $|d| = 0.5$; large target: BTS {glue:text}`rho_large:.2f` [{glue:text}`low_large:.2f`, {glue:text}`high_large:.2f`], {glue:text}`introduced_large:.0f` introduced. Threshold crossings are few and change with the fine-tuning seed (up to {glue:text}`intro_max_small:.0f` and {glue:text}`intro_max_large:.0f` over seeds). The ranking after fine-tuning correlates with the target data's association at ρ {glue:text}`follow_min_large:.2f` to {glue:text}`follow_max_large:.2f` over seeds for the large target, {glue:text}`follow_min_small:.2f` to {glue:text}`follow_max_small:.2f` for the small one |
+# | (2) models fine-tuned on larger datasets are more likely to introduce new biased associations | small target: BTS {glue:text}`rho_small:.2f` [{glue:text}`low_small:.2f`, {glue:text}`high_small:.2f`], {glue:text}`introduced_small:.0f` associations introduced (absolute effect size crossing 0.5 upwards); large target: BTS {glue:text}`rho_large:.2f` [{glue:text}`low_large:.2f`, {glue:text}`high_large:.2f`], {glue:text}`introduced_large:.0f` introduced. Threshold crossings are few and change with the fine-tuning seed (up to {glue:text}`intro_max_small:.0f` and {glue:text}`intro_max_large:.0f` over seeds). The ranking after fine-tuning correlates with the target data's association at ρ {glue:text}`follow_min_large:.2f` to {glue:text}`follow_max_large:.2f` over seeds for the large target, {glue:text}`follow_min_small:.2f` to {glue:text}`follow_max_small:.2f` for the small one |
 # | (3) biases can transfer to fine-tuned models, and the fine-tuning objective and dataset change how much | over fine-tuning seeds the BTS was {glue:text}`bts_min_small:.2f` to {glue:text}`bts_max_small:.2f` on the small target and {glue:text}`bts_min_large:.2f` to {glue:text}`bts_max_large:.2f` on the large one; the objective matters most visibly in the linear probe, which keeps the ranking entirely |
 #
 # Where our runs agree with the paper, they show that the mechanism needs nothing more than
@@ -445,10 +445,10 @@ else:
 #
 # :::{solution} ex-bts-noise
 # :class: dropdown
-# The bootstrap resamples concepts with the trained models held fixed; the seed changes the
-# canonical images, the training data order and the initialisation. Run-to-run variation of the
-# fine-tuning is therefore not in the interval; a complete analysis repeats fine-tuning over seeds
-# and reports both sources.
+# The bootstrap resamples concepts with the trained models held fixed, so run-to-run variation of
+# training is not in the interval. The chapter's table over fine-tuning seeds covers part of it;
+# `SEED` also changes the pretraining run, the co-occurrence tables and the canonical images. A
+# complete analysis repeats the whole pipeline over seeds and reports both sources of variation.
 # :::
 #
 # :::{exercise}
