@@ -293,6 +293,8 @@ def coco_canonical_sets(
 
 
 class _CocoMultiLabel(torch.utils.data.Dataset):
+    """Lazily loaded COCO images with ``labels`` (N, n_categories) as a tensor attribute."""
+
     def __init__(self, paths: list[Path], labels: torch.Tensor, size: int):
         self.paths, self.labels, self.size = paths, labels, size
 
@@ -307,8 +309,8 @@ def coco_multilabel(directory: str | Path, *, split: str = "val2017", n: int | N
                     exclude: Sequence[str] = (), size: int = 224, seed: int = 0) -> torch.utils.data.Dataset:
     """COCO multi-label object classification as a lazily loading Dataset (a fine-tuning target).
 
-    Items are ``(uint8 image (3, size, size), float labels (80,))``, one label per COCO category
-    present. ``exclude`` drops images by file name (e.g. those of the canonical sets); ``n`` draws
+    Items are ``(uint8 image (3, size, size), float labels (K,))``, one 0/1 label per category of
+    the annotation file (K = 80 for COCO), sorted by category id; ``dataset.labels`` holds all rows. ``exclude`` drops images by file name (e.g. those of the canonical sets); ``n`` draws
     a seeded subset. Raises :class:`fairlib.data.DatasetNotFoundError` when files are missing.
     """
     root, files = _coco_files(directory, split, ("instances",))
@@ -660,6 +662,9 @@ def fine_tune(model: nn.Module, data: Any, *, head: str, n_outputs: int, mode: s
             xb = transform(xb) if transform is not None else (xb.float() / 255 if xb.dtype == torch.uint8 else xb.float())
             out = net(xb)
             yb = yb.to(device)
+            if multilabel and (yb.dim() != 2 or yb.shape[1] != n_outputs):
+                raise ValueError(f"data: multilabel targets must be (N, n_outputs={n_outputs}) rows, "
+                                 f"got shape {tuple(yb.shape)}; set n_outputs to the number of labels")
             loss = F.binary_cross_entropy_with_logits(out, yb.float()) if multilabel else F.cross_entropy(out, yb.long())
             opt.zero_grad(set_to_none=True)
             loss.backward()

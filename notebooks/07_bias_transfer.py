@@ -187,7 +187,7 @@ else:
     targets = {name: T.coco_multilabel(coco, split=split, n=n, size=cfg["size"], seed=SEED)
                for name, (split, n) in cfg["targets"].items()}
     planted = None  # COCO's targets carry no gender labels: the data's own association is unknown
-    n_outputs, multilabel, transform = 80, True, imagenet_transform(cfg["size"])
+    n_outputs, multilabel, transform = targets["small"].labels.shape[1], True, imagenet_transform(cfg["size"])
     configure_weights_cache()
 glue("n_concepts", len(sets.concepts))
 sets.sizes()

@@ -218,6 +218,8 @@ def test_fine_tuning_bad_input():
         T.fine_tune(model, data, head="fc", n_outputs=2, mode="partial")
     with pytest.raises(ValueError, match="labels"):
         T.fine_tune(model, (data[0], data[1][:3]), head="fc", n_outputs=2, device="cpu")
+    with pytest.raises(ValueError, match="n_outputs=3"):
+        T.fine_tune(model, (data[0], torch.zeros(8, 2)), head="fc", n_outputs=3, multilabel=True, device="cpu")
 
 
 def test_transfer_run_on_scenes():
