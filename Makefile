@@ -34,3 +34,7 @@ bench: $(STAMP)
 clean:
 	rm -rf _build .pytest_cache
 	find . -name __pycache__ -not -path './.venv/*' -prune -exec rm -rf {} +
+
+.PHONY: assignments
+assignments: $(STAMP)
+	$(BIN)/python -m fairlib.classroom assign notebooks/[0-9][0-9]_*.py --out _build/assignments

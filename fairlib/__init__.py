@@ -1,6 +1,43 @@
 """fairlib: finding and mitigating bias in vision models (the library behind the course)."""
 
-from fairlib import metrics
+from fairlib import (
+    activations,
+    amplification,
+    data,
+    invariance,
+    metrics,
+    models,
+    naps,
+    probes,
+    pruning,
+    topomap,
+    training,
+    transfer,
+)
+from fairlib.data import (
+    DatasetNotFoundError,
+    SynthFaces,
+    balanced_sample,
+    canonical_sets,
+    cap_groups,
+    configure_weights_cache,
+    data_root,
+    intersectional_groups,
+    list_datasets,
+    load_dataset,
+    render_faces,
+    render_multiattribute,
+    render_scenes,
+)
+from fairlib.amplification import (
+    assign_inversion,
+    binarize_classes,
+    invert,
+    make_inversion_task,
+    make_overlay_task,
+    mean_ci,
+    overlay,
+)
 from fairlib.config import (
     DEFAULT_PROFILE,
     PROFILES,
@@ -26,10 +63,49 @@ from fairlib.metrics import (
     worst_group_accuracy,
 )
 
+from fairlib.models import CifarResNet, SmallResNet, build_model
+from fairlib.training import fit, train_and_evaluate
+
 __version__ = "0.1.0"
 
 __all__ = [
     "metrics",
+    "activations",
+    "data",
+    "invariance",
+    "naps",
+    "probes",
+    "pruning",
+    "topomap",
+    "transfer",
+    "DatasetNotFoundError",
+    "SynthFaces",
+    "balanced_sample",
+    "canonical_sets",
+    "cap_groups",
+    "configure_weights_cache",
+    "data_root",
+    "intersectional_groups",
+    "list_datasets",
+    "load_dataset",
+    "render_faces",
+    "render_multiattribute",
+    "render_scenes",
+    "amplification",
+    "models",
+    "training",
+    "assign_inversion",
+    "binarize_classes",
+    "invert",
+    "make_inversion_task",
+    "make_overlay_task",
+    "mean_ci",
+    "overlay",
+    "CifarResNet",
+    "SmallResNet",
+    "build_model",
+    "fit",
+    "train_and_evaluate",
     "DEFAULT_PROFILE",
     "PROFILES",
     "get_device",
