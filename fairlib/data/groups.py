@@ -88,6 +88,18 @@ def _check_count(value, name: str) -> int:
     return int(value)
 
 
+def _at_most_per_group(ids: np.ndarray, n_groups: int, limit: int, seed: int) -> np.ndarray:
+    """Sorted indices keeping every member of groups up to ``limit``, a random ``limit`` of larger ones."""
+    rng = np.random.default_rng(seed)
+    keep = []
+    for g in range(n_groups):
+        members = np.flatnonzero(ids == g)
+        if members.size > limit:
+            members = rng.choice(members, limit, replace=False)
+        keep.append(members)
+    return np.sort(np.concatenate(keep)) if keep else np.zeros(0, np.int64)
+
+
 def cap_groups(
     attributes: pd.DataFrame, variables: Sequence[str] | str, max_per_group: int, seed: int = 0
 ) -> np.ndarray:
@@ -103,14 +115,7 @@ def cap_groups(
     variables = _variables(attributes, variables)
     cap = _check_count(max_per_group, "max_per_group")
     ids, table = intersectional_groups(attributes, variables)
-    rng = np.random.default_rng(seed)
-    keep = []
-    for g in range(len(table)):
-        members = np.flatnonzero(ids == g)
-        if members.size > cap:
-            members = rng.choice(members, cap, replace=False)
-        keep.append(members)
-    return np.sort(np.concatenate(keep)) if keep else np.zeros(0, np.int64)
+    return _at_most_per_group(ids, len(table), cap, seed)
 
 
 def balanced_sample(
@@ -152,11 +157,4 @@ def balanced_sample(
             f"than per_group={k} ({short.size} of {len(table)} groups are short); lower "
             "per_group, merge categories, or pass allow_smaller=True"
         )
-    rng = np.random.default_rng(seed)
-    keep = []
-    for g in range(len(table)):
-        members = np.flatnonzero(ids == g)
-        if members.size > k:
-            members = rng.choice(members, k, replace=False)
-        keep.append(members)
-    return np.sort(np.concatenate(keep)) if keep else np.zeros(0, np.int64)
+    return _at_most_per_group(ids, len(table), k, seed)
