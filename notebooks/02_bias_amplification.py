@@ -701,6 +701,114 @@ comparison.style.hide(axis="index").set_caption(f"Hall et al. (paper's findings)
 # :::
 
 # %% [markdown]
+# ### Graded exercises
+#
+# The three exercises below are graded automatically when your instructor hands out this chapter
+# as an assignment (see the instructor guide). Write your code in place of the
+# `raise NotImplementedError(...)` line; in the book, the solution is folded away. They use only
+# the data-making functions of this chapter, not its trained models, so they run in a second.
+#
+# :::{exercise}
+# :label: ex-amp-realised-code
+# The paper inverts positive images at rate $\tfrac12-\varepsilon$ and negative ones at rate
+# $\tfrac12+\varepsilon$, so the gap between the two inversion rates is $2\varepsilon$. Write
+# `realised_epsilon(y, inverted)` that returns the $\varepsilon$ a finished dataset actually carries,
+# from its binary labels `y` and its boolean group `inverted`. On the digits, it must lie within
+# 0.01 of the $\varepsilon$ given to `A.assign_inversion` (rounding per digit moves it slightly).
+# :::
+
+# %% tags=["graded", "exercise:ex-amp-realised-code", "hide-input"]
+def realised_epsilon(y, inverted):
+    # BEGIN SOLUTION
+    # HINT: compare the share of inverted images among the negatives with that among the positives
+    labels, flipped = np.asarray(y), np.asarray(inverted, dtype=bool)
+    rate_neg, rate_pos = flipped[labels == 0].mean(), flipped[labels == 1].mean()
+    return float((rate_neg - rate_pos) / 2)
+    # END SOLUTION
+
+
+# %% tags=["tests", "exercise:ex-amp-realised-code", "remove-cell"]
+assert abs(realised_epsilon([1, 1, 1, 1, 0, 0, 0, 0], [1, 0, 0, 0, 1, 1, 1, 0]) - 0.25) < 1e-9, "rates 1/4 and 3/4: ε = 1/4"
+assert abs(realised_epsilon([1, 1, 0, 0], [True, False, True, False])) < 1e-9, "equal rates: ε = 0"
+assert abs(realised_epsilon([1, 0], [0, 1]) - 0.5) < 1e-9, "the group decides the label: ε = 1/2"
+_f = A.load_digits_split(test_size=0.25, seed=0)["train"][1]
+for _seed in range(3):
+    _pos = A.binarize_classes(10, _seed)
+    _y = A.binary_labels(_f, _pos)
+    for _eps in (0.0, 0.1, 0.3, 0.5):
+        _inv = A.assign_inversion(_f, _pos, _eps, seed=_seed)
+        assert abs(realised_epsilon(_y, _inv) - _eps) < 0.01, f"ε = {_eps}, assignment {_seed}"
+        assert abs(realised_epsilon(_y, ~_inv) + realised_epsilon(_y, _inv)) < 1e-9, "swapping the groups flips the sign"
+
+# %% [markdown]
+# :::{exercise}
+# :label: ex-amp-shortcut-code
+# A *shortcut* model ignores the digit and predicts "positive" exactly for the images that are not
+# inverted. Derive its BiasAmp$_{A\to T}$ on a task with balanced labels and dataset bias
+# $\varepsilon \in (0, \tfrac12]$ from Eq. (1)–(3): work out $P(T_t=1\mid A_a=1)$, $y_{at}$ and
+# $\Delta_{at}$ for the four (group, class) pairs. Write the closed form as
+# `shortcut_biasamp(epsilon)` (no data needed). The tests compare it with
+# `fairlib.metrics.bias_amplification` applied to the shortcut model's predictions on the digits.
+# What does the result say about the right end of the RQ1 curve?
+# :::
+
+# %% tags=["graded", "exercise:ex-amp-shortcut-code", "hide-input"]
+def shortcut_biasamp(epsilon):
+    # BEGIN SOLUTION
+    # HINT: with balanced labels P(T=1 | inverted) = 1/2 - ε; each of the four terms has the same size
+    # inverted: P(T=1 | A) = 1/2 - ε, predicted 0; so Δ = -(1/2 - ε) for t=1 (y_at = 0) and +(1/2 - ε)
+    # for t=0 (y_at = 1); the non-inverted group mirrors it: all four terms equal 1/2 - ε
+    return 0.5 - float(epsilon)
+    # END SOLUTION
+
+
+# %% tags=["tests", "exercise:ex-amp-shortcut-code", "remove-cell"]
+from fairlib import metrics as _M
+
+assert abs(shortcut_biasamp(0.3) - 0.2) < 1e-9
+assert abs(shortcut_biasamp(0.5)) < 1e-9, "when the group decides the label, the shortcut is exact: no amplification"
+assert shortcut_biasamp(0.1) > shortcut_biasamp(0.4), "the shortcut exaggerates a weak bias most"
+_f = A.load_digits_split(test_size=0.25, seed=0)["test"][1]
+for _seed in range(3):
+    _pos = A.binarize_classes(10, _seed)
+    _y = A.binary_labels(_f, _pos)
+    for _eps in (0.1, 0.25, 0.4, 0.5):
+        _g = A.assign_inversion(_f, _pos, _eps, seed=_seed).astype(int)
+        _measured = _M.bias_amplification(_g, _y, 1 - _g)
+        assert abs(shortcut_biasamp(_eps) - _measured) < 0.01, f"ε = {_eps}: measured {_measured:.4f}"
+
+# %% [markdown]
+# :::{exercise}
+# :label: ex-amp-ci-code
+# Every number in this chapter is a mean over random class assignments with a 95% confidence
+# interval. Write `ci95(values)` that returns `(mean, low, high)` using Student's $t$ distribution
+# with $k-1$ degrees of freedom for $k$ values (`scipy.stats.t.ppf`) and the sample standard
+# deviation; do not call `A.mean_ci`. The tests check it on the RQ1 results of this notebook.
+# :::
+
+# %% tags=["graded", "exercise:ex-amp-ci-code", "hide-input"]
+def ci95(values):
+    # BEGIN SOLUTION
+    # HINT: half-width = t_{0.975, k-1} * s / sqrt(k), with s the standard deviation using ddof=1
+    from scipy import stats as st
+
+    v = np.asarray(values, dtype=float)
+    half_width = st.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size)
+    return float(v.mean()), float(v.mean() - half_width), float(v.mean() + half_width)
+    # END SOLUTION
+
+
+# %% tags=["tests", "exercise:ex-amp-ci-code", "remove-cell"]
+_m, _lo, _hi = ci95([1.0, 2.0, 3.0])
+assert abs(_m - 2.0) < 1e-9 and abs((_hi - _lo) / 2 - 4.302652729749462 / np.sqrt(3)) < 1e-6, "s = 1, k = 3: t(0.975, 2) = 4.3027"
+assert abs(sum(ci95([5.0, 5.0, 5.0])) - 15.0) < 1e-9, "no spread, no width"
+for _eps in cfg["eps"]:
+    _vals = main[main.eps == _eps].biasamp
+    assert np.allclose(ci95(_vals), A.mean_ci(_vals), atol=1e-9), f"RQ1 at ε = {_eps}"
+_narrow, _wide = ci95(np.r_[np.zeros(10), np.ones(10)]), ci95([0.0, 1.0, 0.0, 1.0])
+assert _narrow[2] - _narrow[1] < _wide[2] - _wide[1], "more assignments, narrower interval"
+
+# %% [markdown]
 # ## Summary
 #
 # - Inverting a controlled share of each class creates a group whose correlation with the label is

@@ -516,6 +516,109 @@ compare.style.format(precision=2).set_caption(
 # :::
 
 # %% [markdown]
+# ### Graded exercises
+#
+# The three exercises below are graded automatically when your instructor hands out this chapter
+# as an assignment (see the instructor guide). Write your code in place of the
+# `raise NotImplementedError(...)` line; in the book, the solution is folded away. None of them
+# trains a network.
+#
+# :::{exercise}
+# :label: ex-inv-weights-code
+# Write `group_loss_weights(groups)`: SimpleCNN-WL's per-example loss weights
+# $w_i = N / (G\,n_{g(i)})$ for $N$ examples in $G$ groups, without calling fairlib. Check by hand
+# that each group's weights then sum to $N/G$ and that their mean is 1.
+# :::
+
+# %% tags=["graded", "exercise:ex-inv-weights-code", "hide-input"]
+def group_loss_weights(groups):
+    # BEGIN SOLUTION
+    # HINT: count the examples of each group (np.unique with return_inverse and return_counts)
+    codes = np.asarray(groups).reshape(-1)
+    _, where, sizes = np.unique(codes, return_inverse=True, return_counts=True)
+    return codes.size / (sizes.size * sizes[where.reshape(-1)])
+    # END SOLUTION
+
+
+# %% tags=["tests", "exercise:ex-inv-weights-code", "remove-cell"]
+assert np.allclose(group_loss_weights([0, 0, 0, 1]), [2 / 3, 2 / 3, 2 / 3, 2]), "N = 4, G = 2: 4/(2·3) and 4/(2·1)"
+assert np.allclose(group_loss_weights(["b", "a", "b", "b", "b"]), [5 / 8, 5 / 2, 5 / 8, 5 / 8, 5 / 8]), "any labels"
+_w = group_loss_weights(G[train_idx])
+assert _w.shape == (len(train_idx),)
+assert np.allclose(_w, inv.inverse_frequency_weights(G[train_idx])), "must agree with fairlib on the chapter's training set"
+assert abs(_w.mean() - 1) < 1e-9, "the mean weight is 1: the loss keeps its scale"
+for _k in range(len(GROUP_NAMES)):
+    assert abs(_w[G[train_idx] == _k].sum() - len(train_idx) / len(GROUP_NAMES)) < 1e-6, "every group weighs N/G"
+
+# %% [markdown]
+# :::{exercise}
+# :label: ex-inv-balacc-code
+# The Fader discriminator and the fresh probe are judged by *balanced* accuracy. Write
+# `balanced_accuracy(y_true, y_pred)`: the mean, over the classes present in `y_true`, of the
+# share of that class predicted correctly. Then compare it with plain accuracy for a
+# discriminator that always answers the majority group of this chapter's training set.
+# :::
+
+# %% tags=["graded", "exercise:ex-inv-balacc-code", "hide-input"]
+def balanced_accuracy(y_true, y_pred):
+    # BEGIN SOLUTION
+    # HINT: for each class c in y_true, take the mean of (y_pred == c) over the examples with y_true == c
+    truth, guess = np.asarray(y_true).reshape(-1), np.asarray(y_pred).reshape(-1)
+    recalls = [np.mean(guess[truth == c] == c) for c in np.unique(truth)]
+    return float(np.mean(recalls))
+    # END SOLUTION
+
+
+# %% tags=["tests", "exercise:ex-inv-balacc-code", "remove-cell"]
+from sklearn.metrics import balanced_accuracy_score as _bas
+
+assert abs(balanced_accuracy([0, 0, 0, 1, 1, 2], [0, 0, 1, 1, 0, 0]) - 7 / 18) < 1e-9, "recalls 2/3, 1/2, 0"
+assert abs(balanced_accuracy([1, 1, 0], [1, 1, 0]) - 1.0) < 1e-9
+_majority = np.zeros(len(train_idx), dtype=int)
+assert abs(np.mean(_majority == G[train_idx]) - 0.88) < 0.005, "the constant guess looks 88% accurate"
+assert abs(balanced_accuracy(G[train_idx], _majority) - 1 / len(GROUP_NAMES)) < 1e-9, "but it is at chance"
+_r = np.random.default_rng(3)
+for _n_values in (2, 5):
+    _t, _p = _r.integers(0, _n_values, 200), _r.integers(0, _n_values, 200)
+    assert abs(balanced_accuracy(_t, _p) - _bas(_t, _p)) < 1e-9
+
+# %% [markdown]
+# :::{exercise}
+# :label: ex-inv-loss-code
+# Write the autoencoder's objective as a function of tensors,
+# `fader_objective(x, x_rec, dis_logits, other, lam)`: the mean squared reconstruction error plus
+# $\lambda_E$ times the discriminator's cross-entropy toward the other attribute values `other`
+# (the formula in *The idea*). Use `torch.nn.functional`. What is its value when the
+# reconstruction is perfect and the discriminator is completely unsure among five values?
+# :::
+
+# %% tags=["graded", "exercise:ex-inv-loss-code", "hide-input"]
+def fader_objective(x, x_rec, dis_logits, other, lam):
+    # BEGIN SOLUTION
+    # HINT: F.mse_loss for the first term, F.cross_entropy(logits, targets) for the second
+    import torch.nn.functional as nnf
+
+    return nnf.mse_loss(x_rec, x) + lam * nnf.cross_entropy(dis_logits, other)
+    # END SOLUTION
+
+
+# %% tags=["tests", "exercise:ex-inv-loss-code", "remove-cell"]
+_x = torch.zeros(2, 3, 4, 4)
+_unsure = torch.zeros(2, 5)
+_other = torch.tensor([1, 4])
+assert abs(float(fader_objective(_x, _x, _unsure, _other, 0.5)) - 0.5 * np.log(5)) < 1e-6, "perfect: λ·log 5"
+assert abs(float(fader_objective(_x, _x + 1, _unsure, _other, 0.0)) - 1.0) < 1e-6, "λ = 0: reconstruction error only"
+_g = torch.Generator().manual_seed(0)
+_x, _xr = torch.rand(4, 3, 8, 8, generator=_g), torch.rand(4, 3, 8, 8, generator=_g)
+_logits, _other = torch.randn(4, 5, generator=_g), torch.tensor([0, 2, 4, 1])
+_expected = ((_xr - _x) ** 2).mean() - 0.3 * torch.log_softmax(_logits, 1)[torch.arange(4), _other].mean()
+assert abs(float(fader_objective(_x, _xr, _logits, _other, 0.3)) - float(_expected)) < 1e-5
+_fooled = _logits.clone()
+_fooled[torch.arange(4), _other] += 3.0  # the discriminator now leans towards the wrong values
+assert float(fader_objective(_x, _xr, _fooled, _other, 0.3)) < float(fader_objective(_x, _xr, _logits, _other, 0.3)), \
+    "fooling the discriminator must lower the encoder's loss"
+
+# %% [markdown]
 # ## Summary
 #
 # - A Fader Network removes an attribute from a latent code by training the encoder against a
