@@ -12,7 +12,16 @@ i.e. the expected activation is the group-size-weighted mean of the group means.
 :func:`neuron_activation_profiles` computes them in memory; :class:`StreamingNAPs` consumes
 batches and keeps only per-group float64 sums (memory O(groups x layer size)).
 :func:`union_profiles` gives NAPs of unions of groups normalised with the *intersectional*
-groups' expected activation, as the paper does.
+groups' expected activation, as the paper does. :func:`variance_share` says how much of a
+layer's activation variance the (intersectional or union) NAPs carry,
+
+.. math::
+
+    \eta^2_l = \frac{\sum_{G} |G|\,\lVert NAP_l(G)\rVert^2}
+                     {\sum_{x} \lVert A_l(x) - \mathbb E(\overline{A_l})\rVert^2},
+
+the between-group share of the total variance (a cheap, training-free separability criterion
+for choosing a layer; under no group effect it is about ``(n_groups - 1) / (N - 1)``).
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["neuron_activation_profiles", "StreamingNAPs", "union_profiles"]
+__all__ = ["neuron_activation_profiles", "StreamingNAPs", "union_profiles", "variance_share"]
 
 
 def _as_groups(groups, n: int) -> np.ndarray:
@@ -61,7 +70,8 @@ def neuron_activation_profiles(activations, groups) -> tuple[np.ndarray, np.ndar
 class StreamingNAPs:
     """NAPs from batches: per-group running sums and counts in float64.
 
-    Memory is ``O(n_groups x layer size)`` whatever the number of examples.
+    Memory is ``O(n_groups x layer size)`` whatever the number of examples. A per-feature sum
+    of squares (over all examples) is kept as well, for :meth:`total_variance`.
 
     Examples
     --------
@@ -74,6 +84,7 @@ class StreamingNAPs:
     def __init__(self) -> None:
         self._sums: dict = {}
         self._counts: dict = {}
+        self._sumsq: np.ndarray | None = None
         self.shape: tuple[int, ...] | None = None
 
     def update(self, activations, groups) -> "StreamingNAPs":
@@ -86,6 +97,8 @@ class StreamingNAPs:
             raise ValueError(f"activations: per-example shape {a.shape[1:]} differs from the "
                              f"earlier batches' {self.shape}")
         flat = a.reshape(len(a), -1)
+        sq = np.einsum("nd,nd->d", flat, flat, dtype=np.float64)
+        self._sumsq = sq if self._sumsq is None else self._sumsq + sq
         labels, inverse = np.unique(g, return_inverse=True)
         for j, lab in enumerate(labels):
             rows = flat[inverse == j]
@@ -111,6 +124,14 @@ class StreamingNAPs:
         sums = np.stack([self._sums[k] for k in keys])
         counts = np.array([self._counts[k] for k in keys], np.int64)
         return (sums / counts[:, None]).reshape(len(keys), *self.shape), counts, np.array(keys)
+
+    def total_variance(self) -> np.ndarray:
+        """Per-feature variance over all examples seen, shape ``self.shape`` (population
+        variance, i.e. divided by ``N``)."""
+        means, counts, _ = self.means()
+        n = counts.sum()
+        mean = np.tensordot(counts / n, means, axes=1)
+        return np.maximum(self._sumsq.reshape(self.shape) / n - mean ** 2, 0.0)
 
     def result(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(profiles, expected, group_labels)`` as in :func:`neuron_activation_profiles`."""
@@ -174,3 +195,42 @@ def union_profiles(activations_or_nap, groups=None, *, table: pd.DataFrame,
         cats = cats if isinstance(cats, tuple) else (cats,)
         rows.append({**dict(zip(by, cats)), "count": int(w.sum())})
     return np.stack(profiles), pd.DataFrame(rows)
+
+
+def variance_share(nap: StreamingNAPs, *, table: pd.DataFrame | None = None,
+                   by: Sequence[str] | str | None = None) -> float:
+    r"""Between-group share of a layer's activation variance, :math:`\eta^2` (module doc).
+
+    :math:`\eta^2 = \sum_G |G|\,\lVert NAP(G)\rVert^2 / \sum_x \lVert A(x) - \mathbb E\rVert^2`:
+    0 when every group has the same mean activation, 1 when all variation lies between the
+    group means. It is computed from one pass (:class:`StreamingNAPs`), needs no training,
+    and weights each feature by its variance (trace ratio). Finite samples inflate it: with
+    ``g`` groups and ``N`` examples and no group effect it is about ``(g - 1) / (N - 1)``.
+
+    Parameters
+    ----------
+    nap
+        A fitted :class:`StreamingNAPs` of one layer (intersectional group ids).
+    table, by
+        Optional: the share of the unions that share the categories of ``by``
+        (:func:`union_profiles`) instead of the intersectional groups.
+
+    Returns
+    -------
+    float
+        In [0, 1].
+    """
+    if not isinstance(nap, StreamingNAPs):
+        raise ValueError(f"nap: expected a fitted StreamingNAPs, got {type(nap).__name__}")
+    if by is None:
+        profiles, _, _ = nap.result()
+        counts = nap.means()[1]
+    else:
+        if table is None:
+            raise ValueError("table: pass the intersectional group table together with by")
+        profiles, unions = union_profiles(nap, table=table, by=by)
+        counts = unions["count"].to_numpy()
+    flat = profiles.reshape(len(profiles), -1)
+    between = float(np.dot(counts, np.einsum("gd,gd->g", flat, flat)))
+    total = float(nap.total_variance().sum() * counts.sum())
+    return between / total if total > 0 else 0.0

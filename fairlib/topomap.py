@@ -122,7 +122,8 @@ def umap_positions(vectors: np.ndarray, seed: int = 0, n_neighbors: int = 15,
     if v.ndim != 2 or len(v) < 4:
         raise ValueError(f"vectors: expected (channels >= 4, features), got shape {v.shape}")
     reducer = umap.UMAP(n_components=2, n_neighbors=min(n_neighbors, len(v) - 1),
-                        min_dist=min_dist, random_state=seed, init="random" if len(v) < 16 else "spectral")
+                        min_dist=min_dist, random_state=seed, n_jobs=1,
+                        init="random" if len(v) < 16 else "spectral")
     return scale_unit(reducer.fit_transform(v))
 
 
@@ -239,8 +240,11 @@ def plot_map_grid(maps: np.ndarray, labels: pd.DataFrame, rows: Sequence[str] | 
     for i, rec in enumerate(labels.astype(object).itertuples(index=False)):
         d = rec._asdict()
         pos[(tuple(d[v] for v in rows), tuple(d[v] for v in cols))] = i
-    fig, axes = plt.subplots(len(rlev), len(clev), figsize=(cell * len(clev) + 1.2, cell * len(rlev) + 0.8),
-                             squeeze=False)
+    # constrained layout keeps the title, row labels and colour bar clear of the maps; a
+    # minimum width leaves room for a two-line title above a grid of only a few maps
+    width = max(cell * len(clev) + 1.4, 5.0)
+    fig, axes = plt.subplots(len(rlev), len(clev), figsize=(width, cell * len(rlev) + 0.9),
+                             squeeze=False, layout="constrained")
     im = None
     for r, rk in enumerate(rlev):
         for c, ck in enumerate(clev):
@@ -258,7 +262,8 @@ def plot_map_grid(maps: np.ndarray, labels: pd.DataFrame, rows: Sequence[str] | 
             if c == 0:
                 ax.set_ylabel(", ".join(map(str, rk)), fontsize=7, rotation=0, ha="right", va="center")
     if im is not None:
-        fig.colorbar(im, ax=axes, shrink=0.6, label="NAP (shared scale)")
+        fig.colorbar(im, ax=axes, shrink=min(0.9, 0.45 + 0.15 * len(rlev)), aspect=15,
+                     label="NAP (shared scale)")
     if title:
         fig.suptitle(title, fontsize=9)
     return fig

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from fairlib.naps import StreamingNAPs, neuron_activation_profiles, union_profiles
+from fairlib.naps import StreamingNAPs, neuron_activation_profiles, union_profiles, variance_share
 
 
 def test_hand_computed_example():
@@ -59,3 +59,37 @@ def test_union_profiles_use_intersectional_reference():
     np.testing.assert_allclose(np.sort(prof2[:, 0]), np.sort([0 - 3, 3 - 3, 6 - 3]))
     with pytest.raises(ValueError, match="by"):
         union_profiles(s, table=table, by="race")
+
+
+def test_total_variance_and_variance_share_by_hand():
+    # groups a: 1, 3 (mean 2); b: 10; grand mean 14/3
+    acts = np.array([[1.0], [10.0], [3.0]])
+    s = StreamingNAPs().update(acts[:2], ["a", "b"]).update(acts[2:], ["a"])
+    np.testing.assert_allclose(s.total_variance(), [acts[:, 0].var()])
+    between = 2 * (2 - 14 / 3) ** 2 + (10 - 14 / 3) ** 2
+    total = ((acts[:, 0] - 14 / 3) ** 2).sum()
+    assert abs(variance_share(s) - between / total) < 1e-12
+    # all variation between groups -> 1; identical group means -> 0
+    assert abs(variance_share(StreamingNAPs().update(np.array([[0.0], [0.0], [5.0]]), [0, 0, 1])) - 1) < 1e-12
+    assert variance_share(StreamingNAPs().update(np.array([[1.0], [3.0], [1.0], [3.0]]), [0, 0, 1, 1])) < 1e-12
+
+
+def test_variance_share_of_unions_and_chance_level():
+    rng = np.random.default_rng(1)
+    table = pd.DataFrame({"age": pd.Categorical(["y", "y", "o", "o"]),
+                          "style": pd.Categorical(["A", "B", "A", "B"])})
+    groups = rng.integers(0, 4, 4000)
+    age = np.where(groups < 2, 0.0, 2.0)  # a planted age effect only
+    acts = np.c_[age + rng.normal(size=4000), rng.normal(size=(4000, 2))]
+    s = StreamingNAPs().update(acts, groups)
+    full = variance_share(s)
+    by_age = variance_share(s, table=table, by="age")
+    by_style = variance_share(s, table=table, by="style")
+    assert by_style <= by_age <= full <= 1
+    assert abs(by_age - 1 / (1 + 3)) < 0.03  # between var 1 of total 1 + 1 + 1 + 1
+    assert by_style < 0.01
+    # no effect at all: about (g - 1) / (N - 1)
+    s0 = StreamingNAPs().update(rng.normal(size=(4000, 3)), groups)
+    assert variance_share(s0) < 5 * 3 / 3999
+    with pytest.raises(ValueError, match="table"):
+        variance_share(s, by="age")

@@ -59,3 +59,26 @@ def test_color_limit():
     lim = color_limit(v, "percentile")
     assert 0.98 < lim < 1.0
     assert color_limit(np.array([0.0, 2.0, -0.5]), "max") == 2
+
+
+def test_plot_map_grid_lays_out_like_the_count_table():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from fairlib.topomap import plot_map_grid
+
+    labels = pd.DataFrame({"age": pd.Categorical(["y", "o", "y"], categories=["y", "o"]),
+                           "style": pd.Categorical(["A", "A", "B"], categories=["A", "B"])})
+    maps = np.arange(3 * 4 * 4, dtype=float).reshape(3, 4, 4)
+    fig = plot_map_grid(maps, labels, rows="style", cols="age", vmax=1.0, title="t")
+    grid = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    assert len(grid) == 4  # 2 styles x 2 ages, one cell (B, o) empty
+    assert [len(ax.images) for ax in grid] == [1, 1, 1, 0]
+    assert grid[1].get_title() == "o" and grid[2].get_ylabel() == "B"
+    np.testing.assert_array_equal(grid[1].images[0].get_array(), maps[1])
+    plt.close(fig)
+    with pytest.raises(ValueError, match="labels"):
+        plot_map_grid(maps[:2], labels, rows="style", cols="age", vmax=1.0)

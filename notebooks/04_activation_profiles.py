@@ -1,0 +1,716 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 4. Neuron Activation Profiles and topographic maps
+#
+# A linear probe (Chapter 3) answers *whether* a layer separates groups of people. This chapter
+# asks *how* the layer's activations differ between the groups, and shows it as a picture: one
+# small "brain map" per group, in which every feature map (channel) of a layer has a fixed place
+# and a colour that says how much more or less than usual it fires for that group. We follow
+# Krug & Stober {cite:p}`krug2025intersectional` (Sec. 4.2 and 5.4): Neuron Activation Profiles
+# (NAPs) of the 126 intersections of three variables, a UMAP layout relaxed by a particle
+# simulation, and a table of maps laid out like the table of group counts.
+#
+# ```{admonition} Learning objectives
+# :class: tip
+# After this chapter you can
+# 1. compute a NAP (group mean minus the expected activation) by hand and in batches, for
+#    intersectional groups and for unions of groups;
+# 2. explain how a topographic layout is built (UMAP of each channel's profile, then the
+#    attraction/repulsion relaxation) and write its update step;
+# 3. choose a layer with a cheap separability criterion and say what it misses;
+# 4. read a table of topographic maps with the paper's guide: which groups look alike, which
+#    variable dominates, and what a shared colour scale hides or shows;
+# 5. tell what a map of synthetic data can and cannot say about real people.
+# ```
+
+# %% tags=["colab-setup"]
+# Colab setup: installs fairlib from this course's repository, inside Colab only (a no-op
+# elsewhere). Never `pip install fairlib`: that name on PyPI is an unrelated project.
+import sys
+
+if "google.colab" in sys.modules:
+    import subprocess
+
+    REPO = "https://github.com/fairlib-course/bias-in-vision"
+    subprocess.run(["git", "clone", "--depth", "1", REPO, "/content/course"], check=False)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "/content/course"], check=True)
+    sys.path.insert(0, "/content/course")  # makes data_scripts importable
+
+# %% tags=["parameters"]
+import os
+
+PROFILE = os.environ.get("FAIRLIB_PROFILE", "quick")
+SEED = 0
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+
+import fairlib
+from fairlib.activations import ActivationExtractor, imagenet_transform, layer_preset, spatial_mean
+from fairlib.data import cap_groups, intersectional_groups, load_dataset
+from fairlib.naps import StreamingNAPs, neuron_activation_profiles, union_profiles, variance_share
+from fairlib.notebook import glue, progress
+from fairlib.topomap import color_limit, force, plot_map_grid, relax, render_maps, topographic_layout
+
+# quick: SynthFaces (FairFace's 126-group schema, 32 x 32) and a small CNN trained on another
+# task (object icons); full: FairFace's training split and torchvision's ImageNet ResNet-50.
+SETTINGS = {
+    "quick": {"dataset": "synthfaces", "data_options": {"n": 10_000, "size": 32, "seed": SEED},
+              "variables": ["palette", "age", "style"], "cap": 80,
+              "model": "small_cnn", "pretrain_n": 4_000, "pretrain_epochs": 6, "pretrain_lr": 3e-3,
+              "n_objects": 8, "imagenet_input": None,
+              "batch_size": 256, "num_workers": 0, "relax_steps": 1000, "min_channels": 16},
+    "full": {"dataset": "fairface", "data_options": {"size": 224},
+             "variables": ["race", "age", "gender"], "cap": 640,
+             "model": "resnet50", "weights": "IMAGENET1K_V1", "imagenet_input": 224,
+             "batch_size": 128, "num_workers": 4, "relax_steps": 1000, "min_channels": 16},
+}
+cfg = fairlib.select(SETTINGS, PROFILE)
+rng = fairlib.seed_everything(SEED)
+device = fairlib.get_device()
+NOTE = fairlib.profile_note(PROFILE)
+print(f"profile={PROFILE}, device={device}: {cfg}")
+
+# %% [markdown]
+# ## The idea
+#
+# Feed many faces through a network and look at one layer. Each face gives a vector of
+# activations; each **group** of faces (say, *palette P3, age 20-29, style A*) gives a cloud of
+# such vectors. If the layer "knows" nothing about the groups, all clouds sit in the same place.
+# If it encodes them, the clouds' centres move apart. A **Neuron Activation Profile** is that
+# centre, measured relative to the centre of everything: it tells, channel by channel, what is
+# special about the group.
+#
+# A layer has tens to thousands of channels, far too many to read as numbers. The paper arranges
+# them on a plane so that channels that respond alike to the groups lie close together, then
+# colours the plane by each group's NAP: red where the group activates a region more than
+# average, blue where less. Two groups whose maps look alike are hard for the layer to tell
+# apart; a variable along which the maps change is one the layer encodes.
+#
+# Krug & Stober ask this of networks trained on ImageNet, i.e. for **object recognition**, and
+# shown FairFace portraits they were never trained on {cite:p}`krug2025intersectional`. The
+# question is whether a network trained for *something else* still arranges people by race,
+# age and gender. The quick profile asks the same question of a small network trained on
+# synthetic objects and shown synthetic faces; a network with random weights is the control.
+
+# %% [markdown]
+# ## The method
+#
+# **NAPs.** Let $A_l(x)$ be the activations of layer $l$ for input $x$, and $\mathbf G$ a set of
+# disjoint groups (here the 126 intersections). The group mean and the expected activation are
+#
+# $$\overline{A_l(G)} = \frac{1}{|G|}\sum_{x\in G} A_l(x), \qquad
+# \mathbb E(\overline{A_l}) = \frac{1}{\sum_{G\in\mathbf G}|G|}\sum_{G\in\mathbf G}\sum_{x\in G} A_l(x)
+# = \sum_{G\in\mathbf G}\frac{|G|}{\sum_{H}|H|}\,\overline{A_l(G)},$$
+#
+# i.e. $\mathbb E$ is the mean over all instances of all groups, which equals the
+# group-size-weighted mean of the group means, and
+#
+# $$NAP_l(G) = \overline{A_l(G)} - \mathbb E(\overline{A_l}).$$
+#
+# The size-weighted NAPs sum to zero. For maps we average each channel over its spatial
+# positions first, so a NAP is one number per channel. A **union** of groups (all groups with
+# age 20-29, say) gets the mean over its members and is normalised with the *same*
+# $\mathbb E$ from the 126 intersections, so that union and intersection maps share one
+# reference (paper, Sec. 5.4). `fairlib.naps.StreamingNAPs` accumulates per-group sums batch by
+# batch, so memory stays at (groups × channels) however many images pass through.
+#
+# A tiny example by hand: one channel, groups *a* = {1, 3} and *b* = {10}. Then
+# $\mathbb E = 14/3$, $NAP(a) = 2 - 14/3$, $NAP(b) = 10 - 14/3$:
+
+# %%
+toy_profiles, toy_expected, toy_labels = neuron_activation_profiles(np.array([[1.0], [10.0], [3.0]]), ["a", "b", "a"])
+pd.DataFrame({"group": toy_labels, "NAP": toy_profiles[:, 0], "by hand": [2 - 14 / 3, 10 - 14 / 3]})
+
+# %% [markdown]
+# **Layout.** Each channel $k$ is described by its *profile vector* across the groups,
+# $v_k = (NAP_l(G_1)_k, \dots, NAP_l(G_{126})_k)$. UMAP maps these vectors to 2-D, and the
+# coordinates are scaled to $[0, 1]$. UMAP leaves clumps and gaps, so the channels are then
+# treated as particles that repel each other at short range and attract at long range, with
+#
+# $$f(d) = \underbrace{1.5\,(d+1)^{-3}}_{\text{attraction}} - \underbrace{15\,e^{-d/2}}_{\text{repulsion}}$$
+#
+# ($f<0$ pushes apart). At step $s$ of $n = 1000$, with $c_s = \tfrac12(\tanh x_s + 1)$ and
+# $x_s$ running evenly from $-3$ to $6$ (a schedule that starts gently and ends at full
+# strength), every particle moves by
+#
+# $$p_i \leftarrow p_i + \frac{1}{N}\sum_{j=1}^{N} (p_j - p_i)\,\frac{c_s\, f(d_{ij})}{2},
+# \qquad d_{ij} = \max(\lVert p_j - p_i\rVert, 0.01),$$
+#
+# and the result is scaled to $[0, 1]$ again (`fairlib.topomap.relax`). The paper's text averages
+# over the $N-1$ other particles; its public implementation, which we follow, averages over all
+# $N$ (the $j=i$ term is zero), a constant factor $(N-1)/N$.
+#
+# **Rendering.** For each group, each channel's NAP value is placed at the channel's position and
+# linearly interpolated onto a 100 × 100 grid (`render_maps`). All maps of a layer share one
+# colour scale, symmetric around 0 (blue: below the expected activation, white: at it, red: above),
+# so equal colours mean equal values in every map. Its end is the larger magnitude of the 0.5th
+# and 99.5th percentile of all NAP values (`color_limit(..., "percentile")`), which keeps a few
+# outliers from washing out the rest; the plain alternative is the largest absolute value
+# (`"max"`).
+#
+# The force changes sign once: close particles push apart, distant ones pull together.
+
+# %%
+d = np.linspace(0, 12, 400)
+fig, ax = plt.subplots(figsize=(5.5, 2.6))
+ax.plot(d, force(d), color="k")
+ax.axhline(0, color="0.6", lw=0.8)
+ax.set(xlabel="distance d", ylabel="f(d)", ylim=(-14, 1), title="Pairwise force of the layout (f < 0: repulsion)")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## Data and networks
+#
+# The paper uses FairFace's training split with race (7) × age (9) × gender (2) = 126
+# intersectional groups, capped at 640 images per group. The quick profile renders SynthFaces
+# with the same schema, palette (7) × age (9) × style (2), whose default group sizes copy
+# FairFace's age skew and make three intersections rare, and caps them in proportion
+# (80 of 10,000 images as 640 of FairFace's 86,744). SynthFaces' variables are neutral visual
+# factors, not properties of people.
+
+# %%
+data = load_dataset(cfg["dataset"], "train", **cfg["data_options"])
+VARS = cfg["variables"]
+group_ids, table = intersectional_groups(data.attributes, VARS)
+keep = cap_groups(data.attributes, VARS, cfg["cap"], seed=SEED)
+groups_kept = group_ids[keep]
+capped = table[VARS].copy()
+capped["count"] = np.bincount(groups_kept, minlength=len(table))
+glue("n_images", len(keep))
+glue("n_groups", int((capped["count"] > 0).sum()))
+glue("min_group", int(capped["count"].min()))
+glue("max_group", int(capped["count"].max()))
+capped.pivot_table(index=VARS[0], columns=VARS[2:0:-1], values="count", aggfunc="sum", observed=False)
+
+# %% [markdown]
+# The capped set has {glue:text}`n_images:,.0f` images in {glue:text}`n_groups:.0f` groups of
+# {glue:text}`min_group:.0f` to {glue:text}`max_group:.0f` images. The maps below use this
+# table's arrangement: rows are the first variable, columns the third then the second.
+#
+# **The network.** The paper's networks were trained on ImageNet, for objects. The quick
+# profile's network must likewise be trained on a task that has nothing to do with palette, age
+# or style. We train the small CNN of this course (`fairlib.probes.SmallCNN`) to name the
+# object icon in SynthFaces *scenes* (`render_scenes`: a small figure beside one of eight
+# icons). The object is drawn independently of everything else, and the faces we then show the
+# network contain no objects at all, so whatever the network encodes about the face groups it
+# picked up as a side effect, as an ImageNet model would. A second copy with random weights
+# (never trained) is the control: it shows what the architecture alone passes on from the
+# pixels. The full profile loads torchvision's ImageNet ResNet-50 and a randomly initialised
+# ResNet-50.
+
+# %%
+if cfg["model"] == "small_cnn":
+    from fairlib.data import render_scenes
+    from fairlib.probes import SmallCNN
+    from fairlib.transfer import fine_tune
+
+    K, S = cfg["n_objects"], cfg["data_options"]["size"]
+    x_obj, a_obj = render_scenes(cfg["pretrain_n"] + 1000, n_objects=K, size=S, seed=SEED + 7)
+    y_obj = torch.as_tensor(a_obj["object"].cat.codes.to_numpy().astype(np.int64))
+    n_tr = cfg["pretrain_n"]
+    trained, losses = fine_tune(SmallCNN(K), (x_obj[:n_tr], y_obj[:n_tr]), head="head", n_outputs=K,
+                                epochs=cfg["pretrain_epochs"], lr=cfg["pretrain_lr"], batch_size=64, seed=SEED)
+    with torch.no_grad():
+        pred = trained.to(device)(x_obj[n_tr:].to(device).float() / 255).argmax(1).cpu()
+    glue("task_accuracy", float((pred == y_obj[n_tr:]).float().mean()))
+    glue("task_chance", 1 / K)
+    print("object-task loss per epoch:", np.round(losses, 3))
+    torch.manual_seed(SEED + 1)
+    control = SmallCNN(K).eval()
+    preset = layer_preset("small_cnn")
+else:
+    import torchvision
+
+    from fairlib.data import configure_weights_cache
+
+    configure_weights_cache()
+    trained = getattr(torchvision.models, cfg["model"])(weights=cfg["weights"]).eval()
+    torch.manual_seed(SEED + 1)
+    control = getattr(torchvision.models, cfg["model"])(weights=None).eval()
+    preset = layer_preset(cfg["model"])
+    glue("task_accuracy", float("nan"))
+    glue("task_chance", 1 / 1000)
+# the final average pool is the last block's spatial mean again: leave it out
+LAYERS = {name: module for name, module in preset.items() if name != "avg_pool"}
+MODELS = {"trained": trained, "random": control}
+print("layers:", list(LAYERS))
+
+# %% [markdown]
+# In the quick profile the object classifier reaches {glue:text}`task_accuracy:.2f` accuracy on
+# held-out scenes (chance {glue:text}`task_chance:.3f`): it learned its task, which is all we
+# need.
+#
+# ## Streaming NAPs over all layers
+#
+# One pass over the capped faces, in batches: every requested layer of both networks is reduced
+# to per-channel spatial means inside its forward hook, and each layer's `StreamingNAPs` adds the
+# batch to its per-group sums. Nothing of size (images × channels) is kept, which is what lets
+# the full profile run over FairFace at 224 × 224 on one GPU.
+
+# %%
+transform = imagenet_transform(cfg["imagenet_input"]) if cfg["imagenet_input"] else (lambda x: x)
+loader = torch.utils.data.DataLoader(torch.utils.data.Subset(data, keep), batch_size=cfg["batch_size"],
+                                     shuffle=False, num_workers=cfg["num_workers"])
+naps = {m: {layer: StreamingNAPs() for layer in LAYERS} for m in MODELS}
+extractors = {m: ActivationExtractor(net, LAYERS, device=device, reduce=lambda t: spatial_mean(t.float()))
+              for m, net in MODELS.items()}
+start = 0
+for xb, _ in progress(loader, desc="faces"):
+    gb = groups_kept[start:start + len(xb)]
+    xb = transform(xb.to(device))
+    for m, ex in extractors.items():
+        for layer, acts in ex(xb).items():
+            naps[m][layer].update(acts, gb)
+    start += len(xb)
+for ex in extractors.values():
+    ex.remove()
+assert start == len(keep)
+
+# %% [markdown]
+# ## Which layer?
+#
+# The paper draws maps for the layer in which linear probes separate the 126 groups best
+# (Chapter 3). Training a probe per layer is the expensive way to find it. A cheap criterion
+# comes for free from the NAPs: the **between-group share of variance**
+#
+# $$\eta^2_l = \frac{\sum_G |G|\,\lVert NAP_l(G)\rVert^2}{\sum_x \lVert A_l(x) - \mathbb E(\overline{A_l})\rVert^2}
+# \in [0, 1]$$
+#
+# (`fairlib.naps.variance_share`): the part of the layer's spread that lies *between* the group
+# centres rather than within the groups. A linear classifier can only separate groups whose
+# centres differ relative to their spread, so a layer with a larger $\eta^2$ is, roughly, one in
+# which a probe has more to work with. It is a proxy, not the probe: it ignores correlations
+# between channels (a probe can use a direction in which groups differ little but vary even
+# less), it sees spatial means rather than 8 × 8 maps, and with $g$ groups and $N$ images it is
+# about $(g-1)/(N-1)$ even when nothing is encoded (the dashed line). We pick the layer with the
+# largest $\eta^2$ among layers with at least 16 channels (fewer give no map worth drawing).
+
+# %%
+chance = (len(table) - 1) / (len(keep) - 1)
+rows = []
+for m in MODELS:
+    for layer, s in naps[m].items():
+        rows.append({"network": m, "layer": layer, "channels": int(np.prod(s.shape)),
+                     "eta2 (all 126 groups)": variance_share(s),
+                     **{f"eta2 ({v})": variance_share(s, table=table, by=v) for v in VARS}})
+shares = pd.DataFrame(rows)
+candidates = shares[(shares.network == "trained") & (shares.channels >= cfg["min_channels"])]
+LAYER = candidates.loc[candidates["eta2 (all 126 groups)"].idxmax(), "layer"]
+print("chosen layer:", LAYER)
+glue("eta_chance", chance)
+best = shares.set_index(["network", "layer"])
+glue("eta_trained", best.loc[("trained", LAYER), "eta2 (all 126 groups)"])
+glue("eta_random", best.loc[("random", LAYER), "eta2 (all 126 groups)"])
+for v in VARS:
+    glue(f"eta_{v}", best.loc[("trained", LAYER), f"eta2 ({v})"])
+    glue(f"eta_{v}_random", best.loc[("random", LAYER), f"eta2 ({v})"])
+shares.round(3)
+
+# %%
+fig, ax = plt.subplots(figsize=(7, 3.2))
+for m, style in (("trained", "-o"), ("random", "--s")):
+    part = shares[shares.network == m]
+    ax.plot(range(len(part)), part["eta2 (all 126 groups)"], style, label=f"{m}: all groups")
+    ax.plot(range(len(part)), part[f"eta2 ({VARS[1]})"], style, alpha=0.5, label=f"{m}: {VARS[1]} only")
+ax.axhline(chance, color="0.5", ls=":", label="no-effect level (g-1)/(N-1)")
+ax.axvline(list(LAYERS).index(LAYER), color="C3", lw=0.8)
+ax.set_xticks(range(len(LAYERS)), list(LAYERS), rotation=30, ha="right", fontsize=8)
+ax.set(ylabel=r"between-group share $\eta^2$", title=f"Separability per layer (red line: chosen layer)\n{NOTE}")
+ax.legend(fontsize=7, ncol=2)
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# In the trained network the groups account for {glue:text}`eta_trained:.3f` of the variance in
+# the chosen layer, against {glue:text}`eta_random:.3f` in the same layer of the random
+# network and about {glue:text}`eta_chance:.3f` expected from noise alone. The per-variable
+# columns split this up: each is the share of the unions that share one variable. Compare them
+# before looking at any map: they predict which variable the maps will change along.
+#
+# ## Topographic maps of all intersectional groups
+#
+# The layout is computed from the 126 intersectional NAPs of the chosen layer (UMAP, then 1000
+# relaxation steps); every map below uses it.
+
+# %%
+profiles, expected, labels = naps["trained"][LAYER].result()
+group_table = table.iloc[labels][VARS].reset_index(drop=True)  # rows present, in NAP order
+positions = topographic_layout(profiles, n_steps=cfg["relax_steps"], seed=SEED)
+maps = render_maps(profiles, positions)
+lim = color_limit(profiles, "percentile")
+lim_max = color_limit(profiles, "max")
+glue("lim_pct", lim)
+glue("lim_max", lim_max)
+glue("lim_ratio", lim_max / lim)
+fig = plot_map_grid(maps, group_table, rows=VARS[0], cols=[VARS[2], VARS[1]], vmax=lim,
+                    title=f"NAPs of all {len(labels)} groups, trained network, layer {LAYER} "
+                          f"(scale ±{lim:.2g}, 0.5/99.5 percentile)\n{NOTE}")
+plt.show()
+
+# %% [markdown]
+# Where do the channels sit? Each dot is one channel; the colour is its profile's variance over
+# the groups. The relaxation has spread the UMAP clumps into an even disc, and the interpolated
+# maps are only defined inside the dots' hull (white outside).
+
+# %%
+fig, ax = plt.subplots(figsize=(3.4, 3.2))
+sc = ax.scatter(*positions.T, c=profiles.var(axis=0), cmap="viridis", s=18)
+fig.colorbar(sc, ax=ax, label="variance of the channel's NAP over groups")
+ax.set(xticks=[], yticks=[], aspect="equal", title=f"Channel layout, {LAYER}\n{NOTE}")
+ax.title.set_fontsize(8)
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## Unions: one variable at a time
+#
+# Unions average over the other two variables, so each map is steadier than an intersectional
+# one (more images) and isolates one variable. They are normalised with the same expected
+# activation and drawn on the same colour scale as the intersectional maps, so their paler
+# colours are real: averaging over the other variables cancels part of each group's profile.
+
+# %%
+unions = {}
+for by in [[VARS[0]], [VARS[1]], [VARS[2]], [VARS[2], VARS[1]]]:
+    u_prof, u_table = union_profiles(naps["trained"][LAYER], table=table, by=by)
+    for v in by:
+        u_table[v] = pd.Categorical(u_table[v], categories=table[v].cat.categories)
+    unions[" x ".join(by)] = (u_prof, u_table)
+    fig = plot_map_grid(render_maps(u_prof, positions), u_table, rows=by[:-1], cols=by[-1], vmax=lim,
+                        cell=1.0, title=f"Unions by {' x '.join(by)}, layer {LAYER} (same scale)\n{NOTE}")
+    plt.show()
+
+# %% [markdown]
+# ## Percentile or maximum: the colour limit
+#
+# The 99.5th-percentile limit is {glue:text}`lim_pct:.3g`; the largest absolute NAP value is
+# {glue:text}`lim_max:.3g`, {glue:text}`lim_ratio:.2f` times as large. With the maximum as the
+# end of the scale, the same maps (here the unions by the second variable) fade towards white:
+# contrast goes to the few extreme values. The percentile limit saturates those few (they are
+# drawn in the darkest colour though they lie beyond it), which is the trade the paper makes to
+# see the rest.
+
+# %%
+u_prof, u_table = unions[VARS[1]]
+u_maps = render_maps(u_prof, positions)
+for name, vmax in (("0.5/99.5 percentile", lim), ("absolute maximum", lim_max)):
+    fig = plot_map_grid(u_maps, u_table, rows=[], cols=VARS[1], vmax=vmax, cell=1.0,
+                        title=f"Unions by {VARS[1]}, scale end = {name} (±{vmax:.2g})\n{NOTE}")
+    plt.show()
+glue("saturated", float(np.mean(np.abs(profiles) > lim)))
+
+# %% [markdown]
+# Under the percentile limit {glue:text}`saturated:.3%` of the intersectional NAP values lie
+# beyond the scale's end.
+#
+# ## The random network, for comparison
+#
+# The same pipeline on the untrained network, with its own layout and its own colour limit.
+# Random weights give activations of a different overall size, so compare the *patterns*
+# (which categories look alike) with the trained network's, not the colours' strength; the
+# scale-free $\eta^2$ above is the number to compare.
+
+# %%
+r_profiles, _, r_labels = naps["random"][LAYER].result()
+r_positions = topographic_layout(r_profiles, n_steps=cfg["relax_steps"], seed=SEED)
+r_lim = color_limit(r_profiles, "percentile")
+r_prof_u, r_table_u = union_profiles(naps["random"][LAYER], table=table, by=[VARS[2], VARS[1]])
+for v in (VARS[2], VARS[1]):
+    r_table_u[v] = pd.Categorical(r_table_u[v], categories=table[v].cat.categories)
+fig = plot_map_grid(render_maps(r_prof_u, r_positions), r_table_u, rows=VARS[2], cols=VARS[1], vmax=r_lim,
+                    cell=1.0, title=f"Random network, unions by {VARS[2]} x {VARS[1]}, layer {LAYER} "
+                                    f"(scale ±{r_lim:.2g})\n{NOTE}")
+plt.show()
+
+# %% [markdown]
+# ## How to read the maps
+#
+# The paper's guide (Sec. 5.4 of {cite:p}`krug2025intersectional`, paraphrased) compares maps,
+# never reads one alone:
+#
+# - **Alike maps, hard to tell apart.** If every category of a variable gives about the same
+#   pattern, the layer hardly distinguishes them: little bias along that variable.
+# - **Some alike, others different.** If a subset of categories shares a pattern that the rest do
+#   not, the network is likely to confuse the members of the subset with each other: categories
+#   that are really distinct get merged.
+# - **All different.** If every category has its own pattern, the groups are easy to tell apart.
+#   That is a bias in the sense of encoded group information, but it also means no group's
+#   treatment is simply copied from another's.
+# - Whether any of this is harmful depends on the task: a loan decision should not be able to
+#   tell the groups apart, a medical one may need to.
+#
+# To check a visual reading, compare NAP vectors directly. Below, the cosine similarity between
+# the NAPs of the second variable's unions: a band along the diagonal means neighbouring
+# categories look alike and the pattern changes gradually.
+
+# %%
+u_prof, u_table = unions[VARS[1]]
+unit = u_prof / np.linalg.norm(u_prof, axis=1, keepdims=True)
+cos = unit @ unit.T
+names = u_table[VARS[1]].astype(str).tolist()
+fig, ax = plt.subplots(figsize=(4.4, 3.8))
+im = ax.imshow(cos, cmap="bwr", vmin=-1, vmax=1)
+ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
+ax.set_yticks(range(len(names)), names, fontsize=7)
+fig.colorbar(im, ax=ax, label="cosine similarity of NAPs")
+ax.set_title(f"{VARS[1]} unions, layer {LAYER}\n{NOTE}", fontsize=8)
+fig.tight_layout()
+plt.show()
+glue("cos_adjacent", np.mean(np.diag(cos, 1)))
+glue("cos_far", np.mean(cos[np.triu_indices(len(cos), 3)]))
+glue("cos_ends", cos[0, -1])
+# how one-dimensional are the 126 NAPs? share of their size-weighted spread along the first
+# principal direction (a map that is one colour almost everywhere is such a direction)
+w = np.sqrt(naps["trained"][LAYER].means()[1])[:, None]
+sv = np.linalg.svd(w * profiles, compute_uv=False)
+glue("pc1_share", sv[0] ** 2 / np.sum(sv ** 2))
+
+# contrast of the third variable within each category of the second, e.g. |NAP(B, age) - NAP(A, age)|,
+# beside the distance that sampling noise alone gives two groups of those sizes (the layer's
+# total variance is an upper bound for the within-group variance)
+i_prof, i_table = unions[f"{VARS[2]} x {VARS[1]}"]
+spread = naps["trained"][LAYER].total_variance().sum()
+contrast = {}
+for cat in table[VARS[1]].cat.categories:
+    rows_ = i_table.index[i_table[VARS[1]] == cat]
+    if len(rows_) == 2:
+        n0, n1 = i_table.loc[rows_, "count"]
+        contrast[cat] = {"contrast": float(np.linalg.norm(i_prof[rows_[1]] - i_prof[rows_[0]])),
+                         "noise level": float(np.sqrt(spread * (1 / n0 + 1 / n1)))}
+contrast = pd.DataFrame(contrast)
+ratio = contrast.loc["contrast"] / contrast.loc["noise level"]
+glue("contrast_min", contrast.loc["contrast"].min())
+glue("contrast_max", contrast.loc["contrast"].max())
+glue("n_above_noise", int((ratio > 2).sum()))
+glue("n_cats", len(ratio))
+contrast.round(3)
+
+# %% [markdown]
+# **Our quick-profile reading** (synthetic data; these are statements about SynthFaces and a
+# small CNN, not about people). In the chosen layer of the trained network, the
+# between-group shares by variable are {glue:text}`eta_palette:.3f` (palette),
+# {glue:text}`eta_age:.3f` (age) and {glue:text}`eta_style:.3f` (style); for the random network
+# {glue:text}`eta_palette_random:.3f`, {glue:text}`eta_age_random:.3f` and
+# {glue:text}`eta_style_random:.3f`. Neighbouring age unions have a mean cosine similarity of
+# {glue:text}`cos_adjacent:.2f`, ages three or more bins apart {glue:text}`cos_far:.2f`, and the
+# two extreme bins (0-2 and 70+) {glue:text}`cos_ends:.2f` with each other. A NAP is measured
+# against the mean over all images, and the capped set is still dominated by the frequent
+# middle ages (count table), so rare bins at *both* ends can depart from that reference in a
+# similar direction: "alike" in a map means "differs from the typical image in the same way".
+# Many maps are nearly one colour: the first principal direction carries
+# {glue:text}`pc1_share:.2f` of the NAPs' size-weighted spread, i.e. the groups differ mostly in
+# how strongly they drive the whole layer. The style contrast within an age ranges from
+# {glue:text}`contrast_min:.3f` to {glue:text}`contrast_max:.3f` (table above), and it exceeds
+# twice the sampling-noise level in {glue:text}`n_above_noise:.0f` of {glue:text}`n_cats:.0f`
+# age bins. Read the two rows together: the smallest age bins (0-2, 70+) have the fewest images,
+# so part of their contrast is noise. SynthFaces draws style equally strongly at every age, so a
+# contrast above noise that varies with age comes from how the network combines style with the
+# age cues. The network was never told about any of these variables.
+#
+# ## Compare with the paper
+#
+# **The paper's setting and findings** {cite:p}`krug2025intersectional` (not ours): NAPs of the
+# 126 race × age × gender groups of FairFace's training split (86,744 images; groups from 22 to
+# 2,972 images, capped at 640), in VGG16, ResNet50 and InceptionV3 with ImageNet weights; maps
+# for the layer the probes single out: VGG16 layer 4 (`block4_pool`), ResNet50 layer 15
+# (`conv5_block1_out`), InceptionV3 layer 9 (`mixed7`). In the paper's words as we summarise
+# them:
+#
+# - across all three models, age differences are the most pronounced, stronger than race and
+#   gender; activations change continuously from one age bin to the next, and the youngest
+#   (0-2) and oldest (70+) bins stand out most from their neighbours;
+# - gender differences appear mostly for middle ages, which the authors give as 10-59 and link
+#   to cues such as hair style, make-up and facial hair;
+# - race differences are weaker and inconsistent across ages and genders; the models tend to
+#   confuse Latino_Hispanic, White, Indian and Middle Eastern.
+#
+# | | the paper (FairFace, ImageNet CNNs) | this run (chosen layer) |
+# |---|---|---|
+# | dominant variable | age, in every model | see $\eta^2$ by variable above |
+# | along age | continuous change between adjacent bins | adjacent cosine {glue:text}`cos_adjacent:.2f` vs far {glue:text}`cos_far:.2f` |
+# | second variable of two levels | gender differs mostly at middle ages | style contrast {glue:text}`contrast_min:.3f` to {glue:text}`contrast_max:.3f`, above 2× noise in {glue:text}`n_above_noise:.0f` of {glue:text}`n_cats:.0f` age bins |
+# | untrained control | not studied | $\eta^2$ {glue:text}`eta_random:.3f` vs trained {glue:text}`eta_trained:.3f` |
+#
+# The quick profile reproduces the *method*, not the findings: SynthFaces' cue strengths are set
+# by the renderer, so which variable dominates says how visible we made it and how the small
+# network reacts to it. What carries over is the question and the reading. The random control
+# is our addition; it is a reminder that a network need not be trained for a group cue to pass
+# it on, since colour and texture survive random convolutions, and that "encoded" has to be
+# judged against that baseline. The full profile runs the same code on FairFace with
+# ResNet-50, where the table can be filled with real numbers and compared with the paper's
+# Figure 8.
+
+# %% [markdown]
+# ## Exercises
+#
+# :::{exercise}
+# :label: ex-predict-random
+# Before looking at the random network's maps: which variable do you expect a network with
+# *random* weights to encode most strongly in SynthFaces, and why? Check with the $\eta^2$ table.
+# :::
+#
+# :::{solution} ex-predict-random
+# :class: dropdown
+# Random convolutions with ReLUs still pass on local colour and contrast statistics, so the cue
+# that changes the colour of large areas (palette: the skin colour) survives best; age (greyness
+# of the hair, thin wrinkle lines) and style (hair shape) are smaller or finer. Training on
+# objects can amplify or suppress these. Compare `eta2 (palette)` between the two networks in
+# the table; the numbers depend on the seed, so argue from the table, not from memory.
+# :::
+#
+# :::{exercise}
+# :label: ex-union-reference
+# The paper normalises unions with the expected activation of the 126 intersectional groups.
+# Show that if $\mathbb E$ is the group-size-weighted mean (as defined above), computing it from
+# the unions instead gives exactly the same vector. When would the two differ?
+# :::
+#
+# :::{solution} ex-union-reference
+# :class: dropdown
+# A union's size-weighted mean is $\sum_{G\subseteq U}|G|\overline{A(G)}/|U|$, and weighting the
+# unions by $|U|$ gives $\sum_U\sum_{G\subseteq U}|G|\overline{A(G)}/\sum_G|G|$: the mean over
+# all instances again. The two differ only if $\mathbb E$ were an *unweighted* mean of group
+# means (each group counting once): then 126 small and large groups would be averaged with equal
+# weight, and 9 age unions with equal weight, which is not the same when group sizes are
+# unequal. Check: `np.tensordot(u_table["count"] / u_table["count"].sum(), u_prof, 1)` is zero up
+# to rounding for every union table above.
+# :::
+#
+# :::{exercise}
+# :label: ex-small-groups
+# The smallest capped groups have only a few images. Which maps in the big table do you trust
+# least, and how would you show that a pattern in one of them is noise? (Hint: split a group's
+# images into halves and compare the two halves' NAPs with the NAP of a neighbouring group.)
+# :::
+#
+# :::{solution} ex-small-groups
+# :class: dropdown
+# The rare intersections (see the count table) give NAPs that are means of one to a handful of
+# images, so their maps carry the images' own variation. If the NAPs of two random halves of a
+# group differ from each other as much as the group differs from its neighbours, the map's
+# pattern is not a property of the group. The paper faces the same issue with its 22-image group;
+# capping large groups does not help small ones.
+# :::
+#
+# ### Graded exercises
+#
+# The three exercises below are graded automatically when your instructor hands out this chapter
+# as an assignment (see the instructor guide). Write your code in place of the
+# `raise NotImplementedError(...)` line; in the book, the solution is folded away.
+#
+# :::{exercise}
+# :label: ex-naps-code
+# Write `my_naps(acts, groups)` without fairlib: for activations of shape `(N, C)` and `N` group
+# labels, return `(profiles, expected)` with one row per group in sorted label order (shape
+# `(G, C)`) and the expected activation (shape `(C,)`), as defined in *The method*.
+# :::
+
+# %% tags=["graded", "exercise:ex-naps-code", "hide-input"]
+def my_naps(acts, groups):
+    # BEGIN SOLUTION
+    # HINT: np.unique gives the sorted labels; E is the mean over all rows of acts
+    acts, groups = np.asarray(acts, dtype=float), np.asarray(groups)
+    overall = acts.mean(axis=0)
+    rows = [acts[groups == g].mean(axis=0) - overall for g in np.unique(groups)]
+    return np.stack(rows), overall
+    # END SOLUTION
+
+
+# %% tags=["tests", "exercise:ex-naps-code", "remove-cell"]
+_p, _e = my_naps(np.array([[1.0], [10.0], [3.0]]), ["a", "b", "a"])
+assert np.allclose(_e, [14 / 3]) and np.allclose(_p[:, 0], [2 - 14 / 3, 10 - 14 / 3]), "hand example: E = 14/3"
+_a = np.random.default_rng(3).normal(size=(200, 5))
+_g = np.random.default_rng(4).integers(0, 6, 200)
+_ref = neuron_activation_profiles(_a, _g)
+_p, _e = my_naps(_a, _g)
+assert np.allclose(_p, _ref[0]) and np.allclose(_e, _ref[1]), "must agree with fairlib.naps"
+assert np.allclose(np.bincount(_g) @ _p, 0), "size-weighted NAPs sum to zero"
+
+# %% [markdown]
+# :::{exercise}
+# :label: ex-relax-code
+# Write `relax_step(p, c)`: one step of the layout update of *The method* for positions `p` of
+# shape `(N, 2)` and schedule value `c`, without `fairlib.topomap.relax` (you may use `force`).
+# With `c = (tanh(-3) + 1) / 2` it must reproduce `relax(p, n_steps=1, rescale=False)`.
+# :::
+
+# %% tags=["graded", "exercise:ex-relax-code", "hide-input"]
+def relax_step(p, c):
+    # BEGIN SOLUTION
+    # HINT: diff[i, j] = p[j] - p[i]; clip the distances at 0.01; average over j (all N)
+    p = np.asarray(p, dtype=float)
+    diff = p[None, :, :] - p[:, None, :]
+    dist = np.maximum(np.linalg.norm(diff, axis=-1), 0.01)
+    weight = c * force(dist) / 2
+    return p + (diff * weight[..., None]).mean(axis=1)
+    # END SOLUTION
+
+
+# %% tags=["tests", "exercise:ex-relax-code", "remove-cell"]
+_c = (np.tanh(-3) + 1) / 2
+_two = relax_step(np.array([[0.0, 0.0], [1.0, 0.0]]), _c)
+_move = _c * (1.5 / 8 - 15 * np.exp(-0.5)) / 2 / 2
+assert np.allclose(_two, [[_move, 0], [1 - _move, 0]]), "two particles at distance 1 repel symmetrically"
+_three = np.array([[0.0, 0.0], [0.3, 0.1], [0.2, 0.9]])
+assert np.allclose(relax_step(_three, _c), relax(_three, n_steps=1, rescale=False), atol=1e-6)
+assert np.allclose(relax_step(_three, 1.0) - _three, 2 * (relax_step(_three, 0.5) - _three)), "the move is linear in c"
+
+# %% [markdown]
+# :::{exercise}
+# :label: ex-climit-code
+# Write `percentile_limit(values)`: the end of the paper's colour scale, i.e. the 0.5th or the
+# 99.5th percentile of all finite values, whichever has the larger magnitude, returned as a
+# positive number.
+# :::
+
+# %% tags=["graded", "exercise:ex-climit-code", "hide-input"]
+def percentile_limit(values):
+    # BEGIN SOLUTION
+    # HINT: drop NaNs first (rendered maps are NaN outside the hull), then np.percentile
+    v = np.asarray(values, dtype=float)
+    low, high = np.percentile(v[np.isfinite(v)], [0.5, 99.5])
+    return float(max(abs(low), abs(high)))
+    # END SOLUTION
+
+
+# %% tags=["tests", "exercise:ex-climit-code", "remove-cell"]
+_v = np.concatenate([np.linspace(-1, 1, 1001), [-50.0]])
+assert abs(percentile_limit(_v) - color_limit(_v, "percentile")) < 1e-12
+assert abs(percentile_limit(np.arange(201.0)) - 199.0) < 1e-9, "99.5th percentile of 0..200 is 199"
+assert abs(percentile_limit(np.array([np.nan, -3.0, 1.0, 2.0])) - color_limit(np.array([-3.0, 1.0, 2.0]))) < 1e-12
+
+# %% [markdown]
+# ## Summary
+#
+# - A NAP is a group's mean activation minus the mean over all instances of all groups; unions
+#   of groups use the same reference. `StreamingNAPs` computes them in one batched pass with
+#   memory independent of the number of images.
+# - A topographic map places each channel by a UMAP of its profile across groups, evens the
+#   layout out with a short-range repulsion and long-range attraction, and paints each group's
+#   NAP on a shared, 0-symmetric colour scale (0.5/99.5 percentile for contrast).
+# - The between-group share of variance $\eta^2$ is a training-free way to pick a layer and to
+#   say which variable dominates; it is a proxy for the probes of Chapter 3, and it must be read
+#   against its no-effect level and against a random network.
+# - Maps are read by comparison: alike maps mean groups the layer confuses, a subset of alike
+#   maps means merged categories, all-different maps mean every group is distinguishable. The
+#   paper finds age dominant in ImageNet CNNs shown FairFace; our synthetic run shows the method,
+#   not a finding about people.
