@@ -45,6 +45,7 @@ __all__ = [
     "nm_prune",
     "make_permanent",
     "clone_model",
+    "spatial_resnet",
     "train_multilabel",
     "train_gmp",
     "predict_logits",
@@ -223,6 +224,44 @@ def nm_prune(model: nn.Module, n: int, m: int, *, skip_incompatible: bool = True
         mask = keep.reshape(moved.shape).movedim(-1, 1).to(w.dtype)
         prune.custom_from_mask(module, name, mask)
     return measure_sparsity(model)
+
+
+def spatial_resnet(num_outputs: int, *, image_size: int, width: int = 8,
+                   blocks: Sequence[int] = (1, 1, 1), in_channels: int = 3) -> nn.Sequential:
+    """A :class:`fairlib.models.SmallResNet` trunk with a linear head on the *flattened* feature map.
+
+    The quick profile's multi-attribute model. SynthFaces' attributes are small marks at fixed
+    places of a centred face (like CelebA's aligned crops); without global average pooling the
+    head sees *where* a feature fires, and a tiny network learns the visible attributes in a
+    few CPU epochs (with pooling it stays near chance for many epochs). The head dominates the
+    weight count, so global magnitude pruning has real choices between layers.
+
+    Parameters
+    ----------
+    num_outputs
+        Logits per image (one per attribute).
+    image_size
+        Input height = width; the feature map is ``ceil(image_size / 2**(len(blocks) - 1))`` wide.
+    width, blocks, in_channels
+        As in :class:`fairlib.models.SmallResNet`.
+
+    Returns
+    -------
+    torch.nn.Sequential
+        ``stem, layers, Flatten, Linear``; input ``(N, C, H, W)``, output ``(N, num_outputs)``.
+    """
+    from fairlib.models import SmallResNet
+
+    if not isinstance(image_size, (int, np.integer)) or image_size < 4:
+        raise ValueError(f"image_size: expected an integer >= 4 (the input's side), got {image_size!r}")
+    if not isinstance(num_outputs, (int, np.integer)) or num_outputs < 1:
+        raise ValueError(f"num_outputs: expected a positive integer, got {num_outputs!r}")
+    base = SmallResNet(width=width, blocks=blocks, in_channels=in_channels, num_outputs=num_outputs)
+    side = int(image_size)
+    for _ in range(len(base.blocks) - 1):
+        side = (side + 1) // 2  # a stride-2 3x3 conv with padding 1
+    channels = width * 2 ** (len(base.blocks) - 1)
+    return nn.Sequential(base.stem, base.layers, nn.Flatten(), nn.Linear(channels * side * side, int(num_outputs)))
 
 
 def clone_model(model: nn.Module) -> nn.Module:

@@ -198,3 +198,16 @@ def test_overrides_on_constructed_predictions():
         P.override_uncertain(sparse, probs[:5], truth, 0.1)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         P.most_uncertain(probs * 3, 0.1)
+
+
+# --------------------------------------------------------------------------- the quick-profile model
+@pytest.mark.parametrize("size,side", [(24, 6), (25, 7), (32, 8)])
+def test_spatial_resnet_shapes_and_pruning(size, side):
+    model = P.spatial_resnet(5, image_size=size, width=4)
+    assert model[-1].in_features == 16 * side * side  # width * 2**2 channels, two stride-2 stages
+    assert model(torch.rand(3, 3, size, size)).shape == (3, 5)
+    assert P.global_magnitude_prune(model, 0.9) == pytest.approx(0.9, abs=1e-3)
+    with pytest.raises(ValueError, match="image_size"):
+        P.spatial_resnet(5, image_size=2)
+    with pytest.raises(ValueError, match="num_outputs"):
+        P.spatial_resnet(0, image_size=24)
