@@ -12,14 +12,24 @@ separable from a layer's activations :math:`A_l(x)`. As in the paper:
 - summaries: final accuracies per layer (:func:`probe_layers`) and the most frequent
   (true group -> predicted group) confusions (:func:`frequent_errors`).
 
+Running a whole network: :func:`probe_network` captures the activations of a model's layers
+(optionally a few layers per pass, into float16 memory maps that are deleted after probing, so
+that a FairFace-scale run fits a small disk) and probes every layer under every reduction.
+
 Also here: :class:`SmallCNN` and :func:`train_small_cnn`, the quick profile's stand-in for an
-ImageNet model (a network trained on a task that is *not* the group variables).
+ImageNet model, :func:`train_unrelated_cnn` (a SmallCNN trained on a task that is *not* the
+group variables: the accessories and expression of SynthFaces' multi-attribute faces) and
+:func:`build_network` (a trained or randomly initialised network by name, for either profile).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import math
+import shutil
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,6 +39,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from fairlib.config import get_device
+from fairlib.data.synthfaces import MULTI_ATTRIBUTES
 
 __all__ = [
     "probe_split",
@@ -37,8 +48,15 @@ __all__ = [
     "train_probe",
     "probe_layers",
     "frequent_errors",
+    "probe_network",
     "SmallCNN",
     "train_small_cnn",
+    "UnrelatedTask",
+    "UNRELATED_TASK_ATTRIBUTES",
+    "train_unrelated_cnn",
+    "NATIVE_SIZES",
+    "Network",
+    "build_network",
 ]
 
 
@@ -100,9 +118,14 @@ class LinearProbe(nn.Module):
 
 @dataclass
 class ProbeResult:
-    """A trained probe and its learning curves (accuracy per epoch, after the epoch)."""
+    """A trained probe and its learning curves (accuracy per epoch, after the epoch).
 
-    probe: LinearProbe
+    ``probe`` is ``None`` when the caller chose not to keep the weights (``keep_probes=False``
+    in :func:`probe_layers`); ``train_pred`` / ``val_pred`` follow the order of the sorted
+    ``train_idx`` / ``val_idx``.
+    """
+
+    probe: LinearProbe | None
     history: pd.DataFrame
     n_groups: int
     train_pred: np.ndarray = field(repr=False)
@@ -139,10 +162,24 @@ def _predict(probe: LinearProbe, x, idx: np.ndarray, device, batch_size: int) ->
     return np.concatenate(out) if out else np.zeros(0, np.int64)
 
 
+@contextlib.contextmanager
+def _cpu_threads(n: int | None, device: torch.device) -> Iterator[None]:
+    """Temporarily limit torch's intra-op threads on CPU (``None`` or a GPU: unchanged)."""
+    if n is None or device.type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(n)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def train_probe(x: Any, y: Sequence[int] | np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray,
                 *, n_groups: int | None = None, epochs: int = 50, batch_size: int = 32,
                 dropout: float = 0.25, l1: float = 1e-5, l2: float = 1e-4, lr: float = 1e-3,
-                seed: int = 0, device: Any = None) -> ProbeResult:
+                seed: int = 0, device: Any = None, cpu_threads: int | None = 1) -> ProbeResult:
     """Train the paper's linear probe on ``x[train_idx]`` and track accuracies per epoch.
 
     Parameters
@@ -155,6 +192,11 @@ def train_probe(x: Any, y: Sequence[int] | np.ndarray, train_idx: np.ndarray, va
         Paper: 50 epochs; Adam defaults (lr 1e-3); Keras's default batch size 32.
     l1, l2
         Penalties on the weights (paper: 1e-5 and 1e-4).
+    cpu_threads
+        Intra-op threads while training on CPU (restored afterwards). A probe's steps are
+        small matrix products for which thread synchronisation costs more than it saves: one
+        thread was 2-10x cheaper in CPU time than two on a 2-core machine. ``None`` keeps
+        torch's setting.
 
     Returns
     -------
@@ -176,6 +218,13 @@ def train_probe(x: Any, y: Sequence[int] | np.ndarray, train_idx: np.ndarray, va
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs: expected a positive integer, got {epochs!r}")
     device = torch.device(device) if device is not None else get_device()
+    with _cpu_threads(cpu_threads, device):
+        return _train_probe(x, y, train_idx, val_idx, k, epochs, batch_size, dropout, l1, l2, lr,
+                            seed, device)
+
+
+def _train_probe(x, y, train_idx, val_idx, k, epochs, batch_size, dropout, l1, l2, lr, seed,
+                 device) -> ProbeResult:
     n_features = int(np.prod(x.shape[1:]))
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -216,16 +265,48 @@ def train_probe(x: Any, y: Sequence[int] | np.ndarray, train_idx: np.ndarray, va
     return ProbeResult(probe.cpu(), pd.DataFrame(rows), k, tr_pred, va_pred)
 
 
+def _same_array(a: Any, b: Any, block: int = 1024) -> bool:
+    """Exact equality of two ``(N, ...)`` arrays, compared in blocks of rows (memmap-friendly)."""
+    if a is b:
+        return True
+    if a.shape != b.shape:
+        return False
+    return all(np.array_equal(np.asarray(a[i:i + block]), np.asarray(b[i:i + block]))
+               for i in range(0, len(a), block))
+
+
 def probe_layers(store: Any, y: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray, *,
                  layers: Sequence[str] | None = None, reductions: Sequence[str] | None = None,
-                 show_progress: bool = False, **kwargs: Any) -> tuple[pd.DataFrame, dict]:
+                 show_progress: bool = False, reuse_identical: bool = True,
+                 keep_probes: bool = True, layer_offset: int = 0,
+                 **kwargs: Any) -> tuple[pd.DataFrame, dict]:
     """Train one probe per (layer, reduction) of an :class:`~fairlib.activations.ActivationStore`.
+
+    Parameters
+    ----------
+    store
+        Activations of ``N`` examples (:func:`fairlib.activations.capture_activations`).
+    y, train_idx, val_idx
+        ``(N,)`` group ids and the split of :func:`probe_split` (positions in the store).
+    layers, reductions
+        Default: all of the store's, in its order.
+    reuse_identical
+        Where two reductions leave a layer's array identical (a flat layer, or a feature map
+        already at most 8 x 8, where subsampling and average pooling both keep every value),
+        train one probe and report it under both reductions (``shared_with`` names the first).
+    keep_probes
+        ``False`` drops each probe's weights after training (``ProbeResult.probe`` is
+        ``None``): for large layers of large networks, whose probes hold millions of weights.
+    layer_offset
+        Added to ``layer_index`` (when the store holds a later slice of a network's layers).
+    **kwargs
+        Passed to :func:`train_probe` (``epochs``, ``n_groups``, ``device``, ...).
 
     Returns
     -------
     summary : pandas.DataFrame
         One row per probe: ``reduction``, ``layer_index`` (0 = input), ``layer``,
-        ``n_features``, ``train_accuracy``, ``val_accuracy``, ``chance``.
+        ``n_features``, ``train_accuracy``, ``val_accuracy``, ``chance``, ``shared_with``.
     results : dict
         ``(reduction, layer) -> ProbeResult`` (learning curves, predictions).
     """
@@ -237,11 +318,21 @@ def probe_layers(store: Any, y: np.ndarray, train_idx: np.ndarray, val_idx: np.n
     results, rows = {}, []
     for r, i, layer in (progress(jobs, desc="probes") if show_progress else jobs):
         x = store.get(layer, r)
-        res = train_probe(x, y, train_idx, val_idx, **kwargs)
+        twin = None
+        if reuse_identical:
+            twin = next((q for q in reductions[:reductions.index(r)]
+                         if (q, layer) in results and _same_array(x, store.get(layer, q))), None)
+        if twin is not None:
+            res = results[(twin, layer)]
+        else:
+            res = train_probe(x, y, train_idx, val_idx, **kwargs)
+            if not keep_probes:
+                res.probe = None
         results[(r, layer)] = res
-        rows.append({"reduction": r, "layer_index": i, "layer": layer,
+        rows.append({"reduction": r, "layer_index": i + layer_offset, "layer": layer,
                      "n_features": int(np.prod(x.shape[1:])), "train_accuracy": res.train_accuracy,
-                     "val_accuracy": res.val_accuracy, "chance": res.chance})
+                     "val_accuracy": res.val_accuracy, "chance": res.chance,
+                     "shared_with": twin or ""})
     return pd.DataFrame(rows), results
 
 
@@ -295,6 +386,90 @@ def frequent_errors(y_true: Sequence[int], y_pred: Sequence[int], table: pd.Data
     return out.reset_index(drop=True)
 
 
+def probe_network(model: nn.Module, data: Any, y: Sequence[int] | np.ndarray,
+                  train_idx: np.ndarray, val_idx: np.ndarray, *, layers: Any = None,
+                  reductions: Sequence[str] = ("subsample", "avgpool"), max_size: int = 8,
+                  transform: Any = None, directory: str | Path | None = None,
+                  layers_per_pass: int | None = None, batch_size: int = 64, num_workers: int = 0,
+                  keep_store: bool = False, keep_probes: bool = True, device: Any = None,
+                  cpu_threads: int | None = 1, show_progress: bool = False,
+                  **probe_kwargs: Any) -> tuple[pd.DataFrame, dict]:
+    r"""Capture a network's activations layer by layer and probe each layer (Sec. 5.3).
+
+    For each pass (``layers_per_pass`` consecutive layers, or all of them at once) the
+    activations of ``data`` are captured with
+    :func:`fairlib.activations.capture_activations` (reduced to at most
+    ``max_size x max_size``), every (layer, reduction) gets a probe (:func:`probe_layers`), and
+    the pass's store is deleted unless ``keep_store``. Peak storage is therefore that of one
+    pass: a ResNet50 layer of 2048 x 7 x 7 values for 16,000 images is 3.2 GB in float16.
+
+    Parameters
+    ----------
+    model
+        Any torch model with a layer preset or explicit ``layers`` (see
+        :func:`fairlib.activations.resolve_layers`).
+    data
+        The probe sample only: ``(N, C, H, W)`` images or a Dataset of ``N`` items.
+    y
+        ``(N,)`` group ids of ``data``.
+    train_idx, val_idx
+        Positions in ``data`` (see :func:`probe_split`).
+    reductions, max_size, transform, batch_size, num_workers, device
+        Passed to :func:`~fairlib.activations.capture_activations`.
+    directory
+        ``None`` keeps activations in memory (float32); a path writes float16 memory maps
+        into ``directory/pass_<k>``.
+    layers_per_pass
+        Layers captured per forward sweep over ``data``; ``None``: all in one pass.
+    cpu_threads
+        Torch threads for capture and probes on CPU (see :func:`train_probe`).
+    **probe_kwargs
+        Passed to :func:`train_probe` (``epochs``, ``n_groups``, ...).
+
+    Returns
+    -------
+    summary, results
+        As :func:`probe_layers`, for all layers (``layer_index`` 0 = input).
+    """
+    from fairlib.activations import capture_activations, resolve_layers
+
+    resolved = resolve_layers(model, layers)
+    names = list(resolved)
+    step = len(names) if layers_per_pass is None else int(layers_per_pass)
+    if step < 1:
+        raise ValueError(f"layers_per_pass: expected a positive integer or None, got {layers_per_pass!r}")
+    y = np.asarray(y, dtype=np.int64)
+    if len(y) != len(data):
+        raise ValueError(f"y: has {len(y)} labels but data has {len(data)} examples; pass the "
+                         "probe sample's images and their group ids")
+    probe_kwargs.setdefault("device", device)
+    summaries, results = [], {}
+    for start in range(0, len(names), step):
+        chunk = names[start:start + step]
+        where = None if directory is None else Path(directory) / f"pass_{start // step}"
+        if where is not None and where.exists():
+            shutil.rmtree(where)  # a stale or interrupted pass
+        with _cpu_threads(cpu_threads, torch.device(device) if device is not None else get_device()):
+            store = capture_activations(model, data, {n: resolved[n] for n in chunk},
+                                        reductions=reductions, max_size=max_size,
+                                        batch_size=batch_size, transform=transform,
+                                        directory=where, device=device, num_workers=num_workers,
+                                        show_progress=show_progress)
+        summary, res = probe_layers(store, y, train_idx, val_idx, layer_offset=start,
+                                    keep_probes=keep_probes, show_progress=show_progress,
+                                    cpu_threads=cpu_threads, **probe_kwargs)
+        summaries.append(summary)
+        results.update(res)
+        del store
+        if where is not None and not keep_store:
+            shutil.rmtree(where, ignore_errors=True)
+    summary = pd.concat(summaries, ignore_index=True)
+    order = {r: i for i, r in enumerate(reductions)}
+    summary = summary.sort_values(["reduction", "layer_index"], key=lambda c: c.map(order)
+                                  if c.name == "reduction" else c, kind="stable")
+    return summary.reset_index(drop=True), results
+
+
 class SmallCNN(nn.Module):
     """Four conv blocks (conv-BN-ReLU, the first three max-pooled), global average pool, linear.
 
@@ -323,15 +498,21 @@ class SmallCNN(nn.Module):
 
 def train_small_cnn(images: torch.Tensor, targets: torch.Tensor, *, epochs: int = 3,
                     batch_size: int = 128, lr: float = 3e-3, seed: int = 0,
-                    device: Any = None) -> tuple[SmallCNN, list[float]]:
+                    device: Any = None, cpu_threads: int | None = None) -> tuple[SmallCNN, list[float]]:
     """Train a :class:`SmallCNN` on multi-label binary ``targets`` ``(N, T)`` (BCE, Adam).
 
-    ``images`` are ``uint8`` or float ``(N, 3, H, W)``. Returns the model (eval mode) and the
-    mean loss of each epoch.
+    ``images`` are ``uint8`` or float ``(N, 3, H, W)``. ``cpu_threads`` limits torch's threads
+    while training on CPU (``None``: unchanged; see :func:`train_probe`). Returns the model
+    (eval mode) and the mean loss of each epoch.
     """
     if targets.dim() != 2 or len(targets) != len(images):
         raise ValueError("targets: expected (N, T) binary labels matching images")
     device = torch.device(device) if device is not None else get_device()
+    with _cpu_threads(cpu_threads, device):
+        return _train_small_cnn(images, targets, epochs, batch_size, lr, seed, device)
+
+
+def _train_small_cnn(images, targets, epochs, batch_size, lr, seed, device):
     torch.manual_seed(seed)
     model = SmallCNN(targets.shape[1]).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -352,3 +533,163 @@ def train_small_cnn(images: torch.Tensor, targets: torch.Tensor, *, epochs: int 
             total += float(loss.detach()) * len(b)
         losses.append(total / len(images))
     return model.eval(), losses
+
+
+#: The quick profile's unrelated task: SynthFaces' 12 accessory/expression attributes.
+UNRELATED_TASK_ATTRIBUTES: tuple[str, ...] = tuple(MULTI_ATTRIBUTES)
+
+
+@dataclass
+class UnrelatedTask:
+    """A :class:`SmallCNN` trained on :data:`UNRELATED_TASK_ATTRIBUTES`, with its evaluation.
+
+    ``evaluation`` has one row per attribute: ``base_rate`` (held-out share of positives),
+    ``accuracy`` (threshold 0.5), ``majority_accuracy`` (always predicting the majority value)
+    and ``auc`` (ROC AUC; NaN when the held-out set has one class only).
+    """
+
+    model: SmallCNN
+    losses: list[float]
+    evaluation: pd.DataFrame
+
+
+def train_unrelated_cnn(n: int = 4000, *, size: int = 32, epochs: int = 6, batch_size: int = 64,
+                        lr: float = 3e-3, n_eval: int = 1000, seed: int = 0,
+                        device: Any = None, cpu_threads: int | None = 1) -> UnrelatedTask:
+    """Train a :class:`SmallCNN` on a task that is independent of the face groups by construction.
+
+    The quick profile's stand-in for an ImageNet classifier: a network trained for something
+    *other* than ``palette x age x style``, so that probing it asks the paper's question (does
+    a network trained for another task encode the groups?). The task is multi-label detection
+    of the 12 accessories and expressions of :func:`fairlib.data.render_multiattribute`
+    (glasses, hat, smile, ...), rendered with ``correlations={}``: every attribute is drawn
+    independently of the identity variables, the skin palette is drawn uniformly at random,
+    age (wrinkles, grey hair) and hair length vary at random. The network therefore sees all
+    the variation that defines the groups of :func:`fairlib.data.render_faces`, but its labels
+    carry no information about it.
+
+    Parameters
+    ----------
+    n
+        Training images.
+    size
+        Image side (use the size of the faces that will be probed).
+    epochs, batch_size, lr
+        Passed to :func:`train_small_cnn` (BCE, Adam).
+    n_eval
+        Held-out images (another seed) for ``evaluation``.
+    seed
+        Seeds rendering (``seed`` and ``seed + 1``) and training.
+    cpu_threads
+        Torch threads while training on CPU (see :func:`train_small_cnn`); one thread cost
+        a fifth of the CPU time of two on a busy 2-core machine.
+
+    Returns
+    -------
+    UnrelatedTask
+        The model (eval mode; ``head`` has 12 outputs, one logit per attribute), the mean loss
+        per epoch and a per-attribute evaluation on held-out images.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    from fairlib.data import render_multiattribute
+
+    for name, v in (("n", n), ("n_eval", n_eval), ("epochs", epochs)):
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"{name}: expected a positive integer, got {v!r}")
+
+    def targets(attrs: pd.DataFrame) -> torch.Tensor:
+        return torch.from_numpy(np.stack([attrs[a].cat.codes.to_numpy() for a in
+                                          UNRELATED_TASK_ATTRIBUTES], 1).astype(np.float32))
+
+    x, a = render_multiattribute(n, size=size, correlations={}, seed=seed)
+    model, losses = train_small_cnn(x, targets(a), epochs=epochs, batch_size=batch_size, lr=lr,
+                                    seed=seed, device=device, cpu_threads=cpu_threads)
+    xe, ae = render_multiattribute(n_eval, size=size, correlations={}, seed=seed + 1)
+    te = targets(ae).numpy()
+    dev = next(model.parameters()).device
+    with torch.no_grad():
+        logits = torch.cat([model(xe[i:i + 512].to(dev).float() / 255).cpu()
+                            for i in range(0, len(xe), 512)]).numpy()
+    rows = []
+    for j, attr in enumerate(UNRELATED_TASK_ATTRIBUTES):
+        t, s = te[:, j], logits[:, j]
+        rate = float(t.mean())
+        rows.append({"attribute": attr, "base_rate": rate,
+                     "accuracy": float(((s > 0) == (t > 0.5)).mean()),
+                     "majority_accuracy": max(rate, 1 - rate),
+                     "auc": float(roc_auc_score(t, s)) if 0 < rate < 1 else float("nan")})
+    return UnrelatedTask(model, losses, pd.DataFrame(rows).set_index("attribute"))
+
+
+#: Input sides of the paper's networks (Keras defaults; the paper resizes bilinearly).
+NATIVE_SIZES: dict[str, int] = {"vgg16": 224, "resnet50": 224, "inception_v3": 299}
+
+
+@dataclass
+class Network:
+    """A network to probe: the model (eval mode) and how to feed it.
+
+    ``transform`` is the batch transform for :func:`~fairlib.activations.capture_activations`
+    (``None``: uint8 images become floats in [0, 1]); ``task`` is the quick CNN's
+    :class:`UnrelatedTask` when it was trained here, else ``None``.
+    """
+
+    name: str
+    model: nn.Module
+    trained: bool
+    transform: Any = None
+    input_size: int | None = None
+    task: UnrelatedTask | None = None
+
+
+def build_network(name: str, *, trained: bool = True, seed: int = 0, weights: str = "IMAGENET1K_V1",
+                  device: Any = None, **task_kwargs: Any) -> Network:
+    """A trained or randomly initialised network to probe, by name.
+
+    Parameters
+    ----------
+    name
+        ``"small_cnn"`` (quick profile) or a torchvision ImageNet model of the paper:
+        ``"vgg16"``, ``"resnet50"``, ``"inception_v3"``.
+    trained
+        ``True``: ``small_cnn`` is trained on the unrelated task (:func:`train_unrelated_cnn`,
+        ``task_kwargs`` passed on); a torchvision model loads ``weights`` (downloaded into
+        :func:`fairlib.data.configure_weights_cache`'s directory). ``False``: the same
+        architecture with its default random initialisation (seeded), the control.
+    weights
+        torchvision weight name; ``IMAGENET1K_V1`` is the original release of each model,
+        the closest to the Keras weights the paper used.
+
+    Returns
+    -------
+    Network
+        For torchvision models ``transform`` is
+        :func:`~fairlib.activations.imagenet_transform` at the native size (224 or 299).
+    """
+    key = str(name).lower().replace("-", "_")
+    if key == "small_cnn":
+        if trained:
+            task = train_unrelated_cnn(seed=seed, device=device, **task_kwargs)
+            return Network(key, task.model, True, None, task_kwargs.get("size", 32), task)
+        torch.manual_seed(seed)
+        return Network(key, SmallCNN(len(UNRELATED_TASK_ATTRIBUTES)).eval(), False, None,
+                       task_kwargs.get("size", 32))
+    if key not in NATIVE_SIZES:
+        raise ValueError(f"name: expected 'small_cnn' or one of {list(NATIVE_SIZES)}, got {name!r}")
+    if task_kwargs:
+        raise ValueError(f"task_kwargs: {sorted(task_kwargs)} only apply to 'small_cnn'")
+    import torchvision
+
+    from fairlib.activations import imagenet_transform
+    from fairlib.data import configure_weights_cache
+
+    builder = getattr(torchvision.models, key)
+    if trained:
+        configure_weights_cache()
+        model = builder(weights=weights)
+    else:
+        torch.manual_seed(seed)
+        model = builder(weights=None, **({"init_weights": True} if key == "inception_v3" else {}))
+    size = NATIVE_SIZES[key]
+    return Network(key, model.eval(), trained, imagenet_transform(size), size)

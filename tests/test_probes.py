@@ -61,3 +61,80 @@ def test_frequent_errors_on_constructed_confusion():
     assert out.loc[0, "true style"] == "B" and out.loc[0, "pred style"] == "A"
     assert out["differs"].tolist() == ["style", "age", "age, style"]
     assert len(frequent_errors(t, p, table, top=1)) == 1
+
+
+def test_train_probe_restores_cpu_threads():
+    import torch
+
+    x, y = _data(True, per=10)
+    tr, va = probe_split(y, seed=0)
+    before = torch.get_num_threads()
+    train_probe(x, y, tr, va, epochs=1, device="cpu", cpu_threads=1)
+    assert torch.get_num_threads() == before
+
+
+def test_probe_layers_shares_identical_reductions_and_drops_weights():
+    from fairlib.activations import capture_activations
+    from fairlib.probes import SmallCNN, probe_layers
+
+    import torch
+
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (36, 3, 32, 32), dtype=torch.uint8)
+    y = np.repeat(np.arange(3), 12)
+    store = capture_activations(SmallCNN(2), images, reductions=("subsample", "avgpool"), device="cpu")
+    tr, va = probe_split(y, seed=0)
+    summary, results = probe_layers(store, y, tr, va, epochs=2, device="cpu", keep_probes=False)
+    shared = summary.set_index(["reduction", "layer"])["shared_with"]
+    # 32x32 input -> 8x8 by subsampling (k=4) or pooling: different; block3/block4 are 4x4 and
+    # avg_pool/predictions are flat: identical under both reductions, so one probe serves both
+    assert shared[("avgpool", "input")] == "" and shared[("avgpool", "block1")] == ""
+    for layer in ("block3", "block4", "avg_pool", "predictions"):
+        assert shared[("avgpool", layer)] == "subsample"
+        assert results[("avgpool", layer)] is results[("subsample", layer)]
+    assert all(r.probe is None for r in results.values())
+    assert (summary["layer_index"].to_numpy() == np.tile(np.arange(7), 2)).all()
+
+
+def test_probe_network_in_passes_matches_one_pass(tmp_path):
+    import torch
+
+    from fairlib.probes import SmallCNN, probe_network
+
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (30, 3, 16, 16), dtype=torch.uint8)
+    y = np.repeat(np.arange(3), 10)
+    tr, va = probe_split(y, seed=0)
+    model = SmallCNN(2)
+    one, _ = probe_network(model, images, y, tr, va, epochs=2, device="cpu")
+    split, res = probe_network(model, images, y, tr, va, epochs=2, device="cpu", layers_per_pass=3,
+                               directory=tmp_path / "store")
+    assert split["layer"].tolist() == one["layer"].tolist()
+    assert split["layer_index"].tolist() == one["layer_index"].tolist()
+    assert split["reduction"].tolist() == ["subsample"] * 7 + ["avgpool"] * 7
+    # float16 storage changes activations slightly; the probes must still agree closely
+    assert np.abs(split["train_accuracy"].to_numpy() - one["train_accuracy"].to_numpy()).max() <= 0.15
+    assert not any((tmp_path / "store").glob("pass_*")), "each pass's files are deleted"
+    with pytest.raises(ValueError, match="probe sample"):
+        probe_network(model, images, y[:-1], tr, va, epochs=1, device="cpu")
+
+
+def test_unrelated_cnn_learns_its_task_and_build_network():
+    import torch
+
+    from fairlib.probes import UNRELATED_TASK_ATTRIBUTES, build_network, train_unrelated_cnn
+
+    task = train_unrelated_cnn(1500, size=32, epochs=3, n_eval=400, device="cpu")
+    ev = task.evaluation
+    assert list(ev.index) == list(UNRELATED_TASK_ATTRIBUTES)
+    assert task.losses[-1] < task.losses[0]
+    assert ev["auc"].max() > 0.75  # big accessories (e.g. hat) are learned quickly
+    rand_a = build_network("small_cnn", trained=False, seed=3)
+    rand_b = build_network("small_cnn", trained=False, seed=3)
+    assert not rand_a.trained and rand_a.task is None and rand_a.transform is None
+    for pa, pb in zip(rand_a.model.parameters(), rand_b.model.parameters()):
+        assert torch.equal(pa, pb)
+    with pytest.raises(ValueError, match="small_cnn"):
+        build_network("alexnet")
+    net = build_network("resnet50", trained=False)
+    assert net.input_size == 224 and net.transform is not None and not net.model.training
