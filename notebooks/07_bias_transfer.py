@@ -513,6 +513,114 @@ else:
 # :::
 
 # %% [markdown]
+# ### Graded exercises
+#
+# The three exercises below are graded automatically when your instructor hands out this chapter
+# as an assignment (see the instructor guide). Write your code in place of the
+# `raise NotImplementedError(...)` line; in the book, the solution is folded away. They reuse the
+# models this notebook has already trained and fine-tune nothing new.
+#
+# :::{exercise}
+# :label: ex-bts-assoc-code
+# Write `association_score(x, a, b)` for one concept: `x`, `a` and `b` are `(n, D)` arrays of
+# embeddings (the concept's images and the two attribute sets); return $s_c$, the mean cosine
+# similarity of the concept's images to set $a$ minus that to set $b$, without calling fairlib.
+# The tests also recompute the pretrained model's score of one concept from its embeddings
+# (`T.embed`).
+# :::
+
+# %% tags=["graded", "exercise:ex-bts-assoc-code", "hide-input"]
+def association_score(x, a, b):
+    # BEGIN SOLUTION
+    # HINT: divide every row by its length; then a matrix product gives all cosine similarities at once
+    def unit_rows(m):
+        m = np.asarray(m, dtype=float)
+        return m / np.linalg.norm(m, axis=1, keepdims=True)
+
+    xs, to_a, to_b = unit_rows(x), unit_rows(a), unit_rows(b)
+    return float((xs @ to_a.T).mean() - (xs @ to_b.T).mean())
+    # END SOLUTION
+
+
+# %% tags=["tests", "exercise:ex-bts-assoc-code", "remove-cell"]
+assert abs(association_score([[1.0, 0.0]], [[1.0, 0.0]], [[0.0, 1.0]]) - 1.0) < 1e-9, "cos 1 to a, cos 0 to b"
+assert abs(association_score([[3.0, 0.0]], [[0.5, 0.0]], [[0.0, 2.0]]) - 1.0) < 1e-9, "lengths must not matter"
+assert abs(association_score([[1.0, 1.0]], [[1.0, 0.0]], [[0.0, 1.0]])) < 1e-9, "equally close to both"
+_r = np.random.default_rng(7)
+_x, _a, _b = _r.normal(size=(6, 5)), _r.normal(size=(4, 5)), _r.normal(size=(9, 5))
+assert abs(association_score(_x, _a, _b) - T.association_scores({"c": _x}, _a, _b).iloc[0]) < 1e-9
+assert abs(association_score(_x, _a, _b) + association_score(_x, _b, _a)) < 1e-9, "swapping a and b flips the sign"
+_c = list(sets.concepts)[0]
+_emb = [T.embed(pretrained, imgs, cfg["layer"], transform=transform)
+        for imgs in (sets.concepts[_c], sets.attribute_a, sets.attribute_b)]
+assert abs(association_score(*_emb) - before.loc[_c, "score"]) < 1e-6, f"the pretrained model's score of {_c}"
+
+# %% [markdown]
+# :::{exercise}
+# :label: ex-bts-rank-code
+# Write `rank_correlation(before, after)`: Spearman's $\rho$ of two equally long lists of scores,
+# i.e. the Pearson correlation of their ranks, with tied values sharing their average rank. Do not
+# call `scipy.stats` or fairlib (pandas' `Series.rank` is allowed). It must reproduce the BTS of
+# this chapter's fine-tuning runs, and ignore any increasing transformation of the scores.
+# :::
+
+# %% tags=["graded", "exercise:ex-bts-rank-code", "hide-input"]
+def rank_correlation(before, after):
+    # BEGIN SOLUTION
+    # HINT: pd.Series(values).rank() gives average ranks for ties; np.corrcoef gives Pearson's r
+    rank_b = pd.Series(np.asarray(before, dtype=float)).rank().to_numpy()
+    rank_a = pd.Series(np.asarray(after, dtype=float)).rank().to_numpy()
+    return float(np.corrcoef(rank_b, rank_a)[0, 1])
+    # END SOLUTION
+
+
+# %% tags=["tests", "exercise:ex-bts-rank-code", "remove-cell"]
+assert abs(rank_correlation([1, 2, 3], [10, 20, 30]) - 1.0) < 1e-9
+assert abs(rank_correlation([1, 2, 3], [3, 2, 1]) + 1.0) < 1e-9
+assert abs(rank_correlation([1, 2, 3], [1, 3, 2]) - 0.5) < 1e-9, "1 - 6·2 / (3·8)"
+assert abs(rank_correlation([1, 1, 2], [1, 2, 3]) - np.sqrt(3) / 2) < 1e-9, "ties share rank 1.5"
+for _name, _run in runs.items():
+    assert abs(rank_correlation(_run.before["score"], _run.after["score"]) - _run.rho) < 1e-9, f"BTS of the {_name} target"
+_s = runs["small"].after["score"].to_numpy()
+assert abs(rank_correlation(before["score"], np.exp(10 * _s) + 3) - runs["small"].rho) < 1e-9, "ranks ignore monotone maps"
+
+# %% [markdown]
+# :::{exercise}
+# :label: ex-bts-status-code
+# Write `association_status(d_before, d_after, threshold=0.5)` for one concept's effect sizes
+# before and after fine-tuning. A concept is associated when its absolute effect size is at least
+# `threshold`. Return `"introduced"` (not before, now), `"vanished"` (before, not now),
+# `"flipped"` (both, with opposite signs), `"kept"` (both, same sign) or `"none"`, the
+# definitions this chapter uses. The tests compare your labels with the table above.
+# :::
+
+# %% tags=["graded", "exercise:ex-bts-status-code", "hide-input"]
+def association_status(d_before, d_after, threshold=0.5):
+    # BEGIN SOLUTION
+    # HINT: first decide whether each side is associated (abs(d) >= threshold), then compare signs
+    was, now = abs(d_before) >= threshold, abs(d_after) >= threshold
+    if was and now:
+        return "kept" if np.sign(d_before) == np.sign(d_after) else "flipped"
+    if now:
+        return "introduced"
+    return "vanished" if was else "none"
+    # END SOLUTION
+
+
+# %% tags=["tests", "exercise:ex-bts-status-code", "remove-cell"]
+assert association_status(0.1, 0.9) == "introduced"
+assert association_status(-0.8, 0.2) == "vanished"
+assert association_status(0.7, -0.6) == "flipped"
+assert association_status(-0.7, -1.6) == "kept"
+assert association_status(0.3, -0.4) == "none"
+assert association_status(0.5, 0.1) == "vanished", "exactly the threshold counts as associated"
+assert association_status(0.3, 0.35, threshold=0.3) == "kept", "the threshold is a parameter"
+for _name, _run in runs.items():
+    _ref = T.association_changes(_run.before["effect_size"], _run.after["effect_size"], threshold=cfg["threshold"])
+    _mine = [association_status(b, a, cfg["threshold"]) for b, a in zip(_ref["before"], _ref["after"])]
+    assert _mine == list(_ref["status"]), f"{_name} target"
+
+# %% [markdown]
 # ## Summary
 #
 # - An association score compares a concept's mean cosine similarity to two attribute sets; the
