@@ -63,23 +63,25 @@ import pandas as pd
 import torch
 
 import fairlib
-from fairlib.activations import ActivationExtractor, imagenet_transform, layer_preset, spatial_mean
+from fairlib.activations import ActivationExtractor, layer_preset, spatial_mean
 from fairlib.data import cap_groups, intersectional_groups, load_dataset
 from fairlib.naps import StreamingNAPs, neuron_activation_profiles, union_profiles, variance_share
 from fairlib.notebook import glue, progress
+from fairlib.probes import build_network
 from fairlib.topomap import color_limit, force, plot_map_grid, relax, render_maps, topographic_layout
 
-# quick: SynthFaces (FairFace's 126-group schema, 32 x 32) and a small CNN trained on another
-# task (object icons); full: FairFace's training split and torchvision's ImageNet ResNet-50.
+# quick: SynthFaces (FairFace's 126-group schema, 32 x 32) and Chapter 3's small CNN trained on
+# an unrelated task (accessories); full: FairFace's training split capped at 640 per group and
+# torchvision's ImageNet ResNet-50 at 224 x 224 (fetch the data first with
+# `python -m data_scripts.fetch fairface`).
 SETTINGS = {
     "quick": {"dataset": "synthfaces", "data_options": {"n": 10_000, "size": 32, "seed": SEED},
               "variables": ["palette", "age", "style"], "cap": 80,
-              "model": "small_cnn", "pretrain_n": 4_000, "pretrain_epochs": 6, "pretrain_lr": 3e-3,
-              "n_objects": 8, "imagenet_input": None,
+              "network": "small_cnn", "task": {"n": 4000, "size": 32, "epochs": 6},  # as in Chapter 3
               "batch_size": 256, "num_workers": 0, "relax_steps": 1000, "min_channels": 16},
     "full": {"dataset": "fairface", "data_options": {"size": 224},
              "variables": ["race", "age", "gender"], "cap": 640,
-             "model": "resnet50", "weights": "IMAGENET1K_V1", "imagenet_input": 224,
+             "network": "resnet50", "task": {},
              "batch_size": 128, "num_workers": 4, "relax_steps": 1000, "min_channels": 16},
 }
 cfg = fairlib.select(SETTINGS, PROFILE)
@@ -107,8 +109,9 @@ print(f"profile={PROFILE}, device={device}: {cfg}")
 # Krug & Stober ask this of networks trained on ImageNet, i.e. for **object recognition**, and
 # shown FairFace portraits they were never trained on {cite:p}`krug2025intersectional`. The
 # question is whether a network trained for *something else* still arranges people by race,
-# age and gender. The quick profile asks the same question of a small network trained on
-# synthetic objects and shown synthetic faces; a network with random weights is the control.
+# age and gender. The quick profile asks the same question of a small network trained to spot
+# accessories (glasses, hats, ...) on synthetic faces and then shown synthetic faces labelled
+# with three other variables; a network with random weights is the control.
 
 # %% [markdown]
 # ## The method
@@ -206,58 +209,37 @@ capped.pivot_table(index=VARS[0], columns=VARS[2:0:-1], values="count", aggfunc=
 # {glue:text}`min_group:.0f` to {glue:text}`max_group:.0f` images. The maps below use this
 # table's arrangement: rows are the first variable, columns the third then the second.
 #
-# **The network.** The paper's networks were trained on ImageNet, for objects. The quick
-# profile's network must likewise be trained on a task that has nothing to do with palette, age
-# or style. We train the small CNN of this course (`fairlib.probes.SmallCNN`) to name the
-# object icon in SynthFaces *scenes* (`render_scenes`: a small figure beside one of eight
-# icons). The object is drawn independently of everything else, and the faces we then show the
-# network contain no objects at all, so whatever the network encodes about the face groups it
-# picked up as a side effect, as an ImageNet model would. A second copy with random weights
-# (never trained) is the control: it shows what the architecture alone passes on from the
-# pixels. The full profile loads torchvision's ImageNet ResNet-50 and a randomly initialised
-# ResNet-50.
+# **The networks.** The paper's networks were trained on ImageNet, for objects, and never saw
+# a label about people. The quick profile's network must likewise be trained on a task that has
+# nothing to do with palette, age or style. We use the same networks as Chapter 3:
+# `fairlib.probes.build_network("small_cnn")` trains the course's small CNN
+# (`fairlib.probes.train_unrelated_cnn`) to detect twelve accessories and expressions (glasses,
+# hat, smile, beard, ...) on SynthFaces' multi-attribute faces, rendered with no link between
+# these attributes and anything else. Those faces show every palette, a range of ages and both
+# hair lengths, drawn at random and never labelled: the network sees the variation that defines
+# our groups, but nothing in its loss rewards encoding it. Whatever it encodes about the groups
+# is a side effect, as for an ImageNet model shown FairFace. The **control** is the same
+# architecture with its random initial weights (the trained network's starting point), never
+# trained: it shows what the architecture alone passes on from the pixels. The full profile
+# loads torchvision's ImageNet ResNet-50 and a randomly initialised ResNet-50 (`"vgg16"` and
+# `"inception_v3"` work the same way, with their layer presets).
 
 # %%
-if cfg["model"] == "small_cnn":
-    from fairlib.data import render_scenes
-    from fairlib.probes import SmallCNN
-    from fairlib.transfer import fine_tune
-
-    K, S = cfg["n_objects"], cfg["data_options"]["size"]
-    x_obj, a_obj = render_scenes(cfg["pretrain_n"] + 1000, n_objects=K, size=S, seed=SEED + 7)
-    y_obj = torch.as_tensor(a_obj["object"].cat.codes.to_numpy().astype(np.int64))
-    n_tr = cfg["pretrain_n"]
-    trained, losses = fine_tune(SmallCNN(K), (x_obj[:n_tr], y_obj[:n_tr]), head="head", n_outputs=K,
-                                epochs=cfg["pretrain_epochs"], lr=cfg["pretrain_lr"], batch_size=64, seed=SEED)
-    with torch.no_grad():
-        pred = trained.to(device)(x_obj[n_tr:].to(device).float() / 255).argmax(1).cpu()
-    glue("task_accuracy", float((pred == y_obj[n_tr:]).float().mean()))
-    glue("task_chance", 1 / K)
-    print("object-task loss per epoch:", np.round(losses, 3))
-    torch.manual_seed(SEED + 1)
-    control = SmallCNN(K).eval()
-    preset = layer_preset("small_cnn")
+nets = {"trained": build_network(cfg["network"], trained=True, seed=SEED, device=device, **cfg["task"]),
+        "random": build_network(cfg["network"], trained=False, seed=SEED, **cfg["task"])}
+if nets["trained"].task is not None:
+    glue("task_auc", nets["trained"].task.evaluation["auc"].mean())
+    print("unrelated task, held-out evaluation:")
+    print(nets["trained"].task.evaluation.round(3).to_string())
 else:
-    import torchvision
-
-    from fairlib.data import configure_weights_cache
-
-    configure_weights_cache()
-    trained = getattr(torchvision.models, cfg["model"])(weights=cfg["weights"]).eval()
-    torch.manual_seed(SEED + 1)
-    control = getattr(torchvision.models, cfg["model"])(weights=None).eval()
-    preset = layer_preset(cfg["model"])
-    glue("task_accuracy", float("nan"))
-    glue("task_chance", 1 / 1000)
+    glue("task_auc", float("nan"))  # ImageNet weights: their own task is ImageNet classification
 # the final average pool is the last block's spatial mean again: leave it out
-LAYERS = {name: module for name, module in preset.items() if name != "avg_pool"}
-MODELS = {"trained": trained, "random": control}
+LAYERS = {name: module for name, module in layer_preset(cfg["network"]).items() if name != "avg_pool"}
 print("layers:", list(LAYERS))
 
 # %% [markdown]
-# In the quick profile the object classifier reaches {glue:text}`task_accuracy:.2f` accuracy on
-# held-out scenes (chance {glue:text}`task_chance:.3f`): it learned its task, which is all we
-# need.
+# The trained network learned its own task: its held-out ROC AUC averages
+# {glue:text}`task_auc:.2f` over the twelve attributes (0.5 is chance).
 #
 # ## Streaming NAPs over all layers
 #
@@ -267,18 +249,18 @@ print("layers:", list(LAYERS))
 # the full profile run over FairFace at 224 × 224 on one GPU.
 
 # %%
-transform = imagenet_transform(cfg["imagenet_input"]) if cfg["imagenet_input"] else (lambda x: x)
 loader = torch.utils.data.DataLoader(torch.utils.data.Subset(data, keep), batch_size=cfg["batch_size"],
                                      shuffle=False, num_workers=cfg["num_workers"])
-naps = {m: {layer: StreamingNAPs() for layer in LAYERS} for m in MODELS}
-extractors = {m: ActivationExtractor(net, LAYERS, device=device, reduce=lambda t: spatial_mean(t.float()))
-              for m, net in MODELS.items()}
+naps = {m: {layer: StreamingNAPs() for layer in LAYERS} for m in nets}
+extractors = {m: ActivationExtractor(net.model, LAYERS, device=device, reduce=lambda t: spatial_mean(t.float()))
+              for m, net in nets.items()}
 start = 0
-for xb, _ in progress(loader, desc="faces"):
+for xb, _ in progress(loader, desc="faces"):  # images arrive as floats in [0, 1]
     gb = groups_kept[start:start + len(xb)]
-    xb = transform(xb.to(device))
+    xb = xb.to(device)
     for m, ex in extractors.items():
-        for layer, acts in ex(xb).items():
+        x_in = nets[m].transform(xb) if nets[m].transform is not None else xb  # ImageNet models: resize, normalise
+        for layer, acts in ex(x_in).items():
             naps[m][layer].update(acts, gb)
     start += len(xb)
 for ex in extractors.values():
@@ -307,7 +289,7 @@ assert start == len(keep)
 # %%
 chance = (len(table) - 1) / (len(keep) - 1)
 rows = []
-for m in MODELS:
+for m in nets:
     for layer, s in naps[m].items():
         rows.append({"network": m, "layer": layer, "channels": int(np.prod(s.shape)),
                      "eta2 (all 126 groups)": variance_share(s),
@@ -320,22 +302,24 @@ glue("eta_chance", chance)
 best = shares.set_index(["network", "layer"])
 glue("eta_trained", best.loc[("trained", LAYER), "eta2 (all 126 groups)"])
 glue("eta_random", best.loc[("random", LAYER), "eta2 (all 126 groups)"])
-for v in VARS:
-    glue(f"eta_{v}", best.loc[("trained", LAYER), f"eta2 ({v})"])
-    glue(f"eta_{v}_random", best.loc[("random", LAYER), f"eta2 ({v})"])
+for i, v in enumerate(VARS):  # var0..var2: palette, age, style (full: race, age, gender)
+    glue(f"eta_var{i}", best.loc[("trained", LAYER), f"eta2 ({v})"])
+    glue(f"eta_var{i}_random", best.loc[("random", LAYER), f"eta2 ({v})"])
 shares.round(3)
 
 # %%
-fig, ax = plt.subplots(figsize=(7, 3.2))
-for m, style in (("trained", "-o"), ("random", "--s")):
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.4), sharey=True)
+for ax, m in zip(axes, nets):
     part = shares[shares.network == m]
-    ax.plot(range(len(part)), part["eta2 (all 126 groups)"], style, label=f"{m}: all groups")
-    ax.plot(range(len(part)), part[f"eta2 ({VARS[1]})"], style, alpha=0.5, label=f"{m}: {VARS[1]} only")
-ax.axhline(chance, color="0.5", ls=":", label="no-effect level (g-1)/(N-1)")
-ax.axvline(list(LAYERS).index(LAYER), color="C3", lw=0.8)
-ax.set_xticks(range(len(LAYERS)), list(LAYERS), rotation=30, ha="right", fontsize=8)
-ax.set(ylabel=r"between-group share $\eta^2$", title=f"Separability per layer (red line: chosen layer)\n{NOTE}")
-ax.legend(fontsize=7, ncol=2)
+    for col, style in [("eta2 (all 126 groups)", "-o")] + [(f"eta2 ({v})", "--.") for v in VARS]:
+        ax.plot(range(len(part)), part[col], style, label=col.replace("eta2 ", "").strip("()"))
+    ax.axhline(chance, color="0.5", ls=":", label="no-effect level (g-1)/(N-1)")
+    ax.axvline(list(LAYERS).index(LAYER), color="C3", lw=0.8)
+    ax.set_xticks(range(len(LAYERS)), list(LAYERS), rotation=30, ha="right", fontsize=8)
+    ax.set_title(f"{m} network", fontsize=9)
+axes[0].set_ylabel(r"between-group share $\eta^2$")
+axes[0].legend(fontsize=7)
+fig.suptitle(f"Separability per layer (red line: chosen layer); unions of one variable dashed\n{NOTE}", fontsize=9)
 fig.tight_layout()
 plt.show()
 
@@ -467,7 +451,7 @@ u_prof, u_table = unions[VARS[1]]
 unit = u_prof / np.linalg.norm(u_prof, axis=1, keepdims=True)
 cos = unit @ unit.T
 names = u_table[VARS[1]].astype(str).tolist()
-fig, ax = plt.subplots(figsize=(4.4, 3.8))
+fig, ax = plt.subplots(figsize=(5.2, 4.2))
 im = ax.imshow(cos, cmap="bwr", vmin=-1, vmax=1)
 ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
 ax.set_yticks(range(len(names)), names, fontsize=7)
@@ -507,18 +491,20 @@ contrast.round(3)
 # %% [markdown]
 # **Our quick-profile reading** (synthetic data; these are statements about SynthFaces and a
 # small CNN, not about people). In the chosen layer of the trained network, the
-# between-group shares by variable are {glue:text}`eta_palette:.3f` (palette),
-# {glue:text}`eta_age:.3f` (age) and {glue:text}`eta_style:.3f` (style); for the random network
-# {glue:text}`eta_palette_random:.3f`, {glue:text}`eta_age_random:.3f` and
-# {glue:text}`eta_style_random:.3f`. Neighbouring age unions have a mean cosine similarity of
+# between-group shares by variable are {glue:text}`eta_var0:.3f` (palette),
+# {glue:text}`eta_var1:.3f` (age) and {glue:text}`eta_var2:.3f` (style); for the random network
+# {glue:text}`eta_var0_random:.3f`, {glue:text}`eta_var1_random:.3f` and
+# {glue:text}`eta_var2_random:.3f`. Neighbouring age unions have a mean cosine similarity of
 # {glue:text}`cos_adjacent:.2f`, ages three or more bins apart {glue:text}`cos_far:.2f`, and the
-# two extreme bins (0-2 and 70+) {glue:text}`cos_ends:.2f` with each other. A NAP is measured
-# against the mean over all images, and the capped set is still dominated by the frequent
-# middle ages (count table), so rare bins at *both* ends can depart from that reference in a
-# similar direction: "alike" in a map means "differs from the typical image in the same way".
-# Many maps are nearly one colour: the first principal direction carries
-# {glue:text}`pc1_share:.2f` of the NAPs' size-weighted spread, i.e. the groups differ mostly in
-# how strongly they drive the whole layer. The style contrast within an age ranges from
+# two extreme bins (0-2 and 70+) {glue:text}`cos_ends:.2f` with each other. Red blocks along the
+# diagonal of the matrix are runs of neighbouring ages that the layer treats alike and sets
+# apart from the rest, the paper's "some alike, others different"; a narrow band would mean a
+# gradual change. Keep the reference in mind: a NAP is measured against the mean over all
+# images, which the frequent middle ages dominate even after capping (count table), so a rare
+# category can look "different" simply by being far from the typical image. Where maps are
+# nearly one colour, the groups differ mostly in how strongly they drive the whole layer: here
+# the first principal direction of the NAPs carries {glue:text}`pc1_share:.2f` of their
+# size-weighted spread. The style contrast within an age ranges from
 # {glue:text}`contrast_min:.3f` to {glue:text}`contrast_max:.3f` (table above), and it exceeds
 # twice the sampling-noise level in {glue:text}`n_above_noise:.0f` of {glue:text}`n_cats:.0f`
 # age bins. Read the two rows together: the smallest age bins (0-2, 70+) have the fewest images,
@@ -532,8 +518,7 @@ contrast.round(3)
 # 126 race × age × gender groups of FairFace's training split (86,744 images; groups from 22 to
 # 2,972 images, capped at 640), in VGG16, ResNet50 and InceptionV3 with ImageNet weights; maps
 # for the layer the probes single out: VGG16 layer 4 (`block4_pool`), ResNet50 layer 15
-# (`conv5_block1_out`), InceptionV3 layer 9 (`mixed7`). In the paper's words as we summarise
-# them:
+# (`conv5_block1_out`), InceptionV3 layer 9 (`mixed7`). Its findings, paraphrased:
 #
 # - across all three models, age differences are the most pronounced, stronger than race and
 #   gender; activations change continuously from one age bin to the next, and the youngest
@@ -545,7 +530,7 @@ contrast.round(3)
 #
 # | | the paper (FairFace, ImageNet CNNs) | this run (chosen layer) |
 # |---|---|---|
-# | dominant variable | age, in every model | see $\eta^2$ by variable above |
+# | dominant variable | age, in every model | $\eta^2$ palette {glue:text}`eta_var0:.3f`, age {glue:text}`eta_var1:.3f`, style {glue:text}`eta_var2:.3f` |
 # | along age | continuous change between adjacent bins | adjacent cosine {glue:text}`cos_adjacent:.2f` vs far {glue:text}`cos_far:.2f` |
 # | second variable of two levels | gender differs mostly at middle ages | style contrast {glue:text}`contrast_min:.3f` to {glue:text}`contrast_max:.3f`, above 2× noise in {glue:text}`n_above_noise:.0f` of {glue:text}`n_cats:.0f` age bins |
 # | untrained control | not studied | $\eta^2$ {glue:text}`eta_random:.3f` vs trained {glue:text}`eta_trained:.3f` |
@@ -573,7 +558,7 @@ contrast.round(3)
 # Random convolutions with ReLUs still pass on local colour and contrast statistics, so the cue
 # that changes the colour of large areas (palette: the skin colour) survives best; age (greyness
 # of the hair, thin wrinkle lines) and style (hair shape) are smaller or finer. Training on
-# objects can amplify or suppress these. Compare `eta2 (palette)` between the two networks in
+# the accessory task can amplify or suppress these. Compare `eta2 (palette)` between the two networks in
 # the table; the numbers depend on the seed, so argue from the table, not from memory.
 # :::
 #
