@@ -227,7 +227,8 @@ def nm_prune(model: nn.Module, n: int, m: int, *, skip_incompatible: bool = True
 
 
 def spatial_resnet(num_outputs: int, *, image_size: int, width: int = 8,
-                   blocks: Sequence[int] = (1, 1, 1), in_channels: int = 3) -> nn.Sequential:
+                   blocks: Sequence[int] = (1, 1, 1), in_channels: int = 3,
+                   hidden: int | None = None) -> nn.Sequential:
     """A :class:`fairlib.models.SmallResNet` trunk with a linear head on the *flattened* feature map.
 
     The quick profile's multi-attribute model. SynthFaces' attributes are small marks at fixed
@@ -244,11 +245,16 @@ def spatial_resnet(num_outputs: int, *, image_size: int, width: int = 8,
         Input height = width; the feature map is ``ceil(image_size / 2**(len(blocks) - 1))`` wide.
     width, blocks, in_channels
         As in :class:`fairlib.models.SmallResNet`.
+    hidden
+        Optional width of a hidden fully connected layer (``Linear, ReLU``) before the output
+        layer. It adds many weights for little compute, so that a tiny network still has the
+        redundancy that lets large ones survive 95-99% sparsity.
 
     Returns
     -------
     torch.nn.Sequential
-        ``stem, layers, Flatten, Linear``; input ``(N, C, H, W)``, output ``(N, num_outputs)``.
+        ``stem, layers, Flatten, [Linear, ReLU,] Linear``; input ``(N, C, H, W)``, output
+        ``(N, num_outputs)``.
     """
     from fairlib.models import SmallResNet
 
@@ -260,8 +266,13 @@ def spatial_resnet(num_outputs: int, *, image_size: int, width: int = 8,
     side = int(image_size)
     for _ in range(len(base.blocks) - 1):
         side = (side + 1) // 2  # a stride-2 3x3 conv with padding 1
-    channels = width * 2 ** (len(base.blocks) - 1)
-    return nn.Sequential(base.stem, base.layers, nn.Flatten(), nn.Linear(channels * side * side, int(num_outputs)))
+    features = width * 2 ** (len(base.blocks) - 1) * side * side
+    if hidden is None:
+        return nn.Sequential(base.stem, base.layers, nn.Flatten(), nn.Linear(features, int(num_outputs)))
+    if not isinstance(hidden, (int, np.integer)) or hidden < 1:
+        raise ValueError(f"hidden: expected a positive integer or None, got {hidden!r}")
+    return nn.Sequential(base.stem, base.layers, nn.Flatten(), nn.Linear(features, int(hidden)), nn.ReLU(),
+                         nn.Linear(int(hidden), int(num_outputs)))
 
 
 def clone_model(model: nn.Module) -> nn.Module:

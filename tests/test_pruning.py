@@ -207,7 +207,12 @@ def test_spatial_resnet_shapes_and_pruning(size, side):
     assert model[-1].in_features == 16 * side * side  # width * 2**2 channels, two stride-2 stages
     assert model(torch.rand(3, 3, size, size)).shape == (3, 5)
     assert P.global_magnitude_prune(model, 0.9) == pytest.approx(0.9, abs=1e-3)
+    wide = P.spatial_resnet(5, image_size=size, width=4, hidden=7)
+    assert [m.out_features for m in wide if isinstance(m, nn.Linear)] == [7, 5]
+    assert wide(torch.rand(2, 3, size, size)).shape == (2, 5)
     with pytest.raises(ValueError, match="image_size"):
         P.spatial_resnet(5, image_size=2)
+    with pytest.raises(ValueError, match="hidden"):
+        P.spatial_resnet(5, image_size=24, hidden=0)
     with pytest.raises(ValueError, match="num_outputs"):
         P.spatial_resnet(0, image_size=24)
