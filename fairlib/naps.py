@@ -168,7 +168,8 @@ def union_profiles(activations_or_nap, groups=None, *, table: pd.DataFrame,
     profiles : numpy.ndarray
         ``(n_unions, ...)``.
     unions : pandas.DataFrame
-        One row per union (non-empty only): the ``by`` columns and ``count``.
+        One row per union (non-empty only), in category order: the ``by`` columns
+        (Categorical with the table's categories where the table's are) and ``count``.
     """
     by = [by] if isinstance(by, str) else list(by)
     missing = [v for v in by if v not in table.columns]
@@ -194,7 +195,11 @@ def union_profiles(activations_or_nap, groups=None, *, table: pd.DataFrame,
         profiles.append(m - expected)
         cats = cats if isinstance(cats, tuple) else (cats,)
         rows.append({**dict(zip(by, cats)), "count": int(w.sum())})
-    return np.stack(profiles), pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    for v in by:  # keep the table's categories (and their order) for plotting
+        if isinstance(table[v].dtype, pd.CategoricalDtype):
+            out[v] = pd.Categorical(out[v], categories=table[v].cat.categories)
+    return np.stack(profiles), out
 
 
 def variance_share(nap: StreamingNAPs, *, table: pd.DataFrame | None = None,

@@ -61,6 +61,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from scipy.optimize import brentq
 
 import fairlib
 from fairlib.activations import ActivationExtractor, layer_preset, spatial_mean
@@ -146,7 +147,8 @@ pd.DataFrame({"group": toy_labels, "NAP": toy_profiles[:, 0], "by hand": [2 - 14
 # **Layout.** Each channel $k$ is described by its *profile vector* across the groups,
 # $v_k = (NAP_l(G_1)_k, \dots, NAP_l(G_{126})_k)$. UMAP maps these vectors to 2-D, and the
 # coordinates are scaled to $[0, 1]$. UMAP leaves clumps and gaps, so the channels are then
-# treated as particles that repel each other at short range and attract at long range, with
+# treated as particles that push each other apart at short range and pull together at long
+# range, with
 #
 # $$f(d) = \underbrace{1.5\,(d+1)^{-3}}_{\text{attraction}} - \underbrace{15\,e^{-d/2}}_{\text{repulsion}}$$
 #
@@ -169,16 +171,28 @@ pd.DataFrame({"group": toy_labels, "NAP": toy_profiles[:, 0], "by hand": [2 - 14
 # outliers from washing out the rest; the plain alternative is the largest absolute value
 # (`"max"`).
 #
-# The force changes sign once: close particles push apart, distant ones pull together.
+# What the force does at each distance:
 
 # %%
-d = np.linspace(0, 12, 400)
-fig, ax = plt.subplots(figsize=(5.5, 2.6))
+d_zero = brentq(force, 1.0, 100.0)
+glue("force_zero", d_zero)
+d = np.linspace(0, 40, 800)
+fig, ax = plt.subplots(figsize=(6, 2.8))
 ax.plot(d, force(d), color="k")
 ax.axhline(0, color="0.6", lw=0.8)
-ax.set(xlabel="distance d", ylabel="f(d)", ylim=(-14, 1), title="Pairwise force of the layout (f < 0: repulsion)")
+ax.axvspan(0, np.sqrt(2), color="C0", alpha=0.2, label="inside the unit square")
+ax.axvline(d_zero, color="C3", ls="--", lw=0.8, label="f = 0")
+ax.set_yscale("symlog", linthresh=1e-6)
+ax.set(xlabel="distance d", ylabel="f(d) (symmetric log scale)", title="Pairwise force of the layout (f < 0: repulsion)")
+ax.legend(fontsize=8)
 fig.tight_layout()
 plt.show()
+
+# %% [markdown]
+# The force changes sign only once, far away, at $d \approx$ {glue:text}`force_zero:.1f`.
+# Inside the unit square (distances up to $\sqrt 2$, shaded) every pair repels, the more
+# strongly the closer it is, so in practice the step spreads clumps out and the final rescaling
+# pulls the layout back into $[0, 1]$; the attraction term only flattens the repulsion.
 
 # %% [markdown]
 # ## Data and networks
@@ -283,7 +297,7 @@ assert start == len(keep)
 # which a probe has more to work with. It is a proxy, not the probe: it ignores correlations
 # between channels (a probe can use a direction in which groups differ little but vary even
 # less), it sees spatial means rather than 8 × 8 maps, and with $g$ groups and $N$ images it is
-# about $(g-1)/(N-1)$ even when nothing is encoded (the dashed line). We pick the layer with the
+# about $(g-1)/(N-1)$ even when nothing is encoded (the dotted line). We pick the layer with the
 # largest $\eta^2$ among layers with at least 16 channels (fewer give no map worth drawing).
 
 # %%
@@ -376,8 +390,6 @@ plt.show()
 unions = {}
 for by in [[VARS[0]], [VARS[1]], [VARS[2]], [VARS[2], VARS[1]]]:
     u_prof, u_table = union_profiles(naps["trained"][LAYER], table=table, by=by)
-    for v in by:
-        u_table[v] = pd.Categorical(u_table[v], categories=table[v].cat.categories)
     unions[" x ".join(by)] = (u_prof, u_table)
     fig = plot_map_grid(render_maps(u_prof, positions), u_table, rows=by[:-1], cols=by[-1], vmax=lim,
                         cell=1.0, title=f"Unions by {' x '.join(by)}, layer {LAYER} (same scale)\n{NOTE}")
@@ -386,7 +398,7 @@ for by in [[VARS[0]], [VARS[1]], [VARS[2]], [VARS[2], VARS[1]]]:
 # %% [markdown]
 # ## Percentile or maximum: the colour limit
 #
-# The 99.5th-percentile limit is {glue:text}`lim_pct:.3g`; the largest absolute NAP value is
+# The percentile limit is {glue:text}`lim_pct:.3g`; the largest absolute NAP value is
 # {glue:text}`lim_max:.3g`, {glue:text}`lim_ratio:.2f` times as large. With the maximum as the
 # end of the scale, the same maps (here the unions by the second variable) fade towards white:
 # contrast goes to the few extreme values. The percentile limit saturates those few (they are
@@ -414,12 +426,10 @@ glue("saturated", float(np.mean(np.abs(profiles) > lim)))
 # scale-free $\eta^2$ above is the number to compare.
 
 # %%
-r_profiles, _, r_labels = naps["random"][LAYER].result()
+r_profiles = naps["random"][LAYER].result()[0]
 r_positions = topographic_layout(r_profiles, n_steps=cfg["relax_steps"], seed=SEED)
 r_lim = color_limit(r_profiles, "percentile")
 r_prof_u, r_table_u = union_profiles(naps["random"][LAYER], table=table, by=[VARS[2], VARS[1]])
-for v in (VARS[2], VARS[1]):
-    r_table_u[v] = pd.Categorical(r_table_u[v], categories=table[v].cat.categories)
 fig = plot_map_grid(render_maps(r_prof_u, r_positions), r_table_u, rows=VARS[2], cols=VARS[1], vmax=r_lim,
                     cell=1.0, title=f"Random network, unions by {VARS[2]} x {VARS[1]}, layer {LAYER} "
                                     f"(scale ±{r_lim:.2g})\n{NOTE}")
@@ -444,7 +454,8 @@ plt.show()
 #
 # To check a visual reading, compare NAP vectors directly. Below, the cosine similarity between
 # the NAPs of the second variable's unions: a band along the diagonal means neighbouring
-# categories look alike and the pattern changes gradually.
+# categories look alike and the pattern changes gradually. Cosine ignores size, so a union whose
+# NAP is nearly zero (a category close to the typical image) can point in any direction.
 
 # %%
 u_prof, u_table = unions[VARS[1]]

@@ -53,6 +53,7 @@ def test_union_profiles_use_intersectional_reference():
     expected = 12 / 4
     assert unions["age"].tolist() == ["o", "y"] and unions["count"].tolist() == [1, 3]
     np.testing.assert_allclose(prof[:, 0], [6 - expected, 2 - expected])
+    assert list(unions["age"].cat.categories) == ["o", "y"]  # the table's categories are kept
     s = StreamingNAPs().update(acts, groups)
     prof2, unions2 = union_profiles(s, table=table, by=["age", "style"])
     assert len(unions2) == 3
