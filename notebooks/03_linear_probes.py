@@ -277,7 +277,7 @@ for ax, metric in zip(axes, ["val_accuracy", "train_accuracy"]):
         ax.plot(d["layer_index"], 100 * d[metric], marker="o" if red == "subsample" else "s",
                 ls="-" if red == "subsample" else "--", color=colors[label], ms=4, label=f"{label}, {red}")
     ax.axhline(100 / len(groups), color="grey", ls=":", lw=1.2, label=f"chance (1/{len(groups)})")
-    ax.set(xlabel="layer index (0 = input)", title=metric.replace("_", " "))
+    ax.set(xlabel="layer index (0 = input)", title={"val_accuracy": "validation accuracy", "train_accuracy": "training accuracy"}[metric])
     if len(trained_labels) == 1:  # one trained architecture: label the ticks with its layers
         d = summary[summary.network == trained_labels[0]].drop_duplicates("layer_index")
         ax.set_xticks(d["layer_index"], d["layer"], rotation=40, ha="right", fontsize=8)
