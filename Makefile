@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# Book builds run every chapter in the quick profile, offline, with quiet progress bars.
-BOOK_ENV := FAIRLIB_PROFILE=quick FAIRLIB_BOOK=1 FAIRLIB_DEVICE=cpu MPLBACKEND=Agg PYDEVD_DISABLE_FILE_VALIDATION=1
+# Book builds run every chapter in the quick profile, offline, with quiet progress bars. No
+# MPLBACKEND here: a kernel started with MPLBACKEND=Agg skips the inline backend and the book
+# would lose every figure.
+BOOK_ENV := FAIRLIB_PROFILE=quick FAIRLIB_BOOK=1 FAIRLIB_DEVICE=cpu PYDEVD_DISABLE_FILE_VALIDATION=1
 
 .PHONY: test book sync clean bench venv
 
