@@ -61,5 +61,13 @@ def glue(name: str, value: Any, display: bool = False) -> Any:
     # myst-nb formats glued numbers from their text repr, which for numpy scalars reads
     # "np.float64(0.25)" and cannot be formatted: store plain Python numbers instead.
     plain = value.item() if hasattr(value, "item") and getattr(value, "ndim", None) == 0 else value
-    _glue(name, plain, display=display)
+    # a str's repr carries quotes ("'block2'"), which {glue:text} would print in the prose
+    _glue(name, _Text(plain) if isinstance(plain, str) else plain, display=display)
     return value
+
+
+class _Text(str):
+    """A string whose repr is itself, so that ``{glue:text}`` shows it without quotes."""
+
+    def __repr__(self) -> str:
+        return str(self)

@@ -55,3 +55,16 @@ def test_public_names_are_reexported():
     for name in fairlib.__all__:
         assert hasattr(fairlib, name), f"fairlib.{name} is listed in __all__ but missing"
     assert fairlib.bias_amplification is fairlib.metrics.bias_amplification
+
+
+def test_glue_stores_strings_without_quotes(monkeypatch):
+    import myst_nb
+
+    stored = {}
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display=False: stored.update({name: value}))
+    from fairlib.notebook import glue
+
+    assert glue("layer", "block2") == "block2"
+    assert repr(stored["layer"]) == "block2", "{glue:text} shows the repr: it must not carry quotes"
+    glue("acc", np.float64(0.25))
+    assert type(stored["acc"]) is float
