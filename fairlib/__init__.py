@@ -63,6 +63,19 @@ from fairlib.metrics import (
     worst_group_accuracy,
 )
 
+from fairlib.activations import ActivationStore, capture_activations, downsample, layer_preset
+from fairlib.probes import build_network, frequent_errors, probe_layers, probe_split, train_probe
+from fairlib.naps import StreamingNAPs, neuron_activation_profiles, union_profiles, variance_share
+from fairlib.topomap import relax, render_maps, topographic_layout
+from fairlib.pruning import (
+    calibrate_thresholds,
+    compression_identified_exemplars,
+    cubic_sparsity,
+    global_magnitude_prune,
+    make_permanent,
+    nm_prune,
+    override_uncertain,
+)
 from fairlib.models import CifarResNet, SmallResNet, build_model
 from fairlib.training import fit, train_and_evaluate
 
@@ -101,6 +114,29 @@ __all__ = [
     "make_overlay_task",
     "mean_ci",
     "overlay",
+    "ActivationStore",
+    "capture_activations",
+    "downsample",
+    "layer_preset",
+    "build_network",
+    "frequent_errors",
+    "probe_layers",
+    "probe_split",
+    "train_probe",
+    "StreamingNAPs",
+    "neuron_activation_profiles",
+    "union_profiles",
+    "variance_share",
+    "relax",
+    "render_maps",
+    "topographic_layout",
+    "calibrate_thresholds",
+    "compression_identified_exemplars",
+    "cubic_sparsity",
+    "global_magnitude_prune",
+    "make_permanent",
+    "nm_prune",
+    "override_uncertain",
     "CifarResNet",
     "SmallResNet",
     "build_model",

@@ -118,3 +118,12 @@ def test_book_config_fails_on_errors():
     assert execute["raise_on_error"] is True and execute["allow_errors"] is False
     assert execute["timeout"] > 30
     assert "*.py" in execute.get("exclude_patterns", []), ".py sources must not be executed or built"
+
+
+@pytest.mark.parametrize("py", CHAPTERS, ids=lambda p: p.stem)
+def test_exercise_solutions_are_collapsed(py: Path):
+    text = "\n".join(_source(c) for c in jupytext.read(py)["cells"] if c["cell_type"] == "markdown")
+    blocks = re.findall(r"^:::+\{solution\}[^\n]*\n((?::[^\n]*\n)*)", text, re.MULTILINE)
+    assert blocks, "each chapter's exercises have {solution} blocks"
+    open_blocks = [i for i, opts in enumerate(blocks) if ":class: dropdown" not in opts]
+    assert not open_blocks, f"solution blocks {open_blocks} are not folded: add `:class: dropdown`"
