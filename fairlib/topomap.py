@@ -91,16 +91,20 @@ def relax(positions, n_steps: int = 1000, *, rescale: bool = True, chunk: int = 
     with torch.no_grad():
         for x in xs:
             c = (np.tanh(x) + 1) / 2
-            step = torch.empty_like(p)
+            step = torch.zeros_like(p)
             for a in range(0, n, chunk):
-                pa = p[a:a + chunk]
-                d = torch.cdist(pa, p).clamp_(min=0.01)
-                # w = c f(d) / (2 N); the move is sum_j w_ij (p_j - p_i) = w @ p - rowsum(w) p_i
+                # f(d_ij) is symmetric, so each strip of rows a:e needs only the columns j >= a:
+                # it moves its own rows (sum_j w_ij (p_j - p_i) = w @ p - rowsum(w) p_i) and,
+                # through the transpose, the rows j >= e, which halves the N x N work.
+                e = min(a + chunk, n)
+                pa, ps = p[a:e], p[a:]
+                d = torch.cdist(pa, ps).clamp_(min=0.01)
                 r = (d + 1).reciprocal_()
-                w = r.mul(r).mul_(r).mul_(1.5).sub_(d.mul_(-0.5).exp_().mul_(15))
-                w.mul_(c / (2 * n))
-                step[a:a + chunk] = w @ p - w.sum(1, keepdim=True) * pa
-            p += step
+                w = r.mul_(r.square()).sub_(d.mul_(-0.5).exp_().mul_(10))  # f(d) / 1.5
+                step[a:e] += w @ ps - w.sum(1, keepdim=True) * pa
+                wt = w[:, e - a:]
+                step[e:] += wt.t() @ pa - wt.sum(0).unsqueeze(1) * p[e:]
+            p += step.mul_(1.5 * c / (2 * n))
     out = p.double().numpy()
     return scale_unit(out) if rescale else out
 

@@ -31,6 +31,28 @@ def test_distance_is_clipped_at_001():
     np.testing.assert_allclose(out[0, 0], 0.001 * w, rtol=1e-4)
 
 
+def _relax_by_definition(p, n_steps):
+    """The update rule written pair by pair, as in the paper (the reference for relax)."""
+    p = np.array(p, dtype=np.float64)
+    for x in np.linspace(-3, 6, n_steps):
+        c = (np.tanh(x) + 1) / 2
+        move = np.zeros_like(p)
+        for i in range(len(p)):
+            for j in range(len(p)):
+                d = max(np.linalg.norm(p[j] - p[i]), 0.01)
+                move[i] += (p[j] - p[i]) * c * force(d) / 2
+        p += move / len(p)
+    return p
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 128])
+def test_relax_matches_the_pairwise_definition_across_strips(chunk):
+    # chunks smaller than N exercise the symmetric half of the computation
+    p = np.random.default_rng(3).random((7, 2))
+    np.testing.assert_allclose(relax(p, n_steps=4, rescale=False, chunk=chunk),
+                               _relax_by_definition(p, 4), rtol=1e-4, atol=1e-5)
+
+
 def test_relax_spreads_and_rescales():
     rng = np.random.default_rng(0)
     p = scale_unit(rng.normal(size=(60, 2)) * 0.01)
