@@ -34,6 +34,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from fairlib.config import get_device
+from fairlib._validation import positive_int
 
 __all__ = [
     "INPUT",
@@ -196,8 +197,7 @@ def downsample(x: torch.Tensor, max_size: int = 8, mode: str = "subsample") -> t
     torch.Tensor
         ``(N, C, H', W')`` with ``H', W' <= max_size``, or ``x`` itself when flat.
     """
-    if not isinstance(max_size, (int, np.integer)) or isinstance(max_size, bool) or max_size < 1:
-        raise ValueError(f"max_size: expected a positive integer, got {max_size!r}")
+    max_size = positive_int(max_size, "max_size")
     if mode not in ("subsample", "avgpool"):
         raise ValueError(f"mode: expected 'subsample' or 'avgpool', got {mode!r}")
     if x.dim() == 2:
@@ -340,9 +340,7 @@ class ActivationStore:
     """
 
     def __init__(self, n: int, directory: str | os.PathLike | None = None):
-        if not isinstance(n, (int, np.integer)) or n < 1:
-            raise ValueError(f"n: expected a positive number of examples, got {n!r}")
-        self.n = int(n)
+        self.n = positive_int(n, "n", meaning="(number of examples)")
         self.directory = Path(directory) if directory is not None else None
         if self.directory is not None:
             self.directory.mkdir(parents=True, exist_ok=True)
@@ -488,8 +486,7 @@ def capture_activations(
     unknown = [r for r in reductions if r not in REDUCTIONS]
     if unknown or not reductions:
         raise ValueError(f"reductions: unknown {unknown}; choose from {list(REDUCTIONS)}")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
+    batch_size = positive_int(batch_size, "batch_size")
     n = len(data)
 
     def reduce(t: torch.Tensor) -> dict[str, torch.Tensor]:

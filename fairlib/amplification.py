@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 import torch
 from scipy import stats
+from fairlib._validation import integer
 
 __all__ = [
     "Task",
@@ -88,8 +89,7 @@ def binarize_classes(n_classes: int, seed: int) -> np.ndarray:
     ``n_classes // 2`` classes are chosen; equal seeds give equal assignments. The paper
     averages every experiment over 20 such assignments.
     """
-    if not isinstance(n_classes, (int, np.integer)) or n_classes < 2:
-        raise ValueError(f"n_classes: need an integer >= 2, got {n_classes!r}")
+    n_classes = integer(n_classes, "n_classes", minimum=2)
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(int(n_classes), size=int(n_classes) // 2, replace=False))
 

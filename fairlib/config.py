@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 import torch
+from fairlib._validation import integer
 
 __all__ = [
     "PROFILES",
@@ -116,9 +117,7 @@ def seed_everything(seed: int, *, deterministic: bool = True) -> np.random.Gener
     numpy.random.Generator
         A generator seeded with ``seed``, for code that prefers explicit generators.
     """
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed: expected a non-negative integer, got {seed!r}")
-    seed = int(seed)
+    seed = integer(seed, "seed", minimum=0)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

@@ -51,6 +51,7 @@ from torch.nn import functional as F
 from fairlib import metrics
 from fairlib.config import get_device
 from fairlib.notebook import progress
+from fairlib._validation import integer, positive_int
 
 __all__ = [
     "PAPER_LADDER",
@@ -99,8 +100,7 @@ def encoder_channels(image_size: int, latent_size: int = 4, max_channels: int = 
         E.g. ``[16, 32, 64, 128, 256, 512]`` for 256 and ``[64, 128, 256, 512]`` for 64.
     """
     for name, v in (("image_size", image_size), ("latent_size", latent_size), ("max_channels", max_channels)):
-        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
-            raise ValueError(f"{name}: expected a positive integer, got {v!r}")
+        positive_int(v, name)
     ratio = image_size / latent_size
     n = int(round(math.log2(ratio))) if ratio >= 1 else 0
     if ratio != 2**n or not 1 <= n <= len(PAPER_LADDER):
@@ -178,9 +178,7 @@ class _Discriminator(nn.Module):
 
 
 def _check_n_attributes(n: Any) -> int:
-    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 2:
-        raise ValueError(f"n_attributes: expected an integer >= 2 (number of attribute values), got {n!r}")
-    return int(n)
+    return integer(n, "n_attributes", minimum=2, meaning="(number of attribute values)")
 
 
 class VanillaAutoencoder(nn.Module):
@@ -447,8 +445,8 @@ def train_fader(model: FaderNet, images: torch.Tensor, attr: Any, *, epochs: int
         also the balanced accuracy, chance ``1 / n_attributes``), ``dis_loss``, ``adv_loss``, ``selected`` (bool).
     """
     images, a = _check_data(images, attr)
-    if epochs < 1 or batch_size < 1:
-        raise ValueError(f"epochs/batch_size: must be positive, got {epochs} and {batch_size}")
+    epochs = positive_int(epochs, "epochs")
+    batch_size = positive_int(batch_size, "batch_size")
     if int(a.max()) >= model.n_attributes or int(a.min()) < 0:
         raise ValueError(f"attr: codes must lie in 0..{model.n_attributes - 1}")
     device = device or get_device()
@@ -606,8 +604,7 @@ def stratified_split(groups: Any, test_per_group: int, *, val_fraction: float = 
     from fairlib.data.groups import GroupTooSmallError
 
     g = np.asarray(groups).reshape(-1)
-    if not isinstance(test_per_group, (int, np.integer)) or isinstance(test_per_group, bool) or test_per_group < 1:
-        raise ValueError(f"test_per_group: expected a positive integer, got {test_per_group!r}")
+    test_per_group = positive_int(test_per_group, "test_per_group")
     if not 0 <= val_fraction < 1:
         raise ValueError(f"val_fraction: expected a number in [0, 1), got {val_fraction!r}")
     rng = np.random.default_rng(seed)
@@ -626,7 +623,7 @@ def stratified_split(groups: Any, test_per_group: int, *, val_fraction: float = 
     return np.sort(rest_all[n_val:]), np.sort(rest_all[:n_val]), np.sort(np.concatenate(test))
 
 
-def group_report(y_true: Any, y_pred: Any, groups: Any) -> dict[str, Any]:
+def group_report(y_true: Any, y_pred: Any, *, groups: Any) -> dict[str, Any]:
     """Per-group accuracy and its summaries, in percent (the paper's Table 1 plus two more).
 
     Returns a dict with ``per_group`` (pandas.Series, %), ``overall`` (%), ``variance``
@@ -634,11 +631,11 @@ def group_report(y_true: Any, y_pred: Any, groups: Any) -> dict[str, Any]:
     """
     yt, yp = np.asarray(y_true).reshape(-1), np.asarray(y_pred).reshape(-1)
     return {
-        "per_group": 100 * metrics.group_accuracy(yt, yp, groups),
+        "per_group": 100 * metrics.group_accuracy(yt, yp, groups=groups),
         "overall": 100 * float((yt == yp).mean()),
-        "variance": metrics.accuracy_variance(yt, yp, groups),
-        "worst": 100 * metrics.worst_group_accuracy(yt, yp, groups),
-        "gap": 100 * metrics.accuracy_gap(yt, yp, groups),
+        "variance": metrics.accuracy_variance(yt, yp, groups=groups),
+        "worst": 100 * metrics.worst_group_accuracy(yt, yp, groups=groups),
+        "gap": 100 * metrics.accuracy_gap(yt, yp, groups=groups),
     }
 
 
@@ -649,7 +646,7 @@ def comparison_table(results: Mapping[str, tuple[Any, Any, Any]], group_names: S
     ``(y_true, y_pred, groups)``."""
     cols = {}
     for name, (yt, yp, g) in results.items():
-        rep = group_report(yt, yp, g)
+        rep = group_report(yt, yp, groups=g)
         per = rep["per_group"]
         if group_names is not None:
             per.index = [group_names[int(i)] for i in per.index]

@@ -3,6 +3,11 @@ r"""Bias metrics used throughout the course: one metric, one definition, one for
 Every function accepts numpy arrays, torch tensors or Python lists, validates its input and
 raises :class:`ValueError` naming the argument and what is wrong with it.
 
+Every metric that compares groups follows fairlearn's argument convention: the true labels,
+then the predictions, then the group labels as **keyword-only** arguments
+(``bias_amplification(y_true, y_pred, groups=g)``), so that a swapped argument is an error
+instead of a plausible wrong number.
+
 =======================================  ==============================================================
 function                                 paper
 =======================================  ==============================================================
@@ -27,6 +32,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from fairlib._validation import as_1d, as_binary, as_probability, positive_int, same_length, show, to_numpy
+
 __all__ = [
     "bias_amplification",
     "bias_amplification_table",
@@ -46,70 +53,6 @@ __all__ = [
 ArrayLike = Any  # numpy array, torch tensor or list
 
 
-# --------------------------------------------------------------------------- validation
-def _to_numpy(x: ArrayLike, name: str) -> np.ndarray:
-    if hasattr(x, "detach") and hasattr(x, "cpu"):  # a torch tensor, without importing torch
-        x = x.detach().cpu().numpy()
-    elif isinstance(x, (pd.Series, pd.Index)):
-        x = x.to_numpy()
-    try:
-        arr = np.asarray(x)
-    except Exception as exc:  # ragged lists and the like
-        raise ValueError(f"{name}: cannot be read as an array ({exc})") from exc
-    return arr
-
-
-def _as_1d(x: ArrayLike, name: str) -> np.ndarray:
-    arr = _to_numpy(x, name)
-    if arr.ndim == 2 and 1 in arr.shape:
-        arr = arr.reshape(-1)
-    if arr.ndim != 1:
-        raise ValueError(f"{name}: expected a 1-D array, got shape {arr.shape}")
-    if arr.size == 0:
-        raise ValueError(f"{name}: is empty; pass at least one example")
-    if arr.dtype.kind == "f" and np.isnan(arr).any():
-        raise ValueError(f"{name}: contains NaN at index {int(np.flatnonzero(np.isnan(arr))[0])}")
-    return arr
-
-
-def _same_length(**arrays: np.ndarray) -> None:
-    lengths = {k: len(v) for k, v in arrays.items()}
-    if len(set(lengths.values())) > 1:
-        detail = ", ".join(f"{k} has {n}" for k, n in lengths.items())
-        raise ValueError(f"mismatched lengths: {detail}; all must describe the same examples")
-
-
-def _as_binary(x: ArrayLike, name: str) -> np.ndarray:
-    arr = _as_1d(x, name)
-    if arr.dtype == bool:
-        return arr.astype(np.int64)
-    if arr.dtype.kind not in "iuf":
-        raise ValueError(f"{name}: expected binary 0/1 values, got dtype {arr.dtype}")
-    bad = ~np.isin(arr, (0, 1))
-    if bad.any():
-        raise ValueError(
-            f"{name}: expected binary 0/1 values, found {_show(arr[bad][0])!r} "
-            "(map -1/+1 or other encodings to 0/1 first)"
-        )
-    return arr.astype(np.int64)
-
-
-def _as_probability(x: ArrayLike, name: str) -> np.ndarray:
-    arr = _as_1d(x, name).astype(np.float64)
-    if (arr < 0).any() or (arr > 1).any():
-        bad = arr[(arr < 0) | (arr > 1)][0]
-        raise ValueError(
-            f"{name}: probabilities must lie in [0, 1], found {_show(bad)!r} "
-            "(apply a sigmoid or softmax to logits first)"
-        )
-    return arr
-
-
-def _show(v: Any) -> Any:
-    """A numpy scalar as its plain Python value, so messages read 1 and not np.int64(1)."""
-    return v.item() if isinstance(v, np.generic) else v
-
-
 def _codes(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Sorted unique values and the integer code of each element."""
     uniques, codes = np.unique(x, return_inverse=True)
@@ -118,10 +61,10 @@ def _codes(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 # --------------------------------------------------------------------------- BiasAmp A->T
 def bias_amplification_table(
-    groups: ArrayLike,
-    targets: ArrayLike,
-    preds: ArrayLike,
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
     *,
+    groups: ArrayLike,
     reference: tuple[ArrayLike, ArrayLike] | None = None,
 ) -> pd.DataFrame:
     r"""Every (group, class) term of BiasAmp\ :sub:`A→T`, one row per pair.
@@ -131,35 +74,35 @@ def bias_amplification_table(
     ``contribution`` = y_at·Δ_at − (1 − y_at)·Δ_at. :func:`bias_amplification` is the mean
     of ``contribution``. See :func:`bias_amplification` for the parameters.
     """
-    g = _as_1d(groups, "groups")
-    t = _as_1d(targets, "targets")
-    p = _as_1d(preds, "preds")
-    _same_length(groups=g, targets=t, preds=p)
+    t = as_1d(y_true, "y_true")
+    p = as_1d(y_pred, "y_pred")
+    g = as_1d(groups, "groups")
+    same_length(y_true=t, y_pred=p, groups=g)
 
     group_values, g_codes = _codes(g)
     if len(group_values) < 2:
         raise ValueError(
-            f"groups: only one group ({_show(group_values[0])!r}) is present; "
+            f"groups: only one group ({show(group_values[0])!r}) is present; "
             "bias amplification compares at least two groups"
         )
     try:
         classes = np.union1d(t, p)
     except TypeError as exc:
-        raise ValueError(f"targets/preds: labels of incomparable types ({exc})") from exc
+        raise ValueError(f"y_true/y_pred: labels of incomparable types ({exc})") from exc
     n_a = np.bincount(g_codes, minlength=len(group_values))
 
     if reference is None:
         ref_g, ref_t = g, t
     else:
         if not isinstance(reference, (tuple, list)) or len(reference) != 2:
-            raise ValueError("reference: expected a pair (groups, targets) from the reference split")
-        ref_g = _as_1d(reference[0], "reference groups")
-        ref_t = _as_1d(reference[1], "reference targets")
-        _same_length(**{"reference groups": ref_g, "reference targets": ref_t})
+            raise ValueError("reference: expected a pair (y_true, groups) from the reference split")
+        ref_t = as_1d(reference[0], "reference y_true")
+        ref_g = as_1d(reference[1], "reference groups")
+        same_length(**{"reference y_true": ref_t, "reference groups": ref_g})
         missing = np.setdiff1d(group_values, ref_g)
         if missing.size:
             raise ValueError(
-                f"reference: group {_show(missing[0])!r} is absent from the reference split, "
+                f"reference: group {show(missing[0])!r} is absent from the reference split, "
                 "so the direction of its bias is undefined"
             )
     ref_n = len(ref_g)
@@ -193,10 +136,10 @@ def bias_amplification_table(
 
 
 def bias_amplification(
-    groups: ArrayLike,
-    targets: ArrayLike,
-    preds: ArrayLike,
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
     *,
+    groups: ArrayLike,
     reference: tuple[ArrayLike, ArrayLike] | None = None,
 ) -> float:
     r"""Directional bias amplification BiasAmp\ :sub:`A→T` (Wang & Russakovsky, 2021).
@@ -214,31 +157,34 @@ def bias_amplification(
 
     Parameters
     ----------
-    groups, targets, preds
-        Shape ``(N,)``: the group (attribute) of each example, its true class and the model's
-        hard prediction. Any hashable, sortable labels.
+    y_true, y_pred
+        Shape ``(N,)``: each example's true class and the model's hard prediction. Any
+        hashable, sortable labels.
+    groups
+        Keyword-only, shape ``(N,)``: the group (attribute) of each example.
     reference
-        Optional ``(groups, targets)`` of another split (e.g. the training labels) from which
-        :math:`y_{at}` is taken. By default :math:`y_{at}` comes from ``groups``/``targets``.
+        Optional ``(y_true, groups)`` of another split (e.g. the training labels) from which
+        :math:`y_{at}` is taken. By default :math:`y_{at}` comes from ``y_true``/``groups``.
 
     Returns
     -------
     float
         0 when predictions are exactly as biased as the labels, positive when the model
         amplifies the bias, negative when it dampens it. The pairs are all groups present in
-        ``groups`` and all classes present in ``targets`` or ``preds``.
+        ``groups`` and all classes present in ``y_true`` or ``y_pred``.
     """
-    return float(bias_amplification_table(groups, targets, preds, reference=reference)["contribution"].mean())
+    table = bias_amplification_table(y_true, y_pred, groups=groups, reference=reference)
+    return float(table["contribution"].mean())
 
 
 # --------------------------------------------------------------------------- BA (pruning paper)
 def attribute_bias_amplification(
-    identity: ArrayLike,
     y_true: ArrayLike,
     y_pred: ArrayLike,
     *,
-    train_identity: ArrayLike,
+    identity: ArrayLike,
     train_true: ArrayLike,
+    train_identity: ArrayLike,
     min_count: int = 10,
     min_rel_diff: float = 0.1,
 ) -> float:
@@ -255,12 +201,13 @@ def attribute_bias_amplification(
 
     Parameters
     ----------
-    identity, y_true, y_pred
-        Shape ``(N,)``, binary 0/1 (or bool): test-set identity category, true attribute and
-        predicted attribute.
-    train_identity, train_true
-        Shape ``(M,)``, binary: the training split's identity and attribute labels, which decide
-        the direction of the correlation.
+    y_true, y_pred
+        Shape ``(N,)``, binary 0/1 (or bool): the test set's true and predicted attribute.
+    identity
+        Keyword-only, shape ``(N,)``, binary: the test set's identity category.
+    train_true, train_identity
+        Keyword-only, shape ``(M,)``, binary: the training split's attribute and identity labels,
+        which decide the direction of the correlation.
     min_count
         Return NaN when either identity group has fewer than this many test positives.
     min_rel_diff
@@ -274,13 +221,13 @@ def attribute_bias_amplification(
         associated with; NaN when the measurement is unreliable (see above) or the model
         predicts no positives at all.
     """
-    ident = _as_binary(identity, "identity")
-    yt = _as_binary(y_true, "y_true")
-    yp = _as_binary(y_pred, "y_pred")
-    _same_length(identity=ident, y_true=yt, y_pred=yp)
-    tr_i = _as_binary(train_identity, "train_identity")
-    tr_y = _as_binary(train_true, "train_true")
-    _same_length(train_identity=tr_i, train_true=tr_y)
+    yt = as_binary(y_true, "y_true")
+    yp = as_binary(y_pred, "y_pred")
+    ident = as_binary(identity, "identity")
+    same_length(y_true=yt, y_pred=yp, identity=ident)
+    tr_y = as_binary(train_true, "train_true")
+    tr_i = as_binary(train_identity, "train_identity")
+    same_length(train_true=tr_y, train_identity=tr_i)
     if min_count < 0:
         raise ValueError(f"min_count: must be non-negative, got {min_count}")
     if min_rel_diff < 0:
@@ -328,11 +275,10 @@ def calibration_bins(confidences: ArrayLike, correct: ArrayLike, n_bins: int = 1
         One row per bin: ``lower``, ``upper``, ``count``, ``confidence`` (mean), ``accuracy``
         (mean of ``correct``); the means are NaN in empty bins.
     """
-    conf = _as_probability(confidences, "confidences")
-    corr = _as_binary(correct, "correct")
-    _same_length(confidences=conf, correct=corr)
-    if not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
-        raise ValueError(f"n_bins: expected a positive integer, got {n_bins!r}")
+    conf = as_probability(confidences, "confidences")
+    corr = as_binary(correct, "correct")
+    same_length(confidences=conf, correct=corr)
+    n_bins = positive_int(n_bins, "n_bins")
     edges = np.arange(n_bins + 1) / n_bins  # i/n is exact for the edge values users type
     idx = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, n_bins - 1)
     count = np.bincount(idx, minlength=n_bins)
@@ -377,9 +323,9 @@ def threshold_calibration_bias(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     y_true, y_pred
         Shape ``(N,)``, binary 0/1.
     """
-    yt = _as_binary(y_true, "y_true")
-    yp = _as_binary(y_pred, "y_pred")
-    _same_length(y_true=yt, y_pred=yp)
+    yt = as_binary(y_true, "y_true")
+    yp = as_binary(y_pred, "y_pred")
+    same_length(y_true=yt, y_pred=yp)
     rare = 1 if yt.mean() < 0.5 else 0
     n_true = int((yt == rare).sum())
     if n_true == 0:
@@ -399,8 +345,8 @@ def uncertainty_rate(probs: ArrayLike, low: float = 0.1, high: float = 0.9) -> f
     low, high
         The open interval counted as uncertain; ``0 <= low < high <= 1``.
     """
-    arr = _to_numpy(probs, "probs").astype(np.float64).reshape(-1)
-    arr = _as_probability(arr, "probs")
+    arr = to_numpy(probs, "probs").astype(np.float64).reshape(-1)
+    arr = as_probability(arr, "probs")
     if not 0 <= low < high <= 1:
         raise ValueError(f"low/high: need 0 <= low < high <= 1, got low={low}, high={high}")
     return float(((arr > low) & (arr < high)).mean())
@@ -424,7 +370,7 @@ def label_interrelation(preds: ArrayLike) -> np.ndarray:
     numpy.ndarray
         Shape ``(K,)``; NaN for a constant column (its variance is zero, so R² is undefined).
     """
-    x = _to_numpy(preds, "preds").astype(np.float64)
+    x = to_numpy(preds, "preds").astype(np.float64)
     if x.ndim != 2:
         raise ValueError(f"preds: expected an (N, K) matrix, got shape {x.shape}")
     n, k = x.shape
@@ -450,25 +396,27 @@ def label_interrelation(preds: ArrayLike) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- per-group accuracy
-def group_accuracy(y_true: ArrayLike, y_pred: ArrayLike, groups: ArrayLike) -> pd.Series:
+def group_accuracy(y_true: ArrayLike, y_pred: ArrayLike, *, groups: ArrayLike) -> pd.Series:
     """Accuracy per group, as a fraction, indexed by the sorted group labels.
 
     Parameters
     ----------
-    y_true, y_pred, groups
-        Shape ``(N,)``: true labels, predicted labels and the group of each example.
+    y_true, y_pred
+        Shape ``(N,)``: true and predicted labels.
+    groups
+        Keyword-only, shape ``(N,)``: the group of each example.
     """
-    yt = _as_1d(y_true, "y_true")
-    yp = _as_1d(y_pred, "y_pred")
-    g = _as_1d(groups, "groups")
-    _same_length(y_true=yt, y_pred=yp, groups=g)
+    yt = as_1d(y_true, "y_true")
+    yp = as_1d(y_pred, "y_pred")
+    g = as_1d(groups, "groups")
+    same_length(y_true=yt, y_pred=yp, groups=g)
     frame = pd.DataFrame({"group": g, "correct": (yt == yp).astype(float)})
     acc = frame.groupby("group", sort=True)["correct"].mean()
     acc.name = "accuracy"
     return acc
 
 
-def accuracy_variance(y_true: ArrayLike, y_pred: ArrayLike, groups: ArrayLike) -> float:
+def accuracy_variance(y_true: ArrayLike, y_pred: ArrayLike, *, groups: ArrayLike) -> float:
     r"""Sample variance (ddof = 1) of the per-group accuracies, in percentage points squared.
 
     .. math:: \frac{1}{G-1}\sum_g (100\,\mathrm{acc}_g - \overline{100\,\mathrm{acc}})^2
@@ -476,22 +424,22 @@ def accuracy_variance(y_true: ArrayLike, y_pred: ArrayLike, groups: ArrayLike) -
     The bias surrogate of the adversarial-invariance paper (its Table 1: 11.26 for
     SimpleCNN). Every group counts once, whatever its size.
     """
-    acc = group_accuracy(y_true, y_pred, groups)
+    acc = group_accuracy(y_true, y_pred, groups=groups)
     if len(acc) < 2:
-        raise ValueError(f"groups: only one group ({_show(acc.index[0])!r}) is present; variance needs two")
+        raise ValueError(f"groups: only one group ({show(acc.index[0])!r}) is present; variance needs two")
     return float(np.var(100.0 * acc.to_numpy(), ddof=1))
 
 
-def worst_group_accuracy(y_true: ArrayLike, y_pred: ArrayLike, groups: ArrayLike) -> float:
+def worst_group_accuracy(y_true: ArrayLike, y_pred: ArrayLike, *, groups: ArrayLike) -> float:
     """The lowest per-group accuracy (a fraction)."""
-    return float(group_accuracy(y_true, y_pred, groups).min())
+    return float(group_accuracy(y_true, y_pred, groups=groups).min())
 
 
-def accuracy_gap(y_true: ArrayLike, y_pred: ArrayLike, groups: ArrayLike) -> float:
+def accuracy_gap(y_true: ArrayLike, y_pred: ArrayLike, *, groups: ArrayLike) -> float:
     """The largest difference between two groups' accuracies (a fraction)."""
-    acc = group_accuracy(y_true, y_pred, groups)
+    acc = group_accuracy(y_true, y_pred, groups=groups)
     if len(acc) < 2:
-        raise ValueError(f"groups: only one group ({_show(acc.index[0])!r}) is present; a gap needs two")
+        raise ValueError(f"groups: only one group ({show(acc.index[0])!r}) is present; a gap needs two")
     return float(acc.max() - acc.min())
 
 
@@ -509,9 +457,9 @@ def bias_transfer_score(before: ArrayLike | Sequence[float], after: ArrayLike | 
     before, after
         Shape ``(C,)`` with ``C >= 2``: one association score per concept, in the same order.
     """
-    b = _as_1d(before, "before").astype(np.float64)
-    a = _as_1d(after, "after").astype(np.float64)
-    _same_length(before=b, after=a)
+    b = as_1d(before, "before").astype(np.float64)
+    a = as_1d(after, "after").astype(np.float64)
+    same_length(before=b, after=a)
     if len(b) < 2:
         raise ValueError(f"before: needs at least 2 concepts to rank, got {len(b)}")
     for name, arr in (("before", b), ("after", a)):

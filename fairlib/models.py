@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 from torch.nn import functional as F
+from fairlib._validation import positive_int
 
 __all__ = ["BasicBlock", "CifarResNet", "SmallResNet", "VALID_DEPTHS", "build_model", "count_parameters"]
 
@@ -47,8 +48,8 @@ class BasicBlock(nn.Module):
 class _ResNet(nn.Module):
     def __init__(self, in_channels: int, widths: Sequence[int], blocks: Sequence[int], num_outputs: int) -> None:
         super().__init__()
-        if in_channels < 1 or num_outputs < 1:
-            raise ValueError(f"in_channels/num_outputs: must be positive, got {in_channels} and {num_outputs}")
+        positive_int(in_channels, "in_channels")
+        positive_int(num_outputs, "num_outputs")
         self.stem = nn.Sequential(nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=False),
                                   nn.BatchNorm2d(widths[0]), nn.ReLU())
         layers = []
@@ -71,9 +72,7 @@ class _ResNet(nn.Module):
 
 
 def _check_width(width: int) -> int:
-    if not isinstance(width, int) or width < 1:
-        raise ValueError(f"width: expected a positive integer (first-stage channels), got {width!r}")
-    return width
+    return positive_int(width, "width", meaning="(first-stage channels)")
 
 
 class CifarResNet(_ResNet):

@@ -40,6 +40,7 @@ from torch.nn import functional as F
 
 from fairlib.config import get_device
 from fairlib.data.synthfaces import MULTI_ATTRIBUTES
+from fairlib._validation import positive_int
 
 __all__ = [
     "probe_split",
@@ -215,8 +216,7 @@ def train_probe(x: Any, y: Sequence[int] | np.ndarray, train_idx: np.ndarray, va
     k = int(n_groups) if n_groups is not None else int(y.max()) + 1
     if y[train_idx].min() < 0 or y[train_idx].max() >= k:
         raise ValueError(f"y: group ids must lie in 0..{k - 1}")
-    if not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs: expected a positive integer, got {epochs!r}")
+    epochs = positive_int(epochs, "epochs")
     device = torch.device(device) if device is not None else get_device()
     with _cpu_threads(cpu_threads, device):
         return _train_probe(x, y, train_idx, val_idx, k, epochs, batch_size, dropout, l1, l2, lr,
@@ -435,9 +435,7 @@ def probe_network(model: nn.Module, data: Any, y: Sequence[int] | np.ndarray,
 
     resolved = resolve_layers(model, layers)
     names = list(resolved)
-    step = len(names) if layers_per_pass is None else int(layers_per_pass)
-    if step < 1:
-        raise ValueError(f"layers_per_pass: expected a positive integer or None, got {layers_per_pass!r}")
+    step = positive_int(layers_per_pass, "layers_per_pass", allow_none=True) or len(names)
     y = np.asarray(y, dtype=np.int64)
     if len(y) != len(data):
         raise ValueError(f"y: has {len(y)} labels but data has {len(data)} examples; pass the "
@@ -595,8 +593,7 @@ def train_unrelated_cnn(n: int = 4000, *, size: int = 32, epochs: int = 6, batch
     from fairlib.data import render_multiattribute
 
     for name, v in (("n", n), ("n_eval", n_eval), ("epochs", epochs)):
-        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
-            raise ValueError(f"{name}: expected a positive integer, got {v!r}")
+        positive_int(v, name)
 
     def targets(attrs: pd.DataFrame) -> torch.Tensor:
         return torch.from_numpy(np.stack([attrs[a].cat.codes.to_numpy() for a in

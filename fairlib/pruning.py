@@ -33,6 +33,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils import prune
 
+from fairlib._validation import as_matrix, binary, integer, positive_int
 from fairlib.config import get_device
 
 __all__ = [
@@ -99,8 +100,7 @@ def cubic_sparsity(step: float, *, final: float, start: float, end: float, initi
 def pruning_steps(*, final: float, start: int, end: int, frequency: int = 1,
                   initial: float = 0.05) -> list[tuple[int, float]]:
     """The ``(epoch, sparsity)`` pruning steps: every ``frequency`` epochs from ``start`` to ``end`` inclusive."""
-    if not isinstance(frequency, (int, np.integer)) or frequency < 1:
-        raise ValueError(f"frequency: expected a positive integer number of epochs, got {frequency!r}")
+    frequency = positive_int(frequency, "frequency", meaning="(epochs between pruning steps)")
     steps = list(range(int(start), int(end) + 1, int(frequency)))
     if steps[-1] != end:
         steps.append(int(end))  # always reach the final sparsity
@@ -258,10 +258,8 @@ def spatial_resnet(num_outputs: int, *, image_size: int, width: int = 8,
     """
     from fairlib.models import SmallResNet
 
-    if not isinstance(image_size, (int, np.integer)) or image_size < 4:
-        raise ValueError(f"image_size: expected an integer >= 4 (the input's side), got {image_size!r}")
-    if not isinstance(num_outputs, (int, np.integer)) or num_outputs < 1:
-        raise ValueError(f"num_outputs: expected a positive integer, got {num_outputs!r}")
+    integer(image_size, "image_size", minimum=4, meaning="(the input's side)")
+    positive_int(num_outputs, "num_outputs")
     base = SmallResNet(width=width, blocks=blocks, in_channels=in_channels, num_outputs=num_outputs)
     side = int(image_size)
     for _ in range(len(base.blocks) - 1):
@@ -269,8 +267,7 @@ def spatial_resnet(num_outputs: int, *, image_size: int, width: int = 8,
     features = width * 2 ** (len(base.blocks) - 1) * side * side
     if hidden is None:
         return nn.Sequential(base.stem, base.layers, nn.Flatten(), nn.Linear(features, int(num_outputs)))
-    if not isinstance(hidden, (int, np.integer)) or hidden < 1:
-        raise ValueError(f"hidden: expected a positive integer or None, got {hidden!r}")
+    positive_int(hidden, "hidden", allow_none=True)
     return nn.Sequential(base.stem, base.layers, nn.Flatten(), nn.Linear(features, int(hidden)), nn.ReLU(),
                          nn.Linear(int(hidden), int(num_outputs)))
 
@@ -448,23 +445,6 @@ def train_gmp(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, targets: Se
 
 
 # --------------------------------------------------------------------------- countermeasures
-def _as_matrix(a: Any, name: str) -> np.ndarray:
-    arr = a.detach().cpu().numpy() if torch.is_tensor(a) else np.asarray(a)
-    if arr.ndim == 1:
-        arr = arr[:, None]
-    if arr.ndim != 2 or arr.shape[0] == 0:
-        raise ValueError(f"{name}: expected shape (N,) or (N, K) with N >= 1, got {arr.shape}")
-    if arr.dtype.kind == "f" and np.isnan(arr).any():
-        raise ValueError(f"{name}: contains NaN")
-    return arr
-
-
-def _binary(arr: np.ndarray, name: str) -> np.ndarray:
-    if not np.isin(arr, (0, 1)).all():
-        raise ValueError(f"{name}: expected 0/1 labels, found {arr[~np.isin(arr, (0, 1))][0]!r}")
-    return arr.astype(np.int64)
-
-
 def calibrate_thresholds(val_logits: Any, val_labels: Any) -> np.ndarray:
     """Per-attribute decision thresholds that match the validation positive rate (Sec. 4.1).
 
@@ -490,8 +470,8 @@ def calibrate_thresholds(val_logits: Any, val_labels: Any) -> np.ndarray:
     numpy.ndarray
         Shape ``(K,)``.
     """
-    z = _as_matrix(val_logits, "val_logits").astype(np.float64)
-    y = _binary(_as_matrix(val_labels, "val_labels"), "val_labels")
+    z = as_matrix(val_logits, "val_logits").astype(np.float64)
+    y = binary(as_matrix(val_labels, "val_labels"), "val_labels")
     if z.shape != y.shape:
         raise ValueError(f"val_logits, val_labels: shapes differ, {z.shape} vs {y.shape}")
     if not np.isfinite(z).all():
@@ -504,7 +484,7 @@ def calibrate_thresholds(val_logits: Any, val_labels: Any) -> np.ndarray:
 
 def apply_thresholds(logits: Any, thresholds: Any) -> np.ndarray:
     """Hard predictions ``logit > threshold`` per attribute; shape ``(N, K)``."""
-    z = _as_matrix(logits, "logits").astype(np.float64)
+    z = as_matrix(logits, "logits").astype(np.float64)
     t = np.asarray(thresholds, dtype=np.float64).reshape(-1)
     if t.shape[0] != z.shape[1]:
         raise ValueError(f"thresholds: expected {z.shape[1]} (one per attribute), got {t.shape[0]}")
@@ -553,7 +533,7 @@ def most_uncertain(probs: Any, fraction: float) -> np.ndarray:
 
     Ties in uncertainty go to the earlier example (a stable sort), so the mask is deterministic.
     """
-    p = _as_matrix(probs, "probs").astype(np.float64)
+    p = as_matrix(probs, "probs").astype(np.float64)
     if (p < 0).any() or (p > 1).any():
         raise ValueError("probs: probabilities must lie in [0, 1] (apply a sigmoid to logits first)")
     f = float(fraction)
@@ -588,9 +568,9 @@ def override_uncertain(sparse_preds: Any, dense_probs: Any, replacement: Any,
     (preds, mask)
         The new predictions and the boolean mask of overridden entries, both ``(N, K)``.
     """
-    sp = _binary(_as_matrix(sparse_preds, "sparse_preds"), "sparse_preds")
-    rep = _binary(_as_matrix(replacement, "replacement"), "replacement")
-    dp = _as_matrix(dense_probs, "dense_probs")
+    sp = binary(as_matrix(sparse_preds, "sparse_preds"), "sparse_preds")
+    rep = binary(as_matrix(replacement, "replacement"), "replacement")
+    dp = as_matrix(dense_probs, "dense_probs")
     if not sp.shape == rep.shape == dp.shape:
         raise ValueError(
             f"sparse_preds, dense_probs, replacement: shapes differ, {sp.shape}, {dp.shape}, {rep.shape}"

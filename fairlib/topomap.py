@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from fairlib._validation import integer
 
 __all__ = [
     "force",
@@ -83,8 +84,7 @@ def relax(positions, n_steps: int = 1000, *, rescale: bool = True, chunk: int = 
     p0 = np.asarray(positions, dtype=np.float64)
     if p0.ndim != 2 or p0.shape[1] != 2 or len(p0) < 1:
         raise ValueError(f"positions: expected shape (N, 2), got {p0.shape}")
-    if not isinstance(n_steps, (int, np.integer)) or n_steps < 0:
-        raise ValueError(f"n_steps: expected a non-negative integer, got {n_steps!r}")
+    n_steps = integer(n_steps, "n_steps", minimum=0)
     p = torch.from_numpy(p0).float()
     n = len(p)
     xs = np.linspace(-3, 6, n_steps) if n_steps else np.zeros(0)

@@ -91,7 +91,7 @@ def evaluate(model: nn.Module, task: Any, *, batch_size: int = 1024, device: Any
     correct = (preds == y).astype(np.int64)
     out: dict[str, Any] = {
         "accuracy": float(correct.mean()),
-        "biasamp": metrics.bias_amplification(g, y, preds),
+        "biasamp": metrics.bias_amplification(y, preds, groups=g),
         "ece": metrics.expected_calibration_error(np.clip(conf, 0.0, 1.0), correct, n_bins=15),
     }
     for c in (0, 1):

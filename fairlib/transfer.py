@@ -55,6 +55,7 @@ from fairlib.activations import capture_activations
 from fairlib.config import get_device
 from fairlib.metrics import bias_transfer_score
 from fairlib.notebook import progress
+from fairlib._validation import positive_int, to_numpy
 
 __all__ = [
     "CanonicalSets",
@@ -225,8 +226,7 @@ def coco_canonical_sets(
         Unknown category names, or fewer than two usable concepts.
     """
     for name, v in (("n_per_set", n_per_set), ("min_images", min_images), ("size", size)):
-        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
-            raise ValueError(f"{name}: expected a positive integer, got {v!r}")
+        positive_int(v, name)
     root, files = _coco_files(directory, split, ("captions", "instances"))
     instances = json.loads(files["instances"].read_text())
     captions = json.loads(files["captions"].read_text())
@@ -353,9 +353,7 @@ def embed(model: nn.Module, images: torch.Tensor, layer: str, *, batch_size: int
 
 
 def _matrix(x: ArrayLike, name: str) -> np.ndarray:
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()
-    arr = np.asarray(x, dtype=np.float64)
+    arr = to_numpy(x, name).astype(np.float64)
     if arr.ndim != 2:
         raise ValueError(f"{name}: expected an (n, D) array of embeddings, got shape {arr.shape}")
     if len(arr) == 0:
@@ -432,8 +430,7 @@ def association_effect_sizes(concept_embeddings: Mapping[str, ArrayLike], attrib
         Index: concepts; columns ``score`` (:math:`s_c`), ``effect_size`` (:math:`d_c`; 0 when
         every :math:`m_c(y)` is equal) and ``p_value``.
     """
-    if not isinstance(n_permutations, (int, np.integer)) or isinstance(n_permutations, bool) or n_permutations < 1:
-        raise ValueError(f"n_permutations: expected a positive integer, got {n_permutations!r}")
+    n_permutations = positive_int(n_permutations, "n_permutations")
     concepts, a, b = _inputs(concept_embeddings, attribute_a, attribute_b)
     if len(a) + len(b) < 3:
         raise ValueError("attribute_a/attribute_b: need at least 3 attribute images in all for a standard deviation")
@@ -494,8 +491,8 @@ def _aligned(before: ArrayLike, after: ArrayLike) -> tuple[np.ndarray, np.ndarra
         if set(before.index) != set(after.index):
             raise ValueError(f"after: concepts differ from before's ({sorted(set(before.index) ^ set(after.index))[:5]})")
         after = after.loc[before.index]
-    b = np.asarray(before.detach().cpu() if hasattr(before, "detach") else before, dtype=np.float64).reshape(-1)
-    a = np.asarray(after.detach().cpu() if hasattr(after, "detach") else after, dtype=np.float64).reshape(-1)
+    b = to_numpy(before, "before").astype(np.float64).reshape(-1)
+    a = to_numpy(after, "after").astype(np.float64).reshape(-1)
     if len(b) != len(a):
         raise ValueError(f"before/after: {len(b)} and {len(a)} scores; pass one score per concept in both")
     return b, a
@@ -532,8 +529,7 @@ def bias_transfer_interval(before: ArrayLike, after: ArrayLike, *, n_boot: int =
     -------
     (rho, low, high)
     """
-    if not isinstance(n_boot, (int, np.integer)) or isinstance(n_boot, bool) or n_boot < 1:
-        raise ValueError(f"n_boot: expected a positive integer, got {n_boot!r}")
+    n_boot = positive_int(n_boot, "n_boot")
     if not 0 < level < 1:
         raise ValueError(f"level: expected a confidence level in (0, 1), got {level!r}")
     b, a = _aligned(before, after)
@@ -586,8 +582,7 @@ def replace_head(model: nn.Module, head: str, n_outputs: int) -> nn.Module:
     if head not in modules or not isinstance(modules[head], nn.Linear):
         linears = [n for n, m in modules.items() if isinstance(m, nn.Linear)]
         raise ValueError(f"head: {head!r} is not a linear layer of this model; linear layers: {linears}")
-    if not isinstance(n_outputs, (int, np.integer)) or n_outputs < 1:
-        raise ValueError(f"n_outputs: expected a positive integer, got {n_outputs!r}")
+    n_outputs = positive_int(n_outputs, "n_outputs")
     new = copy.deepcopy(model)
     parent_name, _, child = head.rpartition(".")
     parent = new.get_submodule(parent_name) if parent_name else new
@@ -635,8 +630,7 @@ def fine_tune(model: nn.Module, data: Any, *, head: str, n_outputs: int, mode: s
     """
     if mode not in ("linear", "full"):
         raise ValueError(f"mode: expected 'linear' (frozen backbone) or 'full', got {mode!r}")
-    if not isinstance(epochs, (int, np.integer)) or epochs < 1:
-        raise ValueError(f"epochs: expected a positive integer, got {epochs!r}")
+    epochs = positive_int(epochs, "epochs")
     device = torch.device(device) if device is not None else get_device()
     torch.manual_seed(seed)
     net = replace_head(model, head, n_outputs).to(device)

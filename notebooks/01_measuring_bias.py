@@ -119,8 +119,8 @@ print(f"profile={PROFILE}: {cfg}")
 example = pd.DataFrame(
     {"group": ["a", "a", "a", "b", "b", "b"], "target": [1, 0, 0, 1, 0, 1], "pred": [1, 1, 0, 1, 0, 1]}
 )
-acc = M.group_accuracy(example.target, example.pred, example.group)
-var = M.accuracy_variance(example.target, example.pred, example.group)
+acc = M.group_accuracy(example.target, example.pred, groups=example.group)
+var = M.accuracy_variance(example.target, example.pred, groups=example.group)
 print(acc.to_string(), f"\nvariance = {var:.2f} pp²  (by hand: (100 - 66.67)² / 2 = 555.56)")
 
 # %% [markdown]
@@ -140,8 +140,8 @@ for spread in spreads:
         for r in range(cfg["repeats"]):
             d = simulate_group_predictions(sizes, true_acc, seed=SEED + 1000 * r + int(spread * 1e4))
             rows.append({"spread": spread, "sizes": label,
-                         "variance": M.accuracy_variance(d.target, d.pred, d.group),
-                         "worst": M.worst_group_accuracy(d.target, d.pred, d.group)})
+                         "variance": M.accuracy_variance(d.target, d.pred, groups=d.group),
+                         "worst": M.worst_group_accuracy(d.target, d.pred, groups=d.group)})
 sweep = pd.DataFrame(rows)
 summary = sweep.groupby(["sizes", "spread"]).agg(["mean", "std"])
 
@@ -200,9 +200,9 @@ glue("blind_var_20", summary.loc["20 per group"][("variance", "mean")].iloc[0])
 g = [0, 0, 0, 0, 1, 1, 1, 1]
 t = [1, 1, 1, 0, 1, 0, 0, 0]
 p = [1, 1, 1, 1, 0, 0, 0, 0]
-table = M.bias_amplification_table(g, t, p)
+table = M.bias_amplification_table(t, p, groups=g)
 display(table)
-worked = M.bias_amplification(g, t, p)
+worked = M.bias_amplification(t, p, groups=g)
 glue("worked_biasamp", worked)
 
 # %% [markdown]
@@ -217,7 +217,7 @@ leans = np.linspace(-1.5, 1.5, cfg["sweep_points"])
 
 
 def biasamp_of(d: pd.DataFrame) -> float:
-    return M.bias_amplification(d.group, d.target, d.pred)
+    return M.bias_amplification(d.target, d.pred, groups=d.group)
 
 
 rows = []
@@ -277,8 +277,8 @@ if interactive():
     def _explore(label_bias=0.2, lean=0.5, signal=1.0):
         d = simulate_predictions(cfg["n"], label_bias=label_bias, lean=lean, signal=signal, seed=SEED)
         print(f"accuracy {100 * (d.target == d.pred).mean():.1f}%   "
-              f"BiasAmp {M.bias_amplification(d.group, d.target, d.pred):+.3f}")
-        display(M.bias_amplification_table(d.group, d.target, d.pred).round(3))
+              f"BiasAmp {M.bias_amplification(d.target, d.pred, groups=d.group):+.3f}")
+        display(M.bias_amplification_table(d.target, d.pred, groups=d.group).round(3))
 else:
     print("Static build: see the sweep above; run the notebook to get the sliders.")
 
@@ -290,7 +290,7 @@ else:
 #   $-\Delta$. Deciding this from rounded floats would flip the sign at random, which is why
 #   fairlib compares integer counts.
 # - **Which split decides $y_{at}$.** Hall et al. measure both terms on the test set; pass
-#   `reference=(train_groups, train_targets)` to take the direction from the training labels.
+#   `reference=(train_targets, train_groups)` to take the direction from the training labels.
 # - **Averages hide terms.** The mean over $|A||T|$ pairs can be small while one pair is large:
 #   look at `bias_amplification_table`.
 # ```
@@ -317,9 +317,9 @@ for lean in leans:
         train = simulate_predictions(cfg["n"], label_bias=0.1, base_rate=0.3, seed=SEED + 500 + r)
         test = simulate_predictions(cfg["n"], label_bias=0.1, base_rate=0.3, lean=lean, seed=SEED + r)
         rows.append({"lean": lean,
-                     "BA": M.attribute_bias_amplification(test.group, test.target, test.pred,
-                                                         train_identity=train.group, train_true=train.target),
-                     "BiasAmp": M.bias_amplification(test.group, test.target, test.pred)})
+                     "BA": M.attribute_bias_amplification(test.target, test.pred, identity=test.group,
+                                                         train_true=train.target, train_identity=train.group),
+                     "BiasAmp": M.bias_amplification(test.target, test.pred, groups=test.group)})
 ba = pd.DataFrame(rows).groupby("lean").mean()
 fig, ax = plt.subplots(figsize=(6, 3.5))
 ax.plot(ba.index, ba.BA, marker=".", label="BA (pruning paper)")
@@ -347,8 +347,8 @@ for share in (0.5, 0.1, 0.03):
     for r in range(cfg["repeats"]):
         train = simulate_predictions(cfg["n"], label_bias=0.1, base_rate=0.3, group_share=share, seed=SEED + 900 + r)
         test = simulate_predictions(cfg["n"] // 4, label_bias=0.1, base_rate=0.3, group_share=share, seed=SEED + r)
-        vals.append(M.attribute_bias_amplification(test.group, test.target, test.pred,
-                                                    train_identity=train.group, train_true=train.target))
+        vals.append(M.attribute_bias_amplification(test.target, test.pred, identity=test.group,
+                                                    train_true=train.target, train_identity=train.group))
     vals = np.array(vals)
     rows.append({"identity share": share, "test size": cfg["n"] // 4, "BA mean": np.nanmean(vals),
                  "BA std": np.nanstd(vals), "share NaN (too few positives)": np.isnan(vals).mean()})
@@ -521,7 +521,7 @@ for model, accs in paper.items():
         y_pred += [1] * correct + [0] * (n_per_group - correct)
         grp += [k] * n_per_group
     rows.append({"model": model, "variance (paper)": paper_variance[model],
-                 "variance (fairlib, from the paper's accuracies)": M.accuracy_variance(y_true, y_pred, grp),
+                 "variance (fairlib, from the paper's accuracies)": M.accuracy_variance(y_true, y_pred, groups=grp),
                  "worst class (paper's accuracies)": accs.min(),
                  "noise floor at 474 per class": 1e4 * (accs.mean() / 100) * (1 - accs.mean() / 100) / 474})
 compare = pd.DataFrame(rows).set_index("model")
@@ -638,15 +638,16 @@ assert abs(my_tcb(_d.target, _d.pred) - M.threshold_calibration_bias(_d.target, 
 # %% [markdown]
 # :::{exercise}
 # :label: ex-biasamp-code
-# Write `biasamp_2x2(groups, targets, preds)` for two groups and two classes (all 0/1 arrays),
+# Write `biasamp_2x2(y_true, y_pred, *, groups)` for two groups and two classes (all 0/1 arrays),
 # following Eq. (1)–(3) directly with four explicit terms. Decide $y_{at}$ with integer counts.
+# Like every group metric in `fairlib`, take the groups as a keyword-only argument.
 # :::
 
 # %% tags=["graded", "exercise:ex-biasamp-code", "hide-input"]
-def biasamp_2x2(groups, targets, preds):
+def biasamp_2x2(y_true, y_pred, *, groups):
     # BEGIN SOLUTION
     # HINT: loop over a in {0, 1} and t in {0, 1}; y_at = n_at * N > n_a * n_t
-    g, t, p = (np.asarray(x) for x in (groups, targets, preds))
+    t, p, g = (np.asarray(x) for x in (y_true, y_pred, groups))
     total, terms = len(g), []
     for a in (0, 1):
         for c in (0, 1):
@@ -659,10 +660,10 @@ def biasamp_2x2(groups, targets, preds):
 
 
 # %% tags=["tests", "exercise:ex-biasamp-code", "remove-cell"]
-assert abs(biasamp_2x2([0, 0, 0, 0, 1, 1, 1, 1], [1, 1, 1, 0, 1, 0, 0, 0], [1, 1, 1, 1, 0, 0, 0, 0]) - 0.25) < 1e-9
+assert abs(biasamp_2x2([1, 1, 1, 0, 1, 0, 0, 0], [1, 1, 1, 1, 0, 0, 0, 0], groups=[0, 0, 0, 0, 1, 1, 1, 1]) - 0.25) < 1e-9
 for _seed in range(3):
     _d = simulate_predictions(300, label_bias=0.15, lean=0.4, seed=_seed)
-    assert abs(biasamp_2x2(_d.group, _d.target, _d.pred) - M.bias_amplification(_d.group, _d.target, _d.pred)) < 1e-9
+    assert abs(biasamp_2x2(_d.target, _d.pred, groups=_d.group) - M.bias_amplification(_d.target, _d.pred, groups=_d.group)) < 1e-9
 
 # %% [markdown]
 # :::{exercise}

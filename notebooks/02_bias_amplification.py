@@ -774,7 +774,7 @@ for _seed in range(3):
     _y = A.binary_labels(_f, _pos)
     for _eps in (0.1, 0.25, 0.4, 0.5):
         _g = A.assign_inversion(_f, _pos, _eps, seed=_seed).astype(int)
-        _measured = _M.bias_amplification(_g, _y, 1 - _g)
+        _measured = _M.bias_amplification(_y, 1 - _g, groups=_g)
         assert abs(shortcut_biasamp(_eps) - _measured) < 0.01, f"ε = {_eps}: measured {_measured:.4f}"
 
 # %% [markdown]

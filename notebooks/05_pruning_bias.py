@@ -300,8 +300,8 @@ def ba_table(pred, cols=None, identity=None):
     out = {}
     for i, values in identity["test"].items():
         out[i] = [np.nan if ATTRS[j] == i else
-                  M.attribute_bias_amplification(values, Y["test"][:, j], pred[:, c],
-                                                 train_identity=identity["train"][i], train_true=Y["train"][:, j])
+                  M.attribute_bias_amplification(Y["test"][:, j], pred[:, c], identity=values,
+                                                 train_true=Y["train"][:, j], train_identity=identity["train"][i])
                   for c, j in enumerate(cols)]
     return pd.DataFrame(out, index=[ATTRS[j] for j in cols])
 

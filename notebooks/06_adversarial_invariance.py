@@ -373,7 +373,8 @@ for lam in progress(cfg["sweep"], desc="λ_E sweep"):
 for lam in sorted(runs):
     net, hist = runs[lam]
     Z = Z_fader if lam == cfg["lambda_e"] else latents(net)
-    rep = inv.group_report(*(results["FaderCNN"] if lam == cfg["lambda_e"] else classify(Z)))
+    y_true, y_pred, g = results["FaderCNN"] if lam == cfg["lambda_e"] else classify(Z)
+    rep = inv.group_report(y_true, y_pred, groups=g)
     sweep_rows.append({"lambda_E": lam, "val_mse": float(hist.loc[hist.selected, "val_mse"].iloc[0]),
                        "dis_acc": 100 * float(hist.loc[hist.selected, "dis_acc"].iloc[0]),
                        "probe": 100 * inv.latent_probe(Z[test_idx], G[test_idx], seed=SEED),

@@ -211,7 +211,7 @@ def test_accuracy_variance_reproduces_the_paper(model):
         yt += [1] * n
         yp += [1] * c + [0] * (n - c)
         g += [k] * n
-    assert metrics.accuracy_variance(yt, yp, g) == pytest.approx(variance, abs=0.006)
+    assert metrics.accuracy_variance(yt, yp, groups=g) == pytest.approx(variance, abs=0.006)
     table = comparison_table({model: (yt, yp, g)})
     assert table.loc["Variance", model] == pytest.approx(variance, abs=0.006)
     assert table.loc["Worst group", model] == pytest.approx(min(accs))

@@ -20,11 +20,11 @@ P = [1, 1, 1, 1, 0, 0, 0, 0]
 
 
 def test_bias_amplification_hand_computed():
-    assert M.bias_amplification(G, T, P) == pytest.approx(0.25)
+    assert M.bias_amplification(T, P, groups=G) == pytest.approx(0.25)
 
 
 def test_bias_amplification_table_terms():
-    table = M.bias_amplification_table(G, T, P)
+    table = M.bias_amplification_table(T, P, groups=G)
     assert len(table) == 4
     row = table[(table.group == 0) & (table.target == 1)].iloc[0]
     assert row.y == 1 and row.p_target == pytest.approx(0.75) and row.p_pred == pytest.approx(1.0)
@@ -35,23 +35,23 @@ def test_bias_amplification_zero_when_predictions_equal_labels():
     rng = np.random.default_rng(0)
     g = rng.integers(0, 3, 500)
     t = (rng.random(500) < 0.2 + 0.25 * g).astype(int)
-    assert M.bias_amplification(g, t, t) == 0.0
+    assert M.bias_amplification(t, t, groups=g) == 0.0
 
 
 def test_bias_amplification_dampening_is_negative():
     # Predictions ignore the group entirely: the labelled bias disappears from the output.
     preds = [1, 0, 1, 0, 1, 0, 1, 0]
-    assert M.bias_amplification(G, T, preds) < 0
+    assert M.bias_amplification(T, preds, groups=G) < 0
 
 
 def test_bias_amplification_invariant_to_group_order_and_label_encoding():
-    base = M.bias_amplification(G, T, P)
+    base = M.bias_amplification(T, P, groups=G)
     g_named = ["women" if x == 0 else "men" for x in G]  # reverses the sort order
     t_named = ["pos" if x else "neg" for x in T]
     p_named = ["pos" if x else "neg" for x in P]
-    assert M.bias_amplification(g_named, t_named, p_named) == pytest.approx(base)
+    assert M.bias_amplification(t_named, p_named, groups=g_named) == pytest.approx(base)
     perm = np.random.default_rng(1).permutation(len(G))
-    assert M.bias_amplification(np.array(G)[perm], np.array(T)[perm], np.array(P)[perm]) == pytest.approx(base)
+    assert M.bias_amplification(np.array(T)[perm], np.array(P)[perm], groups=np.array(G)[perm]) == pytest.approx(base)
 
 
 def test_bias_amplification_counts_classes_present_only_in_preds():
@@ -59,13 +59,13 @@ def test_bias_amplification_counts_classes_present_only_in_preds():
     g = [0, 0, 0, 1]
     t = [0, 0, 1, 1]
     p = [0, 2, 1, 1]
-    assert M.bias_amplification(g, t, p) == pytest.approx(-1 / 9)
+    assert M.bias_amplification(t, p, groups=g) == pytest.approx(-1 / 9)
 
 
 def test_bias_amplification_reference_split_sets_direction():
     # The reference says the bias runs the other way, so every y_at flips and so does the sign.
-    ref = ([0, 0, 1, 1], [0, 0, 1, 1])
-    assert M.bias_amplification(G, T, P, reference=ref) == pytest.approx(-0.25)
+    ref = ([0, 0, 1, 1], [0, 0, 1, 1])  # (y_true, groups) of the reference split
+    assert M.bias_amplification(T, P, groups=G, reference=ref) == pytest.approx(-0.25)
 
 
 def test_bias_amplification_direction_uses_exact_counts():
@@ -74,30 +74,31 @@ def test_bias_amplification_direction_uses_exact_counts():
     assert (3 / 15) > (5 / 15) * (9 / 15)
     groups = ["a"] * 5 + ["b"] * 10
     targets = [1, 1, 1, 0, 0] + [1] * 6 + [0] * 4
-    table = M.bias_amplification_table(groups, targets, targets)
+    table = M.bias_amplification_table(targets, targets, groups=groups)
     assert table["y"].tolist() == [0, 0, 0, 0]
 
 
 def test_bias_amplification_accepts_tensors():
-    assert M.bias_amplification(torch.tensor(G), torch.tensor(T), torch.tensor(P)) == pytest.approx(0.25)
+    assert M.bias_amplification(torch.tensor(T), torch.tensor(P), groups=torch.tensor(G)) == pytest.approx(0.25)
 
 
 @pytest.mark.parametrize(
     "args, match",
     [
-        (([0, 0], [1, 0], [1, 0]), "groups: only one group"),
-        (([0, 1, 1], [1, 0], [1, 0]), "mismatched lengths"),
-        (([], [], []), "groups: is empty"),
+        (([1, 0], [1, 0], [0, 0]), "groups: only one group"),
+        (([1, 0], [1, 0], [0, 1, 1]), "mismatched lengths"),
+        (([], [], []), "y_true: is empty"),
     ],
 )
 def test_bias_amplification_bad_input(args, match):
+    y_true, y_pred, groups = args
     with pytest.raises(ValueError, match=match):
-        M.bias_amplification(*args)
+        M.bias_amplification(y_true, y_pred, groups=groups)
 
 
 def test_bias_amplification_reference_missing_group():
     with pytest.raises(ValueError, match="reference: group 1 is absent"):
-        M.bias_amplification(G, T, P, reference=([0, 0], [0, 1]))
+        M.bias_amplification(T, P, groups=G, reference=([0, 1], [0, 0]))
 
 
 # --------------------------------------------------------------------------- BA (pruning paper)
@@ -112,31 +113,31 @@ def _ba_fixture():
 
 def test_attribute_bias_amplification_hand_computed():
     i, yt, yp, ti, tt = _ba_fixture()
-    assert M.attribute_bias_amplification(i, yt, yp, train_identity=ti, train_true=tt) == pytest.approx(0.25)
+    assert M.attribute_bias_amplification(yt, yp, identity=i, train_true=tt, train_identity=ti) == pytest.approx(0.25)
 
 
 def test_attribute_bias_amplification_direction_follows_training_labels():
     i, yt, yp, ti, tt = _ba_fixture()
     flipped_ti = [1 - v for v in ti]  # now identity 0 has the higher training rate
-    ba = M.attribute_bias_amplification(i, yt, yp, train_identity=flipped_ti, train_true=tt)
+    ba = M.attribute_bias_amplification(yt, yp, identity=i, train_true=tt, train_identity=flipped_ti)
     assert ba == pytest.approx(4 / 16 - 0.5)
 
 
 def test_attribute_bias_amplification_nan_when_unreliable():
     i, yt, yp, ti, tt = _ba_fixture()
     # too few test positives in one identity group
-    assert math.isnan(M.attribute_bias_amplification(i, yt, yp, train_identity=ti, train_true=tt, min_count=11))
+    assert math.isnan(M.attribute_bias_amplification(yt, yp, identity=i, train_true=tt, train_identity=ti, min_count=11))
     # training rates 0.50 vs 0.52 differ by 4% < 10% of the smaller one
     ti2 = [0] * 100 + [1] * 100
     tt2 = [1] * 50 + [0] * 50 + [1] * 52 + [0] * 48
-    assert math.isnan(M.attribute_bias_amplification(i, yt, yp, train_identity=ti2, train_true=tt2))
+    assert math.isnan(M.attribute_bias_amplification(yt, yp, identity=i, train_true=tt2, train_identity=ti2))
 
 
 def test_attribute_bias_amplification_rejects_non_binary():
     i, yt, yp, ti, tt = _ba_fixture()
     bad = [-1 if v == 0 else 1 for v in yt]
     with pytest.raises(ValueError, match="y_true: expected binary 0/1"):
-        M.attribute_bias_amplification(i, bad, yp, train_identity=ti, train_true=tt)
+        M.attribute_bias_amplification(bad, yp, identity=i, train_true=tt, train_identity=ti)
 
 
 # --------------------------------------------------------------------------- calibration
@@ -209,13 +210,13 @@ def test_group_accuracy_and_variance_hand_computed():
     y_true = [1, 0, 1, 1, 0, 0]
     y_pred = [1, 0, 1, 1, 1, 0]
     groups = ["b", "b", "b", "a", "a", "a"]
-    acc = M.group_accuracy(y_true, y_pred, groups)
+    acc = M.group_accuracy(y_true, y_pred, groups=groups)
     assert list(acc.index) == ["a", "b"]
     np.testing.assert_allclose(acc.to_numpy(), [2 / 3, 1.0])
     # accuracies in percent: 66.67 and 100 -> (16.67^2 * 2) / 1
-    assert M.accuracy_variance(y_true, y_pred, groups) == pytest.approx(10000 / 18)
-    assert M.worst_group_accuracy(y_true, y_pred, groups) == pytest.approx(2 / 3)
-    assert M.accuracy_gap(y_true, y_pred, groups) == pytest.approx(1 / 3)
+    assert M.accuracy_variance(y_true, y_pred, groups=groups) == pytest.approx(10000 / 18)
+    assert M.worst_group_accuracy(y_true, y_pred, groups=groups) == pytest.approx(2 / 3)
+    assert M.accuracy_gap(y_true, y_pred, groups=groups) == pytest.approx(1 / 3)
 
 
 @pytest.mark.parametrize(
@@ -235,12 +236,12 @@ def test_accuracy_variance_reproduces_paper_table(accuracies, variance):
         y_true += [1] * n
         y_pred += [1] * correct + [0] * (n - correct)
         groups += [k] * n
-    assert M.accuracy_variance(y_true, y_pred, groups) == pytest.approx(variance, abs=0.005)
+    assert M.accuracy_variance(y_true, y_pred, groups=groups) == pytest.approx(variance, abs=0.005)
 
 
 def test_accuracy_variance_needs_two_groups():
     with pytest.raises(ValueError, match="groups: only one group"):
-        M.accuracy_variance([1, 0], [1, 1], ["x", "x"])
+        M.accuracy_variance([1, 0], [1, 1], groups=["x", "x"])
 
 
 # --------------------------------------------------------------------------- bias transfer
@@ -261,5 +262,34 @@ def test_bias_transfer_score_bad_input():
 
 
 def test_inputs_accept_pandas_and_column_vectors():
-    acc = M.group_accuracy(pd.Series([1, 0]), np.array([[1], [1]]), torch.tensor([0, 1]))
+    acc = M.group_accuracy(pd.Series([1, 0]), np.array([[1], [1]]), groups=torch.tensor([0, 1]))
     np.testing.assert_allclose(acc.to_numpy(), [1.0, 0.0])
+
+
+# --------------------------------------------------------------------------- argument convention
+# fairlearn's convention: y_true, y_pred, then the groups keyword-only. Passing the groups (or
+# the identity) positionally must be an error, never a plausible number from swapped arguments.
+@pytest.mark.parametrize(
+    "fn",
+    [M.bias_amplification, M.bias_amplification_table, M.group_accuracy, M.accuracy_variance,
+     M.worst_group_accuracy, M.accuracy_gap],
+    ids=lambda f: f.__name__,
+)
+def test_groups_are_keyword_only(fn):
+    with pytest.raises(TypeError):
+        fn(T, P, G)
+    fn(T, P, groups=G)  # the keyword form works
+
+
+def test_attribute_bias_amplification_identity_is_keyword_only():
+    i, yt, yp, ti, tt = _ba_fixture()
+    with pytest.raises(TypeError):
+        M.attribute_bias_amplification(yt, yp, i, train_true=tt, train_identity=ti)
+
+
+def test_group_report_groups_are_keyword_only():
+    from fairlib.invariance import group_report
+
+    with pytest.raises(TypeError):
+        group_report(T, P, G)
+    assert group_report(T, P, groups=G)["overall"] == pytest.approx(75.0)

@@ -41,7 +41,7 @@ def test_history_columns_and_biasamp_matches_metric(digits_tasks):
     for col in ("accuracy", "biasamp", "ece", "loss", "acc_c0_g0", "acc_c0_g1", "acc_c1_g0", "acc_c1_g1"):
         assert col in hist and hist[col].notna().all()
     res = evaluate(model, te, device="cpu")
-    direct = bias_amplification(te.group.numpy(), te.y.numpy(), res["preds"])
+    direct = bias_amplification(te.y.numpy(), res["preds"], groups=te.group.numpy())
     assert hist["biasamp"].iloc[-1] == pytest.approx(direct, abs=1e-12)
     assert res["accuracy"] == pytest.approx(hist["accuracy"].iloc[-1])
     assert 0 <= hist["ece"].iloc[-1] <= 1

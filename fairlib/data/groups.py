@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from fairlib._validation import positive_int
 
 __all__ = ["GroupTooSmallError", "intersectional_groups", "cap_groups", "balanced_sample"]
 
@@ -83,9 +84,7 @@ def _describe(table: pd.DataFrame, g: int, variables: list[str]) -> str:
 
 
 def _check_count(value, name: str) -> int:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
-    return int(value)
+    return positive_int(value, name)
 
 
 def _at_most_per_group(ids: np.ndarray, n_groups: int, limit: int, seed: int) -> np.ndarray:

@@ -26,6 +26,7 @@ import pandas as pd
 import torch
 
 from fairlib.data.paths import DatasetNotFoundError, data_root, dataset_dir
+from fairlib._validation import positive_int
 
 __all__ = [
     "AttributeDataset",
@@ -146,11 +147,7 @@ def _pil_loader(size: int | None) -> Callable[[Path], torch.Tensor]:
 
 
 def _check_size_option(size: Any) -> int | None:
-    if size is None:
-        return None
-    if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < 1:
-        raise ValueError(f"size: expected a positive integer (resize images to size x size) or None, got {size!r}")
-    return int(size)
+    return positive_int(size, "size", allow_none=True, meaning="(resize images to size x size)")
 
 
 # --------------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from fairlib._validation import integer
 
 __all__ = [
     "PALETTE_LEVELS",
@@ -129,26 +130,15 @@ _CHUNK = 256  # images per rendering chunk: keeps the working set cache-sized
 
 
 def _check_n(n: Any, name: str = "n") -> int:
-    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 0:
-        raise ValueError(f"{name}: expected a non-negative integer, got {n!r}")
-    return int(n)
+    return integer(n, name, minimum=0)
 
 
 def _check_size(size: Any) -> int:
-    if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or not (
-        _MIN_SIZE <= size <= _MAX_SIZE
-    ):
-        raise ValueError(
-            f"size: expected an integer between {_MIN_SIZE} and {_MAX_SIZE} (image side in "
-            f"pixels), got {size!r}"
-        )
-    return int(size)
+    return integer(size, "size", minimum=_MIN_SIZE, maximum=_MAX_SIZE, meaning="(image side in pixels)")
 
 
 def _check_seed(seed: Any) -> int:
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed: expected a non-negative integer, got {seed!r}")
-    return int(seed)
+    return integer(seed, "seed", minimum=0)
 
 
 def _check_unit(value: Any, name: str) -> float:
@@ -800,11 +790,7 @@ def render_multiattribute(
 
 
 def _check_objects(n_objects: Any) -> int:
-    if not isinstance(n_objects, (int, np.integer)) or not 2 <= n_objects <= len(OBJECT_NAMES):
-        raise ValueError(
-            f"n_objects: expected an integer from 2 to {len(OBJECT_NAMES)}, got {n_objects!r}"
-        )
-    return int(n_objects)
+    return integer(n_objects, "n_objects", minimum=2, maximum=len(OBJECT_NAMES))
 
 
 def _scene_params(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
