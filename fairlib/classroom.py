@@ -17,6 +17,13 @@ runs each exercise's tests after its graded cell, and returns a per-exercise sco
 notebook that errors, or leaves a stub, scores 0 on the affected exercises; the others are still
 graded.
 
+:func:`check_assignment` is the fast static check of a generated student notebook: no solution
+text leaked into it, and no ordinary cell reads a name that only a graded cell defines (in the
+student's copy that cell is a stub, so such a cell would crash the student's notebook).
+``grade(..., cells="exercises")`` executes only the setup, import and graded cells (plus the
+tests), which checks in seconds that a student notebook is graded without crashing; whether the
+solutions score full marks is checked by the book build, which executes every test cell.
+
 Why not otter-grader or pytest: the tests need the student's live kernel state (functions and
 variables defined in the notebook), which pytest cannot see without a plugin, and otter-grader
 brings its own notebook format and a heavy dependency stack. Plain ``assert`` cells executed by
@@ -25,6 +32,7 @@ brings its own notebook format and a heavy dependency stack. Plain ``assert`` ce
 
 from __future__ import annotations
 
+import ast
 import copy
 import json
 import os
@@ -36,13 +44,24 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["make_assignment", "grade", "graded_exercises", "format_report", "SolutionMarkerError"]
+__all__ = [
+    "make_assignment",
+    "grade",
+    "graded_exercises",
+    "format_report",
+    "check_assignment",
+    "solution_lines",
+    "graded_dependencies",
+    "SolutionMarkerError",
+]
 
 _BEGIN = re.compile(r"^(\s*)# BEGIN SOLUTION\s*$")
 _END = re.compile(r"^\s*# END SOLUTION\s*$")
 _HINT = re.compile(r"^\s*# HINT:\s*(.*)$")
 _SOLUTION_BLOCK = re.compile(r"^:::+\{solution\}.*?^:::+\s*$", re.MULTILINE | re.DOTALL)
 _RESULT_PREFIX = "FAIRLIB-GRADE "
+_SETUP_TAGS = ("colab-setup", "parameters")
+_GRADE_CELLS = ("all", "exercises")
 
 
 class SolutionMarkerError(ValueError):
@@ -128,6 +147,133 @@ def graded_exercises(source: str | os.PathLike) -> pd.DataFrame:
     return pd.DataFrame({"exercise": list(rows), "points": list(rows.values())})
 
 
+# --------------------------------------------------------------------------- static checks
+def _python(source: str) -> str:
+    """A cell's source as plain Python: IPython magics and ``!shell`` lines become calls."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    return TransformerManager().transform_cell(source)
+
+
+_NEW_SCOPE = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda, ast.ListComp, ast.SetComp,
+              ast.DictComp, ast.GeneratorExp)
+
+
+def _module_scope(node: ast.AST):
+    """The nodes of ``node`` that run in the notebook's global scope (not in nested scopes)."""
+    for child in ast.iter_child_nodes(node):
+        yield child
+        if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            # decorators and default values are evaluated in the enclosing scope
+            for expr in [*child.decorator_list, *getattr(getattr(child, "args", None), "defaults", []),
+                         *getattr(child, "bases", [])]:
+                yield expr
+                yield from _module_scope(expr)
+        elif not isinstance(child, _NEW_SCOPE):
+            yield from _module_scope(child)
+
+
+def _bound_and_read(source: str) -> tuple[set[str], set[str], bool]:
+    """Global names a cell binds, names it reads (anywhere, also inside its functions), and
+    whether it has a module-level import statement."""
+    tree = ast.parse(_python(source))
+    bound: set[str] = set()
+    has_import = False
+    for node in _module_scope(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            bound.add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            has_import = True
+            bound.update((a.asname or a.name).split(".")[0] for a in node.names)
+    read = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    return bound, read, has_import
+
+
+def graded_dependencies(notebook: Any) -> list[str]:
+    """Ordinary code cells that read a name whose latest definition is in a graded cell.
+
+    In a student's copy every graded cell is a stub, so such a cell fails (``NameError`` or the
+    stub's ``NotImplementedError``) and breaks the notebook for the student. A name that the
+    reading cell binds itself is not counted.
+
+    Parameters
+    ----------
+    notebook
+        A notebook (nbformat node) or a path readable by jupytext.
+
+    Returns
+    -------
+    list of str
+        One message per dependency, naming the cell, the name and the exercise; empty when none.
+    """
+    nb = _read(Path(notebook)) if isinstance(notebook, (str, os.PathLike)) else notebook
+    last_binder: dict[str, str | None] = {}  # name -> exercise of the graded cell that bound it last
+    problems = []
+    for index, cell in enumerate(nb.cells):
+        tags = _tags(cell)
+        if cell.cell_type != "code" or "tests" in tags:
+            continue
+        try:
+            bound, read, _ = _bound_and_read(cell.source)
+        except SyntaxError as exc:
+            raise SolutionMarkerError(f"cell {index}: cannot be parsed ({exc.msg}, line {exc.lineno})") from exc
+        if "graded" not in tags:
+            for name in sorted(read - bound):
+                if last_binder.get(name):
+                    problems.append(
+                        f"cell {index} reads {name!r}, which only the graded cell of exercise "
+                        f"{last_binder[name]} defines: in the student notebook that cell is a stub, so "
+                        f"this cell would fail; define {name!r} in an ordinary cell or move this code "
+                        "into the tests"
+                    )
+        exercise = _exercise(cell) if "graded" in tags else None
+        for name in bound:
+            last_binder[name] = exercise
+    return problems
+
+
+def solution_lines(source: str | os.PathLike) -> list[str]:
+    """The non-trivial lines of a chapter's solutions: code between the solution markers and the
+    text of ``{solution}`` blocks (lines of more than 12 characters, hints excluded)."""
+    nb = _read(Path(source))
+    lines: list[str] = []
+    for cell in nb.cells:
+        if "graded" in _tags(cell):
+            inside = False
+            for line in cell.source.splitlines():
+                if _BEGIN.match(line):
+                    inside = True
+                elif _END.match(line):
+                    inside = False
+                elif inside and not _HINT.match(line) and len(line.strip()) > 12:
+                    lines.append(line.strip())
+        elif cell.cell_type == "markdown":
+            for block in _SOLUTION_BLOCK.findall(cell.source):
+                for line in block.splitlines()[1:-1]:
+                    line = line.strip()
+                    if len(line) > 12 and not line.startswith(":"):
+                        lines.append(line)
+    return lines
+
+
+def check_assignment(source: str | os.PathLike, student: str | os.PathLike) -> list[str]:
+    """Static checks of a generated student notebook against its chapter source.
+
+    Returns one message per problem (empty when the notebook is fit to hand out): each solution
+    line of ``source`` found in ``student`` (a leak), and each ordinary cell that depends on a
+    graded cell (see :func:`graded_dependencies`). Dependencies are read from the source, where
+    the graded cells still hold their solutions: a stub binds fewer names than the solution it
+    replaces, so only the source shows every name an ordinary cell takes from a graded one.
+    """
+    text = Path(student).read_text()
+    problems = [f"solution text leaked into {Path(student).name}: {line!r}"
+                for line in dict.fromkeys(solution_lines(source)) if line in text]
+    problems += graded_dependencies(source)
+    return problems
+
+
 def make_assignment(source: str | os.PathLike, out_dir: str | os.PathLike) -> dict[str, Path]:
     """Write the student notebook and the autograder file of one chapter.
 
@@ -200,6 +346,25 @@ def _atomic_write(path: Path, text: str) -> None:
         raise
 
 
+def _is_exercise_or_setup(cell: Any) -> bool:
+    tags = _tags(cell)
+    if cell.cell_type != "code":
+        return False
+    if "graded" in tags or any(t in tags for t in _SETUP_TAGS):
+        return True
+    try:
+        return _bound_and_read(cell.source)[2]
+    except SyntaxError:
+        return False
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{what}: cannot read {path} ({exc})") from exc
+
+
 def _test_cell(test: _Test, index: int) -> Any:
     import nbformat
 
@@ -225,6 +390,7 @@ def grade(
     *,
     timeout: int = 900,
     env: dict[str, str] | None = None,
+    cells: str = "all",
 ) -> pd.DataFrame:
     """Execute a submission headless and grade it.
 
@@ -239,6 +405,12 @@ def grade(
     env
         Extra environment variables for the kernel; the quick profile and a static (book-like)
         run are always set.
+    cells
+        ``"all"`` (default) executes the whole notebook, as a student runs it. ``"exercises"``
+        executes only the setup cells (tagged ``colab-setup`` or ``parameters``), cells with a
+        module-level import, and the graded cells, each followed by its tests: a check in
+        seconds that a notebook is graded without crashing (exercises that need the chapter's
+        results then score 0).
 
     Returns
     -------
@@ -249,9 +421,16 @@ def grade(
     import nbformat
     from nbclient import NotebookClient
 
-    spec = json.loads(Path(autograder).read_text())
+    if cells not in _GRADE_CELLS:
+        raise ValueError(f"cells: expected one of {list(_GRADE_CELLS)}, got {cells!r}")
+    spec = _read_json(Path(autograder), "autograder")
     tests = [_Test(**t) for t in spec["tests"]]
-    nb = nbformat.read(str(submission), as_version=4)
+    try:
+        nb = nbformat.read(str(submission), as_version=4)
+    except Exception as exc:  # not JSON, not a notebook, unreadable
+        raise ValueError(f"submission: cannot read {submission} as a notebook ({exc})") from exc
+    if cells == "exercises":
+        nb.cells = [c for c in nb.cells if _is_exercise_or_setup(c)]
 
     # Insert each exercise's tests after the last cell of that exercise; tests whose exercise
     # cell the student deleted go to the end and fail with a NameError or similar.
@@ -345,7 +524,20 @@ def _main(argv: list[str] | None = None) -> int:
     g.add_argument("submission")
     g.add_argument("autograder")
     g.add_argument("--timeout", type=int, default=900)
+    c = sub.add_parser("check", help="write each chapter's assignment to a temporary folder and check it "
+                                     "statically (no leaked solution, no cell that needs a graded cell)")
+    c.add_argument("sources", nargs="+", help="chapter .py sources")
     args = parser.parse_args(argv)
+    if args.command == "check":
+        failed = 0
+        for src in args.sources:
+            with tempfile.TemporaryDirectory() as tmp:
+                problems = check_assignment(src, make_assignment(src, tmp)["student"])
+            for problem in problems:
+                print(f"{src}: {problem}")
+            failed += bool(problems)
+            print(f"{src}: {'ok' if not problems else f'{len(problems)} problem(s)'}")
+        return 1 if failed else 0
     if args.command == "assign":
         for src in args.sources:
             if graded_exercises(src).empty:

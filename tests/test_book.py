@@ -88,7 +88,8 @@ def test_colab_setup_cell_installs_from_this_repository(py: Path):
     assert f'REPO = "{url}"' in src, f"the Colab cell must install from _config.yml's repository url {url}"
     assert '"google.colab" in sys.modules' in src, "the Colab cell must be a no-op outside Colab"
     code = "\n".join(line.split("#", 1)[0] for line in src.splitlines())
-    assert not re.search(r"pip install\s+(-\S+\s+)*fairlib\b", code), "never `pip install fairlib` (PyPI's is unrelated)"
+    assert not re.search(r"pip install\s+(-\S+\s+)*fairlib\b", code), (
+        "never `pip install fairlib` (PyPI's is unrelated)")
     assert '"fairlib"' not in code, "install from the repository, never the PyPI name `fairlib`"
     first_code = next(c for c in cells if c["cell_type"] == "code")
     assert first_code is setup[0], "the Colab setup cell must be the first code cell"
@@ -127,3 +128,34 @@ def test_exercise_solutions_are_collapsed(py: Path):
     assert blocks, "each chapter's exercises have {solution} blocks"
     open_blocks = [i for i, opts in enumerate(blocks) if ":class: dropdown" not in opts]
     assert not open_blocks, f"solution blocks {open_blocks} are not folded: add `:class: dropdown`"
+
+
+# The book build is what proves that every solution scores full marks: it executes each test cell
+# with raise_on_error. These checks keep that true: no chapter is excluded from execution, and no
+# test cell is skipped, turned into text or allowed to fail. `make book` then checks the executed
+# notebooks themselves (book/_scripts/check_executed.py).
+_ALLOWED_TEST_TAGS = {"tests", "remove-cell", "remove-input", "remove-output", "hide-cell", "hide-input",
+                      "hide-output"}
+
+
+def test_book_executes_every_chapter():
+    from fnmatch import fnmatch
+
+    patterns = CONFIG["execute"].get("exclude_patterns", [])
+    for py in CHAPTERS:
+        rel = f"notebooks/{py.stem}.ipynb"
+        hit = [p for p in patterns if fnmatch(rel, p) or fnmatch(py.stem + ".ipynb", p)]
+        assert not hit, f"{rel} is excluded from execution by {hit}"
+    assert not CONFIG["execute"].get("execution_excludepatterns"), "no chapter may be excluded from execution"
+
+
+@pytest.mark.parametrize("py", CHAPTERS, ids=lambda p: p.stem)
+def test_test_cells_are_executed_by_the_book(py: Path):
+    cells = jupytext.read(py.with_suffix(".ipynb"))["cells"]
+    tests = [c for c in cells if "tests" in _tags(c)]
+    assert tests, f"{py.name} has no cell tagged `tests`"
+    for cell in tests:
+        extra = {t for t in _tags(cell) if not t.startswith(("exercise:", "points:"))} - _ALLOWED_TEST_TAGS
+        assert cell["cell_type"] == "code", "a tests cell must be a code cell (a raw or markdown cell never runs)"
+        assert not extra, f"tests cell tagged {sorted(extra)}: it would be skipped or allowed to fail"
+        assert "assert" in _source(cell), "a tests cell must assert something"
