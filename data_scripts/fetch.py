@@ -27,7 +27,6 @@ import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from fairlib.data.paths import COMPLETE_MARKER, data_root
 from data_scripts import convert
 from data_scripts.sources import (
     HF_MIRRORS,
@@ -37,6 +36,7 @@ from data_scripts.sources import (
     Source,
     sha256_file,
 )
+from fairlib.data.paths import COMPLETE_MARKER, data_root
 
 __all__ = ["FETCHERS", "fetch", "main", "torchvision_download"]
 

@@ -14,21 +14,7 @@ from fairlib import (
     training,
     transfer,
 )
-from fairlib.data import (
-    DatasetNotFoundError,
-    SynthFaces,
-    balanced_sample,
-    canonical_sets,
-    cap_groups,
-    configure_weights_cache,
-    data_root,
-    intersectional_groups,
-    list_datasets,
-    load_dataset,
-    render_faces,
-    render_multiattribute,
-    render_scenes,
-)
+from fairlib.activations import ActivationStore, capture_activations, downsample, layer_preset
 from fairlib.amplification import (
     assign_inversion,
     binarize_classes,
@@ -47,6 +33,21 @@ from fairlib.config import (
     seed_everything,
     select,
 )
+from fairlib.data import (
+    DatasetNotFoundError,
+    SynthFaces,
+    balanced_sample,
+    canonical_sets,
+    cap_groups,
+    configure_weights_cache,
+    data_root,
+    intersectional_groups,
+    list_datasets,
+    load_dataset,
+    render_faces,
+    render_multiattribute,
+    render_scenes,
+)
 from fairlib.metrics import (
     accuracy_gap,
     accuracy_variance,
@@ -62,11 +63,9 @@ from fairlib.metrics import (
     uncertainty_rate,
     worst_group_accuracy,
 )
-
-from fairlib.activations import ActivationStore, capture_activations, downsample, layer_preset
-from fairlib.probes import build_network, frequent_errors, probe_layers, probe_split, train_probe
+from fairlib.models import CifarResNet, SmallResNet, build_model
 from fairlib.naps import StreamingNAPs, neuron_activation_profiles, union_profiles, variance_share
-from fairlib.topomap import relax, render_maps, topographic_layout
+from fairlib.probes import build_network, frequent_errors, probe_layers, probe_split, train_probe
 from fairlib.pruning import (
     calibrate_thresholds,
     compression_identified_exemplars,
@@ -76,7 +75,7 @@ from fairlib.pruning import (
     nm_prune,
     override_uncertain,
 )
-from fairlib.models import CifarResNet, SmallResNet, build_model
+from fairlib.topomap import relax, render_maps, topographic_layout
 from fairlib.training import fit, train_and_evaluate
 
 __version__ = "0.1.0"

@@ -33,8 +33,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from fairlib.config import get_device
 from fairlib._validation import positive_int
+from fairlib.config import get_device
 
 __all__ = [
     "INPUT",

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 import torch
 from scipy import stats
+
 from fairlib._validation import integer
 
 __all__ = [

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 import torch
+
 from fairlib._validation import integer
 
 __all__ = [

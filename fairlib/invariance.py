@@ -49,9 +49,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from fairlib import metrics
+from fairlib._validation import integer, positive_int, show
 from fairlib.config import get_device
 from fairlib.notebook import progress
-from fairlib._validation import integer, positive_int
 
 __all__ = [
     "PAPER_LADDER",
@@ -248,7 +248,8 @@ class FaderNet(VanillaAutoencoder):
             return F.one_hot(attr.long(), self.n_attributes).float()
         if attr.ndim == 2 and attr.shape[1] == self.n_attributes:
             return attr.float()
-        raise ValueError(f"attr: expected codes (N,) or one-hot (N, {self.n_attributes}), got shape {tuple(attr.shape)}")
+        raise ValueError(
+            f"attr: expected codes (N,) or one-hot (N, {self.n_attributes}), got shape {tuple(attr.shape)}")
 
     def decode(self, z: torch.Tensor, attr: torch.Tensor | None = None) -> torch.Tensor:
         if attr is None:
@@ -406,8 +407,8 @@ def encode(model: VanillaAutoencoder, images: torch.Tensor, batch_size: int = 51
 def train_fader(model: FaderNet, images: torch.Tensor, attr: Any, *, epochs: int = 10, batch_size: int = 32,
                 lambda_e: float = 1e-4, ramp_steps: int = 500_000, lr: float = 2e-4,
                 betas: tuple[float, float] = (0.5, 0.999), val: tuple[torch.Tensor, Any] | None = None,
-                select: bool = True, balance_discriminator: bool = False, seed: int = 0, device: Any = None, show_progress: bool = True
-                ) -> pd.DataFrame:
+                select: bool = True, balance_discriminator: bool = False, seed: int = 0, device: Any = None,
+                show_progress: bool = True) -> pd.DataFrame:
     """Train a :class:`FaderNet` by alternating discriminator and autoencoder steps.
 
     Parameters
@@ -553,7 +554,10 @@ def train_latent_classifier(latents: torch.Tensor, targets: Any, *, n_classes: i
     cross-entropy: SimpleCNN-WL. Returns the model in eval mode.
     """
     latents, t = _check_data(latents, targets, name="latents")
-    w = torch.ones(len(t)) if sample_weights is None else torch.as_tensor(np.asarray(sample_weights), dtype=torch.float32)
+    if sample_weights is None:
+        w = torch.ones(len(t))
+    else:
+        w = torch.as_tensor(np.asarray(sample_weights), dtype=torch.float32)
     if len(w) != len(t):
         raise ValueError(f"sample_weights: {len(w)} weights for {len(t)} examples")
     device = device or get_device()
@@ -613,7 +617,7 @@ def stratified_split(groups: Any, test_per_group: int, *, val_fraction: float = 
         members = np.flatnonzero(g == value)
         if members.size <= test_per_group:
             raise GroupTooSmallError(
-                f"test_per_group: group {value.item() if isinstance(value, np.generic) else value!r} has {members.size} examples, needs more than "
+                f"test_per_group: group {show(value)!r} has {members.size} examples, needs more than "
                 f"{test_per_group} (the test share plus at least one for training); lower test_per_group")
         members = rng.permutation(members)
         test.append(members[:test_per_group])

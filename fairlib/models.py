@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 from torch.nn import functional as F
+
 from fairlib._validation import positive_int
 
 __all__ = ["BasicBlock", "CifarResNet", "SmallResNet", "VALID_DEPTHS", "build_model", "count_parameters"]

@@ -9,7 +9,8 @@ import pandas as pd
 __all__ = ["reliability_diagram"]
 
 
-def reliability_diagram(bins: pd.DataFrame, ax: Any = None, *, label: str | None = None, color: str | None = None) -> Any:
+def reliability_diagram(bins: pd.DataFrame, ax: Any = None, *, label: str | None = None,
+                        color: str | None = None) -> Any:
     """Draw a reliability diagram from :func:`fairlib.metrics.calibration_bins`.
 
     Bars show each non-empty bin's accuracy at its mean confidence; the diagonal is perfect

@@ -25,7 +25,6 @@ group variables: the accessories and expression of SynthFaces' multi-attribute f
 from __future__ import annotations
 
 import contextlib
-import math
 import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -38,9 +37,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from fairlib._validation import positive_int
 from fairlib.config import get_device
 from fairlib.data.synthfaces import MULTI_ATTRIBUTES
-from fairlib._validation import positive_int
 
 __all__ = [
     "probe_split",

@@ -23,7 +23,7 @@ The metrics (BA, TCB, uncertainty, ECE, label interrelation) live in :mod:`fairl
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -34,7 +34,6 @@ from torch.nn import functional as F
 from torch.nn.utils import prune
 
 from fairlib._validation import as_matrix, binary, integer, positive_int
-from fairlib.config import get_device
 
 __all__ = [
     "cubic_sparsity",
@@ -282,7 +281,7 @@ def clone_model(model: nn.Module) -> nn.Module:
     with torch.no_grad():
         for module in model.modules():
             if is_pruned(module):
-                setattr(module, "weight", module.weight_orig * module.weight_mask)
+                module.weight = module.weight_orig * module.weight_mask
     return copy.deepcopy(model)
 
 
@@ -297,7 +296,10 @@ def make_permanent(model: nn.Module) -> nn.Module:
 # --------------------------------------------------------------------------- training
 @torch.no_grad()
 def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    """Logits ``(N, K)`` (or ``(N,)``) on the CPU, in eval mode and without gradients; uint8 images are scaled to [0, 1]."""
+    """Logits ``(N, K)`` (or ``(N,)``) on the CPU, in eval mode and without gradients.
+
+    uint8 images are scaled to [0, 1] batch by batch.
+    """
     device = next(model.parameters()).device
     was = model.training
     model.eval()

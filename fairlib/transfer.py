@@ -51,11 +51,11 @@ from scipy import stats
 from torch import nn
 from torch.nn import functional as F
 
+from fairlib._validation import positive_int, to_numpy
 from fairlib.activations import capture_activations
 from fairlib.config import get_device
 from fairlib.metrics import bias_transfer_score
 from fairlib.notebook import progress
-from fairlib._validation import positive_int, to_numpy
 
 __all__ = [
     "CanonicalSets",
@@ -310,7 +310,8 @@ def coco_multilabel(directory: str | Path, *, split: str = "val2017", n: int | N
     """COCO multi-label object classification as a lazily loading Dataset (a fine-tuning target).
 
     Items are ``(uint8 image (3, size, size), float labels (K,))``, one 0/1 label per category of
-    the annotation file (K = 80 for COCO), sorted by category id; ``dataset.labels`` holds all rows. ``exclude`` drops images by file name (e.g. those of the canonical sets); ``n`` draws
+    the annotation file (K = 80 for COCO), sorted by category id; ``dataset.labels`` holds all
+    rows. ``exclude`` drops images by file name (e.g. those of the canonical sets); ``n`` draws
     a seeded subset. Raises :class:`fairlib.data.DatasetNotFoundError` when files are missing.
     """
     root, files = _coco_files(directory, split, ("instances",))
@@ -489,7 +490,8 @@ def score_model(model: nn.Module, sets: CanonicalSets, layer: str, *, n_permutat
 def _aligned(before: ArrayLike, after: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(before, pd.Series) and isinstance(after, pd.Series):
         if set(before.index) != set(after.index):
-            raise ValueError(f"after: concepts differ from before's ({sorted(set(before.index) ^ set(after.index))[:5]})")
+            differ = sorted(set(before.index) ^ set(after.index))[:5]
+            raise ValueError(f"after: concepts differ from before's ({differ})")
         after = after.loc[before.index]
     b = to_numpy(before, "before").astype(np.float64).reshape(-1)
     a = to_numpy(after, "after").astype(np.float64).reshape(-1)
@@ -653,13 +655,19 @@ def fine_tune(model: nn.Module, data: Any, *, head: str, n_outputs: int, mode: s
         total, count = 0.0, 0
         for xb, yb in loader:
             xb = xb.to(device)
-            xb = transform(xb) if transform is not None else (xb.float() / 255 if xb.dtype == torch.uint8 else xb.float())
+            if transform is not None:
+                xb = transform(xb)
+            else:
+                xb = xb.float() / 255 if xb.dtype == torch.uint8 else xb.float()
             out = net(xb)
             yb = yb.to(device)
             if multilabel and (yb.dim() != 2 or yb.shape[1] != n_outputs):
                 raise ValueError(f"data: multilabel targets must be (N, n_outputs={n_outputs}) rows, "
                                  f"got shape {tuple(yb.shape)}; set n_outputs to the number of labels")
-            loss = F.binary_cross_entropy_with_logits(out, yb.float()) if multilabel else F.cross_entropy(out, yb.long())
+            if multilabel:
+                loss = F.binary_cross_entropy_with_logits(out, yb.float())
+            else:
+                loss = F.cross_entropy(out, yb.long())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -57,6 +57,7 @@ SEED = 0
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from IPython.display import display
 
 import fairlib
 from fairlib import metrics as M
@@ -526,7 +527,8 @@ for model, accs in paper.items():
                  "noise floor at 474 per class": 1e4 * (accs.mean() / 100) * (1 - accs.mean() / 100) / 474})
 compare = pd.DataFrame(rows).set_index("model")
 glue("fader_floor", compare.loc["FaderCNN", "noise floor at 474 per class"])
-compare.style.format(precision=2).set_caption("Teru & Chakraborty, Table 1 (paper's numbers) and fairlib's recomputation")
+compare.style.format(precision=2).set_caption(
+    "Teru & Chakraborty, Table 1 (paper's numbers) and fairlib's recomputation")
 
 # %% [markdown]
 # `accuracy_variance` reproduces the paper's three variances from its per-class accuracies, which
@@ -660,10 +662,12 @@ def biasamp_2x2(y_true, y_pred, *, groups):
 
 
 # %% tags=["tests", "exercise:ex-biasamp-code", "remove-cell"]
-assert abs(biasamp_2x2([1, 1, 1, 0, 1, 0, 0, 0], [1, 1, 1, 1, 0, 0, 0, 0], groups=[0, 0, 0, 0, 1, 1, 1, 1]) - 0.25) < 1e-9
+_worked = biasamp_2x2([1, 1, 1, 0, 1, 0, 0, 0], [1, 1, 1, 1, 0, 0, 0, 0], groups=[0, 0, 0, 0, 1, 1, 1, 1])
+assert abs(_worked - 0.25) < 1e-9
 for _seed in range(3):
     _d = simulate_predictions(300, label_bias=0.15, lean=0.4, seed=_seed)
-    assert abs(biasamp_2x2(_d.target, _d.pred, groups=_d.group) - M.bias_amplification(_d.target, _d.pred, groups=_d.group)) < 1e-9
+    _expected = M.bias_amplification(_d.target, _d.pred, groups=_d.group)
+    assert abs(biasamp_2x2(_d.target, _d.pred, groups=_d.group) - _expected) < 1e-9
 
 # %% [markdown]
 # :::{exercise}

@@ -297,7 +297,8 @@ rq2_parts = []
 jobs = [(knob, v, eps, seed) for knob, values in knobs.items() for v in values
         for eps in cfg["sweep_eps"] for seed in range(cfg["rq2_seeds"])]
 for knob, value, eps, seed in progress(jobs, desc="RQ2"):
-    is_base = {"depth": base_kwargs.get("depth"), "width": base_kwargs.get("width"), "weight_decay": base_wd}[knob] == value
+    base_values = {"depth": base_kwargs.get("depth"), "width": base_kwargs.get("width"), "weight_decay": base_wd}
+    is_base = base_values[knob] == value
     if is_base:
         row = main[(main.eps == eps) & (main.seed == SEED + seed)].copy()
     elif knob == "weight_decay":
@@ -602,7 +603,8 @@ comparison = pd.DataFrame(
          f"{s3.biasamp.iloc[0]:+.3f} at {s3.index[0]:g} → {s3.biasamp.iloc[-1]:+.3f} at 1.0"),
         ("RQ4", "ECE against ε", "decreases as ε grows", f"{s4.loc[0.0, 'mean']:.3f} → {s4.loc[0.5, 'mean']:.3f}"),
         ("RQ5", "during training", "largest early, declines, rises slightly after lr decays",
-         f"max {h_orig.biasamp.max():+.3f} (epoch {int(h_orig.biasamp.idxmax())}), final {h_orig.biasamp.iloc[-1]:+.3f}"),
+         f"max {h_orig.biasamp.max():+.3f} (epoch {int(h_orig.biasamp.idxmax())}), "
+         f"final {h_orig.biasamp.iloc[-1]:+.3f}"),
         ("RQ5", "class and group swapped", "no early amplification", f"max {h_swap.biasamp.max():+.3f}"),
         ("RQ6", "overlay weight η", "dampened for low η, positive for large η",
          f"{s6.iloc[0]:+.3f} at η = 0 → {s6.iloc[-1]:+.3f} at η = 1"),
@@ -728,7 +730,8 @@ def realised_epsilon(y, inverted):
 
 
 # %% tags=["tests", "exercise:ex-amp-realised-code", "remove-cell"]
-assert abs(realised_epsilon([1, 1, 1, 1, 0, 0, 0, 0], [1, 0, 0, 0, 1, 1, 1, 0]) - 0.25) < 1e-9, "rates 1/4 and 3/4: ε = 1/4"
+assert abs(realised_epsilon([1, 1, 1, 1, 0, 0, 0, 0], [1, 0, 0, 0, 1, 1, 1, 0]) - 0.25) < 1e-9, (
+    "rates 1/4 and 3/4: ε = 1/4")
 assert abs(realised_epsilon([1, 1, 0, 0], [True, False, True, False])) < 1e-9, "equal rates: ε = 0"
 assert abs(realised_epsilon([1, 0], [0, 1]) - 0.5) < 1e-9, "the group decides the label: ε = 1/2"
 _f = A.load_digits_split(test_size=0.25, seed=0)["train"][1]
@@ -738,7 +741,8 @@ for _seed in range(3):
     for _eps in (0.0, 0.1, 0.3, 0.5):
         _inv = A.assign_inversion(_f, _pos, _eps, seed=_seed)
         assert abs(realised_epsilon(_y, _inv) - _eps) < 0.01, f"ε = {_eps}, assignment {_seed}"
-        assert abs(realised_epsilon(_y, ~_inv) + realised_epsilon(_y, _inv)) < 1e-9, "swapping the groups flips the sign"
+        assert abs(realised_epsilon(_y, ~_inv) + realised_epsilon(_y, _inv)) < 1e-9, (
+            "swapping the groups flips the sign")
 
 # %% [markdown]
 # :::{exercise}
@@ -800,7 +804,8 @@ def ci95(values):
 
 # %% tags=["tests", "exercise:ex-amp-ci-code", "remove-cell"]
 _m, _lo, _hi = ci95([1.0, 2.0, 3.0])
-assert abs(_m - 2.0) < 1e-9 and abs((_hi - _lo) / 2 - 4.302652729749462 / np.sqrt(3)) < 1e-6, "s = 1, k = 3: t(0.975, 2) = 4.3027"
+assert abs(_m - 2.0) < 1e-9 and abs((_hi - _lo) / 2 - 4.302652729749462 / np.sqrt(3)) < 1e-6, (
+    "s = 1, k = 3: t(0.975, 2) = 4.3027")
 assert abs(sum(ci95([5.0, 5.0, 5.0])) - 15.0) < 1e-9, "no spread, no width"
 for _eps in cfg["eps"]:
     _vals = main[main.eps == _eps].biasamp

@@ -253,7 +253,8 @@ for label, net in networks.items():
     s, results[label] = probe_network(
         net.model, probe_data, y, train_idx, val_idx,
         reductions=REDUCTIONS if net.trained else cfg["control_reductions"], transform=net.transform,
-        directory=STORE / f"{net.name}_{'trained' if net.trained else 'random'}", layers_per_pass=cfg["layers_per_pass"],
+        directory=STORE / f"{net.name}_{'trained' if net.trained else 'random'}",
+        layers_per_pass=cfg["layers_per_pass"],
         batch_size=cfg["batch_size"], num_workers=cfg["num_workers"], device=DEVICE,
         n_groups=len(groups), epochs=cfg["epochs"], seed=SEED, keep_probes=False, show_progress=True)
     s.insert(0, "network", label)
@@ -277,7 +278,8 @@ for ax, metric in zip(axes, ["val_accuracy", "train_accuracy"]):
         ax.plot(d["layer_index"], 100 * d[metric], marker="o" if red == "subsample" else "s",
                 ls="-" if red == "subsample" else "--", color=colors[label], ms=4, label=f"{label}, {red}")
     ax.axhline(100 / len(groups), color="grey", ls=":", lw=1.2, label=f"chance (1/{len(groups)})")
-    ax.set(xlabel="layer index (0 = input)", title={"val_accuracy": "validation accuracy", "train_accuracy": "training accuracy"}[metric])
+    title = {"val_accuracy": "validation accuracy", "train_accuracy": "training accuracy"}[metric]
+    ax.set(xlabel="layer index (0 = input)", title=title)
     if len(trained_labels) == 1:  # one trained architecture: label the ticks with its layers
         d = summary[summary.network == trained_labels[0]].drop_duplicates("layer_index")
         ax.set_xticks(d["layer_index"], d["layer"], rotation=40, ha="right", fontsize=8)
@@ -384,9 +386,10 @@ all_errors = frequent_errors(y[train_idx], res.train_pred, groups, variables=VAR
 by_kind = all_errors.groupby("differs")["count"].sum().sort_values(ascending=False)
 by_kind = (by_kind / by_kind.sum()).rename("share of training errors").to_frame()
 val_pred = res.val_pred
+codes = {v: groups[v].cat.codes.to_numpy() for v in VARS}
 per_var = pd.DataFrame({
-    "train accuracy": [(groups[v].cat.codes.to_numpy()[y[train_idx]] == groups[v].cat.codes.to_numpy()[res.train_pred]).mean() for v in VARS],
-    "validation accuracy": [(groups[v].cat.codes.to_numpy()[y[val_idx]] == groups[v].cat.codes.to_numpy()[val_pred]).mean() for v in VARS],
+    "train accuracy": [(codes[v][y[train_idx]] == codes[v][res.train_pred]).mean() for v in VARS],
+    "validation accuracy": [(codes[v][y[val_idx]] == codes[v][val_pred]).mean() for v in VARS],
     "chance": [1 / groups[v].nunique() for v in VARS]}, index=VARS)
 age_only = by_kind.loc[VARS[1], "share of training errors"] if VARS[1] in by_kind.index else 0.0
 glue("age_only_share", 100 * age_only)
@@ -432,11 +435,13 @@ per_var.style.format("{:.3f}").set_caption(f"Per-variable accuracy implied by th
 rand = summary[(summary.network == control_label) & (summary.reduction == "subsample")].set_index("layer")
 trn = sub[sub.network == main].set_index("layer")
 common = [layer for layer in trn.index if layer in rand.index]
-control_table = pd.DataFrame({"trained": trn.loc[common, "val_accuracy"], "random init": rand.loc[common, "val_accuracy"]})
+control_table = pd.DataFrame({"trained": trn.loc[common, "val_accuracy"],
+                              "random init": rand.loc[common, "val_accuracy"]})
 control_table["trained − random"] = control_table["trained"] - control_table["random init"]
 glue("learned_gain", 100 * control_table.loc[best[main]["layer"], "trained − random"]
      if best[main]["layer"] in control_table.index else float("nan"))
-control_table.style.format("{:.3f}").set_caption(f"Validation accuracy, trained vs random control, subsampling ({NOTE})")
+control_table.style.format("{:.3f}").set_caption(
+    f"Validation accuracy, trained vs random control, subsampling ({NOTE})")
 
 # %% [markdown]
 # At the trained network's most separable layer the trained weights add
@@ -458,11 +463,13 @@ claims = pd.DataFrame([
      f"best ({best[main]['layer']}) {100 * best[main]['val_accuracy']:.1f}%, "
      f"output {100 * sub[sub.network == main]['val_accuracy'].iloc[-1]:.1f}% (validation)"),
     ("training accuracy far above validation accuracy (poor generalisation)",
-     f"best layer: train {100 * best[main]['train_accuracy']:.1f}% vs validation {100 * best[main]['val_accuracy']:.1f}%"),
+     f"best layer: train {100 * best[main]['train_accuracy']:.1f}% "
+     f"vs validation {100 * best[main]['val_accuracy']:.1f}%"),
     ("average pooling gives lower training accuracy than subsampling in early layers",
      f"mean difference where they differ: {100 * (gap['subsample'] - gap['avgpool']).mean():+.1f} points"),
     ("no validation peak before the end of training (learning curves)",
-     f"peak {100 * h['val_accuracy'].max():.1f}% at epoch {int(h.loc[h['val_accuracy'].idxmax(), 'epoch'])} of {cfg['epochs']}"),
+     f"peak {100 * h['val_accuracy'].max():.1f}% at epoch "
+     f"{int(h.loc[h['val_accuracy'].idxmax(), 'epoch'])} of {cfg['epochs']}"),
     ("most frequent errors: adjacent age groups; gender rarely wrong",
      f"{100 * age_only:.0f}% of training errors are age-only; validation accuracy of {VARS[2]} (gender's place) "
      f"{per_var['validation accuracy'].iloc[2]:.2f}, of {VARS[1]} {per_var['validation accuracy'].iloc[1]:.2f}"),
@@ -477,8 +484,10 @@ claims.style.set_caption("The paper's findings beside this run")
 # %%
 def paper_table(rows):
     """The paper's frequent-error rows: (true race, age, gender, predicted race, age, gender, rate %)."""
-    t = pd.DataFrame(rows, columns=["true race", "true age", "true gender", "pred race", "pred age", "pred gender", "error rate (%)"])
-    t["differs"] = [", ".join(v for v in ("race", "age", "gender") if r[f"true {v}"] != r[f"pred {v}"]) for _, r in t.iterrows()]
+    t = pd.DataFrame(rows, columns=["true race", "true age", "true gender", "pred race", "pred age", "pred gender",
+                                    "error rate (%)"])
+    t["differs"] = [", ".join(v for v in ("race", "age", "gender") if r[f"true {v}"] != r[f"pred {v}"])
+                    for _, r in t.iterrows()]
     return t
 
 
@@ -602,7 +611,8 @@ def subsample_maps(x, max_size=8):
 
 # %% tags=["tests", "exercise:ex-subsample", "remove-cell"]
 _x = torch.arange(25.0).view(1, 1, 5, 5)
-assert subsample_maps(_x, 2).flatten().tolist() == [0.0, 3.0, 15.0, 18.0], "5x5 to at most 2x2: k = 3, keep rows/cols 0 and 3"
+assert subsample_maps(_x, 2).flatten().tolist() == [0.0, 3.0, 15.0, 18.0], (
+    "5x5 to at most 2x2: k = 3, keep rows/cols 0 and 3")
 for _h, _w, _shape in [(14, 14, (7, 7)), (56, 56, (8, 8)), (7, 9, (7, 5)), (35, 35, (7, 7))]:
     _t = torch.randn(2, 3, _h, _w)
     assert tuple(subsample_maps(_t, 8).shape[-2:]) == _shape, f"{_h}x{_w} should give {_shape}"

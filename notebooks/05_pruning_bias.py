@@ -243,8 +243,8 @@ def new_model(n_out):
 def train_dense(seed, y, epochs, x=None):
     fairlib.seed_everything(seed)
     model = new_model(y.shape[1]).to(DEVICE)
-    P.train_multilabel(model, x_train if x is None else x, y, epochs=epochs, lr=cfg["lr"], optimizer=cfg["dense_optimizer"],
-                       batch_size=cfg["batch_size"], seed=seed)
+    P.train_multilabel(model, x_train if x is None else x, y, epochs=epochs, lr=cfg["lr"],
+                       optimizer=cfg["dense_optimizer"], batch_size=cfg["batch_size"], seed=seed)
     return model
 
 
@@ -379,7 +379,7 @@ plt.show()
 # %%
 single_rows = []
 for i, r in enumerate(runs):
-    for c, j in enumerate(SINGLE):
+    for j in SINGLE:
         for training, z in (("joint", r["test"][0.0][:, j]), ("single", r["single"][j])):
             stats = summarise(z[:, None], cols=[j])
             ba = ba_table((z[:, None] > 0).astype(int), cols=[j]).iloc[0]
@@ -748,7 +748,8 @@ assert abs(cubic_schedule(10, 0.9, 10, 20) - 0.05) < 1e-12, "at the start: the i
 assert abs(cubic_schedule(15, 0.9, 10, 20) - 0.79375) < 1e-12, "middle: 0.9 - 0.85 * 0.5**3"
 assert abs(cubic_schedule(25, 0.9, 10, 20) - 0.9) < 1e-12, "after the end: the final sparsity"
 for _t in np.linspace(0, 12, 25):
-    assert abs(cubic_schedule(_t, 0.995, 2, 10, 0.1) - P.cubic_sparsity(_t, final=0.995, start=2, end=10, initial=0.1)) < 1e-12
+    _expected = P.cubic_sparsity(_t, final=0.995, start=2, end=10, initial=0.1)
+    assert abs(cubic_schedule(_t, 0.995, 2, 10, 0.1) - _expected) < 1e-12
 
 # %% [markdown]
 # :::{exercise}

@@ -277,7 +277,8 @@ show = lambda t: ((t.permute(1, 2, 0).numpy() + 1) / 2).clip(0, 1)  # noqa: E731
 n = len(GROUP_NAMES)
 fig, axes = plt.subplots(n, n + 2, figsize=(1.3 * (n + 2), 1.35 * n))
 for r in range(n):
-    panels = [("input", x[r].cpu()), ("vanilla", vanilla_rec[r])] + [(f"as {GROUP_NAMES[a]}", swapped[a][r]) for a in range(n)]
+    panels = [("input", x[r].cpu()), ("vanilla", vanilla_rec[r])]
+    panels += [(f"as {GROUP_NAMES[a]}", swapped[a][r]) for a in range(n)]
     for c, (title, img) in enumerate(panels):
         axes[r, c].imshow(show(img))
         axes[r, c].axis("off")
@@ -317,13 +318,15 @@ for model in results:
     glue(f"var_{model}", table.loc["Variance", model])
     glue(f"overall_{model}", table.loc["All classes", model])
     glue(f"worst_{model}", table.loc["Worst group", model])
-table.style.format(precision=2).set_caption(f"Test accuracy (%) per group, variance (pp²), worst group and gap ({NOTE})")
+table.style.format(precision=2).set_caption(
+    f"Test accuracy (%) per group, variance (pp²), worst group and gap ({NOTE})")
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 3.3))
 per_group = table.loc[GROUP_NAMES]
 per_group.plot.bar(ax=ax, rot=0)
-ax.set(ylabel="test accuracy (%)", xlabel="group (training share: " + ", ".join(f"{100 * s:g}%" for s in TRAIN_SHARE) + ")",
+shares = ", ".join(f"{100 * s:g}%" for s in TRAIN_SHARE)
+ax.set(ylabel="test accuracy (%)", xlabel=f"group (training share: {shares})",
        ylim=(max(0, per_group.min().min() - 15), 100))
 ax.set_title(f"Per-group accuracy of the three classifiers ({NOTE})", fontsize=9)
 ax.legend(fontsize=8)
@@ -440,7 +443,8 @@ ours = table.loc[["All classes"] + GROUP_NAMES + ["Variance"]].copy()
 ours.index = paper.index
 compare = pd.concat({"paper (UTKFace)": paper, f"ours ({PROFILE})": ours}, axis=1)
 compare.style.format(precision=2).set_caption(
-    f"Teru & Chakraborty, Table 1 (paper's numbers) beside ours ({NOTE}); ours: Class k = group {', '.join(GROUP_NAMES)}")
+    f"Teru & Chakraborty, Table 1 (paper's numbers) beside ours ({NOTE}); "
+    f"ours: Class k = group {', '.join(GROUP_NAMES)}")
 
 # %% [markdown]
 # In the paper, the variance falls from 11.26 (SimpleCNN) to 10.11 (weighted loss) and 6.66
@@ -546,7 +550,8 @@ assert np.allclose(group_loss_weights([0, 0, 0, 1]), [2 / 3, 2 / 3, 2 / 3, 2]), 
 assert np.allclose(group_loss_weights(["b", "a", "b", "b", "b"]), [5 / 8, 5 / 2, 5 / 8, 5 / 8, 5 / 8]), "any labels"
 _w = group_loss_weights(G[train_idx])
 assert _w.shape == (len(train_idx),)
-assert np.allclose(_w, inv.inverse_frequency_weights(G[train_idx])), "must agree with fairlib on the chapter's training set"
+assert np.allclose(_w, inv.inverse_frequency_weights(G[train_idx])), (
+    "must agree with fairlib on the chapter's training set")
 assert abs(_w.mean() - 1) < 1e-9, "the mean weight is 1: the loss keeps its scale"
 for _k in range(len(GROUP_NAMES)):
     assert abs(_w[G[train_idx] == _k].sum() - len(train_idx) / len(GROUP_NAMES)) < 1e-6, "every group weighs N/G"

@@ -59,6 +59,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from IPython.display import display
 from scipy import stats
 
 import fairlib
@@ -218,7 +219,8 @@ plt.show()
 if cfg["source"] == "scenes":
     from fairlib.probes import SmallCNN
 
-    pretrained, pre_losses = T.fine_tune(SmallCNN(K), (x_pre, torch.as_tensor(a_pre["object"].cat.codes.to_numpy().copy())),
+    pre_labels = torch.as_tensor(a_pre["object"].cat.codes.to_numpy().copy())
+    pretrained, pre_losses = T.fine_tune(SmallCNN(K), (x_pre, pre_labels),
                                          head=cfg["head"], n_outputs=K, epochs=cfg["pretrain_epochs"],
                                          lr=cfg["pretrain_lr"], batch_size=cfg["batch_size"], seed=SEED)
     print("pretraining loss per epoch:", np.round(pre_losses, 3))
@@ -285,7 +287,8 @@ print(f"linear probe on the small target: BTS = {probe.rho:.3f} [{probe.low:.3f}
 
 # %%
 runs = {name: T.transfer_run(pretrained, sets, data, mode="full", **fit_kw) for name, data in targets.items()}
-summary = pd.DataFrame({name: {"target images": len(targets[name][0]) if isinstance(targets[name], tuple) else len(targets[name]),
+n_target = {name: len(t[0]) if isinstance(t, tuple) else len(t) for name, t in targets.items()}
+summary = pd.DataFrame({name: {"target images": n_target[name],
                                "BTS": r.rho, "low": r.low, "high": r.high} for name, r in runs.items()}).T
 for name, r in runs.items():
     glue(f"rho_{name}", r.rho)
@@ -344,10 +347,15 @@ counts.style.set_caption(f"Concepts per status ({NOTE})")
 repeats = []
 for r in range(cfg["finetune_seeds"]):
     for name, data in targets.items():
-        res = runs[name] if r == 0 else T.transfer_run(pretrained, sets, data, mode="full", **{**fit_kw, "seed": SEED + r})
-        status = T.association_changes(res.before["effect_size"], res.after["effect_size"], threshold=cfg["threshold"])["status"]
+        if r == 0:
+            res = runs[name]
+        else:
+            res = T.transfer_run(pretrained, sets, data, mode="full", **{**fit_kw, "seed": SEED + r})
+        status = T.association_changes(res.before["effect_size"], res.after["effect_size"],
+                                       threshold=cfg["threshold"])["status"]
         repeats.append({"target": name, "fine-tuning seed": SEED + r, "BTS": res.rho,
-                        "introduced": int((status == "introduced").sum()), "vanished": int((status == "vanished").sum()),
+                        "introduced": int((status == "introduced").sum()),
+                        "vanished": int((status == "vanished").sum()),
                         "ρ with target data": (stats.spearmanr(res.after["score"], planted["target"])[0]
                                                if planted is not None else np.nan)})
 repeats = pd.DataFrame(repeats)
@@ -386,7 +394,8 @@ repeats.pivot(index="fine-tuning seed", columns="target").style.format(precision
 
 # %%
 if planted is not None:
-    follow = pd.DataFrame({name: {"ρ with pretraining data": stats.spearmanr(r.after["score"], planted["pretraining"])[0],
+    follow = pd.DataFrame({name: {"ρ with pretraining data":
+                                  stats.spearmanr(r.after["score"], planted["pretraining"])[0],
                                   "ρ with target data": stats.spearmanr(r.after["score"], planted["target"])[0]}
                            for name, r in runs.items()}).T
     for name in runs:
@@ -580,9 +589,11 @@ assert abs(rank_correlation([1, 2, 3], [3, 2, 1]) + 1.0) < 1e-9
 assert abs(rank_correlation([1, 2, 3], [1, 3, 2]) - 0.5) < 1e-9, "1 - 6·2 / (3·8)"
 assert abs(rank_correlation([1, 1, 2], [1, 2, 3]) - np.sqrt(3) / 2) < 1e-9, "ties share rank 1.5"
 for _name, _run in runs.items():
-    assert abs(rank_correlation(_run.before["score"], _run.after["score"]) - _run.rho) < 1e-9, f"BTS of the {_name} target"
+    _rho = rank_correlation(_run.before["score"], _run.after["score"])
+    assert abs(_rho - _run.rho) < 1e-9, f"BTS of the {_name} target"
 _s = runs["small"].after["score"].to_numpy()
-assert abs(rank_correlation(before["score"], np.exp(10 * _s) + 3) - runs["small"].rho) < 1e-9, "ranks ignore monotone maps"
+_rho = rank_correlation(before["score"], np.exp(10 * _s) + 3)
+assert abs(_rho - runs["small"].rho) < 1e-9, "ranks ignore monotone maps"
 
 # %% [markdown]
 # :::{exercise}

@@ -121,8 +121,9 @@ def test_capture_in_memory_and_memmap_agree(tmp_path):
     layers = {"input": "input", "c1": "0", "c2": "2"}
     mem = capture_activations(model, x, layers, reductions=("subsample", "avgpool", "mean"),
                               batch_size=10, device="cpu")
-    disk = capture_activations(model, x, layers, reductions=("subsample", "avgpool", "mean"),
-                               batch_size=16, device="cpu", directory=tmp_path / "store")
+    # writes the memory-mapped store reopened below
+    capture_activations(model, x, layers, reductions=("subsample", "avgpool", "mean"),
+                        batch_size=16, device="cpu", directory=tmp_path / "store")
     assert mem.get("c1", "subsample").shape == (37, 8, 7, 7)
     assert mem.get("c2", "avgpool").shape == (37, 4, 8, 8)
     with torch.no_grad():

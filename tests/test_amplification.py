@@ -120,7 +120,8 @@ def write_fashion_mnist(root, n=12):
         labels = np.arange(n, dtype=np.uint8) % 10
         (raw / f"{prefix}-images-idx3-ubyte").write_bytes(
             np.array([0x803, n, 28, 28], dtype=">i4").tobytes() + images.tobytes())
-        (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(np.array([0x801, n], dtype=">i4").tobytes() + labels.tobytes())
+        (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(
+            np.array([0x801, n], dtype=">i4").tobytes() + labels.tobytes())
 
 
 def write_cifar(root, name, n=12):

@@ -74,10 +74,10 @@ def test_train_probe_restores_cpu_threads():
 
 
 def test_probe_layers_shares_identical_reductions_and_drops_weights():
+    import torch
+
     from fairlib.activations import capture_activations
     from fairlib.probes import SmallCNN, probe_layers
-
-    import torch
 
     torch.manual_seed(0)
     images = torch.randint(0, 256, (36, 3, 32, 32), dtype=torch.uint8)

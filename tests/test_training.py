@@ -5,14 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_amplification import write_cifar, write_fashion_mnist
 
 import fairlib
 from fairlib import amplification as A
 from fairlib.metrics import bias_amplification
 from fairlib.models import CifarResNet, SmallResNet
 from fairlib.training import augment_batch, evaluate, fit, lr_at_epoch, train_and_evaluate
-
-from test_amplification import write_cifar, write_fashion_mnist
 
 
 def test_schedule():

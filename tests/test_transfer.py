@@ -281,7 +281,8 @@ def test_coco_canonical_sets_on_tiny_files(tmp_path):
     assert sets.concepts["car"].dtype == torch.uint8
     # images are filled with their id: the sets hold exactly the planned images
     ids = lambda t: sorted(int(v) for v in t[:, 0, 0, 0])  # noqa: E731
-    assert ids(sets.attribute_a) == [i for i, (cs, c) in enumerate(plan, 1) if cs == ("person",) and c == "a man standing"]
+    assert ids(sets.attribute_a) == [i for i, (cs, c) in enumerate(plan, 1)
+                                     if cs == ("person",) and c == "a man standing"]
     assert ids(sets.paired_b["surfboard"]) == [i for i, (cs, c) in enumerate(plan, 1)
                                               if cs == ("surfboard", "person") and "woman" in c]
     small = T.coco_canonical_sets(tmp_path / "coco", min_images=3, n_per_set=2, size=8, categories=["car", "surfboard"])

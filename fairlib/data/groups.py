@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+
 from fairlib._validation import positive_int
 
 __all__ = ["GroupTooSmallError", "intersectional_groups", "cap_groups", "balanced_sample"]

@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fairlib.data.paths import DatasetNotFoundError, data_root, dataset_dir
 from fairlib._validation import positive_int
+from fairlib.data.paths import DatasetNotFoundError, data_root, dataset_dir
 
 __all__ = [
     "AttributeDataset",

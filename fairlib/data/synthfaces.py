@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+
 from fairlib._validation import integer
 
 __all__ = [

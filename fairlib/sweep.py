@@ -1,0 +1,379 @@
+"""Experiments as data: grids of configurations, run once each, kept in a resumable store.
+
+A chapter's experiment is a module-level *run function* ``fn(**config) -> dict`` (one training
+run, one probe, one pruning target…) and a *grid*: the list of configurations to run it on.
+:func:`run` calls the function once per configuration and keeps each finished result as one
+JSON file in a *store* directory, so that an interrupted sweep (a Colab disconnect, a preempted
+job) resumes where it stopped: configurations whose file exists are never run again.
+
+The store
+---------
+``store/<key>.json``
+    One finished configuration: ``{"key", "function", "config", "result", "fairlib_version",
+    "duration_s", "host", "finished"}``. ``key`` is :func:`config_key` of the configuration: a
+    hash of its canonical JSON (sorted keys), so the same configuration gets the same file name in
+    any process and whatever the order of its keys. Files are written to a temporary name and
+    renamed, so a crash never leaves a half-written result.
+``store/failed/<key>.json``
+    A configuration whose run raised: the configuration and the traceback. The sweep goes on
+    with the others and :func:`run` raises :class:`SweepError` at the end, naming the failures;
+    ``retry_failed=True`` runs them again.
+
+:func:`load` reads every finished row of a store, so a notebook can draw its figures from a
+store that a longer run (another machine, several Colab sessions) filled.
+
+Executors
+---------
+``executor="local"`` runs the configurations in this process, in order. An executor is a small
+replaceable part (see :data:`EXECUTORS`): it receives the pending configurations and yields
+``(index, outcome)`` pairs as they finish; the driver alone writes the store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import numbers
+import os
+import socket
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from itertools import product
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["grid", "run", "load", "config_key", "default_store", "SweepError", "EXECUTORS"]
+
+_FAILED = "failed"
+
+
+class SweepError(RuntimeError):
+    """Some configurations of a sweep raised; the others finished and are in the store."""
+
+    def __init__(self, message: str, failed: list[dict]):
+        super().__init__(message)
+        self.failed = failed
+
+
+# --------------------------------------------------------------------------- grids and keys
+def grid(**axes: Sequence[Any]) -> list[dict[str, Any]]:
+    """The Cartesian product of the given value lists, in a stable order.
+
+    The first axis varies slowest: ``grid(a=[1, 2], b=["x", "y"])`` is
+    ``[{a: 1, b: "x"}, {a: 1, b: "y"}, {a: 2, b: "x"}, {a: 2, b: "y"}]``.
+
+    Raises
+    ------
+    TypeError
+        An axis is not a list, tuple, range or 1-D array of values (a bare string or number).
+    ValueError
+        An axis is empty (the product would be empty).
+    """
+    names = list(axes)
+    values = []
+    for name in names:
+        v = axes[name]
+        if isinstance(v, (str, bytes, Mapping)) or not isinstance(v, (Sequence, range, np.ndarray)):
+            raise TypeError(f"{name}: expected a list of values for this axis, got {type(v).__name__} {v!r}; "
+                            f"wrap a single value in a list: {name}=[{v!r}]")
+        v = list(v)
+        if not v:
+            raise ValueError(f"{name}: the axis is empty, so the grid would be empty")
+        values.append(v)
+    return [dict(zip(names, combo)) for combo in product(*values)]
+
+
+def _plain(value: Any, where: str, *, allow_nan: bool) -> Any:
+    """``value`` as plain JSON data (numpy scalars and arrays, tuples converted)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        value = float(value)
+        if not allow_nan and not math.isfinite(value):
+            raise ValueError(f"{where}: {value} cannot be part of a configuration (not finite)")
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, f"{where}[{i}]", allow_nan=allow_nan) for i, v in enumerate(value)]
+    if isinstance(value, Mapping):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise TypeError(f"{where}: keys must be strings, got {k!r}")
+            out[k] = _plain(v, f"{where}.{k}", allow_nan=allow_nan)
+        return out
+    raise TypeError(f"{where}: {type(value).__name__} {value!r} is not JSON-serialisable; use numbers, strings, "
+                    "booleans, None, or lists and dicts of them")
+
+
+def _check_config(config: Any, index: int | None = None) -> dict[str, Any]:
+    if not isinstance(config, Mapping):
+        at = f" {index}" if index is not None else ""
+        raise TypeError(f"configs[{at.strip()}]: expected a dict of parameters, got {type(config).__name__}")
+    out = {}
+    for key, value in config.items():
+        if not isinstance(key, str):
+            raise TypeError(f"config key {key!r}: keys must be strings (they become keyword arguments)")
+        out[key] = _plain(value, key, allow_nan=False)
+    return out
+
+
+def _canonical(config: Mapping[str, Any]) -> str:
+    return json.dumps(config, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
+def config_key(config: Mapping[str, Any]) -> str:
+    """The stable file name (without ``.json``) of a configuration.
+
+    The first 20 hex digits of the SHA-256 of its canonical JSON (sorted keys, no whitespace):
+    the same configuration gives the same key in any process, whatever the order of its keys.
+    """
+    return hashlib.sha256(_canonical(_check_config(config)).encode()).hexdigest()[:20]
+
+
+# --------------------------------------------------------------------------- store
+def _store_dir(store: str | os.PathLike) -> Path:
+    if store is None:
+        raise TypeError("store: a directory is required (e.g. fairlib.sweep.default_store('chapter'))")
+    path = Path(store)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"store: {path} is a file; pass a directory (it holds one JSON file per configuration)")
+    return path
+
+
+def _atomic_write_json(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(payload, fh, indent=1)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _function_name(fn: Callable) -> str:
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
+
+
+def _read_record(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"store: cannot read {path} ({exc}); delete the file to run its configuration again") from exc
+
+
+def load(store: str | os.PathLike) -> pd.DataFrame:
+    """Every finished row of a store: config columns, then result columns, then ``duration_s``.
+
+    Rows are in the order the configurations finished. An empty or missing store gives an empty
+    frame.
+    """
+    path = _store_dir(store)
+    records = [_read_record(p) for p in path.glob("*.json")] if path.is_dir() else []
+    records.sort(key=lambda r: (r.get("finished", ""), r.get("key", "")))
+    return pd.DataFrame([_row(r) for r in records])
+
+
+def _row(record: dict) -> dict:
+    return {**record["config"], **record["result"], "duration_s": record.get("duration_s")}
+
+
+def default_store(chapter: str, experiment: str = "main") -> Path:
+    """Where a chapter's experiment keeps its results.
+
+    The book build (``FAIRLIB_BOOK`` set) always gets a fresh temporary directory: a rendered
+    chapter must never show stale results. Otherwise ``$FAIRLIB_RESULTS/<chapter>/<experiment>``
+    when ``FAIRLIB_RESULTS`` is set (in Colab, a folder on Google Drive, so that a reconnect
+    resumes where the sweep stopped), else a fresh temporary directory.
+    """
+    results = os.environ.get("FAIRLIB_RESULTS")
+    if results and not os.environ.get("FAIRLIB_BOOK"):
+        return Path(results).expanduser() / chapter / experiment
+    return Path(tempfile.mkdtemp(prefix=f"fairlib-{chapter}-{experiment}-"))
+
+
+# --------------------------------------------------------------------------- executors
+@dataclass
+class _Outcome:
+    result: dict | None = None
+    error: str | None = None  # the formatted traceback when the run raised
+    duration_s: float = 0.0
+
+
+def _call(fn: Callable, config: dict) -> _Outcome:
+    start = time.perf_counter()
+    try:
+        result = fn(**config)
+    except Exception:
+        return _Outcome(error=traceback.format_exc(), duration_s=time.perf_counter() - start)
+    return _Outcome(result=result, duration_s=time.perf_counter() - start)
+
+
+def _local(fn: Callable, pending: list[tuple[int, dict]], **_: Any) -> Iterator[tuple[int, _Outcome]]:
+    """Run each configuration in this process, in order."""
+    for index, config in pending:
+        yield index, _call(fn, config)
+
+
+#: Executors by name: ``executor(fn, pending, **options)`` yields ``(index, outcome)`` as runs finish.
+EXECUTORS: dict[str, Callable[..., Iterator[tuple[int, _Outcome]]]] = {"local": _local}
+
+
+def _check_result(result: Any, config: dict, fn_name: str) -> dict:
+    if not isinstance(result, Mapping):
+        raise TypeError(f"{fn_name} returned {type(result).__name__}; a run function must return a dict of "
+                        "scalars (or lists of scalars)")
+    out = {}
+    for key, value in result.items():
+        if not isinstance(key, str):
+            raise TypeError(f"{fn_name} returned a non-string key {key!r}")
+        if key in config:
+            raise ValueError(f"{fn_name} returned {key!r}, which is also a configuration key; rename the result")
+        value = _plain(value, f"result {key!r}", allow_nan=True)
+        if isinstance(value, dict) or (isinstance(value, list) and any(isinstance(v, (list, dict)) for v in value)):
+            raise TypeError(f"{fn_name}: result {key!r} must be a scalar or a flat list of scalars")
+        out[key] = value
+    return out
+
+
+# --------------------------------------------------------------------------- run
+def run(
+    fn: Callable[..., Mapping[str, Any]],
+    configs: Sequence[Mapping[str, Any]],
+    *,
+    store: str | os.PathLike,
+    executor: str = "local",
+    retry_failed: bool = False,
+    progress: bool = True,
+    **executor_options: Any,
+) -> pd.DataFrame:
+    """Run ``fn(**config)`` for every configuration not yet in ``store``; return every row.
+
+    Parameters
+    ----------
+    fn
+        A module-level function (so that other processes can import it) returning a dict of
+        scalars or lists of scalars.
+    configs
+        Dicts of JSON-serialisable values (numpy scalars are accepted and stored as numbers).
+    store
+        Directory of results (created if missing); see the module docstring.
+    executor
+        ``"local"`` (in this process, in order), or another name in :data:`EXECUTORS`.
+    retry_failed
+        Run configurations recorded under ``store/failed/`` again (by default they are skipped and
+        reported).
+    progress
+        Show a progress bar with the finished and failed counts.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per configuration, in the order of ``configs``: the config keys, then the result
+        keys, then ``duration_s`` (seconds the run took, when it ran).
+
+    Raises
+    ------
+    SweepError
+        After every other configuration finished, when some raised (now or in an earlier run and
+        not retried); its message names them and where the tracebacks are.
+    """
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor: unknown executor {executor!r}; available: {sorted(EXECUTORS)}")
+    if not callable(fn):
+        raise TypeError(f"fn: expected a function, got {type(fn).__name__}")
+    if isinstance(configs, Mapping) or not isinstance(configs, Sequence):
+        raise TypeError("configs: expected a list of dicts (e.g. fairlib.sweep.grid(...))")
+    checked = [_check_config(c, i) for i, c in enumerate(configs)]
+    keys = [config_key(c) for c in checked]
+    root = _store_dir(store)
+    root.mkdir(parents=True, exist_ok=True)
+    failed_dir = root / _FAILED
+    fn_name = _function_name(fn)
+
+    records: dict[str, dict] = {}
+    pending: list[tuple[int, dict]] = []
+    failed: dict[int, str] = {}
+    for index, (config, key) in enumerate(zip(checked, keys)):
+        if key in records:
+            continue  # a duplicated configuration runs once
+        done = root / f"{key}.json"
+        if done.exists():
+            record = _read_record(done)
+            if record.get("function") not in (None, fn_name):
+                raise ValueError(f"store: {root} holds results of {record['function']}, not {fn_name}; "
+                                 "use one store per experiment")
+            records[key] = record
+        elif (failed_dir / f"{key}.json").exists() and not retry_failed:
+            failed[index] = str(failed_dir / f"{key}.json")
+        else:
+            pending.append((index, config))
+            records[key] = {}  # reserve, so duplicates are not queued twice
+
+    bar = None
+    if progress and pending:
+        from fairlib.notebook import progress as make_bar
+
+        bar = make_bar(None, total=len(pending), desc=f"sweep {getattr(fn, '__name__', 'run')}")
+    try:
+        for index, outcome in EXECUTORS[executor](fn, pending, **executor_options):
+            config, key = checked[index], keys[index]
+            if outcome.error is None:
+                try:
+                    result = _check_result(outcome.result, config, fn_name)
+                except (TypeError, ValueError):
+                    outcome = _Outcome(error=traceback.format_exc(), duration_s=outcome.duration_s)
+            if outcome.error is not None:
+                _atomic_write_json(failed_dir / f"{key}.json", {
+                    "key": key, "function": fn_name, "config": config, "traceback": outcome.error,
+                    "host": socket.gethostname(), "finished": _now()})
+                failed[index] = str(failed_dir / f"{key}.json")
+                records.pop(key, None)
+            else:
+                record = {"key": key, "function": fn_name, "config": config, "result": result,
+                          "fairlib_version": _version(), "duration_s": round(outcome.duration_s, 3),
+                          "host": socket.gethostname(), "finished": _now()}
+                _atomic_write_json(root / f"{key}.json", record)
+                (failed_dir / f"{key}.json").unlink(missing_ok=True)
+                records[key] = record
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(finished=sum(bool(r) for r in records.values()), failed=len(failed))
+    finally:
+        if bar is not None:
+            bar.close()
+
+    if failed:
+        names = [checked[i] for i in sorted(failed)]
+        lines = "\n".join(f"  {c} -> {failed[i]}" for i, c in zip(sorted(failed), names))
+        raise SweepError(f"{len(failed)} of {len(checked)} configurations failed (tracebacks in {failed_dir}); "
+                         f"the others are in the store. Fix the cause and run again with retry_failed=True:\n"
+                         f"{lines}", failed=names)
+    return pd.DataFrame([_row(records[k]) for k in keys])
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _version() -> str:
+    from fairlib import __version__
+
+    return __version__

@@ -1,0 +1,182 @@
+"""fairlib.sweep: grids, the store's contract, resuming and failure handling."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fairlib import sweep
+
+CALLS: list[dict] = []
+BROKEN = {2}  # the inputs on which `fragile` raises
+
+
+def square(x: int, label: str = "a") -> dict:
+    """A run function: records its calls so tests can count them."""
+    CALLS.append({"x": x, "label": label})
+    return {"y": x * x, "pair": [x, -x]}
+
+
+def fragile(x: int) -> dict:
+    if x in BROKEN:
+        raise RuntimeError(f"planted failure at x = {x}")
+    CALLS.append({"x": x})
+    return {"y": 10 * x}
+
+
+def bad_result(x: int):
+    return [x]
+
+
+@pytest.fixture(autouse=True)
+def _clear_calls():
+    CALLS.clear()
+
+
+def test_grid_is_the_cartesian_product_in_a_stable_order():
+    assert sweep.grid(a=[1, 2], b=["x", "y"]) == [
+        {"a": 1, "b": "x"}, {"a": 1, "b": "y"}, {"a": 2, "b": "x"}, {"a": 2, "b": "y"}]
+    assert len(sweep.grid(a=range(3), b=[0.1], c=np.arange(4))) == 12
+    with pytest.raises(TypeError, match="b: expected a list of values"):
+        sweep.grid(a=[1], b="xy")
+    with pytest.raises(ValueError, match="a: the axis is empty"):
+        sweep.grid(a=[])
+
+
+def test_run_returns_rows_in_config_order_config_then_result(tmp_path):
+    configs = sweep.grid(x=[3, 1, 2])
+    frame = sweep.run(square, configs, store=tmp_path, progress=False)
+    assert list(frame.columns) == ["x", "y", "pair", "duration_s"]
+    assert frame.x.tolist() == [3, 1, 2] and frame.y.tolist() == [9, 1, 4]
+    assert frame.pair.tolist() == [[3, -3], [1, -1], [2, -2]]
+    record = json.loads((tmp_path / f"{sweep.config_key({'x': 3})}.json").read_text())
+    assert record["config"] == {"x": 3} and record["result"] == {"y": 9, "pair": [3, -3]}
+    assert {"fairlib_version", "duration_s", "host", "function"} <= set(record)
+    pd.testing.assert_frame_equal(sweep.load(tmp_path).sort_values("x").reset_index(drop=True)[["x", "y"]],
+                                  frame.sort_values("x").reset_index(drop=True)[["x", "y"]])
+
+
+def test_interrupted_sweep_reruns_only_the_missing_configs(tmp_path):
+    configs = sweep.grid(x=list(range(6)))
+    # Simulate a crash after k = 2 of n = 6 configurations: only their files exist.
+    sweep.run(square, configs[:2], store=tmp_path, progress=False)
+    assert len(CALLS) == 2
+    CALLS.clear()
+    frame = sweep.run(square, configs, store=tmp_path, progress=False)
+    assert sorted(c["x"] for c in CALLS) == [2, 3, 4, 5], "only the n - k missing configurations run"
+    assert frame.y.tolist() == [x * x for x in range(6)]
+    CALLS.clear()
+    sweep.run(square, configs, store=tmp_path, progress=False)
+    assert CALLS == [], "a finished sweep runs nothing"
+
+
+def test_failing_config_is_recorded_and_the_others_finish(tmp_path):
+    configs = sweep.grid(x=[1, 2, 3])
+    with pytest.raises(sweep.SweepError, match=r"1 of 3 configurations failed") as info:
+        sweep.run(fragile, configs, store=tmp_path, progress=False)
+    assert info.value.failed == [{"x": 2}]
+    assert sorted(c["x"] for c in CALLS) == [1, 3]
+    failure = json.loads((tmp_path / "failed" / f"{sweep.config_key({'x': 2})}.json").read_text())
+    assert "planted failure at x = 2" in failure["traceback"]
+    assert sorted(sweep.load(tmp_path).x) == [1, 3]
+    # Without retry_failed the failure is reported again and nothing runs.
+    CALLS.clear()
+    with pytest.raises(sweep.SweepError):
+        sweep.run(fragile, configs, store=tmp_path, progress=False)
+    assert CALLS == []
+
+
+def test_retry_failed_runs_failures_again(tmp_path, monkeypatch):
+    configs = sweep.grid(x=[1, 2])
+    with pytest.raises(sweep.SweepError):
+        sweep.run(fragile, configs, store=tmp_path, progress=False)
+    monkeypatch.setattr(sys.modules[__name__], "BROKEN", set())  # the cause is fixed
+    CALLS.clear()
+    frame = sweep.run(fragile, configs, store=tmp_path, retry_failed=True, progress=False)
+    assert frame.y.tolist() == [10, 20] and CALLS == [{"x": 2}], "only the failure runs again"
+    assert not list((tmp_path / "failed").glob("*.json")), "a retried success clears its failure record"
+
+
+def test_config_key_is_stable_across_processes_and_key_order():
+    config = {"lr": 0.1, "depth": 20, "name": "resnet", "grid": [1, 2]}
+    shuffled = dict(reversed(list(config.items())))
+    assert sweep.config_key(config) == sweep.config_key(shuffled)
+    assert sweep.config_key({**config, "lr": np.float64(0.1)}) == sweep.config_key(config)
+    code = ("from fairlib import sweep; print(sweep.config_key("
+            "{'name': 'resnet', 'grid': [1, 2], 'depth': 20, 'lr': 0.1}))")
+    env = {**os.environ, "PYTHONHASHSEED": "123"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == sweep.config_key(config)
+    assert sweep.config_key(config) != sweep.config_key({**config, "lr": 0.2})
+
+
+def test_crash_during_write_leaves_no_result_file(tmp_path, monkeypatch):
+    def exploding_dump(obj, fh, **kw):
+        fh.write('{"half": ')
+        raise OSError("disk full (simulated)")
+
+    monkeypatch.setattr(sweep.json, "dump", exploding_dump)
+    with pytest.raises(OSError, match="disk full"):
+        sweep.run(square, [{"x": 1}], store=tmp_path, progress=False)
+    assert list(tmp_path.iterdir()) == [], "neither a result nor a temporary file is left"
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"configs": [{"x": object()}]}, TypeError, "x: object"),
+        ({"configs": [{"x": float("nan")}]}, ValueError, "x: nan"),
+        ({"configs": [{"x": {1: 2}}]}, TypeError, "x: keys must be strings"),
+        ({"configs": {"x": 1}}, TypeError, "configs: expected a list of dicts"),
+        ({"configs": [{"x": 1}], "executor": "slurm"}, ValueError, r"executor: unknown executor 'slurm'.*local"),
+    ],
+)
+def test_bad_input_is_named(tmp_path, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        sweep.run(square, store=tmp_path, progress=False, **kwargs)
+    assert not list(tmp_path.glob("*.json")), "nothing is written for a rejected sweep"
+
+
+def test_store_that_is_a_file_is_refused(tmp_path):
+    f = tmp_path / "results.json"
+    f.write_text("{}")
+    with pytest.raises(ValueError, match="store: .* is a file"):
+        sweep.run(square, [{"x": 1}], store=f, progress=False)
+    with pytest.raises(ValueError, match="store: .* is a file"):
+        sweep.load(f)
+
+
+def test_bad_result_is_recorded_as_a_failure(tmp_path):
+    with pytest.raises(sweep.SweepError):
+        sweep.run(bad_result, [{"x": 1}], store=tmp_path, progress=False)
+    failure = json.loads(next((tmp_path / "failed").glob("*.json")).read_text())
+    assert "must return a dict" in failure["traceback"]
+
+
+def test_store_of_another_function_is_refused(tmp_path):
+    sweep.run(square, [{"x": 1}], store=tmp_path, progress=False)
+    with pytest.raises(ValueError, match="holds results of .*square"):
+        sweep.run(fragile, [{"x": 1}], store=tmp_path, progress=False)
+
+
+def test_duplicate_configs_run_once(tmp_path):
+    frame = sweep.run(square, [{"x": 2}, {"x": 2}], store=tmp_path, progress=False)
+    assert len(CALLS) == 1 and frame.y.tolist() == [4, 4]
+
+
+def test_default_store_is_fresh_in_the_book_and_results_elsewhere(tmp_path, monkeypatch):
+    monkeypatch.setenv("FAIRLIB_RESULTS", str(tmp_path))
+    monkeypatch.delenv("FAIRLIB_BOOK", raising=False)
+    assert sweep.default_store("02_bias_amplification", "rq1") == tmp_path / "02_bias_amplification" / "rq1"
+    monkeypatch.setenv("FAIRLIB_BOOK", "1")
+    fresh = sweep.default_store("02_bias_amplification", "rq1")
+    assert fresh.is_dir() and not list(fresh.iterdir()) and tmp_path not in fresh.parents
+    assert sweep.default_store("x") != sweep.default_store("x"), "each call is a new, empty store"
+    Path(fresh).rmdir()
