@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -51,7 +51,7 @@ from torch.nn import functional as F
 from fairlib import metrics
 from fairlib._validation import integer, positive_int, show
 from fairlib.config import get_device
-from fairlib.notebook import progress
+from fairlib.training import Callback, TrainState, predict, supervised_step, train
 
 __all__ = [
     "PAPER_LADDER",
@@ -66,7 +66,7 @@ __all__ = [
     "train_fader",
     "train_autoencoder",
     "encode",
-    "predict",
+    "fader_step",
     "inverse_frequency_weights",
     "train_latent_classifier",
     "stratified_split",
@@ -330,6 +330,43 @@ def other_attribute(attr: torch.Tensor, n_attributes: int, generator: torch.Gene
     return (attr + shift) % n_attributes
 
 
+def _unit_to_pm1(x: torch.Tensor) -> torch.Tensor:
+    """The engine's [0, 1] inputs -> [-1, 1] (the decoder's tanh range), batch by batch on the device."""
+    return x.mul(2.0).sub(1.0)
+
+
+def _check_images(images: torch.Tensor) -> torch.Tensor:
+    if images.dtype != torch.uint8:
+        to_unit_range(images)  # validates the [0, 1] range of float images
+    return images
+
+
+def _discriminator_loss(model: FaderNet, x: torch.Tensor, attr: torch.Tensor,
+                        class_weights: torch.Tensor | None = None) -> torch.Tensor:
+    model.encoder.eval()
+    model.discriminator.train()
+    with torch.no_grad():
+        z = model.encode(x)
+    return F.cross_entropy(model.discriminator(z).float(), attr, weight=class_weights)
+
+
+def _autoencoder_losses(model: FaderNet, x: torch.Tensor, attr: torch.Tensor,
+                        generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    model.encoder.train()
+    model.decoder.train()
+    model.discriminator.eval()
+    z = model.encode(x)
+    mse = F.mse_loss(model.decode(z, attr).float(), x.float())
+    adv = F.cross_entropy(model.discriminator(z).float(), other_attribute(attr, model.n_attributes, generator))
+    return mse, adv
+
+
+def _apply(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
 def discriminator_step(model: FaderNet, opt: torch.optim.Optimizer, x: torch.Tensor, attr: torch.Tensor,
                        class_weights: torch.Tensor | None = None) -> float:
     r"""One update of the discriminator: :math:`L_{dis} = -\frac1m\sum\log P_{dis}(y\mid E(x))`.
@@ -338,14 +375,8 @@ def discriminator_step(model: FaderNet, opt: torch.optim.Optimizer, x: torch.Ten
     ``class_weights`` ``(n_attributes,)`` optionally weights the cross-entropy per attribute value
     (see ``balance_discriminator`` in :func:`train_fader`). Returns the loss before the update.
     """
-    model.encoder.eval()
-    model.discriminator.train()
-    with torch.no_grad():
-        z = model.encode(x)
-    loss = F.cross_entropy(model.discriminator(z), attr, weight=class_weights)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
+    loss = _discriminator_loss(model, x, attr, class_weights)
+    _apply(opt, loss)
     return float(loss.detach())
 
 
@@ -363,17 +394,30 @@ def autoencoder_step(model: FaderNet, opt: torch.optim.Optimizer, x: torch.Tenso
     parameters are not in ``opt``. ``recon_weight`` scales the MSE term (0 isolates the
     adversarial term, as the tests do). Returns ``(mse, adversarial cross-entropy)``.
     """
-    model.encoder.train()
-    model.decoder.train()
-    model.discriminator.eval()
-    z = model.encode(x)
-    mse = F.mse_loss(model.decode(z, attr), x)
-    adv = F.cross_entropy(model.discriminator(z), other_attribute(attr, model.n_attributes, generator))
-    loss = recon_weight * mse + lam * adv
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
+    mse, adv = _autoencoder_losses(model, x, attr, generator)
+    _apply(opt, recon_weight * mse + lam * adv)
     return float(mse.detach()), float(adv.detach())
+
+
+def fader_step(*, lambda_e: float, ramp_steps: int, class_weights: torch.Tensor | None = None,
+               recon_weight: float = 1.0) -> Callable[[TrainState, tuple], dict[str, float]]:
+    r"""The engine's step for a :class:`FaderNet`: a discriminator update, then an
+    encoder/decoder update with :math:`\lambda_E` at the current step (:func:`lambda_schedule`).
+
+    Uses the optimisers named ``"dis"`` and ``"ae"``; draws the adversarial targets from the
+    run's generator.
+    """
+    def step(state: TrainState, batch: tuple) -> dict[str, float]:
+        x, attr = batch[0], batch[1]
+        model = state.model
+        dis = _discriminator_loss(model, x, attr, class_weights)
+        state.optimize(dis, "dis")
+        lam = lambda_schedule(state.step, lambda_e, ramp_steps)
+        mse, adv = _autoencoder_losses(model, x, attr, state.generator)
+        state.optimize(recon_weight * mse + lam * adv, "ae")
+        return {"train_mse": float(mse.detach()), "dis_loss": float(dis.detach()), "adv_loss": float(adv.detach())}
+
+    return step
 
 
 def _check_data(images: torch.Tensor, attr: Any, name: str = "images") -> tuple[torch.Tensor, torch.Tensor]:
@@ -385,30 +429,64 @@ def _check_data(images: torch.Tensor, attr: Any, name: str = "images") -> tuple[
     return images, a
 
 
-def _batches(n: int, batch_size: int, gen: torch.Generator):
-    order = torch.randperm(n, generator=gen)
-    for i in range(0, n - batch_size + 1 if n >= batch_size else 1, batch_size):
-        yield order[i:i + batch_size]
-
-
-@torch.no_grad()
 def encode(model: VanillaAutoencoder, images: torch.Tensor, batch_size: int = 512, device: Any = None) -> torch.Tensor:
-    """Latents of images (uint8 or [-1, 1] float), on the CPU: ``(N, C, L, L)``."""
-    device = device or next(model.parameters()).device
-    model.eval()
-    out = []
-    for i in range(0, len(images), batch_size):
-        xb = images[i:i + batch_size]
-        xb = to_unit_range(xb) if xb.dtype == torch.uint8 else xb.float()
-        out.append(model.encode(xb.to(device)).cpu())
-    return torch.cat(out)
+    """Latents ``(N, C, L, L)`` of uint8 or [0, 1] float images, on the CPU."""
+    return predict(model.encoder, _check_images(images), batch_size=batch_size, device=device,
+                   transform=_unit_to_pm1)
+
+
+class _ReconstructionError(nn.Module):
+    """Per-example mean squared reconstruction error of a FaderNet (inputs already in [-1, 1])."""
+
+    def __init__(self, model: VanillaAutoencoder):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, attr: torch.Tensor | None = None) -> torch.Tensor:
+        return (self.model(x, attr) - x).pow(2).flatten(1).mean(1)
+
+
+class _FaderEpoch(Callback):
+    """Validation MSE and discriminator accuracy after every epoch, and the paper's selection."""
+
+    def __init__(self, val_x: torch.Tensor, val_a: torch.Tensor, *, lambda_e: float, ramp_steps: int, select: bool):
+        self.val_x, self.val_a = val_x, val_a
+        self.lambda_e, self.ramp_steps, self.select = lambda_e, ramp_steps, select
+        self.best: tuple[float, int, bool] | None = None
+        self.best_state: dict | None = None
+
+    def on_epoch_end(self, state: TrainState, row: dict[str, Any]) -> None:
+        model, dev = state.model, state.device
+        errors = predict(_ReconstructionError(model), (self.val_x, self.val_a), n_inputs=2, batch_size=512,
+                         device=dev, transform=_unit_to_pm1)
+        z = predict(model.encoder, self.val_x, batch_size=512, device=dev, transform=_unit_to_pm1)
+        guess = predict(model.discriminator, z, output="labels", batch_size=512, device=dev)
+        dis_acc = float((guess == self.val_a).float().mean())
+        row.update({"lambda": lambda_schedule(state.step, self.lambda_e, self.ramp_steps),
+                    "val_mse": float(errors.mean()), "dis_acc": dis_acc})
+        # Candidates: post-ramp epochs; before any exists, every epoch (replaced once one does).
+        eligible = state.step >= self.ramp_steps
+        best = self.best
+        if self.select and (best is None or (eligible and not best[2]) or (eligible == best[2] and dis_acc <= best[0])):
+            self.best = (dis_acc, state.epoch + 1, eligible)
+            self.best_state = copy.deepcopy(model.state_dict())
+
+    def on_fit_end(self, state: TrainState) -> None:
+        if self.select and self.best_state is not None:
+            state.model.load_state_dict(self.best_state)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_state": self.best_state}
+
+    def load_state_dict(self, saved: dict[str, Any]) -> None:
+        self.best, self.best_state = saved["best"], saved["best_state"]
 
 
 def train_fader(model: FaderNet, images: torch.Tensor, attr: Any, *, epochs: int = 10, batch_size: int = 32,
                 lambda_e: float = 1e-4, ramp_steps: int = 500_000, lr: float = 2e-4,
                 betas: tuple[float, float] = (0.5, 0.999), val: tuple[torch.Tensor, Any] | None = None,
                 select: bool = True, balance_discriminator: bool = False, seed: int = 0, device: Any = None,
-                show_progress: bool = True) -> pd.DataFrame:
+                show_progress: bool = True, checkpoint: Any = None) -> pd.DataFrame:
     """Train a :class:`FaderNet` by alternating discriminator and autoencoder steps.
 
     Parameters
@@ -420,7 +498,8 @@ def train_fader(model: FaderNet, images: torch.Tensor, attr: Any, *, epochs: int
     attr
         ``(N,)`` integer codes of the protected attribute.
     epochs, batch_size, lr, betas
-        Adam with the paper's lr 2e-4 and β1 = 0.5 for both players.
+        Adam for both players; lr 2e-4 and β1 = 0.5 are Fader Networks' settings (the
+        invariance paper does not give its own).
     lambda_e, ramp_steps
         Final adversarial weight and the number of steps of its linear ramp
         (:func:`lambda_schedule`; Fader's defaults: 1e-4 over 500,000 steps).
@@ -434,71 +513,42 @@ def train_fader(model: FaderNet, images: torch.Tensor, attr: Any, *, epochs: int
         because a discriminator that has not learned yet is trivially fooled.
     balance_discriminator
         Weight the discriminator's cross-entropy by inverse attribute frequency. Not in the
-        paper or Fader; useful under heavy imbalance (88% of the paper's training images are
-        one race), where an unweighted discriminator can score well by recognising the
-        majority alone, so the encoder is only pushed to hide "majority or not".
+        paper or Fader; useful under heavy imbalance, where an unweighted discriminator can
+        score well by recognising the majority alone, so the encoder is only pushed to hide
+        "majority or not".
+    checkpoint
+        A file to resume from and save to after every epoch (see :func:`fairlib.training.train`).
 
     Returns
     -------
     pandas.DataFrame
         One row per epoch: ``epoch``, ``step``, ``lambda``, ``train_mse``, ``val_mse``,
         ``dis_acc`` (validation accuracy; on a validation set with equal group sizes it is
-        also the balanced accuracy, chance ``1 / n_attributes``), ``dis_loss``, ``adv_loss``, ``selected`` (bool).
+        also the balanced accuracy, chance ``1 / n_attributes``), ``dis_loss``, ``adv_loss``,
+        ``selected`` (bool).
     """
-    images, a = _check_data(images, attr)
-    epochs = positive_int(epochs, "epochs")
-    batch_size = positive_int(batch_size, "batch_size")
+    images, a = _check_data(_check_images(images), attr)
     if int(a.max()) >= model.n_attributes or int(a.min()) < 0:
         raise ValueError(f"attr: codes must lie in 0..{model.n_attributes - 1}")
-    device = device or get_device()
-    model.to(device)
+    device = torch.device(device) if device is not None else get_device()
     vx, va = (images, a) if val is None else _check_data(*val, name="val images")
-    opt_ae = torch.optim.Adam(list(model.encoder.parameters()) + list(model.decoder.parameters()), lr=lr, betas=betas)
-    opt_dis = torch.optim.Adam(model.discriminator.parameters(), lr=lr, betas=betas)
-    gen = torch.Generator().manual_seed(seed)
     cw = None
     if balance_discriminator:
         counts = torch.bincount(a, minlength=model.n_attributes).float().clamp(min=1)
         cw = (len(a) / (model.n_attributes * counts)).to(device)
-    step, rows = 0, []
-    best: tuple[float, int, bool] | None = None
-    best_state = None
-    for epoch in progress(range(epochs), desc="FaderNet", **({} if show_progress else {"disable": True})):
-        mses, dls, als = [], [], []
-        for idx in _batches(len(images), batch_size, gen):
-            xb = to_unit_range(images[idx]).to(device)
-            ab = a[idx].to(device)
-            dls.append(discriminator_step(model, opt_dis, xb, ab, cw))
-            lam = lambda_schedule(step, lambda_e, ramp_steps)
-            mse, adv = autoencoder_step(model, opt_ae, xb, ab, lam, generator=gen)
-            mses.append(mse)
-            als.append(adv)
-            step += 1
-        model.eval()
-        with torch.no_grad():
-            vz = encode(model, vx, device=device)
-            rec = []
-            for i in range(0, len(vx), 512):
-                xb = to_unit_range(vx[i:i + 512]).to(device)
-                rec.append(float(F.mse_loss(model.decode(vz[i:i + 512].to(device), va[i:i + 512].to(device)), xb,
-                                            reduction="sum")))
-            val_mse = sum(rec) / vx[0].numel() / len(vx)
-            dis_acc = float((model.discriminator(vz.to(device)).argmax(1).cpu() == va).float().mean())
-        rows.append({"epoch": epoch + 1, "step": step, "lambda": lambda_schedule(step, lambda_e, ramp_steps),
-                     "train_mse": float(np.mean(mses)), "val_mse": val_mse, "dis_acc": dis_acc,
-                     "dis_loss": float(np.mean(dls)), "adv_loss": float(np.mean(als))})
-        # Candidates: post-ramp epochs; before any exists, every epoch (replaced once one does).
-        eligible = step >= ramp_steps
-        if select and (best is None or (eligible and not best[2]) or
-                       (eligible == best[2] and dis_acc <= best[0])):
-            best = (dis_acc, epoch + 1, eligible)
-            best_state = copy.deepcopy(model.state_dict())
-    history = pd.DataFrame(rows)
+    tracker = _FaderEpoch(_check_images(vx), va, lambda_e=lambda_e, ramp_steps=ramp_steps, select=select)
+    history = train(
+        model, (images, a), epochs=epochs, batch_size=batch_size,
+        optimizer=lambda m: {
+            "dis": torch.optim.Adam(m.discriminator.parameters(), lr=lr, betas=betas),
+            "ae": torch.optim.Adam(list(m.encoder.parameters()) + list(m.decoder.parameters()), lr=lr, betas=betas)},
+        step=fader_step(lambda_e=lambda_e, ramp_steps=ramp_steps, class_weights=cw),
+        callbacks=[tracker], transform=_unit_to_pm1, seed=seed, device=device,
+        show_progress=show_progress, desc="FaderNet", checkpoint=checkpoint)
+    history = history[["epoch", "step", "lambda", "train_mse", "val_mse", "dis_acc", "dis_loss", "adv_loss"]].copy()
     history["selected"] = False
-    if select and best_state is not None:
-        model.load_state_dict(best_state)
-        history.loc[history["epoch"] == best[1], "selected"] = True
-    model.eval()
+    if select and tracker.best is not None:
+        history.loc[history["epoch"] == tracker.best[1], "selected"] = True
     return history
 
 
@@ -509,25 +559,12 @@ def train_autoencoder(model: VanillaAutoencoder, images: torch.Tensor, *, epochs
 
     Returns one row per epoch: ``epoch``, ``train_mse``.
     """
-    images, _ = _check_data(images, np.zeros(len(images), dtype=np.int64))
-    device = device or get_device()
-    model.to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=lr, betas=betas)
-    gen = torch.Generator().manual_seed(seed)
-    rows = []
-    for epoch in progress(range(epochs), desc="autoencoder", **({} if show_progress else {"disable": True})):
-        model.train()
-        mses = []
-        for idx in _batches(len(images), batch_size, gen):
-            xb = to_unit_range(images[idx]).to(device)
-            loss = F.mse_loss(model(xb), xb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            mses.append(float(loss.detach()))
-        rows.append({"epoch": epoch + 1, "train_mse": float(np.mean(mses))})
-    model.eval()
-    return pd.DataFrame(rows)
+    images, _ = _check_data(_check_images(images), np.zeros(len(images), dtype=np.int64))
+    history = train(model, images, epochs=epochs, batch_size=batch_size,
+                    optimizer=lambda m: torch.optim.Adam(m.parameters(), lr=lr, betas=betas),
+                    step=supervised_step("mse"), transform=_unit_to_pm1, seed=seed, device=device,
+                    show_progress=show_progress, desc="autoencoder")
+    return history.rename(columns={"loss": "train_mse"})[["epoch", "train_mse"]]
 
 
 # --------------------------------------------------------------------------- classifiers
@@ -551,7 +588,8 @@ def train_latent_classifier(latents: torch.Tensor, targets: Any, *, n_classes: i
     """Train a :class:`LatentCNN` on frozen latents ``(N, C, L, L)`` with Adam.
 
     ``sample_weights`` (``(N,)``, e.g. :func:`inverse_frequency_weights`) weights each example's
-    cross-entropy: SimpleCNN-WL. Returns the model in eval mode.
+    cross-entropy: SimpleCNN-WL. The initialisation is drawn from ``seed`` (in a forked RNG).
+    Returns the model in eval mode.
     """
     latents, t = _check_data(latents, targets, name="latents")
     if sample_weights is None:
@@ -560,30 +598,13 @@ def train_latent_classifier(latents: torch.Tensor, targets: Any, *, n_classes: i
         w = torch.as_tensor(np.asarray(sample_weights), dtype=torch.float32)
     if len(w) != len(t):
         raise ValueError(f"sample_weights: {len(w)} weights for {len(t)} examples")
-    device = device or get_device()
-    torch.manual_seed(seed)
-    model = LatentCNN(latents.shape[1], n_classes, latent_size=latents.shape[2], width=width,
-                      dropout=dropout).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    gen = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        model.train()
-        for idx in _batches(len(t), batch_size, gen):
-            logits = model(latents[idx].to(device))
-            loss = (F.cross_entropy(logits, t[idx].to(device), reduction="none") * w[idx].to(device)).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-    return model.eval()
-
-
-@torch.no_grad()
-def predict(model: nn.Module, inputs: torch.Tensor, batch_size: int = 1024, device: Any = None) -> np.ndarray:
-    """Hard predictions (argmax) of a classifier, as a numpy array ``(N,)``."""
-    device = device or next(model.parameters()).device
-    model.eval()
-    return torch.cat([model(inputs[i:i + batch_size].to(device)).argmax(1).cpu()
-                      for i in range(0, len(inputs), batch_size)]).numpy()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = LatentCNN(latents.shape[1], n_classes, latent_size=latents.shape[2], width=width, dropout=dropout)
+    train(model, (latents, t, w), epochs=epochs, batch_size=batch_size,
+          optimizer=lambda m: torch.optim.Adam(m.parameters(), lr=lr, weight_decay=weight_decay),
+          step=supervised_step("cross_entropy"), seed=seed, device=device)
+    return model
 
 
 # --------------------------------------------------------------------------- evaluation

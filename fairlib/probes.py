@@ -35,11 +35,11 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from fairlib._validation import positive_int
 from fairlib.config import get_device
 from fairlib.data.synthfaces import MULTI_ATTRIBUTES
+from fairlib.training import Callback, TrainState, predict, supervised_step, train
 
 __all__ = [
     "probe_split",
@@ -153,13 +153,36 @@ def _rows(x, idx: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(out.reshape(len(idx), -1))
 
 
-@torch.no_grad()
-def _predict(probe: LinearProbe, x, idx: np.ndarray, device, batch_size: int) -> np.ndarray:
-    probe.eval()
-    out = []
-    for i in range(0, len(idx), batch_size):
-        out.append(probe(_rows(x, idx[i:i + batch_size]).to(device)).argmax(1).cpu().numpy())
-    return np.concatenate(out) if out else np.zeros(0, np.int64)
+class _RowData(torch.utils.data.Dataset):
+    """Rows ``idx`` of an activation array (memory map, array) with their labels, read a batch at a time."""
+
+    def __init__(self, x: Any, idx: np.ndarray, y: np.ndarray):
+        self.x, self.idx, self.y = x, idx, torch.from_numpy(y[idx])
+
+    def __len__(self) -> int:
+        return len(self.idx)
+
+    def __getitems__(self, batch: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        b = np.asarray(batch, dtype=np.int64)
+        return _rows(self.x, self.idx[b]), self.y[torch.from_numpy(b)]
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rows, labels = self.__getitems__([i])
+        return rows[0], labels[0]
+
+
+class _ProbeAccuracy(Callback):
+    """Training and validation accuracy of the probe (eval mode) after every epoch."""
+
+    def __init__(self, train_data: Any, val_data: Any, y_train: np.ndarray, y_val: np.ndarray):
+        self.train_data, self.val_data, self.y_train, self.y_val = train_data, val_data, y_train, y_val
+        self.train_pred = self.val_pred = None
+
+    def on_epoch_end(self, state: TrainState, row: dict[str, Any]) -> None:
+        self.train_pred = predict(state.model, self.train_data, output="labels", batch_size=4096).numpy()
+        self.val_pred = predict(state.model, self.val_data, output="labels", batch_size=1024).numpy()
+        row["train_accuracy"] = float((self.train_pred == self.y_train).mean())
+        row["val_accuracy"] = float((self.val_pred == self.y_val).mean())
 
 
 @contextlib.contextmanager
@@ -216,52 +239,34 @@ def train_probe(x: Any, y: Sequence[int] | np.ndarray, train_idx: np.ndarray, va
     if y[train_idx].min() < 0 or y[train_idx].max() >= k:
         raise ValueError(f"y: group ids must lie in 0..{k - 1}")
     epochs = positive_int(epochs, "epochs")
+    batch_size = positive_int(batch_size, "batch_size")
     device = torch.device(device) if device is not None else get_device()
-    with _cpu_threads(cpu_threads, device):
-        return _train_probe(x, y, train_idx, val_idx, k, epochs, batch_size, dropout, l1, l2, lr,
-                            seed, device)
+    return _train_probe(x, y, train_idx, val_idx, k, epochs, batch_size, dropout, l1, l2, lr, seed, device,
+                        cpu_threads)
 
 
 def _train_probe(x, y, train_idx, val_idx, k, epochs, batch_size, dropout, l1, l2, lr, seed,
-                 device) -> ProbeResult:
+                 device, cpu_threads) -> ProbeResult:
     n_features = int(np.prod(x.shape[1:]))
-    gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    probe = LinearProbe(n_features, k, dropout).to(device)
-    opt = torch.optim.Adam(probe.parameters(), lr=lr)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        probe = LinearProbe(n_features, k, dropout)
     # small training sets fit in memory: load once instead of re-reading the memmap every epoch
-    in_memory = len(train_idx) * n_features * 4 <= 2**30
-    xtr = _rows(x, train_idx).to(device) if in_memory else None
-    ytr = torch.from_numpy(y[train_idx]).to(device)
-    rows = []
-    # tiny activations (e.g. of a random network) drive Adam's state into denormal floats,
-    # which are ~100x slower on CPU; flushing them to zero changes nothing measurable
-    torch.set_flush_denormal(True)
-    for epoch in range(epochs):
-        probe.train()
-        perm = torch.randperm(len(train_idx), generator=gen).numpy()
-        total, seen = 0.0, 0
-        for i in range(0, len(perm), batch_size):
-            b = perm[i:i + batch_size]
-            xb = xtr[torch.from_numpy(b).to(device)] if in_memory else _rows(x, train_idx[b]).to(device)
-            loss = F.cross_entropy(probe(xb), ytr[torch.from_numpy(b).to(device)])
-            opt.zero_grad(set_to_none=True)
-            (loss + probe.penalty(l1, l2)).backward()
-            opt.step()
-            total += float(loss.detach()) * len(b)
-            seen += len(b)
-        if in_memory:
-            with torch.no_grad():
-                probe.eval()
-                tr_pred = torch.cat([probe(xtr[i:i + 4096]).argmax(1) for i in
-                                     range(0, len(xtr), 4096)]).cpu().numpy()
-        else:
-            tr_pred = _predict(probe, x, train_idx, device, 1024)
-        va_pred = _predict(probe, x, val_idx, device, 1024)
-        rows.append({"epoch": epoch + 1, "loss": total / seen,
-                     "train_accuracy": float((tr_pred == y[train_idx]).mean()),
-                     "val_accuracy": float((va_pred == y[val_idx]).mean())})
-    return ProbeResult(probe.cpu(), pd.DataFrame(rows), k, tr_pred, va_pred)
+    if len(train_idx) * n_features * 4 <= 2**30:
+        train_data = (_rows(x, train_idx).to(device), torch.from_numpy(y[train_idx]).to(device))
+    else:
+        train_data = _RowData(x, train_idx, y)
+    tracker = _ProbeAccuracy(train_data, _RowData(x, val_idx, y), y[train_idx], y[val_idx])
+    history = train(
+        probe, train_data, epochs=epochs, batch_size=batch_size,
+        optimizer=lambda m: torch.optim.Adam(m.parameters(), lr=lr),
+        step=supervised_step("cross_entropy", penalty=lambda m: m.penalty(l1, l2)),
+        callbacks=[tracker], seed=seed, device=device, num_threads=cpu_threads,
+        # tiny activations (e.g. of a random network) drive Adam's state into denormal floats,
+        # which are ~100x slower on CPU; flushing them to zero changes nothing measurable
+        flush_denormal=True)
+    history = history[["epoch", "loss", "train_accuracy", "val_accuracy"]]
+    return ProbeResult(probe.cpu(), history, k, tracker.train_pred, tracker.val_pred)
 
 
 def _same_array(a: Any, b: Any, block: int = 1024) -> bool:
@@ -504,32 +509,13 @@ def train_small_cnn(images: torch.Tensor, targets: torch.Tensor, *, epochs: int 
     """
     if targets.dim() != 2 or len(targets) != len(images):
         raise ValueError("targets: expected (N, T) binary labels matching images")
-    device = torch.device(device) if device is not None else get_device()
-    with _cpu_threads(cpu_threads, device):
-        return _train_small_cnn(images, targets, epochs, batch_size, lr, seed, device)
-
-
-def _train_small_cnn(images, targets, epochs, batch_size, lr, seed, device):
-    torch.manual_seed(seed)
-    model = SmallCNN(targets.shape[1]).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    gen = torch.Generator().manual_seed(seed)
-    losses = []
-    for _ in range(epochs):
-        model.train()
-        perm = torch.randperm(len(images), generator=gen)
-        total = 0.0
-        for i in range(0, len(perm), batch_size):
-            b = perm[i:i + batch_size]
-            xb = images[b].to(device)
-            xb = xb.float() / 255 if xb.dtype == torch.uint8 else xb.float()
-            loss = F.binary_cross_entropy_with_logits(model(xb), targets[b].float().to(device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(b)
-        losses.append(total / len(images))
-    return model.eval(), losses
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = SmallCNN(targets.shape[1])
+    history = train(model, (images, targets), epochs=epochs, batch_size=batch_size,
+                    optimizer=lambda m: torch.optim.Adam(m.parameters(), lr=lr),
+                    step=supervised_step("bce"), seed=seed, device=device, num_threads=cpu_threads)
+    return model, history["loss"].tolist()
 
 
 #: The quick profile's unrelated task: SynthFaces' 12 accessory/expression attributes.
@@ -603,10 +589,7 @@ def train_unrelated_cnn(n: int = 4000, *, size: int = 32, epochs: int = 6, batch
                                     seed=seed, device=device, cpu_threads=cpu_threads)
     xe, ae = render_multiattribute(n_eval, size=size, correlations={}, seed=seed + 1)
     te = targets(ae).numpy()
-    dev = next(model.parameters()).device
-    with torch.no_grad():
-        logits = torch.cat([model(xe[i:i + 512].to(dev).float() / 255).cpu()
-                            for i in range(0, len(xe), 512)]).numpy()
+    logits = predict(model, xe, batch_size=512).numpy()
     rows = []
     for j, attr in enumerate(UNRELATED_TASK_ATTRIBUTES):
         t, s = te[:, j], logits[:, j]
@@ -668,9 +651,10 @@ def build_network(name: str, *, trained: bool = True, seed: int = 0, weights: st
         if trained:
             task = train_unrelated_cnn(seed=seed, device=device, **task_kwargs)
             return Network(key, task.model, True, None, task_kwargs.get("size", 32), task)
-        torch.manual_seed(seed)
-        return Network(key, SmallCNN(len(UNRELATED_TASK_ATTRIBUTES)).eval(), False, None,
-                       task_kwargs.get("size", 32))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = SmallCNN(len(UNRELATED_TASK_ATTRIBUTES)).eval()
+        return Network(key, model, False, None, task_kwargs.get("size", 32))
     if key not in NATIVE_SIZES:
         raise ValueError(f"name: expected 'small_cnn' or one of {list(NATIVE_SIZES)}, got {name!r}")
     if task_kwargs:
@@ -685,7 +669,8 @@ def build_network(name: str, *, trained: bool = True, seed: int = 0, weights: st
         configure_weights_cache()
         model = builder(weights=weights)
     else:
-        torch.manual_seed(seed)
-        model = builder(weights=None, **({"init_weights": True} if key == "inception_v3" else {}))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = builder(weights=None, **({"init_weights": True} if key == "inception_v3" else {}))
     size = NATIVE_SIZES[key]
     return Network(key, model.eval(), trained, imagenet_transform(size), size)

@@ -30,10 +30,10 @@ import numpy as np
 import torch
 from scipy import stats
 from torch import nn
-from torch.nn import functional as F
 from torch.nn.utils import prune
 
 from fairlib._validation import as_matrix, binary, integer, positive_int
+from fairlib.training import Callback, TrainState, cosine_schedule, make_optimizer, supervised_step, train
 
 __all__ = [
     "cubic_sparsity",
@@ -48,7 +48,6 @@ __all__ = [
     "spatial_resnet",
     "train_multilabel",
     "train_gmp",
-    "predict_logits",
     "calibrate_thresholds",
     "apply_thresholds",
     "modal_prediction",
@@ -294,34 +293,6 @@ def make_permanent(model: nn.Module) -> nn.Module:
 
 
 # --------------------------------------------------------------------------- training
-@torch.no_grad()
-def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    """Logits ``(N, K)`` (or ``(N,)``) on the CPU, in eval mode and without gradients.
-
-    uint8 images are scaled to [0, 1] batch by batch.
-    """
-    device = next(model.parameters()).device
-    was = model.training
-    model.eval()
-    out = torch.cat([model(_as_float(x[i:i + batch_size]).to(device)).float().cpu()
-                     for i in range(0, len(x), batch_size)])
-    model.train(was)
-    return out
-
-
-def _as_float(x: torch.Tensor) -> torch.Tensor:
-    """uint8 images (kept compact in memory for large datasets) become float in [0, 1] per batch."""
-    return x.float() / 255 if x.dtype == torch.uint8 else x
-
-
-def _optimizer(model: nn.Module, name: str, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    if name == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
-    if name == "adam":
-        return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    raise ValueError(f"optimizer: unknown optimizer {name!r}; choose sgd or adam")
-
-
 def _check_data(x: torch.Tensor, y: torch.Tensor) -> None:
     if not torch.is_tensor(x) or not torch.is_tensor(y):
         raise ValueError("x, y: expected torch tensors (images (N, C, H, W) and 0/1 labels (N,) or (N, K))")
@@ -335,37 +306,44 @@ def train_multilabel(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epoc
     """Train with binary cross-entropy, one logit per attribute (the paper's loss).
 
     ``epochs`` may be fractional (a short fine-tune of a few batches). The learning rate follows
-    a cosine decay over the run when ``cosine``. Returns the optimizer, so a caller can keep its state.
+    a cosine decay over the run when ``cosine``. ``optimizer`` is ``"sgd"`` (Nesterov momentum),
+    ``"adam"`` or an optimiser to keep training with. Returns the optimizer, so a caller can keep
+    its state. uint8 images are scaled to [0, 1] batch by batch.
     """
     _check_data(x, y)
-    if epochs <= 0:
-        raise ValueError(f"epochs: must be positive, got {epochs}")
+    if isinstance(optimizer, str):
+        opt = make_optimizer(model.parameters(), optimizer, lr=lr, weight_decay=weight_decay)
+    else:
+        opt = optimizer
+        for g in opt.param_groups:
+            g["lr"] = lr
     device = next(model.parameters()).device
-    opt = _optimizer(model, optimizer, lr, weight_decay) if isinstance(optimizer, str) else optimizer
-    gen = torch.Generator().manual_seed(int(seed))
-    n = len(x)
-    bs = min(int(batch_size), n)
-    total_steps = max(1, int(round(epochs * n / bs)))
-    model.train()
-    step = 0
-    while step < total_steps:
-        order = torch.randperm(n, generator=gen)
-        for i in range(0, n - 1, bs):
-            if step >= total_steps:
-                break
-            idx = order[i:i + bs]
-            if len(idx) < 2:
-                continue  # a batch of one breaks BatchNorm
-            if cosine:
-                for g in opt.param_groups:
-                    g["lr"] = lr * 0.5 * (1 + np.cos(np.pi * step / total_steps))
-            out = model(_as_float(x[idx]).to(device))
-            loss = F.binary_cross_entropy_with_logits(out, y[idx].to(device).float().reshape(out.shape))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
+    train(model, (x, y), epochs=epochs, batch_size=batch_size, optimizer=opt, step=supervised_step("bce"),
+          schedule=cosine_schedule if cosine else None, seed=seed, device=device)
     return opt
+
+
+class _GradualPruning(Callback):
+    """GMP's mask schedule: at each pruning epoch, snapshot the targets the step passes, then prune."""
+
+    def __init__(self, steps: dict[int, float], targets: list[float], snapshot: Callable[[float, nn.Module, int], None],
+                 seed: int):
+        self.steps, self.targets, self.snapshot, self.seed = steps, targets, snapshot, seed
+        self.current = 0.0
+        self.taken: list[float] = []
+
+    def on_epoch_start(self, state: TrainState) -> None:
+        s = self.steps.get(state.epoch)
+        if s is None:
+            return
+        for t in self.targets[:-1]:
+            if self.current < t <= s and t not in self.taken:
+                self.taken.append(t)
+                self.snapshot(t, state.model, self.seed + 7919 * len(self.taken))
+        if s > self.current:
+            self.current = s
+            # momentum buffers of removed weights are irrelevant: the mask zeroes them in forward
+            global_magnitude_prune(state.model, s)
 
 
 def train_gmp(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, targets: Sequence[float],
@@ -398,7 +376,8 @@ def train_gmp(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, targets: Se
     Returns
     -------
     dict
-        ``{target: pruned model}`` (deep copies, masks still attached).
+        ``{target: pruned model}``, masks still attached: deep copies, except the highest
+        target, which is ``model`` itself at the end of the run.
     """
     _check_data(x, y)
     tgts = sorted({_check_fraction(t, "targets") for t in targets})
@@ -413,8 +392,6 @@ def train_gmp(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, targets: Se
     schedule = dict(pruning_steps(final=tgts[-1], start=start, end=end, frequency=frequency,
                                   initial=min(initial, tgts[-1])))
     snapshots: dict[float, nn.Module] = {}
-    opt = _optimizer(model, opt_name, lr, weight_decay)
-    current = 0.0
 
     def snapshot(target: float, base: nn.Module, sd: int) -> None:
         snap = clone_model(base)
@@ -426,20 +403,14 @@ def train_gmp(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, targets: Se
         if callback is not None:
             callback(target, snap)
 
-    for epoch in range(epochs):
-        if epoch in schedule:
-            s = schedule[epoch]
-            for t in tgts:
-                if current < t <= s and t not in snapshots and t != tgts[-1]:
-                    snapshot(t, model, seed + 7919 * (len(snapshots) + 1))
-            if s > current:
-                current = s
-                global_magnitude_prune(model, s)
-                # momentum buffers of removed weights are irrelevant: the mask zeroes them in forward
-        for g in opt.param_groups:  # constant rate, then a linear decay over the epochs after pruning
-            g["lr"] = lr if epoch <= end else lr * (epochs - epoch) / (epochs - end)
-        train_multilabel(model, x, y, epochs=1, lr=opt.param_groups[0]["lr"], optimizer=opt,
-                         weight_decay=weight_decay, batch_size=batch_size, seed=seed + epoch, cosine=False)
+    def rate(state: TrainState) -> float:  # constant, then a linear decay over the epochs after pruning
+        return 1.0 if state.epoch <= end else (epochs - state.epoch) / (epochs - end)
+
+    train(model, (x, y), epochs=epochs, batch_size=batch_size,
+          optimizer=lambda m: make_optimizer(m.parameters(), opt_name, lr=lr, weight_decay=weight_decay),
+          step=supervised_step("bce"), schedule=rate,
+          callbacks=[_GradualPruning(schedule, tgts, snapshot, seed)], seed=seed,
+          device=next(model.parameters()).device)
     snapshots[tgts[-1]] = model
     if callback is not None:
         callback(tgts[-1], model)

@@ -55,7 +55,7 @@ from fairlib._validation import positive_int, to_numpy
 from fairlib.activations import capture_activations
 from fairlib.config import get_device
 from fairlib.metrics import bias_transfer_score
-from fairlib.notebook import progress
+from fairlib.training import Callback, TrainState, supervised_step, train
 
 __all__ = [
     "CanonicalSets",
@@ -593,22 +593,29 @@ def replace_head(model: nn.Module, head: str, n_outputs: int) -> nn.Module:
     return new
 
 
-def _loader(data: Any, batch_size: int, seed: int) -> torch.utils.data.DataLoader:
+def _fine_tune_data(data: Any) -> Any:
     if isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], torch.Tensor):
         x, y = data
         if len(x) != len(y):
             raise ValueError(f"data: {len(x)} images but {len(y)} labels")
-        data = torch.utils.data.TensorDataset(x, torch.as_tensor(y))
+        return x, torch.as_tensor(y)
     if not isinstance(data, torch.utils.data.Dataset):
         raise ValueError("data: expected (images, labels) tensors or a Dataset of (image, label) items")
-    return torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=True,
-                                       generator=torch.Generator().manual_seed(seed))
+    return data
+
+
+class _FrozenBackbone(Callback):
+    """Linear probing: the backbone stays in eval mode, so its batch-norm statistics never move."""
+
+    def on_epoch_start(self, state: TrainState) -> None:
+        state.model.eval()
 
 
 def fine_tune(model: nn.Module, data: Any, *, head: str, n_outputs: int, mode: str = "full",
               epochs: int = 3, lr: float = 1e-3, batch_size: int = 128, multilabel: bool = False,
               transform: Callable[[torch.Tensor], torch.Tensor] | None = None, seed: int = 0,
-              device: Any = None, show_progress: bool = False) -> tuple[nn.Module, list[float]]:
+              device: Any = None, show_progress: bool = False, num_workers: int = 0, amp: bool = False,
+              checkpoint: Any = None) -> tuple[nn.Module, list[float]]:
     """Fine-tune a copy of ``model`` with a new head on a target dataset (Adam).
 
     Parameters
@@ -623,7 +630,10 @@ def fine_tune(model: nn.Module, data: Any, *, head: str, n_outputs: int, mode: s
         mode, so its batch-norm statistics (and hence every backbone embedding) are unchanged;
         ``"full"``: every parameter trains.
     transform
-        Batch transform before the model (default: uint8 -> [0, 1]).
+        Batch transform after uint8 images are scaled to [0, 1] (e.g. a normalisation).
+    num_workers, amp, checkpoint
+        Passed to :func:`fairlib.training.train` (data-loading workers, mixed precision on
+        CUDA, a resumable checkpoint file).
 
     Returns
     -------
@@ -634,49 +644,35 @@ def fine_tune(model: nn.Module, data: Any, *, head: str, n_outputs: int, mode: s
         raise ValueError(f"mode: expected 'linear' (frozen backbone) or 'full', got {mode!r}")
     epochs = positive_int(epochs, "epochs")
     device = torch.device(device) if device is not None else get_device()
-    torch.manual_seed(seed)
-    net = replace_head(model, head, n_outputs).to(device)
-    new_head = net.get_submodule(head)
-    params = list(new_head.parameters()) if mode == "linear" else list(net.parameters())
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = replace_head(model, head, n_outputs)
+    params = list(net.get_submodule(head).parameters()) if mode == "linear" else list(net.parameters())
     if mode == "linear":
         for p in net.parameters():
             p.requires_grad_(False)
         for p in params:
             p.requires_grad_(True)
-    opt = torch.optim.Adam(params, lr=lr)
-    loader = _loader(data, batch_size, seed)
-    losses = []
-    epochs_iter = progress(range(epochs), desc=f"fine-tune ({mode})") if show_progress else range(epochs)
-    for _ in epochs_iter:
-        if mode == "linear":
-            net.eval()
-        else:
-            net.train()
-        total, count = 0.0, 0
-        for xb, yb in loader:
-            xb = xb.to(device)
-            if transform is not None:
-                xb = transform(xb)
-            else:
-                xb = xb.float() / 255 if xb.dtype == torch.uint8 else xb.float()
-            out = net(xb)
-            yb = yb.to(device)
-            if multilabel and (yb.dim() != 2 or yb.shape[1] != n_outputs):
-                raise ValueError(f"data: multilabel targets must be (N, n_outputs={n_outputs}) rows, "
-                                 f"got shape {tuple(yb.shape)}; set n_outputs to the number of labels")
-            if multilabel:
-                loss = F.binary_cross_entropy_with_logits(out, yb.float())
-            else:
-                loss = F.cross_entropy(out, yb.long())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(xb)
-            count += len(xb)
-        losses.append(total / count)
-    for p in net.parameters():
-        p.requires_grad_(True)
-    return net.eval(), losses
+
+    def loss(out: torch.Tensor, batch: tuple) -> torch.Tensor:
+        yb = batch[1]
+        if not multilabel:
+            return F.cross_entropy(out.float(), yb.long())
+        if yb.dim() != 2 or yb.shape[1] != n_outputs:
+            raise ValueError(f"data: multilabel targets must be (N, n_outputs={n_outputs}) rows, "
+                             f"got shape {tuple(yb.shape)}; set n_outputs to the number of labels")
+        return F.binary_cross_entropy_with_logits(out.float(), yb.float())
+
+    try:
+        history = train(net, _fine_tune_data(data), epochs=epochs, batch_size=batch_size,
+                        optimizer=torch.optim.Adam(params, lr=lr), step=supervised_step(loss),
+                        callbacks=[_FrozenBackbone()] if mode == "linear" else [], transform=transform,
+                        seed=seed, device=device, num_workers=num_workers, amp=amp, checkpoint=checkpoint,
+                        show_progress=show_progress, desc=f"fine-tune ({mode})")
+    finally:
+        for p in net.parameters():
+            p.requires_grad_(True)
+    return net.eval(), history["loss"].tolist()
 
 
 @dataclass

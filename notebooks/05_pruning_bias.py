@@ -70,6 +70,7 @@ import fairlib
 from fairlib import metrics as M
 from fairlib import pruning as P
 from fairlib.notebook import glue, progress
+from fairlib.training import predict
 
 T0 = time.perf_counter()
 SETTINGS = {
@@ -259,7 +260,7 @@ def sweep(seed, dense_model, x, y, targets):
 
 
 def logits_of(model, x):
-    z = P.predict_logits(model, x)
+    z = predict(model, x)
     return (z[:, None] if z.ndim == 1 else z).numpy()
 
 

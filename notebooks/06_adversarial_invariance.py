@@ -62,6 +62,7 @@ import torch
 import fairlib
 from fairlib import invariance as inv
 from fairlib.notebook import glue, progress
+from fairlib.training import predict
 
 # quick: SynthFaces at 32×32 (64×64 does not fit the 3-minute CPU budget of the whole chapter
 # with five autoencoders), nets narrowed to a 64×4×4 latent, a few epochs.
@@ -309,7 +310,7 @@ def classify(Z, weights=None):
     fairlib.seed_everything(SEED)
     clf = inv.train_latent_classifier(Z[train_idx], T[train_idx], sample_weights=weights, width=cfg["max_channels"],
                                       epochs=cfg["cls_epochs"], seed=SEED, device=DEVICE)
-    return T[test_idx], inv.predict(clf, Z[test_idx]), G[test_idx]
+    return T[test_idx], predict(clf, Z[test_idx], output="labels").numpy(), G[test_idx]
 
 
 results = {"SimpleCNN": classify(Z_vanilla), "SimpleCNN-WL": classify(Z_vanilla, wl), "FaderCNN": classify(Z_fader)}
