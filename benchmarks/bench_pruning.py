@@ -15,6 +15,7 @@ import time
 import torch
 
 from fairlib import pruning as P
+from fairlib.models import spatial_resnet
 
 SIZE = 24        # the quick profile's image size
 OUTPUTS = 12     # its number of targets
@@ -39,7 +40,7 @@ def median_latency(model: torch.nn.Module, x: torch.Tensor, repeats: int = REPEA
 
 def build(sparsity: float) -> torch.nn.Module:
     torch.manual_seed(0)
-    model = P.spatial_resnet(OUTPUTS, image_size=SIZE, width=8)
+    model = spatial_resnet(OUTPUTS, image_size=SIZE, width=8)
     if sparsity > 0:
         P.global_magnitude_prune(model, sparsity)
         P.make_permanent(model)  # plain weight tensors with zeros, no masks or hooks

@@ -1,27 +1,44 @@
-r"""Residual networks for the bias amplification experiments (He et al.'s CIFAR recipe).
+r"""Every model of the course, behind one :func:`build_model` (method modules import from here).
 
 - :class:`CifarResNet`: depth :math:`6n+2` (8, 14, 20, …, 110), three stages of :math:`n`
   basic blocks with ``width``, ``2·width`` and ``4·width`` channels (the paper's ResNet-110 has
   width 16; Hall et al. vary depth 8…110 and first-stage width 4…64).
 - :class:`SmallResNet`: a ResNet-18-style net (``blocks=(2, 2, 2, 2)``, 3×3 stem, no max-pool)
   for 28×28 Fashion-MNIST; with fewer blocks and a tiny width it trains in seconds on 8×8 digits.
-
-Both end in global average pooling, so they accept any input size ≥ 1×1, and output one logit
-per example (``num_outputs=1``, binary cross-entropy) unless told otherwise. Capacity knobs:
-depth and width here, weight decay in the optimizer (:mod:`fairlib.training`).
+  Both end in global average pooling, so they accept any input size ≥ 1×1, and output one logit
+  per example (``num_outputs=1``, binary cross-entropy) unless told otherwise. Capacity knobs:
+  depth and width here, weight decay in the optimizer (:mod:`fairlib.training`).
+- :class:`SmallCNN`: four conv blocks, the quick profile's stand-in for an ImageNet model
+  (Chapters 3, 4 and 7).
+- :func:`spatial_resnet`: a SmallResNet trunk with a flattened head, for small fixed-position
+  cues (Chapter 5's quick profile).
+- torchvision's ImageNet backbones, with their preprocessing attached (``model.preprocess``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from fairlib._validation import positive_int
+from fairlib._validation import integer, positive_int
 
-__all__ = ["BasicBlock", "CifarResNet", "SmallResNet", "VALID_DEPTHS", "build_model", "count_parameters"]
+__all__ = [
+    "BasicBlock",
+    "CifarResNet",
+    "SmallResNet",
+    "SmallCNN",
+    "spatial_resnet",
+    "VALID_DEPTHS",
+    "TORCHVISION_SIZES",
+    "build_model",
+    "available_models",
+    "count_parameters",
+]
 
 #: Depths of the CIFAR ResNets the paper uses (6n + 2 for n = 1 … 18).
 VALID_DEPTHS = tuple(6 * n + 2 for n in range(1, 19))
@@ -104,14 +121,167 @@ class SmallResNet(_ResNet):
         self.blocks = blocks
 
 
-def build_model(arch: str, **kwargs) -> nn.Module:
-    """``"cifar_resnet"`` → :class:`CifarResNet`, ``"small_resnet"`` or ``"resnet18"`` → :class:`SmallResNet`."""
-    key = arch.lower()
-    if key == "cifar_resnet":
-        return CifarResNet(**kwargs)
-    if key in ("small_resnet", "resnet18"):
-        return SmallResNet(**kwargs)
-    raise ValueError(f"arch: unknown architecture {arch!r}; choose cifar_resnet, small_resnet or resnet18")
+class SmallCNN(nn.Module):
+    """Four conv blocks (conv-BN-ReLU, the first three max-pooled), global average pool, linear.
+
+    Layer names match the ``"small_cnn"`` preset of :mod:`fairlib.activations`.
+    """
+
+    def __init__(self, n_outputs: int, widths: Sequence[int] = (16, 32, 64, 64), in_channels: int = 3):
+        super().__init__()
+        if len(widths) != 4:
+            raise ValueError(f"widths: expected four channel counts, got {widths!r}")
+        c = in_channels
+        for i, w in enumerate(widths):
+            layers = [nn.Conv2d(c, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU()]
+            if i < 3:
+                layers.append(nn.MaxPool2d(2))
+            setattr(self, f"block{i + 1}", nn.Sequential(*layers))
+            c = w
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Linear(c, n_outputs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i in range(1, 5):
+            x = getattr(self, f"block{i}")(x)
+        return self.head(self.pool(x))
+
+
+
+def spatial_resnet(num_outputs: int, *, image_size: int, width: int = 8,
+                   blocks: Sequence[int] = (1, 1, 1), in_channels: int = 3,
+                   hidden: int | None = None) -> nn.Sequential:
+    """A :class:`SmallResNet` trunk with a linear head on the *flattened* feature map.
+
+    The quick profile's multi-attribute model. SynthFaces' attributes are small marks at fixed
+    places of a centred face (like CelebA's aligned crops); without global average pooling the
+    head sees *where* a feature fires, and a tiny network learns the visible attributes in a
+    few CPU epochs (with pooling it stays near chance for many epochs). The head dominates the
+    weight count, so global magnitude pruning has real choices between layers.
+
+    Parameters
+    ----------
+    num_outputs
+        Logits per image (one per attribute).
+    image_size
+        Input height = width; the feature map is ``ceil(image_size / 2**(len(blocks) - 1))`` wide.
+    width, blocks, in_channels
+        As in :class:`SmallResNet`.
+    hidden
+        Optional width of a hidden fully connected layer (``Linear, ReLU``) before the output
+        layer. It adds many weights for little compute, so that a tiny network still has the
+        redundancy that lets large ones survive 95-99% sparsity.
+
+    Returns
+    -------
+    torch.nn.Sequential
+        ``stem, layers, Flatten, [Linear, ReLU,] Linear``; input ``(N, C, H, W)``, output
+        ``(N, num_outputs)``.
+    """
+    integer(image_size, "image_size", minimum=4, meaning="(the input's side)")
+    positive_int(num_outputs, "num_outputs")
+    base = SmallResNet(width=width, blocks=blocks, in_channels=in_channels, num_outputs=num_outputs)
+    side = int(image_size)
+    for _ in range(len(base.blocks) - 1):
+        side = (side + 1) // 2  # a stride-2 3x3 conv with padding 1
+    features = width * 2 ** (len(base.blocks) - 1) * side * side
+    if hidden is None:
+        return nn.Sequential(base.stem, base.layers, nn.Flatten(), nn.Linear(features, int(num_outputs)))
+    positive_int(hidden, "hidden", allow_none=True)
+    return nn.Sequential(base.stem, base.layers, nn.Flatten(), nn.Linear(features, int(hidden)), nn.ReLU(),
+                         nn.Linear(int(hidden), int(num_outputs)))
+
+
+#: Torchvision backbones and their native input side (the ImageNet preprocessing resizes to it).
+TORCHVISION_SIZES: dict[str, int] = {"vgg16": 224, "resnet18": 224, "resnet50": 224, "inception_v3": 299}
+
+_COURSE_MODELS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def _course_models() -> dict[str, Callable[..., nn.Module]]:
+    if not _COURSE_MODELS:
+        _COURSE_MODELS.update({"cifar_resnet": CifarResNet, "small_resnet": SmallResNet, "resnet18": SmallResNet,
+                               "small_cnn": SmallCNN, "spatial_resnet": spatial_resnet})
+    return _COURSE_MODELS
+
+
+def available_models() -> list[str]:
+    """Every name :func:`build_model` accepts."""
+    return sorted(_course_models()) + [f"torchvision.{k}" for k in sorted(TORCHVISION_SIZES)]
+
+
+def build_model(name: str, *, seed: int | None = None, weights: str | None = None, **options: Any) -> nn.Module:
+    """Build a model by name, with the preprocessing it needs attached.
+
+    Names
+    -----
+    ``"cifar_resnet"`` (:class:`CifarResNet`), ``"small_resnet"`` or ``"resnet18"``
+    (:class:`SmallResNet`, the CIFAR-style ResNet-18 of Chapter 2), ``"small_cnn"``
+    (:class:`SmallCNN`), ``"spatial_resnet"`` (:func:`spatial_resnet`), and the torchvision
+    ImageNet backbones ``"torchvision.vgg16"``, ``"torchvision.resnet18"``,
+    ``"torchvision.resnet50"``, ``"torchvision.inception_v3"``.
+
+    Parameters
+    ----------
+    seed
+        Draw the initialisation from this seed, in a forked RNG (the caller's RNG is untouched).
+    weights
+        Torchvision only: a weights name (e.g. ``"IMAGENET1K_V1"``), downloaded into the course's
+        weights cache; ``None`` gives a random initialisation (``num_classes`` may then be set).
+    options
+        The constructor's keyword arguments; an unknown one is an error that lists the accepted.
+
+    Returns
+    -------
+    torch.nn.Module
+        With two attributes: ``preprocess``, the batch transform its inputs need after uint8
+        images become [0, 1] floats (``None``: none; torchvision: resize to ``input_size`` and
+        ImageNet normalisation), and ``input_size`` (the native side, or ``None``).
+    """
+    key = str(name).lower().replace("-", "_")
+    models = _course_models()
+    if key.startswith("torchvision."):
+        arch = key.split(".", 1)[1]
+        if arch not in TORCHVISION_SIZES:
+            raise ValueError(f"name: unknown model {name!r}; available: {available_models()}")
+        import torchvision
+
+        from fairlib.activations import imagenet_transform
+
+        builder = getattr(torchvision.models, arch)
+        if weights is not None:
+            from fairlib.data import configure_weights_cache
+
+            configure_weights_cache()
+            options = {**options, "weights": weights}
+        else:
+            options = {"weights": None, **({"init_weights": True} if arch == "inception_v3" else {}), **options}
+        model = _construct(builder, name, options, seed, check=False)
+        model.preprocess = imagenet_transform(TORCHVISION_SIZES[arch])
+        model.input_size = TORCHVISION_SIZES[arch]
+        return model
+    if key not in models:
+        raise ValueError(f"name: unknown model {name!r}; available: {available_models()}")
+    if weights is not None:
+        raise ValueError(f"weights: {name!r} has no pretrained weights; pass weights only for torchvision models")
+    model = _construct(models[key], name, options, seed, check=True)
+    model.preprocess = None
+    model.input_size = options.get("image_size")
+    return model
+
+
+def _construct(builder: Callable[..., nn.Module], name: str, options: dict, seed: int | None, *, check: bool
+               ) -> nn.Module:
+    if check:
+        accepted = [p for p in inspect.signature(builder).parameters if p != "self"]
+        unknown = sorted(set(options) - set(accepted))
+        if unknown:
+            raise ValueError(f"options: unknown option(s) {unknown} for {name!r}; accepted: {accepted}")
+    if seed is None:
+        return builder(**options)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return builder(**options)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -25,6 +25,7 @@ group variables: the accessories and expression of SynthFaces' multi-attribute f
 from __future__ import annotations
 
 import contextlib
+import inspect
 import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from torch import nn
 from fairlib._validation import positive_int
 from fairlib.config import get_device
 from fairlib.data.synthfaces import MULTI_ATTRIBUTES
+from fairlib.models import TORCHVISION_SIZES, SmallCNN, build_model
 from fairlib.training import Callback, TrainState, predict, supervised_step, train
 
 __all__ = [
@@ -49,7 +51,6 @@ __all__ = [
     "probe_layers",
     "frequent_errors",
     "probe_network",
-    "SmallCNN",
     "train_small_cnn",
     "UnrelatedTask",
     "UNRELATED_TASK_ATTRIBUTES",
@@ -472,32 +473,6 @@ def probe_network(model: nn.Module, data: Any, y: Sequence[int] | np.ndarray,
     return summary.reset_index(drop=True), results
 
 
-class SmallCNN(nn.Module):
-    """Four conv blocks (conv-BN-ReLU, the first three max-pooled), global average pool, linear.
-
-    Layer names match the ``"small_cnn"`` preset of :mod:`fairlib.activations`.
-    """
-
-    def __init__(self, n_outputs: int, widths: Sequence[int] = (16, 32, 64, 64), in_channels: int = 3):
-        super().__init__()
-        if len(widths) != 4:
-            raise ValueError(f"widths: expected four channel counts, got {widths!r}")
-        c = in_channels
-        for i, w in enumerate(widths):
-            layers = [nn.Conv2d(c, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU()]
-            if i < 3:
-                layers.append(nn.MaxPool2d(2))
-            setattr(self, f"block{i + 1}", nn.Sequential(*layers))
-            c = w
-        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.head = nn.Linear(c, n_outputs)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for i in range(1, 5):
-            x = getattr(self, f"block{i}")(x)
-        return self.head(self.pool(x))
-
-
 def train_small_cnn(images: torch.Tensor, targets: torch.Tensor, *, epochs: int = 3,
                     batch_size: int = 128, lr: float = 3e-3, seed: int = 0,
                     device: Any = None, cpu_threads: int | None = None) -> tuple[SmallCNN, list[float]]:
@@ -602,7 +577,7 @@ def train_unrelated_cnn(n: int = 4000, *, size: int = 32, epochs: int = 6, batch
 
 
 #: Input sides of the paper's networks (Keras defaults; the paper resizes bilinearly).
-NATIVE_SIZES: dict[str, int] = {"vgg16": 224, "resnet50": 224, "inception_v3": 299}
+NATIVE_SIZES: dict[str, int] = {k: TORCHVISION_SIZES[k] for k in ("vgg16", "resnet50", "inception_v3")}
 
 
 @dataclass
@@ -651,26 +626,15 @@ def build_network(name: str, *, trained: bool = True, seed: int = 0, weights: st
         if trained:
             task = train_unrelated_cnn(seed=seed, device=device, **task_kwargs)
             return Network(key, task.model, True, None, task_kwargs.get("size", 32), task)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            model = SmallCNN(len(UNRELATED_TASK_ATTRIBUTES)).eval()
+        accepted = list(inspect.signature(train_unrelated_cnn).parameters)
+        unknown = sorted(set(task_kwargs) - set(accepted))
+        if unknown:
+            raise ValueError(f"task_kwargs: unknown option(s) {unknown} for the small CNN's task; accepted: {accepted}")
+        model = build_model("small_cnn", seed=seed, n_outputs=len(UNRELATED_TASK_ATTRIBUTES)).eval()
         return Network(key, model, False, None, task_kwargs.get("size", 32))
     if key not in NATIVE_SIZES:
         raise ValueError(f"name: expected 'small_cnn' or one of {list(NATIVE_SIZES)}, got {name!r}")
     if task_kwargs:
         raise ValueError(f"task_kwargs: {sorted(task_kwargs)} only apply to 'small_cnn'")
-    import torchvision
-
-    from fairlib.activations import imagenet_transform
-    from fairlib.data import configure_weights_cache
-
-    builder = getattr(torchvision.models, key)
-    if trained:
-        configure_weights_cache()
-        model = builder(weights=weights)
-    else:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            model = builder(weights=None, **({"init_weights": True} if key == "inception_v3" else {}))
-    size = NATIVE_SIZES[key]
-    return Network(key, model.eval(), trained, imagenet_transform(size), size)
+    model = build_model(f"torchvision.{key}", seed=seed, weights=weights if trained else None)
+    return Network(key, model.eval(), trained, model.preprocess, model.input_size)

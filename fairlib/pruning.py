@@ -32,7 +32,7 @@ from scipy import stats
 from torch import nn
 from torch.nn.utils import prune
 
-from fairlib._validation import as_matrix, binary, integer, positive_int
+from fairlib._validation import as_matrix, binary, positive_int
 from fairlib.training import Callback, TrainState, cosine_schedule, make_optimizer, supervised_step, train
 
 __all__ = [
@@ -45,7 +45,6 @@ __all__ = [
     "nm_prune",
     "make_permanent",
     "clone_model",
-    "spatial_resnet",
     "train_multilabel",
     "train_gmp",
     "calibrate_thresholds",
@@ -222,52 +221,6 @@ def nm_prune(model: nn.Module, n: int, m: int, *, skip_incompatible: bool = True
         mask = keep.reshape(moved.shape).movedim(-1, 1).to(w.dtype)
         prune.custom_from_mask(module, name, mask)
     return measure_sparsity(model)
-
-
-def spatial_resnet(num_outputs: int, *, image_size: int, width: int = 8,
-                   blocks: Sequence[int] = (1, 1, 1), in_channels: int = 3,
-                   hidden: int | None = None) -> nn.Sequential:
-    """A :class:`fairlib.models.SmallResNet` trunk with a linear head on the *flattened* feature map.
-
-    The quick profile's multi-attribute model. SynthFaces' attributes are small marks at fixed
-    places of a centred face (like CelebA's aligned crops); without global average pooling the
-    head sees *where* a feature fires, and a tiny network learns the visible attributes in a
-    few CPU epochs (with pooling it stays near chance for many epochs). The head dominates the
-    weight count, so global magnitude pruning has real choices between layers.
-
-    Parameters
-    ----------
-    num_outputs
-        Logits per image (one per attribute).
-    image_size
-        Input height = width; the feature map is ``ceil(image_size / 2**(len(blocks) - 1))`` wide.
-    width, blocks, in_channels
-        As in :class:`fairlib.models.SmallResNet`.
-    hidden
-        Optional width of a hidden fully connected layer (``Linear, ReLU``) before the output
-        layer. It adds many weights for little compute, so that a tiny network still has the
-        redundancy that lets large ones survive 95-99% sparsity.
-
-    Returns
-    -------
-    torch.nn.Sequential
-        ``stem, layers, Flatten, [Linear, ReLU,] Linear``; input ``(N, C, H, W)``, output
-        ``(N, num_outputs)``.
-    """
-    from fairlib.models import SmallResNet
-
-    integer(image_size, "image_size", minimum=4, meaning="(the input's side)")
-    positive_int(num_outputs, "num_outputs")
-    base = SmallResNet(width=width, blocks=blocks, in_channels=in_channels, num_outputs=num_outputs)
-    side = int(image_size)
-    for _ in range(len(base.blocks) - 1):
-        side = (side + 1) // 2  # a stride-2 3x3 conv with padding 1
-    features = width * 2 ** (len(base.blocks) - 1) * side * side
-    if hidden is None:
-        return nn.Sequential(base.stem, base.layers, nn.Flatten(), nn.Linear(features, int(num_outputs)))
-    positive_int(hidden, "hidden", allow_none=True)
-    return nn.Sequential(base.stem, base.layers, nn.Flatten(), nn.Linear(features, int(hidden)), nn.ReLU(),
-                         nn.Linear(int(hidden), int(num_outputs)))
 
 
 def clone_model(model: nn.Module) -> nn.Module:

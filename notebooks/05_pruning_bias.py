@@ -63,12 +63,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
-import torchvision
 from sklearn.metrics import roc_auc_score
 
 import fairlib
 from fairlib import metrics as M
 from fairlib import pruning as P
+from fairlib.models import build_model
 from fairlib.notebook import glue, progress
 from fairlib.training import predict
 
@@ -237,8 +237,9 @@ pd.DataFrame({"train rate": Y["train"].mean(0)}, index=ATTRS).T.round(3)
 # %%
 def new_model(n_out):
     if cfg["model"] == "resnet18":
-        return torchvision.models.resnet18(weights=None, num_classes=n_out)  # the paper: random init
-    return P.spatial_resnet(n_out, image_size=x_train.shape[-1], width=cfg["width"], hidden=cfg["hidden"])
+        return build_model("torchvision.resnet18", num_classes=n_out)  # the paper: random init
+    return build_model("spatial_resnet", num_outputs=n_out, image_size=x_train.shape[-1], width=cfg["width"],
+                       hidden=cfg["hidden"])
 
 
 def train_dense(seed, y, epochs, x=None):

@@ -65,6 +65,7 @@ from scipy import stats
 import fairlib
 from fairlib import transfer as T
 from fairlib.data import render_scenes
+from fairlib.models import build_model
 from fairlib.notebook import glue
 
 # quick: SynthFaces scenes (a figure of style A/B beside one of 8 icons), 32x32, a small CNN
@@ -177,10 +178,8 @@ if cfg["source"] == "scenes":
                            index=list(sets.concepts))
     n_outputs, multilabel, transform = K, False, None
 else:
-    import torchvision
-
     from fairlib.activations import imagenet_transform
-    from fairlib.data import configure_weights_cache, dataset_dir
+    from fairlib.data import dataset_dir
 
     coco = dataset_dir("coco")
     sets = T.coco_canonical_sets(coco, n_per_set=cfg["canonical_n"], min_images=cfg["min_images"],
@@ -189,7 +188,6 @@ else:
                for name, (split, n) in cfg["targets"].items()}
     planted = None  # COCO's targets carry no gender labels: the data's own association is unknown
     n_outputs, multilabel, transform = targets["small"].labels.shape[1], True, imagenet_transform(cfg["size"])
-    configure_weights_cache()
 glue("n_concepts", len(sets.concepts))
 sets.sizes()
 
@@ -211,21 +209,19 @@ plt.show()
 # %% [markdown]
 # ## The pretrained model's associations
 #
-# The quick profile's backbone is the small CNN of Chapter 4 (`fairlib.probes.SmallCNN`),
+# The quick profile's backbone is the small CNN of Chapter 4 (`fairlib.models.SmallCNN`),
 # trained from scratch on the biased scenes; the full profile loads torchvision's ImageNet
 # ResNet-50.
 
 # %%
 if cfg["source"] == "scenes":
-    from fairlib.probes import SmallCNN
-
     pre_labels = torch.as_tensor(a_pre["object"].cat.codes.to_numpy().copy())
-    pretrained, pre_losses = T.fine_tune(SmallCNN(K), (x_pre, pre_labels),
+    pretrained, pre_losses = T.fine_tune(build_model("small_cnn", n_outputs=K), (x_pre, pre_labels),
                                          head=cfg["head"], n_outputs=K, epochs=cfg["pretrain_epochs"],
                                          lr=cfg["pretrain_lr"], batch_size=cfg["batch_size"], seed=SEED)
     print("pretraining loss per epoch:", np.round(pre_losses, 3))
 else:
-    pretrained = getattr(torchvision.models, cfg["arch"])(weights=cfg["weights"])
+    pretrained = build_model(f"torchvision.{cfg['arch']}", weights=cfg["weights"])
 
 score_kw = dict(n_permutations=cfg["n_permutations"], seed=SEED, transform=transform)
 before = T.score_model(pretrained, sets, cfg["layer"], **score_kw)

@@ -44,7 +44,40 @@ def test_forward_shapes(size, channels):
 def test_build_model():
     assert isinstance(build_model("resnet18", width=4), SmallResNet)
     assert isinstance(build_model("cifar_resnet", depth=8, width=4), CifarResNet)
-    with pytest.raises(ValueError, match="arch"):
+    with pytest.raises(ValueError, match=r"name: unknown model 'vgg'; available: .*cifar_resnet.*torchvision.vgg16"):
         build_model("vgg")
     with pytest.raises(ValueError, match="width"):
         CifarResNet(depth=8, width=0)
+
+
+def test_build_model_rejects_unknown_options_and_lists_the_accepted():
+    with pytest.raises(ValueError, match=r"options: unknown option\(s\) \['widht'\] for 'cifar_resnet'.*'width'"):
+        build_model("cifar_resnet", depth=8, widht=4)
+    with pytest.raises(ValueError, match="weights: 'small_cnn' has no pretrained weights"):
+        build_model("small_cnn", n_outputs=2, weights="IMAGENET1K_V1")
+
+
+def test_build_model_seed_repeats_and_leaves_the_rng_alone():
+    torch.manual_seed(0)
+    state = torch.get_rng_state()
+    a = build_model("small_cnn", n_outputs=3, seed=7)
+    b = build_model("small_cnn", n_outputs=3, seed=7)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert a.preprocess is None and a(torch.rand(2, 3, 16, 16)).shape == (2, 3)
+
+
+def test_torchvision_backbone_has_its_preprocessing():
+    model = build_model("torchvision.resnet18", num_classes=4, seed=0)
+    assert model.input_size == 224 and model.fc.out_features == 4
+    x = torch.full((1, 3, 32, 32), 0.5)
+    pre = model.preprocess(x)
+    assert pre.shape == (1, 3, 224, 224)
+    # ImageNet normalisation of a 0.5 grey image: (0.5 - mean) / std per channel
+    expected = [(0.5 - m) / s for m, s in zip((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))]
+    assert pre[0, :, 0, 0].tolist() == pytest.approx(expected, abs=1e-5)
+
+
+def test_spatial_resnet_through_build_model():
+    model = build_model("spatial_resnet", num_outputs=5, image_size=24, width=4, hidden=7)
+    assert model(torch.rand(2, 3, 24, 24)).shape == (2, 5) and model.input_size == 24

@@ -77,7 +77,8 @@ def test_probe_layers_shares_identical_reductions_and_drops_weights():
     import torch
 
     from fairlib.activations import capture_activations
-    from fairlib.probes import SmallCNN, probe_layers
+    from fairlib.models import SmallCNN
+    from fairlib.probes import probe_layers
 
     torch.manual_seed(0)
     images = torch.randint(0, 256, (36, 3, 32, 32), dtype=torch.uint8)
@@ -99,7 +100,8 @@ def test_probe_layers_shares_identical_reductions_and_drops_weights():
 def test_probe_network_in_passes_matches_one_pass(tmp_path):
     import torch
 
-    from fairlib.probes import SmallCNN, probe_network
+    from fairlib.models import SmallCNN
+    from fairlib.probes import probe_network
 
     torch.manual_seed(0)
     images = torch.randint(0, 256, (30, 3, 16, 16), dtype=torch.uint8)

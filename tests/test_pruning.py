@@ -9,6 +9,7 @@ import torchvision
 from torch import nn
 
 from fairlib import pruning as P
+from fairlib.models import spatial_resnet
 
 
 def _tiny(seed: int = 0) -> nn.Module:
@@ -203,16 +204,16 @@ def test_overrides_on_constructed_predictions():
 # --------------------------------------------------------------------------- the quick-profile model
 @pytest.mark.parametrize("size,side", [(24, 6), (25, 7), (32, 8)])
 def test_spatial_resnet_shapes_and_pruning(size, side):
-    model = P.spatial_resnet(5, image_size=size, width=4)
+    model = spatial_resnet(5, image_size=size, width=4)
     assert model[-1].in_features == 16 * side * side  # width * 2**2 channels, two stride-2 stages
     assert model(torch.rand(3, 3, size, size)).shape == (3, 5)
     assert P.global_magnitude_prune(model, 0.9) == pytest.approx(0.9, abs=1e-3)
-    wide = P.spatial_resnet(5, image_size=size, width=4, hidden=7)
+    wide = spatial_resnet(5, image_size=size, width=4, hidden=7)
     assert [m.out_features for m in wide if isinstance(m, nn.Linear)] == [7, 5]
     assert wide(torch.rand(2, 3, size, size)).shape == (2, 5)
     with pytest.raises(ValueError, match="image_size"):
-        P.spatial_resnet(5, image_size=2)
+        spatial_resnet(5, image_size=2)
     with pytest.raises(ValueError, match="hidden"):
-        P.spatial_resnet(5, image_size=24, hidden=0)
+        spatial_resnet(5, image_size=24, hidden=0)
     with pytest.raises(ValueError, match="num_outputs"):
-        P.spatial_resnet(0, image_size=24)
+        spatial_resnet(0, image_size=24)
