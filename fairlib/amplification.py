@@ -17,14 +17,13 @@ correlation with the label is set exactly by one number, :math:`\varepsilon\in[0
 ``x``, ``y``, ``group``) that :func:`fairlib.training.train_and_evaluate` consumes.
 :func:`mean_ci` summarises repeated runs as a mean and a 95% confidence interval.
 
-Data: :func:`load_digits_split` (scikit-learn's 8×8 digits, a fixed stratified split; the quick
-profile) and :func:`load_images` (Fashion-MNIST, CIFAR-10, CIFAR-100 from torchvision's on-disk
-formats, never downloaded; the full profile).
+Data: :func:`load_split` reads every dataset through :func:`fairlib.data.load_dataset`:
+scikit-learn's 8×8 digits (the quick profile) and Fashion-MNIST, CIFAR-10 and CIFAR-100 (the
+full profile), from where ``python -m data_scripts.fetch`` writes them.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,12 +51,14 @@ __all__ = [
     "swap_roles",
     "mean_ci",
     "summarize",
-    "load_digits_split",
-    "load_images",
+    "load_split",
+    "TASK_DATASETS",
     "FULL_DATASETS",
 ]
 
 FULL_DATASETS = ("fashionmnist", "cifar10", "cifar100")
+#: Every dataset :func:`load_split` reads (quick: digits; full: the paper's three).
+TASK_DATASETS = ("digits", *FULL_DATASETS)
 
 
 @dataclass
@@ -312,60 +313,22 @@ def summarize(frame: pd.DataFrame, by: Any, value: str, confidence: float = 0.95
 
 
 # --------------------------------------------------------------------------- data
-@functools.lru_cache(maxsize=4)
-def load_digits_split(test_size: float = 0.25, seed: int = 0) -> dict[str, tuple[torch.Tensor, np.ndarray]]:
-    """scikit-learn's 8×8 digits as floats in [0, 1], split once, stratified by digit (cached).
+def load_split(name: str, split: str, *, root: str | Path | None = None) -> tuple[torch.Tensor, np.ndarray]:
+    """Images ``(N, C, H, W)`` uint8 and original class labels of one split, for the tasks above.
 
-    Returns ``{"train": (images, labels), "test": (images, labels)}`` with images (N, 1, 8, 8).
+    ``name`` is ``digits`` (the quick profile: scikit-learn's digits, the course's one 75/25
+    split), ``fashionmnist``, ``cifar10`` or ``cifar100`` (fine labels); ``split`` is ``train``
+    or ``test``. Everything goes through :func:`fairlib.data.load_dataset`, so the data are read
+    from where ``python -m data_scripts.fetch NAME`` writes them (``<data root>/<name>/``), and a
+    missing dataset raises :class:`fairlib.data.DatasetNotFoundError` with that command.
     """
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+    from fairlib.data import image_tensor, load_dataset
 
-    d = load_digits()
-    images = (d.images / 16.0).astype(np.float32)
-    idx_tr, idx_te = train_test_split(np.arange(len(images)), test_size=test_size, random_state=seed,
-                                      stratify=d.target)
-    out = {}
-    for name, idx in (("train", idx_tr), ("test", idx_te)):
-        x = torch.from_numpy(images[idx])[:, None]
-        x.requires_grad_(False)
-        out[name] = (x, d.target[idx].astype(np.int64))
-    return out
-
-
-def load_images(name: str, split: str, root: str | Path, *, verify: bool = True) -> tuple[torch.Tensor, np.ndarray]:
-    """Images (N, C, H, W) uint8 and labels of a full-profile dataset from torchvision's on-disk format.
-
-    ``name``: ``fashionmnist`` (``root/FashionMNIST/raw/*-ubyte``), ``cifar10``
-    (``root/cifar-10-batches-py``) or ``cifar100`` (``root/cifar-100-python``, fine labels);
-    ``split``: ``train`` or ``test``. Nothing is downloaded. ``verify=False`` skips the CIFAR
-    checksums (for hand-made test files).
-    """
-    from torchvision import datasets
-
+    key = str(name).strip().lower().replace("-", "").replace("_", "")
+    if key not in TASK_DATASETS:
+        raise ValueError(f"name: unknown dataset {name!r}; choose one of {', '.join(TASK_DATASETS)}")
     if split not in ("train", "test"):
         raise ValueError(f"split: expected 'train' or 'test', got {split!r}")
-    train = split == "train"
-    key = str(name).lower().replace("-", "").replace("_", "")
-    try:
-        if key == "fashionmnist":
-            ds = datasets.FashionMNIST(str(root), train=train, download=False)
-            x = ds.data[:, None].to(torch.uint8)
-            return x.contiguous(), ds.targets.numpy().astype(np.int64)
-        if key in ("cifar10", "cifar100"):
-            base = datasets.CIFAR10 if key == "cifar10" else datasets.CIFAR100
-            cls = base
-            if not verify:  # same files, no md5: torchvision then only checks that they exist
-                cls = type(f"_Unchecked{base.__name__}", (base,), {
-                    "train_list": [[f, None] for f, _ in base.train_list],
-                    "test_list": [[f, None] for f, _ in base.test_list],
-                    "meta": {**base.meta, "md5": None},
-                })
-            ds = cls(str(root), train=train, download=False)
-            x = torch.from_numpy(np.ascontiguousarray(ds.data)).permute(0, 3, 1, 2).contiguous()
-            return x, np.asarray(ds.targets, dtype=np.int64)
-    except RuntimeError as exc:
-        raise FileNotFoundError(
-            f"{name}: not found under {root} ({exc}); fetch it first (see data_scripts/) and pass its folder as root"
-        ) from exc
-    raise ValueError(f"name: unknown dataset {name!r}; choose one of {', '.join(FULL_DATASETS)}")
+    dataset = load_dataset(key, split, root=root)
+    labels = dataset.attributes["label"].cat.codes.to_numpy().astype(np.int64)
+    return image_tensor(dataset), labels

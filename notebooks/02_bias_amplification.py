@@ -55,12 +55,12 @@ import os
 
 PROFILE = os.environ.get("FAIRLIB_PROFILE", "quick")
 SEED = 0
-# Full profile only: folder holding FashionMNIST/, cifar-10-batches-py/ and cifar-100-python/
-# (torchvision's layout; nothing is downloaded here). The full profile trains about 1,400
-# models for 500 epochs each (a ResNet-110 on CIFAR-100 takes roughly 1-2 GPU-hours on one
-# modern GPU), i.e. on the order of 2,000 GPU-hours in total: shrink `eps`, `seeds` and the
-# sweeps in SETTINGS["full"] to reproduce one research question at a time.
-DATA_ROOT = os.environ.get("FAIRLIB_DATA", "data")
+# Full profile only: Fashion-MNIST, CIFAR-10 and CIFAR-100, read through fairlib.load_dataset
+# from the data root (FAIRLIB_DATA); fetch them once with
+#   python -m data_scripts.fetch fashionmnist cifar10 cifar100
+# The full profile trains about 1,400 models for 500 epochs each (a ResNet-110 on CIFAR-100 takes
+# roughly 1-2 GPU-hours on one modern GPU), i.e. on the order of 2,000 GPU-hours in total: shrink
+# `eps`, `seeds` and the sweeps in SETTINGS["full"] to reproduce one research question at a time.
 
 # %%
 import time
@@ -145,8 +145,7 @@ print(f"profile={PROFILE}, device={DEVICE}, {cfg['seeds']} random class assignme
 # The numbers illustrate the method; they are not the paper's results.
 
 # %%
-d = A.load_digits_split(test_size=0.25, seed=0)
-x_demo, f_demo = d["train"]
+x_demo, f_demo = A.load_split("digits", "train")
 pos_demo = A.binarize_classes(10, seed=SEED)
 inv_demo = A.assign_inversion(f_demo, pos_demo, epsilon=0.3, seed=SEED)
 fig, axes = plt.subplots(2, 10, figsize=(10, 2.4))
@@ -178,11 +177,7 @@ DATA: dict = {}
 def data(name: str):
     """(train, test) pairs of (images, original labels), loaded once and cached."""
     if name not in DATA:
-        if name == "digits":
-            split = A.load_digits_split(test_size=0.25, seed=0)
-            DATA[name] = (split["train"], split["test"])
-        else:
-            DATA[name] = (A.load_images(name, "train", DATA_ROOT), A.load_images(name, "test", DATA_ROOT))
+        DATA[name] = (A.load_split(name, "train"), A.load_split(name, "test"))
     return DATA[name]
 
 
@@ -734,7 +729,7 @@ assert abs(realised_epsilon([1, 1, 1, 1, 0, 0, 0, 0], [1, 0, 0, 0, 1, 1, 1, 0]) 
     "rates 1/4 and 3/4: ε = 1/4")
 assert abs(realised_epsilon([1, 1, 0, 0], [True, False, True, False])) < 1e-9, "equal rates: ε = 0"
 assert abs(realised_epsilon([1, 0], [0, 1]) - 0.5) < 1e-9, "the group decides the label: ε = 1/2"
-_f = A.load_digits_split(test_size=0.25, seed=0)["train"][1]
+_f = A.load_split("digits", "train")[1]
 for _seed in range(3):
     _pos = A.binarize_classes(10, _seed)
     _y = A.binary_labels(_f, _pos)
@@ -772,7 +767,7 @@ from fairlib import metrics as _M
 assert abs(shortcut_biasamp(0.3) - 0.2) < 1e-9
 assert abs(shortcut_biasamp(0.5)) < 1e-9, "when the group decides the label, the shortcut is exact: no amplification"
 assert shortcut_biasamp(0.1) > shortcut_biasamp(0.4), "the shortcut exaggerates a weak bias most"
-_f = A.load_digits_split(test_size=0.25, seed=0)["test"][1]
+_f = A.load_split("digits", "test")[1]
 for _seed in range(3):
     _pos = A.binarize_classes(10, _seed)
     _y = A.binary_labels(_f, _pos)

@@ -68,6 +68,7 @@ from sklearn.metrics import roc_auc_score
 import fairlib
 from fairlib import metrics as M
 from fairlib import pruning as P
+from fairlib.data import image_tensor
 from fairlib.models import build_model
 from fairlib.notebook import glue, progress
 from fairlib.training import predict
@@ -206,12 +207,10 @@ plt.show()
 
 # %%
 def load_split(split):
-    """Images as uint8 (N, C, H, W) and the attribute table of one split."""
+    """Images as uint8 (N, C, H, W) (in full, a memory map written once) and the attribute table."""
     options = {**cfg["data_options"], **cfg["split_options"].get(split, {})}
-    ds = fairlib.load_dataset(cfg["data"], split, transform=lambda t: t, **options)
-    loader = torch.utils.data.DataLoader(ds, batch_size=1024, num_workers=cfg["workers"])
-    images = torch.cat([b for b, _ in progress(loader, desc=split)])
-    return images, ds.attributes
+    ds = fairlib.load_dataset(cfg["data"], split, **options)
+    return image_tensor(ds, num_workers=cfg["workers"], show_progress=True), ds.attributes
 
 
 splits = {name: load_split(name) for name in ("train", "val", "test")}

@@ -169,11 +169,11 @@ def synthfaces_imbalanced(cfg, seed):
 
 
 def utkface(cfg):
-    """UTKFace as uint8 256×256 tensors; race is the protected attribute, gender the target."""
-    from fairlib.data import load_dataset
+    """UTKFace as uint8 256×256 images (a memory map written once); race protected, gender the target."""
+    from fairlib.data import image_tensor, load_dataset
 
-    ds = load_dataset("utkface", "all", size=cfg["size"], transform=lambda img: img)
-    images = torch.stack([ds[i][0] for i in progress(range(len(ds)), desc="loading UTKFace")])
+    ds = load_dataset("utkface", "all", size=cfg["size"])
+    images = image_tensor(ds, num_workers=2, show_progress=True)
     return (images, ds.attributes["race"].cat.codes.to_numpy(), ds.attributes["gender"].cat.codes.to_numpy(),
             ds.schema["race"], ds.schema["gender"])
 

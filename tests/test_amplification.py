@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import pickle
-
 import numpy as np
 import pytest
 import torch
+from formats import N_PER_FILE, fetched
 
 from fairlib import amplification as A
+from fairlib.data import DatasetNotFoundError, load_dataset
 
 
 def test_inversion_counts_hand_values():
@@ -102,63 +102,31 @@ def test_mean_ci():
     assert A.mean_ci([4.0]) == (4.0, 4.0, 4.0)
 
 
-def test_digits_split_is_fixed_and_stratified():
-    d = A.load_digits_split()
-    assert d["train"][0].shape[1:] == (1, 8, 8)
-    assert len(d["train"][1]) + len(d["test"][1]) == 1797
-    assert np.bincount(d["test"][1]).min() >= 43  # 25% of each digit (174 eights → 43)
-    assert A.load_digits_split() is d  # cached
-
-
-# --------------------------------------------------------------------------- on-disk formats
-def write_fashion_mnist(root, n=12):
-    raw = root / "FashionMNIST" / "raw"
-    raw.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for prefix in ("train", "t10k"):
-        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
-        labels = np.arange(n, dtype=np.uint8) % 10
-        (raw / f"{prefix}-images-idx3-ubyte").write_bytes(
-            np.array([0x803, n, 28, 28], dtype=">i4").tobytes() + images.tobytes())
-        (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(
-            np.array([0x801, n], dtype=">i4").tobytes() + labels.tobytes())
-
-
-def write_cifar(root, name, n=12):
-    rng = np.random.default_rng(1)
-    if name == "cifar10":
-        base = root / "cifar-10-batches-py"
-        base.mkdir(parents=True)
-        files = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-        for f in files:
-            entry = {"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), "labels": list(np.arange(n) % 10)}
-            (base / f).write_bytes(pickle.dumps(entry))
-        (base / "batches.meta").write_bytes(pickle.dumps({"label_names": [f"c{i}" for i in range(10)]}))
-    else:
-        base = root / "cifar-100-python"
-        base.mkdir(parents=True)
-        for f in ("train", "test"):
-            entry = {"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), "fine_labels": list(np.arange(n) % 100)}
-            (base / f).write_bytes(pickle.dumps(entry))
-        (base / "meta").write_bytes(pickle.dumps({"fine_label_names": [f"c{i}" for i in range(100)]}))
+def test_digits_split_is_the_registrys():
+    x, y = A.load_split("digits", "train")
+    xt, yt = A.load_split("digits", "test")
+    assert x.dtype == torch.uint8 and x.shape == (1347, 1, 8, 8) and len(yt) == 450
+    assert np.bincount(yt).min() >= 43  # 25% of each digit (174 eights -> 43)
+    assert torch.equal(x, load_dataset("digits", "train").images), "the same split as load_dataset"
 
 
 @pytest.mark.parametrize("name", A.FULL_DATASETS)
-def test_load_images_reads_torchvision_formats(tmp_path, name):
-    if name == "fashionmnist":
-        write_fashion_mnist(tmp_path)
-    else:
-        write_cifar(tmp_path, name)
-    x, y = A.load_images(name, "train", tmp_path, verify=False)
-    n_train = 60 if name == "cifar10" else 12  # CIFAR-10 has five training batches
-    assert x.dtype == torch.uint8 and x.shape == ((12, 1, 28, 28) if name == "fashionmnist" else (n_train, 3, 32, 32))
-    assert y.shape == (n_train,)
-    xt, _ = A.load_images(name, "test", tmp_path, verify=False)
-    assert len(xt) == 12
+def test_load_split_reads_what_fetch_writes(tmp_path, name):
+    root = tmp_path / "data"
+    fetched(root, name)
+    x, y = A.load_split(name, "train", root=root)
+    n_train = 5 * N_PER_FILE if name == "cifar10" else N_PER_FILE  # CIFAR-10 has five training batches
+    shape = (1, 28, 28) if name == "fashionmnist" else (3, 32, 32)
+    assert x.dtype == torch.uint8 and x.shape == (n_train, *shape) and y.shape == (n_train,)
+    assert y.tolist() == [i % (100 if name == "cifar100" else 10) for i in range(N_PER_FILE)] * (n_train // N_PER_FILE)
+    xt, _ = A.load_split(name, "test", root=root)
+    assert len(xt) == N_PER_FILE
 
 
-def test_load_images_missing(tmp_path):
-    with pytest.raises(FileNotFoundError):
-        A.load_images("cifar10", "train", tmp_path)
-    with pytest.raises(ValueError, match="unknown dataset"):
-        A.load_images("imagenet", "train", tmp_path)
+def test_load_split_missing_names_the_fetch_command(tmp_path):
+    with pytest.raises(DatasetNotFoundError, match="python -m data_scripts.fetch cifar10"):
+        A.load_split("cifar10", "train", root=tmp_path)
+    with pytest.raises(ValueError, match="name: unknown dataset 'imagenet'; choose one of digits"):
+        A.load_split("imagenet", "train")
+    with pytest.raises(ValueError, match="split: expected 'train' or 'test'"):
+        A.load_split("digits", "val")

@@ -57,7 +57,8 @@ def test_missing_dataset_gives_fetch_command(name, tmp_path):
 
 def test_digits_split():
     tr, te, al = (load_dataset("digits", s) for s in ("train", "test", "all"))
-    assert (len(tr), len(te), len(al)) == (1437, 360, 1797)
+    assert (len(tr), len(te), len(al)) == (1347, 450, 1797)  # the course's one 75/25 split
+    assert np.bincount(te.attributes["label"].cat.codes).min() >= 43  # stratified: 25% of 174 eights
     assert tr.schema == {"label": [str(k) for k in range(10)]}
     img, row = al[0]  # sklearn's first digit is a 0
     assert img.shape == (1, 8, 8) and row == {"label": 0}

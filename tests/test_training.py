@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_amplification import write_cifar, write_fashion_mnist
+from formats import fetched
 
 import fairlib
 from fairlib import amplification as A
@@ -24,10 +24,10 @@ def test_schedule():
 
 @pytest.fixture(scope="module")
 def digits_tasks():
-    d = A.load_digits_split()
+    train, test = A.load_split("digits", "train"), A.load_split("digits", "test")
     pos = A.binarize_classes(10, 0)
-    tr = A.make_inversion_task(*d["train"], pos, 0.3, seed=1)
-    te = A.make_inversion_task(*d["test"], pos, 0.3, seed=2, normalize_with=d["train"][0])
+    tr = A.make_inversion_task(*train, pos, 0.3, seed=1)
+    te = A.make_inversion_task(*test, pos, 0.3, seed=2, normalize_with=train[0])
     return tr.subset(torch.arange(400)), te
 
 
@@ -70,11 +70,8 @@ def test_augment_batch_shapes_and_flip():
 ])
 def test_full_profile_one_training_step(tmp_path, name, model):
     """Each full-profile dataset in its real on-disk format, and one step of its model on CPU."""
-    if name == "fashionmnist":
-        write_fashion_mnist(tmp_path)
-    else:
-        write_cifar(tmp_path, name, n=12)
-    x, fine = A.load_images(name, "train", tmp_path, verify=False)
+    fetched(tmp_path, name)
+    x, fine = A.load_split(name, "train", root=tmp_path)
     if name == "cifar10":  # the RQ6 overlay task
         fine = np.arange(len(fine)) % 4
         task = A.make_overlay_task(x, fine, (0, 1), (2, 3), 0.3, 0.5, seed=0)

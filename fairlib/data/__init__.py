@@ -4,6 +4,7 @@ Everything goes through :func:`load_dataset`; real datasets are downloaded once 
 ``python -m data_scripts.fetch NAME --root DIR`` into :func:`data_root`.
 """
 
+from fairlib.data.cache import cache_dir, image_tensor
 from fairlib.data.groups import (
     GroupTooSmallError,
     balanced_sample,
@@ -38,12 +39,14 @@ __all__ = [
     "GroupTooSmallError",
     "SynthFaces",
     "balanced_sample",
+    "cache_dir",
     "canonical_sets",
     "cap_groups",
     "configure_weights_cache",
     "data_root",
     "dataset_dir",
     "fetch_command",
+    "image_tensor",
     "intersectional_groups",
     "list_datasets",
     "load_dataset",

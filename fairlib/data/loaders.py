@@ -68,17 +68,30 @@ class AttributeDataset(torch.utils.data.Dataset):
         in [0, 1].
     metadata
         Optional per-sample extras that are not categorical (file names, exact ages).
+    images
+        The whole split as one ``uint8`` tensor ``(N, C, H, W)`` when it is held in memory
+        (small datasets, rendered ones); ``None`` for datasets read file by file.
 
     Attributes
     ----------
     attributes : pandas.DataFrame
     schema : dict[str, list]
         Attribute name -> categories, in code order.
+    images : torch.Tensor or None
+    cache_key : str or None
+        Set by :func:`fairlib.data.load_dataset`: names this split and its options in the
+        image cache (:func:`fairlib.data.image_tensor`).
     """
 
-    def __init__(self, attributes: pd.DataFrame, image_fn: Callable[[int], torch.Tensor], *,
+    def __init__(self, attributes: pd.DataFrame, image_fn: Callable[[int], torch.Tensor] | None = None, *,
                  name: str, split: str, transform: Callable | None = None,
-                 metadata: pd.DataFrame | None = None):
+                 metadata: pd.DataFrame | None = None, images: torch.Tensor | None = None):
+        if image_fn is None:
+            if images is None:
+                raise ValueError("image_fn/images: give a function that reads one image, or the images")
+            image_fn = images.__getitem__
+        self.images = images
+        self.cache_key: str | None = None
         self.attributes = attributes.reset_index(drop=True)
         self.schema = {c: list(self.attributes[c].cat.categories) for c in self.attributes}
         self._image_fn = image_fn
@@ -95,11 +108,15 @@ class AttributeDataset(torch.utils.data.Dataset):
         """Return ``(image, row)``; ``row`` maps each attribute to its category code
         (an index into ``schema[name]``; -1 for a missing value), which collates in a
         DataLoader."""
-        if not -len(self) <= i < len(self):
-            raise IndexError(f"index {i} out of range for {len(self)} samples")
-        img = self._image_fn(int(i) % len(self))
+        img = self.raw_image(i)
         img = self.transform(img) if self.transform is not None else img.float() / 255
         return img, {c: int(v[i]) for c, v in self._codes.items()}
+
+    def raw_image(self, i: int) -> torch.Tensor:
+        """Sample ``i`` as stored: ``uint8 (C, H, W)``, before any transform."""
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"index {i} out of range for {len(self)} samples")
+        return self._image_fn(int(i) % len(self))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, split={self.split!r}, n={len(self)})"
@@ -115,7 +132,7 @@ def _codes_cat(codes: np.ndarray, categories: Sequence) -> pd.Categorical:
 
 def _memory_dataset(images: np.ndarray, attributes: pd.DataFrame, **kw) -> AttributeDataset:
     tensor = torch.from_numpy(np.array(images, order="C", copy=not images.flags.writeable))
-    return AttributeDataset(attributes, lambda i: tensor[i], **kw)
+    return AttributeDataset(attributes, images=tensor, **kw)
 
 
 def _check_split(name: str, split: str, allowed: Sequence[str], aliases: dict | None = None) -> str:
@@ -154,9 +171,11 @@ def _check_size_option(size: Any) -> int | None:
 # digits (shipped with scikit-learn)
 
 
-def load_digits_dataset(split: str = "train", *, transform=None, test_fraction: float = 0.2,
+def load_digits_dataset(split: str = "train", *, transform=None, test_fraction: float = 0.25,
                         seed: int = 0) -> AttributeDataset:
-    """scikit-learn's 8x8 handwritten digits, split 80/20 (stratified, fixed seed).
+    """scikit-learn's 8x8 handwritten digits, split 75/25 (stratified, fixed seed): 1,347 / 450.
+
+    The one digits split of the course (Chapter 2's quick profile uses it).
 
     Images are ``uint8 (1, 8, 8)`` scaled from 0-16 to 0-255 (x 255/16, rounded); ``split`` is ``train``,
     ``test`` or ``all``.

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import inspect
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -25,10 +27,7 @@ def _load_synthfaces(split: str = "train", *, root=None, transform=None, n: int 
     if split not in offsets:
         raise ValueError(f"split: synthfaces has splits 'train', 'val', 'test'; got {split!r}")
     del root  # rendered, never read from disk
-    ds = SynthFaces(n, mode=mode, seed=seed * 3 + offsets[split], **options)
-    images = ds.images
-    return AttributeDataset(ds.attributes, lambda i: images[i], name="synthfaces", split=split,
-                            transform=transform)
+    return SynthFaces(n, mode=mode, seed=seed * 3 + offsets[split], split=split, transform=transform, **options)
 
 
 def _load_digits(split: str = "train", *, root=None, transform=None, **options: Any):
@@ -98,4 +97,10 @@ def load_dataset(name: str, split: str = "train", root=None, **options: Any) -> 
                 f"options: {key} does not take {', '.join(unknown)}; it takes "
                 f"{', '.join(allowed) or 'no options'}"
             )
-    return fn(split, root=root, **options)
+    dataset = fn(split, root=root, **options)
+    # the image cache names a split by its dataset, split and options (never by its transform,
+    # which is applied after the cache)
+    shown = {k: v for k, v in options.items() if k != "transform"}
+    digest = hashlib.sha1(json.dumps(shown, sort_keys=True, default=repr).encode()).hexdigest()[:10]
+    dataset.cache_key = f"{key}-{dataset.split}-{digest}"
+    return dataset

@@ -29,6 +29,7 @@ import pandas as pd
 import torch
 
 from fairlib._validation import integer
+from fairlib.data.loaders import AttributeDataset
 
 __all__ = [
     "PALETTE_LEVELS",
@@ -928,8 +929,8 @@ def canonical_sets(
 # dataset
 
 
-class SynthFaces(torch.utils.data.Dataset):
-    """A rendered SynthFaces set as a torch Dataset.
+class SynthFaces(AttributeDataset):
+    """A rendered SynthFaces set: an :class:`~fairlib.data.AttributeDataset` held in memory.
 
     Parameters
     ----------
@@ -940,6 +941,8 @@ class SynthFaces(torch.utils.data.Dataset):
         ``"scenes"`` (:func:`render_scenes`).
     seed
         Seed passed to the renderer.
+    split
+        The split's name (``load_dataset`` renders each split from its own seed).
     transform
         Optional callable applied to each ``uint8 (3, H, W)`` image; without one, images are
         returned as ``float32`` in [0, 1].
@@ -958,25 +961,15 @@ class SynthFaces(torch.utils.data.Dataset):
 
     MODES = ("faces", "multi", "scenes")
 
-    def __init__(self, n: int = 10_000, *, mode: str = "faces", seed: int = 0,
+    def __init__(self, n: int = 10_000, *, mode: str = "faces", seed: int = 0, split: str = "train",
                  transform=None, **options: Any):
         render = {"faces": render_faces, "multi": render_multiattribute,
                   "scenes": render_scenes}.get(mode)
         if render is None:
             raise ValueError(f"mode: unknown mode {mode!r}; choose one of {', '.join(self.MODES)}")
         try:
-            self.images, self.attributes = render(n, seed=seed, **options)
+            images, attributes = render(n, seed=seed, **options)
         except TypeError as err:
             raise ValueError(f"options: {err} (see the docstring of {render.__name__})") from None
-        self.schema = {c: list(self.attributes[c].cat.categories) for c in self.attributes}
-        self.transform = transform
+        super().__init__(attributes, images=images, name="synthfaces", split=split, transform=transform)
         self.mode = mode
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int):
-        img = self.images[i]
-        img = self.transform(img) if self.transform is not None else img.float() / 255
-        row = {c: int(self.attributes[c].cat.codes.iat[i]) for c in self.attributes}
-        return img, row
