@@ -22,6 +22,13 @@ The store
 :func:`load` reads every finished row of a store, so a notebook can draw its figures from a
 store that a longer run (another machine, several Colab sessions) filled.
 
+Experiments
+-----------
+A method module declares each of its chapter's experiments once, with :func:`register`:
+the run function and its grid for each profile (``grid(profile) -> list[dict]``). The chapter
+then calls ``sweep.run(fn, grid(PROFILE), store=default_store(chapter, name))`` and draws from the
+returned frame; :func:`experiments` lists them (the command line and the compute plans use it).
+
 Executors
 ---------
 ``executor="local"`` runs the configurations in this process, in order. An executor is a small
@@ -50,7 +57,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["grid", "run", "load", "config_key", "default_store", "SweepError", "EXECUTORS"]
+__all__ = ["grid", "run", "load", "config_key", "default_store", "register", "experiments", "Experiment",
+           "SweepError", "EXECUTORS"]
 
 _FAILED = "failed"
 
@@ -142,6 +150,55 @@ def config_key(config: Mapping[str, Any]) -> str:
     the same configuration gives the same key in any process, whatever the order of its keys.
     """
     return hashlib.sha256(_canonical(_check_config(config)).encode()).hexdigest()[:20]
+
+
+# --------------------------------------------------------------------------- experiments
+@dataclass(frozen=True)
+class Experiment:
+    """One experiment of a chapter: ``fn(**config) -> dict`` and ``grid(profile) -> list[dict]``."""
+
+    chapter: str
+    name: str
+    fn: Callable[..., Mapping[str, Any]]
+    grid: Callable[[str], list[dict]]
+    description: str = ""
+
+    def configs(self, profile: str) -> list[dict]:
+        from fairlib.config import get_profile
+
+        return self.grid(get_profile(profile))
+
+
+_EXPERIMENTS: dict[tuple[str, str], Experiment] = {}
+
+
+def register(chapter: str, name: str, fn: Callable[..., Mapping[str, Any]], grid: Callable[[str], list[dict]],
+             description: str = "") -> Experiment:
+    """Declare an experiment of ``chapter`` (a notebook's file stem, e.g. ``"05_pruning_bias"``)."""
+    if getattr(fn, "__qualname__", "").count("<locals>"):
+        raise ValueError(f"fn: {fn.__qualname__} is not a module-level function; other processes must be able "
+                         "to import it")
+    experiment = Experiment(chapter, name, fn, grid, description)
+    _EXPERIMENTS[(chapter, name)] = experiment
+    return experiment
+
+
+def experiments(chapter: str | None = None) -> dict[str, Experiment]:
+    """The registered experiments (importing every method module first), of one chapter or all.
+
+    Keys are ``"<chapter>/<name>"`` (all chapters) or ``"<name>"`` (one chapter).
+    """
+    import importlib
+
+    for module in ("amplification", "probes", "naps", "pruning", "invariance", "transfer"):
+        importlib.import_module(f"fairlib.{module}")
+    if chapter is None:
+        return {f"{c}/{n}": e for (c, n), e in sorted(_EXPERIMENTS.items())}
+    found = {n: e for (c, n), e in sorted(_EXPERIMENTS.items()) if c == chapter}
+    if not found:
+        chapters = sorted({c for c, _ in _EXPERIMENTS})
+        raise ValueError(f"chapter: no experiments registered for {chapter!r}; chapters with experiments: {chapters}")
+    return found
 
 
 # --------------------------------------------------------------------------- store

@@ -180,3 +180,19 @@ def test_default_store_is_fresh_in_the_book_and_results_elsewhere(tmp_path, monk
     assert fresh.is_dir() and not list(fresh.iterdir()) and tmp_path not in fresh.parents
     assert sweep.default_store("x") != sweep.default_store("x"), "each call is a new, empty store"
     Path(fresh).rmdir()
+
+
+def test_register_and_list_experiments():
+    exp = sweep.register("99_test_chapter", "squares", square, lambda profile: sweep.grid(x=[1, 2]))
+    assert sweep.experiments("99_test_chapter")["squares"] is exp
+    assert exp.configs("quick") == [{"x": 1}, {"x": 2}]
+    with pytest.raises(ValueError, match="profile: unknown profile 'huge'"):
+        exp.configs("huge")
+    with pytest.raises(ValueError, match=r"chapter: no experiments registered for 'nope'.*99_test_chapter"):
+        sweep.experiments("nope")
+
+    def local(x):
+        return {"x": x}
+
+    with pytest.raises(ValueError, match="not a module-level function"):
+        sweep.register("99_test_chapter", "local", local, lambda p: [])
