@@ -26,12 +26,16 @@ for choosing a layer; under no group effect it is about ``(n_groups - 1) / (N - 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["neuron_activation_profiles", "StreamingNAPs", "union_profiles", "variance_share"]
+__all__ = ["neuron_activation_profiles", "StreamingNAPs", "union_profiles", "variance_share", "stream_naps",
+           "layer_shares", "category_contrast", "SETTINGS", "NapSample", "nap_sample", "analysed_layers",
+           "run_layer_shares", "layer_shares_grid"]
 
 
 def _as_groups(groups, n: int) -> np.ndarray:
@@ -239,3 +243,178 @@ def variance_share(nap: StreamingNAPs, *, table: pd.DataFrame | None = None,
     between = float(np.dot(counts, np.einsum("gd,gd->g", flat, flat)))
     total = float(nap.total_variance().sum() * counts.sum())
     return between / total if total > 0 else 0.0
+
+
+# --------------------------------------------------------------------------- streaming a network (Chapter 4)
+def stream_naps(model: Any, data: Any, groups: np.ndarray, layers: Mapping[str, str], *,
+                transform: Callable | None = None, batch_size: int = 256, num_workers: int = 0,
+                device: Any = None, show_progress: bool = False) -> dict[str, StreamingNAPs]:
+    """One pass of ``data`` through ``model``: the spatially averaged NAPs of every layer in ``layers``.
+
+    Parameters
+    ----------
+    model
+        A network; ``layers`` maps display names to its module names
+        (:func:`fairlib.activations.layer_preset`).
+    data
+        A dataset of ``(image, ...)`` items in the order of ``groups`` (e.g. a ``Subset``).
+    groups
+        ``(N,)`` intersectional group id of each item.
+    transform
+        The network's batch transform (after images become [0, 1] floats).
+
+    Returns
+    -------
+    dict
+        Layer name -> fitted :class:`StreamingNAPs` of ``(N, C)`` channel means.
+    """
+    import torch
+
+    from fairlib.activations import ActivationExtractor, spatial_mean
+    from fairlib.config import get_device
+    from fairlib.notebook import progress
+
+    groups = np.asarray(groups)
+    if len(groups) != len(data):
+        raise ValueError(f"groups: {len(groups)} group ids for {len(data)} items; pass one per item, in order")
+    device = torch.device(device) if device is not None else get_device()
+    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    out = {layer: StreamingNAPs() for layer in layers}
+    start = 0
+    with ActivationExtractor(model, dict(layers), device=device, reduce=lambda t: spatial_mean(t.float())) as ex:
+        for batch in (progress(loader, desc="NAPs") if show_progress else loader):
+            xb = (batch[0] if isinstance(batch, (tuple, list)) else batch).to(device)
+            xb = xb.float() / 255 if xb.dtype == torch.uint8 else xb
+            for layer, acts in ex(transform(xb) if transform is not None else xb).items():
+                out[layer].update(acts, groups[start:start + len(xb)])
+            start += len(xb)
+    return out
+
+
+def layer_shares(naps: Mapping[str, StreamingNAPs], table: pd.DataFrame, variables: Sequence[str]) -> pd.DataFrame:
+    """:func:`variance_share` of every layer: all intersectional groups, and the unions of each variable.
+
+    Columns ``layer``, ``channels``, ``eta2 (all N groups)``, ``eta2 (<variable>)`` per variable.
+    """
+    rows = []
+    for layer, s in naps.items():
+        rows.append({"layer": layer, "channels": int(np.prod(s.shape)),
+                     f"eta2 (all {len(table)} groups)": variance_share(s),
+                     **{f"eta2 ({v})": variance_share(s, table=table, by=v) for v in variables}})
+    return pd.DataFrame(rows)
+
+
+def category_contrast(profiles: np.ndarray, table: pd.DataFrame, *, within: str, contrast: str,
+                      total_variance: float) -> pd.DataFrame:
+    r"""How far apart the two categories of ``contrast`` are within each category of ``within``.
+
+    For the union NAPs of ``contrast`` x ``within`` (:func:`union_profiles`), the distance
+    :math:`\lVert NAP(b, w) - NAP(a, w)\rVert` beside the distance that sampling noise alone gives two
+    groups of those sizes, :math:`\sqrt{V (1/n_a + 1/n_b)}` with :math:`V` the layer's total variance
+    (an upper bound for the within-group variance). Categories of ``within`` that lack one of the
+    two are skipped.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Rows ``contrast`` and ``noise level``; one column per category of ``within``.
+    """
+    out = {}
+    for cat in table[within].cat.categories:
+        rows = table.index[table[within] == cat]
+        if len(rows) == 2:
+            n0, n1 = table.loc[rows, "count"]
+            out[cat] = {"contrast": float(np.linalg.norm(profiles[rows[1]] - profiles[rows[0]])),
+                        "noise level": float(np.sqrt(total_variance * (1 / n0 + 1 / n1)))}
+    return pd.DataFrame(out)
+
+
+# --------------------------------------------------------------------------- experiments (Chapter 4)
+#: Chapter 4's settings. quick: SynthFaces (FairFace's 126-group schema, 32 x 32) and Chapter 3's
+#: small CNN trained on an unrelated task; full: FairFace capped at 640 per group and torchvision's
+#: ImageNet ResNet-50 at 224 x 224.
+SETTINGS: dict[str, dict[str, Any]] = {
+    "quick": {"dataset": "synthfaces", "data_options": {"n": 10_000, "size": 32, "seed": 0},
+              "variables": ["palette", "age", "style"], "cap": 80,
+              "network": "small_cnn", "task": {"n": 4000, "size": 32, "epochs": 6},  # as in Chapter 3
+              "batch_size": 256, "num_workers": 0, "relax_steps": 1000, "min_channels": 16},
+    "full": {"dataset": "fairface", "data_options": {"size": 224},
+             "variables": ["race", "age", "gender"], "cap": 640,
+             "network": "resnet50", "task": {},
+             "batch_size": 128, "num_workers": 4, "relax_steps": 1000, "min_channels": 16},
+}
+
+
+@dataclass
+class NapSample:
+    """Chapter 4's images: the dataset, its group table and the capped sample fed to the networks."""
+
+    data: Any
+    table: pd.DataFrame
+    group_ids: np.ndarray
+    keep: np.ndarray
+
+    @property
+    def groups(self) -> np.ndarray:
+        """Group id of each kept image, in order."""
+        return self.group_ids[self.keep]
+
+
+def nap_sample(dataset: str, data_options: Mapping[str, Any], variables: Sequence[str], *, cap: int,
+               seed: int = 0) -> NapSample:
+    """Load the dataset's training split and cap every intersectional group at ``cap`` images."""
+    from fairlib.data import cap_groups, intersectional_groups, load_dataset
+
+    data = load_dataset(dataset, "train", **dict(data_options))
+    group_ids, table = intersectional_groups(data.attributes, list(variables))
+    keep = cap_groups(data.attributes, list(variables), cap, seed=seed)
+    return NapSample(data, table, group_ids, keep)
+
+
+def analysed_layers(network: str) -> dict[str, str]:
+    """The network's preset layers without its final average pool (the last block's spatial mean again)."""
+    from fairlib.activations import layer_preset
+
+    return {name: module for name, module in layer_preset(network).items() if name != "avg_pool"}
+
+
+def run_layer_shares(network: str, trained: bool, dataset: str, data_options: dict, variables: list, cap: int,
+                     task: dict, batch_size: int = 256, num_workers: int = 0, seed: int = 0) -> dict[str, Any]:
+    r""":math:`\eta^2` of every analysed layer of one network (trained or random), as flat lists.
+
+    Returns ``layer``, ``channels``, ``eta2_all`` and ``eta2_<variable>`` per variable (lists in layer
+    order), and for a network trained here its task's mean AUC ``task_auc`` (NaN for ImageNet weights).
+    """
+    import torch
+
+    from fairlib.config import get_device
+    from fairlib.probes import build_network
+
+    s = nap_sample(dataset, data_options, variables, cap=cap, seed=seed)
+    device = get_device()
+    net = build_network(network, trained=trained, seed=seed, device=device, **task)
+    naps = stream_naps(net.model, torch.utils.data.Subset(s.data, s.keep), s.groups, analysed_layers(network),
+                       transform=net.transform, batch_size=batch_size, num_workers=num_workers, device=device)
+    shares = layer_shares(naps, s.table, variables)
+    out = {"layer": shares["layer"].tolist(), "channels": shares["channels"].tolist(),
+           "eta2_all": shares[f"eta2 (all {len(s.table)} groups)"].tolist()}
+    out.update({f"eta2_{v}": shares[f"eta2 ({v})"].tolist() for v in variables})
+    out["task_auc"] = float(net.task.evaluation["auc"].mean()) if net.task is not None else float("nan")
+    return out
+
+
+def layer_shares_grid(profile: str) -> list[dict]:
+    """The profile's network, trained and randomly initialised."""
+    cfg = SETTINGS[profile]
+    common = {k: cfg[k] for k in ("dataset", "data_options", "variables", "cap", "task", "batch_size", "num_workers")}
+    return [{"network": cfg["network"], "trained": trained, **common} for trained in (True, False)]
+
+
+def _register() -> None:
+    from fairlib import sweep
+
+    sweep.register("04_activation_profiles", "layer_shares", run_layer_shares, layer_shares_grid,
+                   "between-group variance share (eta^2) of every layer, trained and random network")
+
+
+_register()

@@ -58,6 +58,16 @@ __all__ = [
     "NATIVE_SIZES",
     "Network",
     "build_network",
+    "SETTINGS",
+    "ProbeSample",
+    "probe_sample",
+    "run_probing",
+    "probing_grid",
+    "probing_summary",
+    "probing_curves",
+    "network_label",
+    "paper_error_table",
+    "PAPER_ERROR_ROWS",
 ]
 
 
@@ -638,3 +648,207 @@ def build_network(name: str, *, trained: bool = True, seed: int = 0, weights: st
         raise ValueError(f"task_kwargs: {sorted(task_kwargs)} only apply to 'small_cnn'")
     model = build_model(f"torchvision.{key}", seed=seed, weights=weights if trained else None)
     return Network(key, model.eval(), trained, model.preprocess, model.input_size)
+
+
+# --------------------------------------------------------------------------- experiments (Chapter 3)
+#: Chapter 3's settings. quick: SynthFaces faces (palette 7 x age 9 x style 2 = 126 groups, FairFace's
+#: schema), 32x32, a balanced set of 64 per group; the network is the SmallCNN trained on an UNRELATED
+#: task plus the same architecture with random weights; 15 probe epochs (paper: 50). full: FairFace's
+#: training split capped at 640 per group, up to 128 per group, torchvision's ImageNet VGG16, ResNet50
+#: and InceptionV3 plus a random ResNet50; activations in float16 memory maps, 4 layers per pass.
+SETTINGS: dict[str, dict[str, Any]] = {
+    "quick": {"dataset": "synthfaces", "data_options": {"n": 126 * 64, "size": 32, "group_weights": "uniform"},
+              "variables": ["palette", "age", "style"], "cap": 640, "per_group": 64, "epochs": 15,
+              "networks": ["small_cnn"], "control": "small_cnn", "control_reductions": ["subsample"],
+              "task": {"n": 4000, "size": 32, "epochs": 6}, "layers_per_pass": None,
+              "batch_size": 256, "num_workers": 0},
+    "full": {"dataset": "fairface", "data_options": {}, "variables": ["race", "age", "gender"], "cap": 640,
+             "per_group": 128, "epochs": 50, "networks": ["vgg16", "resnet50", "inception_v3"],
+             "control": "resnet50", "control_reductions": ["subsample", "avgpool"], "task": {},
+             "layers_per_pass": 4, "batch_size": 64, "num_workers": 2},
+}
+
+#: The two ways of shrinking a feature map that the paper compares.
+REDUCTIONS = ("subsample", "avgpool")
+
+
+@dataclass
+class ProbeSample:
+    """Chapter 3's probe sample: which images are fed to the networks and how they split.
+
+    ``sample`` indexes the dataset (sorted); ``y`` is each sampled image's group id (a row of
+    ``groups``); ``train_idx`` / ``val_idx`` index ``sample``.
+    """
+
+    dataset: Any
+    groups: pd.DataFrame
+    ids: np.ndarray
+    capped: np.ndarray
+    sample: np.ndarray
+    y: np.ndarray
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+
+
+def probe_sample(dataset_name: str, data_options: dict, variables: Sequence[str], *, cap: int, per_group: int,
+                 seed: int = 0) -> ProbeSample:
+    """Load the dataset, cap every group at ``cap`` and draw ``per_group`` per group (90/10 train/val)."""
+    from fairlib.data import cap_groups, intersectional_groups, load_dataset
+
+    dataset = load_dataset(dataset_name, "train", **data_options)
+    ids, groups = intersectional_groups(dataset.attributes, list(variables))
+    capped = cap_groups(dataset.attributes, list(variables), cap, seed=seed)
+    tr, va = probe_split(ids[capped], per_group=per_group, seed=seed)
+    sample = np.sort(capped[np.concatenate([tr, va])])  # only these images are ever fed to a network
+    is_val = np.isin(sample, capped[va])
+    return ProbeSample(dataset, groups, ids, capped, sample, ids[sample], np.flatnonzero(~is_val),
+                       np.flatnonzero(is_val))
+
+
+def run_probing(network: str, trained: bool, dataset: str, data_options: dict, variables: list, cap: int,
+                per_group: int, epochs: int, reductions: list, task: dict, batch_size: int,
+                layers_per_pass: int | None = None, num_workers: int = 0, seed: int = 0,
+                store: str | None = None) -> dict[str, Any]:
+    """Probe every layer of one network (trained or randomly initialised) for the intersectional groups.
+
+    Returns flat lists, one entry per (reduction, layer): ``reduction``, ``layer``, ``layer_index``,
+    ``n_features``, ``train_accuracy``, ``val_accuracy``; the learning curves as ``curve_row`` (the
+    entry's position), ``curve_epoch``, ``curve_train``, ``curve_val``; the best subsampled
+    layer's predictions ``best_layer``, ``train_pred``, ``val_pred``; and, for a network trained here
+    (the quick profile's small CNN), its own task's evaluation ``task_attribute``, ``task_auc``,
+    ``task_accuracy``, ``task_majority``.
+    """
+    import shutil
+    import tempfile
+
+    from fairlib.config import get_device
+
+    s = probe_sample(dataset, data_options, variables, cap=cap, per_group=per_group, seed=seed)
+    device = get_device()
+    net = build_network(network, trained=trained, seed=seed, device=device, **task)
+    directory = Path(store) if store else Path(tempfile.mkdtemp(prefix="fairlib_probes_"))
+    try:
+        summary, results = probe_network(
+            net.model, torch.utils.data.Subset(s.dataset, s.sample), s.y, s.train_idx, s.val_idx,
+            reductions=tuple(reductions), transform=net.transform,
+            directory=directory / f"{network}_{'trained' if trained else 'random'}", layers_per_pass=layers_per_pass,
+            batch_size=batch_size, num_workers=num_workers, device=device, n_groups=len(s.groups),
+            epochs=epochs, seed=seed, keep_probes=False)
+    finally:
+        if not store:
+            shutil.rmtree(directory, ignore_errors=True)
+    out: dict[str, Any] = {k: summary[k].tolist() for k in
+                           ("reduction", "layer", "layer_index", "n_features", "train_accuracy", "val_accuracy")}
+    rows, epochs_, tr, va = [], [], [], []
+    for i, (red, layer) in enumerate(zip(summary["reduction"], summary["layer"])):
+        h = results[(red, layer)].history
+        rows += [i] * len(h)
+        epochs_ += h["epoch"].tolist()
+        tr += h["train_accuracy"].tolist()
+        va += h["val_accuracy"].tolist()
+    out.update(curve_row=rows, curve_epoch=epochs_, curve_train=tr, curve_val=va)
+    sub = summary[summary["reduction"] == "subsample"] if (summary["reduction"] == "subsample").any() else summary
+    best = sub.sort_values("val_accuracy").iloc[-1]
+    res = results[(best["reduction"], best["layer"])]
+    out.update(best_layer=str(best["layer"]), train_pred=res.train_pred.tolist(), val_pred=res.val_pred.tolist())
+    if net.task is not None:
+        ev = net.task.evaluation
+        out.update(task_attribute=list(ev.index), task_auc=ev["auc"].tolist(), task_accuracy=ev["accuracy"].tolist(),
+                   task_majority=ev["majority_accuracy"].tolist())
+    return out
+
+
+def probing_grid(profile: str) -> list[dict]:
+    """One configuration per network: the profile's trained networks, then the random control."""
+    cfg = SETTINGS[profile]
+    common = {k: cfg[k] for k in ("dataset", "data_options", "variables", "cap", "per_group", "epochs", "task",
+                                  "batch_size", "layers_per_pass", "num_workers")}
+    configs = [{"network": name, "trained": True, "reductions": list(REDUCTIONS), **common}
+               for name in cfg["networks"]]
+    configs.append({"network": cfg["control"], "trained": False, "reductions": list(cfg["control_reductions"]),
+                    **common})
+    return configs
+
+
+def network_label(network: str, trained: bool) -> str:
+    """How the chapter names a probed network: ``"vgg16 (trained)"``, ``"resnet50 (random init)"``."""
+    return f"{network} ({'trained' if trained else 'random init'})"
+
+
+def probing_summary(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per (network, reduction, layer) from :func:`run_probing` rows of a sweep."""
+    parts = []
+    for _, r in runs.iterrows():
+        part = pd.DataFrame({k: r[k] for k in ("reduction", "layer_index", "layer", "n_features", "train_accuracy",
+                                               "val_accuracy")})
+        part.insert(0, "network", network_label(r["network"], r["trained"]))
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)
+
+
+def probing_curves(run: pd.Series) -> pd.DataFrame:
+    """The learning curves of one :func:`run_probing` row: ``reduction``, ``layer``, ``epoch``,
+    ``train_accuracy``, ``val_accuracy``."""
+    rows = np.asarray(run["curve_row"], dtype=int)
+    return pd.DataFrame({"reduction": np.asarray(run["reduction"])[rows], "layer": np.asarray(run["layer"])[rows],
+                         "epoch": run["curve_epoch"], "train_accuracy": run["curve_train"],
+                         "val_accuracy": run["curve_val"]})
+
+
+def paper_error_table(rows: Sequence[tuple]) -> pd.DataFrame:
+    """The paper's frequent-error rows ``(true race, age, gender, predicted race, age, gender, rate %)``
+    with a ``differs`` column naming the variables that are wrong."""
+    t = pd.DataFrame(rows, columns=["true race", "true age", "true gender", "pred race", "pred age", "pred gender",
+                                    "error rate (%)"])
+    t["differs"] = [", ".join(v for v in ("race", "age", "gender") if r[f"true {v}"] != r[f"pred {v}"])
+                    for _, r in t.iterrows()]
+    return t
+
+
+#: Krug & Stober's Tables 2-4: the ten most frequent training errors at one layer of each network
+#: (FairFace; error rates in percent of the true group's examples).
+PAPER_ERROR_ROWS: dict[str, list[tuple]] = {
+    "Table 2: VGG16, layer 4 (block4_pool)": [
+        ("Indian", "60-69", "Male", "Indian", "70+", "Male", 15.65),
+        ("Latino_Hispanic", "70+", "Male", "Indian", "70+", "Male", 13.04),
+        ("Indian", "60-69", "Female", "Indian", "70+", "Male", 6.96),
+        ("White", "70+", "Male", "Indian", "70+", "Male", 5.97),
+        ("White", "60-69", "Male", "Indian", "70+", "Male", 5.22),
+        ("East Asian", "40-49", "Female", "Middle Eastern", "50-59", "Female", 5.22),
+        ("Latino_Hispanic", "70+", "Male", "White", "50-59", "Male", 4.35),
+        ("Latino_Hispanic", "70+", "Male", "Southeast Asian", "50-59", "Male", 4.35),
+        ("Indian", "60-69", "Female", "Indian", "50-59", "Female", 4.35),
+        ("Indian", "50-59", "Male", "Indian", "70+", "Male", 3.48)],
+    "Table 3: ResNet50, layer 15 (conv5_block1_out)": [
+        ("White", "30-39", "Male", "White", "20-29", "Male", 4.35),
+        ("Latino_Hispanic", "20-29", "Female", "Indian", "10-19", "Female", 3.48),
+        ("Middle Eastern", "30-39", "Male", "White", "20-29", "Male", 3.48),
+        ("Latino_Hispanic", "3-9", "Female", "Middle Eastern", "3-9", "Female", 3.48),
+        ("Indian", "40-49", "Female", "Indian", "50-59", "Female", 3.48),
+        ("Latino_Hispanic", "40-49", "Male", "White", "40-49", "Male", 3.48),
+        ("Latino_Hispanic", "40-49", "Male", "White", "20-29", "Male", 3.48),
+        ("Latino_Hispanic", "40-49", "Male", "Indian", "30-39", "Male", 3.48),
+        ("Middle Eastern", "50-59", "Female", "White", "60-69", "Female", 3.48),
+        ("Southeast Asian", "3-9", "Female", "East Asian", "3-9", "Female", 2.61)],
+    "Table 4: InceptionV3, layer 9 (mixed7)": [
+        ("Latino_Hispanic", "30-39", "Male", "Latino_Hispanic", "40-49", "Male", 6.09),
+        ("East Asian", "70+", "Male", "East Asian", "60-69", "Male", 5.13),
+        ("Middle Eastern", "50-59", "Male", "Latino_Hispanic", "40-49", "Male", 4.35),
+        ("Middle Eastern", "0-2", "Female", "Middle Eastern", "0-2", "Male", 4.00),
+        ("Black", "70+", "Male", "Black", "50-59", "Male", 4.00),
+        ("Black", "30-39", "Male", "Latino_Hispanic", "40-49", "Male", 3.48),
+        ("Southeast Asian", "0-2", "Female", "East Asian", "0-2", "Female", 2.94),
+        ("Latino_Hispanic", "70+", "Female", "Latino_Hispanic", "40-49", "Male", 2.04),
+        ("Indian", "70+", "Male", "Latino_Hispanic", "40-49", "Male", 1.85),
+        ("White", "0-2", "Female", "Latino_Hispanic", "0-2", "Female", 1.74)],
+}
+
+
+def _register() -> None:
+    from fairlib import sweep
+
+    sweep.register("03_linear_probes", "probing", run_probing, probing_grid,
+                   "linear probes on every layer of each network (and a random-init control)")
+
+
+_register()

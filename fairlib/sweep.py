@@ -190,7 +190,7 @@ def experiments(chapter: str | None = None) -> dict[str, Experiment]:
     """
     import importlib
 
-    for module in ("amplification", "probes", "naps", "pruning", "invariance", "transfer"):
+    for module in ("synthetic", "amplification", "probes", "naps", "pruning", "invariance", "transfer"):
         importlib.import_module(f"fairlib.{module}")
     if chapter is None:
         return {f"{c}/{n}": e for (c, n), e in sorted(_EXPERIMENTS.items())}

@@ -29,6 +29,11 @@ __all__ = [
     "simulate_group_predictions",
     "simulate_multilabel",
     "simulate_association_scores",
+    "run_group_accuracy",
+    "group_accuracy_grid",
+    "run_biasamp",
+    "biasamp_grid",
+    "explore_biasamp",
 ]
 
 
@@ -187,3 +192,80 @@ def simulate_association_scores(
     before = rng.standard_normal(n_concepts)
     after = retention * before + np.sqrt(1 - retention**2) * rng.standard_normal(n_concepts)
     return before, after
+
+
+# --------------------------------------------------------------------------- experiments (Chapter 1)
+#: Sizes of Chapter 1's constructed data; only sizes differ between the profiles.
+SETTINGS = {
+    "quick": {"n": 4_000, "repeats": 40, "sweep_points": 11},
+    "full": {"n": 100_000, "repeats": 400, "sweep_points": 41},
+}
+
+#: The invariance paper's test split: 474 images per group, five groups, 88% mean accuracy.
+PAPER_PER_GROUP, PAPER_GROUPS, PAPER_ACCURACY = 474, 5, 0.88
+
+
+def run_group_accuracy(spread: float, per_group: int, repeat: int, seed: int = 0) -> dict[str, float]:
+    """Accuracy variance (pp²) and worst-group accuracy of constructed per-group predictions.
+
+    Five groups of ``per_group`` examples whose true accuracies are spread evenly over
+    ``0.88 ± spread``; ``repeat`` draws a new sample (the seed also depends on ``spread``).
+    """
+    from fairlib import metrics
+
+    true_acc = PAPER_ACCURACY + spread * np.linspace(-1, 1, PAPER_GROUPS)
+    d = simulate_group_predictions([per_group] * PAPER_GROUPS, true_acc,
+                                   seed=seed + 1000 * repeat + int(round(spread * 1e4)))
+    return {"variance": metrics.accuracy_variance(d.target, d.pred, groups=d.group),
+            "worst": metrics.worst_group_accuracy(d.target, d.pred, groups=d.group)}
+
+
+def group_accuracy_grid(profile: str) -> list[dict]:
+    """Spreads 0-10 pp, the paper's 474 per group and a small 20 per group, ``repeats`` samples each."""
+    from fairlib import sweep
+
+    cfg = SETTINGS[profile]
+    return sweep.grid(spread=np.linspace(0, 0.10, cfg["sweep_points"]).round(6).tolist(),
+                      per_group=[PAPER_PER_GROUP, 20], repeat=list(range(cfg["repeats"])))
+
+
+def run_biasamp(label_bias: float, lean: float, repeat: int, n: int, seed: int = 0) -> dict[str, float]:
+    """BiasAmp of :func:`simulate_predictions` with label bias ``label_bias`` and a model lean ``lean``."""
+    from fairlib import metrics
+
+    d = simulate_predictions(n, label_bias=label_bias, lean=lean, seed=seed + 100 * repeat + 1)
+    return {"biasamp": metrics.bias_amplification(d.target, d.pred, groups=d.group),
+            "accuracy": float((d.target == d.pred).mean())}
+
+
+def biasamp_grid(profile: str) -> list[dict]:
+    """Label bias 0-0.3 against leans -1.5…1.5, ``repeats / 4`` samples each."""
+    from fairlib import sweep
+
+    cfg = SETTINGS[profile]
+    leans = np.linspace(-1.5, 1.5, cfg["sweep_points"]).round(6).tolist()
+    return sweep.grid(label_bias=[0.0, 0.1, 0.2, 0.3], lean=leans, repeat=list(range(cfg["repeats"] // 4)),
+                      n=[cfg["n"]])
+
+
+def explore_biasamp(label_bias: float = 0.2, lean: float = 0.5, signal: float = 1.0, *, n: int = 4_000,
+                    seed: int = 0) -> pd.DataFrame:
+    """Chapter 1's slider: print accuracy and BiasAmp of one constructed sample; return its terms."""
+    from fairlib import metrics
+
+    d = simulate_predictions(n, label_bias=label_bias, lean=lean, signal=signal, seed=seed)
+    print(f"accuracy {100 * (d.target == d.pred).mean():.1f}%   "
+          f"BiasAmp {metrics.bias_amplification(d.target, d.pred, groups=d.group):+.3f}")
+    return metrics.bias_amplification_table(d.target, d.pred, groups=d.group).round(3)
+
+
+def _register() -> None:
+    from fairlib import sweep
+
+    sweep.register("01_measuring_bias", "group_accuracy", run_group_accuracy, group_accuracy_grid,
+                   "accuracy variance and worst group against the true spread, at two group sizes")
+    sweep.register("01_measuring_bias", "biasamp", run_biasamp, biasamp_grid,
+                   "BiasAmp against label bias and the model's lean on the group")
+
+
+_register()

@@ -61,21 +61,20 @@ from IPython.display import display
 
 import fairlib
 from fairlib import metrics as M
-from fairlib.notebook import glue, interactive, progress
+from fairlib import sweep
+from fairlib import synthetic as S
+from fairlib.notebook import glue, interactive
 from fairlib.plotting import reliability_diagram
 from fairlib.synthetic import (
     simulate_association_scores,
-    simulate_group_predictions,
+    simulate_group_predictions,  # noqa: F401 (for exercise ex-tiny)
     simulate_multilabel,
     simulate_predictions,
 )
 
-# Only sizes differ between the profiles: this chapter's data are constructed in both.
-SETTINGS = {
-    "quick": {"n": 4_000, "repeats": 40, "sweep_points": 11},
-    "full": {"n": 100_000, "repeats": 400, "sweep_points": 41},
-}
-cfg = fairlib.select(SETTINGS, PROFILE)
+# Only sizes differ between the profiles: this chapter's data are constructed in both
+# (fairlib.synthetic.SETTINGS).
+cfg = fairlib.select(S.SETTINGS, PROFILE)
 rng = fairlib.seed_everything(SEED)
 NOTE = fairlib.profile_note(PROFILE)
 print(f"profile={PROFILE}: {cfg}")
@@ -132,20 +131,16 @@ print(acc.to_string(), f"\nvariance = {var:.2f} pp²  (by hand: (100 - 66.67)² 
 # $10^4\,p(1-p)/n_g$ pp². Small groups make the metric noisy.
 
 # %%
-spreads = np.linspace(0, 0.10, cfg["sweep_points"])
-sizes_large, sizes_small = [474] * 5, [20] * 5  # 474 per group is the paper's test split
-rows = []
-for spread in spreads:
-    true_acc = 0.88 + spread * np.linspace(-1, 1, 5)
-    for sizes, label in ((sizes_large, "474 per group"), (sizes_small, "20 per group")):
-        for r in range(cfg["repeats"]):
-            d = simulate_group_predictions(sizes, true_acc, seed=SEED + 1000 * r + int(spread * 1e4))
-            rows.append({"spread": spread, "sizes": label,
-                         "variance": M.accuracy_variance(d.target, d.pred, groups=d.group),
-                         "worst": M.worst_group_accuracy(d.target, d.pred, groups=d.group)})
-sweep = pd.DataFrame(rows)
-summary = sweep.groupby(["sizes", "spread"]).agg(["mean", "std"])
+# 474 per group is the paper's test split; every (spread, size, repeat) is one run of the sweep
+var_runs = sweep.run(S.run_group_accuracy, S.group_accuracy_grid(PROFILE),
+                     store=sweep.default_store("01_measuring_bias", "group_accuracy"), progress=False)
+var_runs["sizes"] = var_runs.per_group.map({474: "474 per group", 20: "20 per group"})
+summary = var_runs.groupby(["sizes", "spread"])[["variance", "worst"]].agg(["mean", "std"])
+floor_474 = 1e4 * 0.88 * 0.12 / 474
+glue("floor_474", floor_474)
+glue("blind_var_20", summary.loc["20 per group"][("variance", "mean")].iloc[0])
 
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
 for label, color in (("474 per group", "C0"), ("20 per group", "C3")):
     s = summary.loc[label]
@@ -161,10 +156,6 @@ axes[0].legend()
 fig.suptitle(f"Per-group accuracy on constructed predictions ({NOTE}); dotted: noise floor")
 fig.tight_layout()
 plt.show()
-
-floor_474 = 1e4 * 0.88 * 0.12 / 474
-glue("floor_474", floor_474)
-glue("blind_var_20", summary.loc["20 per group"][("variance", "mean")].iloc[0])
 
 # %% [markdown]
 # With no true difference at all, groups of 20 already show an average variance of
@@ -214,22 +205,17 @@ glue("worked_biasamp", worked)
 # leans on the group by $\ell$:
 
 # %%
-leans = np.linspace(-1.5, 1.5, cfg["sweep_points"])
-
-
-def biasamp_of(d: pd.DataFrame) -> float:
-    return M.bias_amplification(d.target, d.pred, groups=d.group)
-
-
-rows = []
-for eps in progress((0.0, 0.1, 0.2, 0.3), desc="label bias"):
-    for lean in leans:
-        for r in range(cfg["repeats"] // 4):
-            d = simulate_predictions(cfg["n"], label_bias=eps, lean=lean, seed=SEED + 100 * r + 1)
-            rows.append({"label_bias": eps, "lean": lean, "repeat": r, "biasamp": biasamp_of(d)})
-amp_runs = pd.DataFrame(rows)
+# every (label bias, lean, repeat) is one run of the sweep
+amp_runs = sweep.run(S.run_biasamp, S.biasamp_grid(PROFILE), store=sweep.default_store("01_measuring_bias", "biasamp"),
+                     progress=False)
 amp = amp_runs.groupby(["label_bias", "lean"])["biasamp"].agg(["mean", "std"]).reset_index()
+blind = amp[(amp.label_bias == 0.2) & np.isclose(amp.lean, 0)]["mean"].iloc[0]
+blind_acc = (simulate_predictions(cfg["n"], label_bias=0.2, seed=SEED).eval("target == pred")).mean()
+glue("blind_amp", blind)
+glue("blind_acc", 100 * blind_acc)
+glue("blind_theory", (1 - blind_acc) * (1 - 2 * 0.7))
 
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
 for eps, d in amp[amp.label_bias > 0].groupby("label_bias"):
     axes[0].plot(d.lean, d["mean"], marker=".", label=f"label bias ε = {eps}")
@@ -247,12 +233,6 @@ axes[1].legend(fontsize=8)
 fig.suptitle(f"BiasAmp of constructed predictions ({NOTE})")
 fig.tight_layout()
 plt.show()
-
-blind = amp[(amp.label_bias == 0.2) & np.isclose(amp.lean, 0)]["mean"].iloc[0]
-blind_acc = (simulate_predictions(cfg["n"], label_bias=0.2, seed=SEED).eval("target == pred")).mean()
-glue("blind_amp", blind)
-glue("blind_acc", 100 * blind_acc)
-glue("blind_theory", (1 - blind_acc) * (1 - 2 * 0.7))
 
 # %% [markdown]
 # Two things to notice. First, with no label bias ($\varepsilon=0$, right panel) each sample
@@ -272,14 +252,12 @@ glue("blind_theory", (1 - blind_acc) * (1 - 2 * 0.7))
 
 # %%
 if interactive():
+    from functools import partial
+
     import ipywidgets as widgets
 
-    @widgets.interact(label_bias=(0.0, 0.45, 0.05), lean=(-2.0, 2.0, 0.1), signal=(0.0, 3.0, 0.25))
-    def _explore(label_bias=0.2, lean=0.5, signal=1.0):
-        d = simulate_predictions(cfg["n"], label_bias=label_bias, lean=lean, signal=signal, seed=SEED)
-        print(f"accuracy {100 * (d.target == d.pred).mean():.1f}%   "
-              f"BiasAmp {M.bias_amplification(d.target, d.pred, groups=d.group):+.3f}")
-        display(M.bias_amplification_table(d.target, d.pred, groups=d.group).round(3))
+    widgets.interact(partial(S.explore_biasamp, n=cfg["n"], seed=SEED), label_bias=(0.0, 0.45, 0.05),
+                     lean=(-2.0, 2.0, 0.1), signal=(0.0, 3.0, 0.25))
 else:
     print("Static build: see the sweep above; run the notebook to get the sliders.")
 
@@ -312,6 +290,7 @@ else:
 # either identity group, or when the training rates differ by less than 10% relative.
 
 # %%
+leans = np.sort(amp_runs.lean.unique())
 rows = []
 for lean in leans:
     for r in range(cfg["repeats"] // 4):
@@ -369,7 +348,7 @@ tiny.style.format(precision=3).set_caption(f"BA of a group-blind model vs identi
 # 1 is ideal; below 1 the rare value is under-predicted. We dial the model's offset $o$ (a negative
 # offset is what a classifier that learned a low prior does) for three base rates.
 
-# %%
+# %% tags=["hide-input"]
 offsets = np.linspace(-1.0, 0.5, cfg["sweep_points"])
 fig, ax = plt.subplots(figsize=(6, 3.5))
 for rate in (0.1, 0.2, 0.4):
@@ -400,7 +379,7 @@ plt.show()
 # positive-class probability with 0/1 labels (the pruning paper uses 10 bins). Our toy model is
 # exactly calibrated at sharpness $\kappa=1$; $\kappa>1$ makes it over-confident.
 
-# %%
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
 for kappa, color in ((1.0, "C0"), (3.0, "C3")):
     d = simulate_predictions(cfg["n"], sharpness=kappa, seed=SEED)
@@ -475,7 +454,7 @@ plt.show()
 # was reversed. Ties receive average ranks. Chapter 7 computes real association scores; here we
 # construct them with a "retention" dial and ask how many concepts are needed to trust the score.
 
-# %%
+# %% tags=["hide-input"]
 retentions = np.linspace(0, 1, cfg["sweep_points"])
 fig, ax = plt.subplots(figsize=(6, 3.6))
 for n_concepts, color in ((10, "C3"), (80, "C0")):

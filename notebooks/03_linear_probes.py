@@ -61,9 +61,6 @@ PROFILE = os.environ.get("FAIRLIB_PROFILE", "quick")
 SEED = 0
 
 # %%
-import tempfile
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -71,39 +68,24 @@ import torch
 from IPython.display import display
 
 import fairlib
+from fairlib import probes as P
+from fairlib import sweep
 from fairlib.activations import downsample
 from fairlib.notebook import glue
-from fairlib.probes import LinearProbe, build_network, frequent_errors, probe_network, probe_split
+from fairlib.probes import LinearProbe, frequent_errors
 
-# quick: SynthFaces faces (palette 7 x age 9 x style 2 = 126 groups, FairFace's schema), 32x32,
-#   a balanced set of 64 per group; the network is fairlib's SmallCNN trained on an UNRELATED task
-#   (accessories and expression of SynthFaces' multi-attribute faces) plus the same architecture
-#   with random weights. To fit ~2 CPU-minutes the probes train for 15 epochs (paper: 50) on
-#   64 examples per group (paper: up to 128), and the random control is probed with subsampling
-#   only. Everything else (8x8 rule, dropout, L1/L2, Adam, batch 32, 90/10 split) is the paper's.
-# full: FairFace's training split capped at 640 per group, up to 128 per group for the probes,
-#   torchvision's ImageNet VGG16, ResNet50 and InceptionV3 at 224/224/299 plus a random ResNet50;
-#   activations go to float16 memory maps on disk, 4 layers per pass (each pass's files are
-#   deleted after probing: peak disk ~25 GB for ResNet50). Several GPU-hours in all; fetch the
-#   data first with `python -m data_scripts.fetch fairface`.
-SETTINGS = {
-    "quick": {"dataset": "synthfaces", "data_options": {"n": 126 * 64, "size": 32, "group_weights": "uniform"},
-              "variables": ["palette", "age", "style"], "cap": 640, "per_group": 64, "epochs": 15,
-              "networks": ["small_cnn"], "control": "small_cnn", "control_reductions": ["subsample"],
-              "task": {"n": 4000, "size": 32, "epochs": 6}, "layers_per_pass": None,
-              "batch_size": 256, "num_workers": 0, "store": None},
-    "full": {"dataset": "fairface", "data_options": {}, "variables": ["race", "age", "gender"], "cap": 640,
-             "per_group": 128, "epochs": 50, "networks": ["vgg16", "resnet50", "inception_v3"],
-             "control": "resnet50", "control_reductions": ["subsample", "avgpool"], "task": {},
-             "layers_per_pass": 4, "batch_size": 64, "num_workers": 2,
-             "store": str(fairlib.data_root() / "activations" / "03_linear_probes")},
-}
-cfg = fairlib.select(SETTINGS, PROFILE)
+# The settings of both profiles live in fairlib.probes.SETTINGS. quick: SynthFaces faces (palette 7 x
+# age 9 x style 2 = 126 groups, FairFace's schema), 32x32, 64 per group; the network is fairlib's
+# SmallCNN trained on an UNRELATED task (accessories and expression of SynthFaces' multi-attribute
+# faces) plus the same architecture with random weights; 15 probe epochs (paper: 50), the random
+# control probed with subsampling only. full: FairFace capped at 640 per group, up to 128 per group,
+# torchvision's ImageNet VGG16, ResNet50 and InceptionV3 plus a random ResNet50 (several GPU-hours;
+# fetch the data first with `python -m data_scripts.fetch fairface`).
+cfg = fairlib.select(P.SETTINGS, PROFILE)
 rng = fairlib.seed_everything(SEED)
 NOTE = fairlib.profile_note(PROFILE)
-DEVICE = fairlib.get_device()
-REDUCTIONS = ["subsample", "avgpool"]
-print(f"profile={PROFILE}, device={DEVICE}: {cfg}")
+REDUCTIONS = list(P.REDUCTIONS)
+print(f"profile={PROFILE}: {cfg}")
 
 # %% [markdown]
 # ## The idea
@@ -168,16 +150,10 @@ print(f"profile={PROFILE}, device={DEVICE}: {cfg}")
 # ### Data: the probe sample
 
 # %%
-dataset = fairlib.load_dataset(cfg["dataset"], "train", **cfg["data_options"])
 VARS = cfg["variables"]
-ids, groups = fairlib.intersectional_groups(dataset.attributes, VARS)
-capped = fairlib.cap_groups(dataset.attributes, VARS, cfg["cap"], seed=SEED)
-tr, va = probe_split(ids[capped], per_group=cfg["per_group"], seed=SEED)
-sample = np.sort(capped[np.concatenate([tr, va])])  # only these images are ever fed to a network
-is_val = np.isin(sample, capped[va])
-train_idx, val_idx = np.flatnonzero(~is_val), np.flatnonzero(is_val)
-y = ids[sample]
-probe_data = torch.utils.data.Subset(dataset, sample)
+ps = P.probe_sample(cfg["dataset"], cfg["data_options"], VARS, cap=cfg["cap"], per_group=cfg["per_group"], seed=SEED)
+dataset, groups, ids, capped, sample = ps.dataset, ps.groups, ps.ids, ps.capped, ps.sample
+y, train_idx, val_idx = ps.y, ps.train_idx, ps.val_idx
 per_group = np.bincount(y, minlength=len(groups))
 glue("n_groups", len(groups))
 glue("n_train", len(train_idx))
@@ -188,7 +164,7 @@ pd.DataFrame({"images": [len(dataset), len(capped), len(sample)],
               "largest group": [groups["count"].max(), np.bincount(ids[capped]).max(), per_group.max()]},
              index=["dataset", f"capped at {cfg['cap']}", "probe sample"])
 
-# %%
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(2, 9, figsize=(10, 2.8))
 for col, age in enumerate(groups[VARS[1]].cat.categories):
     for row in range(2):
@@ -221,17 +197,16 @@ plt.show()
 # ResNet50.
 
 # %%
-networks = {}
-for name in cfg["networks"]:
-    networks[f"{name} (trained)"] = build_network(name, trained=True, seed=SEED, device=DEVICE, **cfg["task"])
-networks[f"{cfg['control']} (random init)"] = build_network(cfg["control"], trained=False, seed=SEED, **cfg["task"])
-for label, net in networks.items():
-    if net.task is not None:
-        ev = net.task.evaluation
-        glue("task_auc", ev["auc"].mean())
-        glue("task_n_learned", int((ev["auc"] > 0.9).sum()))
-        display(ev.style.format(precision=3).set_caption(
-            f"{label}: its own (unrelated) task on held-out images ({NOTE})"))
+# one run of the sweep per network: build (or train) it, capture every layer, train the probes
+runs = sweep.run(P.run_probing, P.probing_grid(PROFILE), store=sweep.default_store("03_linear_probes", "probing"))
+runs["label"] = [P.network_label(n, t) for n, t in zip(runs.network, runs.trained)]
+networks = dict(zip(runs.label, runs.trained))
+for _, r in runs[runs.trained & runs.get("task_auc", pd.Series(dtype=object)).notna()].iterrows():
+    ev = pd.DataFrame({"auc": r.task_auc, "accuracy": r.task_accuracy, "majority_accuracy": r.task_majority},
+                      index=r.task_attribute)
+    glue("task_auc", ev["auc"].mean())
+    glue("task_n_learned", int((ev["auc"] > 0.9).sum()))
+    display(ev.style.format(precision=3).set_caption(f"{r.label}: its own (unrelated) task on held-out images ({NOTE})"))
 
 # %% [markdown]
 # The trained network does learn its own task: held-out ROC AUC averages
@@ -247,19 +222,7 @@ for label, net in networks.items():
 # and reduction, and deletes the pass's files. The random control is probed the same way.
 
 # %%
-STORE = Path(cfg["store"]) if cfg["store"] else Path(tempfile.mkdtemp(prefix="fairlib_03_"))
-summaries, results = [], {}
-for label, net in networks.items():
-    s, results[label] = probe_network(
-        net.model, probe_data, y, train_idx, val_idx,
-        reductions=REDUCTIONS if net.trained else cfg["control_reductions"], transform=net.transform,
-        directory=STORE / f"{net.name}_{'trained' if net.trained else 'random'}",
-        layers_per_pass=cfg["layers_per_pass"],
-        batch_size=cfg["batch_size"], num_workers=cfg["num_workers"], device=DEVICE,
-        n_groups=len(groups), epochs=cfg["epochs"], seed=SEED, keep_probes=False, show_progress=True)
-    s.insert(0, "network", label)
-    summaries.append(s)
-summary = pd.concat(summaries, ignore_index=True)
+summary = P.probing_summary(runs)
 summary.pivot_table(index=["network", "layer_index", "layer"], columns="reduction",
                     values=["train_accuracy", "val_accuracy"]).round(3)
 
@@ -269,8 +232,23 @@ summary.pivot_table(index=["network", "layer_index", "layer"], columns="reductio
 # ### Accuracy along the layers
 
 # %%
-trained_labels = [k for k, n in networks.items() if n.trained]
-control_label = next(k for k, n in networks.items() if not n.trained)
+trained_labels = [k for k, trained in networks.items() if trained]
+control_label = next(k for k, trained in networks.items() if not trained)
+sub = summary[summary.reduction == "subsample"]
+best = {label: sub[sub.network == label].sort_values("val_accuracy").iloc[-1] for label in networks}
+main = trained_labels[0]
+glue("best_layer", best[main]["layer"])
+glue("best_val", 100 * best[main]["val_accuracy"])
+glue("best_train", 100 * best[main]["train_accuracy"])
+glue("input_val", 100 * sub[(sub.network == main) & (sub.layer_index == 0)]["val_accuracy"].iloc[0])
+glue("last_val", 100 * sub[sub.network == main]["val_accuracy"].iloc[-1])
+glue("random_best_layer", best[control_label]["layer"])
+glue("random_best_val", 100 * best[control_label]["val_accuracy"])
+gap = summary[summary.network == main].pivot_table(index="layer", columns="reduction", values="train_accuracy")
+gap = gap[gap["subsample"] != gap["avgpool"]]
+glue("pool_gap", 100 * (gap["subsample"] - gap["avgpool"]).mean())
+
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
 colors = {label: f"C{i}" for i, label in enumerate(networks)}
 for ax, metric in zip(axes, ["val_accuracy", "train_accuracy"]):
@@ -288,20 +266,6 @@ axes[0].legend(fontsize=7)
 fig.suptitle(f"Linear probes for {len(groups)} intersectional groups along the layers ({NOTE})", fontsize=10)
 fig.tight_layout()
 plt.show()
-
-sub = summary[summary.reduction == "subsample"]
-best = {label: sub[sub.network == label].sort_values("val_accuracy").iloc[-1] for label in networks}
-main = trained_labels[0]
-glue("best_layer", best[main]["layer"])
-glue("best_val", 100 * best[main]["val_accuracy"])
-glue("best_train", 100 * best[main]["train_accuracy"])
-glue("input_val", 100 * sub[(sub.network == main) & (sub.layer_index == 0)]["val_accuracy"].iloc[0])
-glue("last_val", 100 * sub[sub.network == main]["val_accuracy"].iloc[-1])
-glue("random_best_layer", best[control_label]["layer"])
-glue("random_best_val", 100 * best[control_label]["val_accuracy"])
-gap = summary[summary.network == main].pivot_table(index="layer", columns="reduction", values="train_accuracy")
-gap = gap[gap["subsample"] != gap["avgpool"]]
-glue("pool_gap", 100 * (gap["subsample"] - gap["avgpool"]).mean())
 
 # %% [markdown]
 # Read the left panel first. For the trained network the groups are hard to separate in the
@@ -327,7 +291,14 @@ glue("pool_gap", 100 * (gap["subsample"] - gap["avgpool"]).mean())
 # ### Learning curves
 
 # %%
-picks = [0, int(best[main]["layer_index"]), int(sub[sub.network == main]["layer_index"].max())]
+curves = {r.label: P.probing_curves(r) for _, r in runs.iterrows()}
+h = curves[main][(curves[main].reduction == "subsample") & (curves[main].layer == best[main]["layer"])]
+glue("peak_val", 100 * h["val_accuracy"].max())
+glue("peak_epoch", int(h.loc[h["val_accuracy"].idxmax(), "epoch"]))
+glue("n_epochs", cfg["epochs"])
+glue("val_se", 100 * np.sqrt(best[main]["val_accuracy"] * (1 - best[main]["val_accuracy"]) / len(val_idx)))
+
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(len(trained_labels), 3, figsize=(11, 3.0 * len(trained_labels)),
                          squeeze=False, sharey=True)
 for row, label in enumerate(trained_labels):
@@ -335,9 +306,9 @@ for row, label in enumerate(trained_labels):
     layer_picks = [0, int(best[label]["layer_index"]), int(names.index.max())]
     for ax, li in zip(axes[row], layer_picks):
         for red, ls in zip(REDUCTIONS, ["-", "--"]):
-            h = results[label][(red, names[li])].history
-            ax.plot(h["epoch"], 100 * h["train_accuracy"], color="C0", ls=ls, label=f"train, {red}")
-            ax.plot(h["epoch"], 100 * h["val_accuracy"], color="C1", ls=ls, label=f"validation, {red}")
+            c = curves[label][(curves[label].reduction == red) & (curves[label].layer == names[li])]
+            ax.plot(c["epoch"], 100 * c["train_accuracy"], color="C0", ls=ls, label=f"train, {red}")
+            ax.plot(c["epoch"], 100 * c["val_accuracy"], color="C1", ls=ls, label=f"validation, {red}")
         ax.axhline(100 / len(groups), color="grey", ls=":", lw=1)
         ax.set(title=f"{label}: layer {li} ({names[li]})", xlabel="epoch")
 axes[0, 0].set_ylabel("accuracy (%)")
@@ -345,12 +316,6 @@ axes[0, 0].legend(fontsize=7)
 fig.suptitle(f"Learning curves of the probes ({NOTE})", fontsize=10)
 fig.tight_layout()
 plt.show()
-
-h = results[main][("subsample", best[main]["layer"])].history
-glue("peak_val", 100 * h["val_accuracy"].max())
-glue("peak_epoch", int(h.loc[h["val_accuracy"].idxmax(), "epoch"]))
-glue("n_epochs", cfg["epochs"])
-glue("val_se", 100 * np.sqrt(best[main]["val_accuracy"] * (1 - best[main]["val_accuracy"]) / len(val_idx)))
 
 # %% [markdown]
 # At the most separable layer the validation accuracy is highest ({glue:text}`peak_val:.1f`%) in
@@ -368,10 +333,12 @@ glue("val_se", 100 * np.sqrt(best[main]["val_accuracy"] * (1 - best[main]["val_a
 # confusion's count divided by the number of training examples of its true group.
 
 # %%
-tables = {}
+tables, preds = {}, {}
 for label in trained_labels:
-    res = results[label][("subsample", best[label]["layer"])]
-    tables[label] = frequent_errors(y[train_idx], res.train_pred, groups, variables=VARS, top=10)
+    r = runs.set_index("label").loc[label]
+    assert r.best_layer == best[label]["layer"]  # the run kept the predictions of its best layer
+    preds[label] = (np.asarray(r.train_pred), np.asarray(r.val_pred))
+    tables[label] = frequent_errors(y[train_idx], preds[label][0], groups, variables=VARS, top=10)
     display(tables[label].style.format({"error_rate": "{:.2%}"}).set_caption(
         f"{label}, layer {best[label]['layer']}: most frequent training errors ({NOTE})"))
 
@@ -381,14 +348,13 @@ for label in trained_labels:
 # prediction of the intersectional group also predicts its palette, its age and its style).
 
 # %%
-res = results[main][("subsample", best[main]["layer"])]
-all_errors = frequent_errors(y[train_idx], res.train_pred, groups, variables=VARS, top=len(groups) ** 2)
+train_pred, val_pred = preds[main]
+all_errors = frequent_errors(y[train_idx], train_pred, groups, variables=VARS, top=len(groups) ** 2)
 by_kind = all_errors.groupby("differs")["count"].sum().sort_values(ascending=False)
 by_kind = (by_kind / by_kind.sum()).rename("share of training errors").to_frame()
-val_pred = res.val_pred
 codes = {v: groups[v].cat.codes.to_numpy() for v in VARS}
 per_var = pd.DataFrame({
-    "train accuracy": [(codes[v][y[train_idx]] == codes[v][res.train_pred]).mean() for v in VARS],
+    "train accuracy": [(codes[v][y[train_idx]] == codes[v][train_pred]).mean() for v in VARS],
     "validation accuracy": [(codes[v][y[val_idx]] == codes[v][val_pred]).mean() for v in VARS],
     "chance": [1 / groups[v].nunique() for v in VARS]}, index=VARS)
 age_only = by_kind.loc[VARS[1], "share of training errors"] if VARS[1] in by_kind.index else 0.0
@@ -482,50 +448,7 @@ claims.style.set_caption("The paper's findings beside this run")
 # each network {cite:p}`krug2025intersectional`:
 
 # %%
-def paper_table(rows):
-    """The paper's frequent-error rows: (true race, age, gender, predicted race, age, gender, rate %)."""
-    t = pd.DataFrame(rows, columns=["true race", "true age", "true gender", "pred race", "pred age", "pred gender",
-                                    "error rate (%)"])
-    t["differs"] = [", ".join(v for v in ("race", "age", "gender") if r[f"true {v}"] != r[f"pred {v}"])
-                    for _, r in t.iterrows()]
-    return t
-
-
-paper_tables = {
-    "Table 2: VGG16, layer 4 (block4_pool)": paper_table([
-        ("Indian", "60-69", "Male", "Indian", "70+", "Male", 15.65),
-        ("Latino_Hispanic", "70+", "Male", "Indian", "70+", "Male", 13.04),
-        ("Indian", "60-69", "Female", "Indian", "70+", "Male", 6.96),
-        ("White", "70+", "Male", "Indian", "70+", "Male", 5.97),
-        ("White", "60-69", "Male", "Indian", "70+", "Male", 5.22),
-        ("East Asian", "40-49", "Female", "Middle Eastern", "50-59", "Female", 5.22),
-        ("Latino_Hispanic", "70+", "Male", "White", "50-59", "Male", 4.35),
-        ("Latino_Hispanic", "70+", "Male", "Southeast Asian", "50-59", "Male", 4.35),
-        ("Indian", "60-69", "Female", "Indian", "50-59", "Female", 4.35),
-        ("Indian", "50-59", "Male", "Indian", "70+", "Male", 3.48)]),
-    "Table 3: ResNet50, layer 15 (conv5_block1_out)": paper_table([
-        ("White", "30-39", "Male", "White", "20-29", "Male", 4.35),
-        ("Latino_Hispanic", "20-29", "Female", "Indian", "10-19", "Female", 3.48),
-        ("Middle Eastern", "30-39", "Male", "White", "20-29", "Male", 3.48),
-        ("Latino_Hispanic", "3-9", "Female", "Middle Eastern", "3-9", "Female", 3.48),
-        ("Indian", "40-49", "Female", "Indian", "50-59", "Female", 3.48),
-        ("Latino_Hispanic", "40-49", "Male", "White", "40-49", "Male", 3.48),
-        ("Latino_Hispanic", "40-49", "Male", "White", "20-29", "Male", 3.48),
-        ("Latino_Hispanic", "40-49", "Male", "Indian", "30-39", "Male", 3.48),
-        ("Middle Eastern", "50-59", "Female", "White", "60-69", "Female", 3.48),
-        ("Southeast Asian", "3-9", "Female", "East Asian", "3-9", "Female", 2.61)]),
-    "Table 4: InceptionV3, layer 9 (mixed7)": paper_table([
-        ("Latino_Hispanic", "30-39", "Male", "Latino_Hispanic", "40-49", "Male", 6.09),
-        ("East Asian", "70+", "Male", "East Asian", "60-69", "Male", 5.13),
-        ("Middle Eastern", "50-59", "Male", "Latino_Hispanic", "40-49", "Male", 4.35),
-        ("Middle Eastern", "0-2", "Female", "Middle Eastern", "0-2", "Male", 4.00),
-        ("Black", "70+", "Male", "Black", "50-59", "Male", 4.00),
-        ("Black", "30-39", "Male", "Latino_Hispanic", "40-49", "Male", 3.48),
-        ("Southeast Asian", "0-2", "Female", "East Asian", "0-2", "Female", 2.94),
-        ("Latino_Hispanic", "70+", "Female", "Latino_Hispanic", "40-49", "Male", 2.04),
-        ("Indian", "70+", "Male", "Latino_Hispanic", "40-49", "Male", 1.85),
-        ("White", "0-2", "Female", "Latino_Hispanic", "0-2", "Female", 1.74)]),
-}
+paper_tables = {title: P.paper_error_table(rows) for title, rows in P.PAPER_ERROR_ROWS.items()}
 glue("train_per_group", len(train_idx) / len(groups))
 glue("rate_step", 100 * len(groups) / len(train_idx))
 for title, t in paper_tables.items():

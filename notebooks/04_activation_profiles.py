@@ -64,28 +64,18 @@ import torch
 from scipy.optimize import brentq
 
 import fairlib
-from fairlib.activations import ActivationExtractor, layer_preset, spatial_mean
-from fairlib.data import cap_groups, intersectional_groups, load_dataset
-from fairlib.naps import StreamingNAPs, neuron_activation_profiles, union_profiles, variance_share
-from fairlib.notebook import glue, progress
+from fairlib import naps as N
+from fairlib import sweep
+from fairlib.naps import neuron_activation_profiles, union_profiles
+from fairlib.notebook import glue
 from fairlib.probes import build_network
 from fairlib.topomap import color_limit, force, plot_map_grid, relax, render_maps, topographic_layout
 
-# quick: SynthFaces (FairFace's 126-group schema, 32 x 32) and Chapter 3's small CNN trained on
-# an unrelated task (accessories); full: FairFace's training split capped at 640 per group and
-# torchvision's ImageNet ResNet-50 at 224 x 224 (fetch the data first with
-# `python -m data_scripts.fetch fairface`).
-SETTINGS = {
-    "quick": {"dataset": "synthfaces", "data_options": {"n": 10_000, "size": 32, "seed": SEED},
-              "variables": ["palette", "age", "style"], "cap": 80,
-              "network": "small_cnn", "task": {"n": 4000, "size": 32, "epochs": 6},  # as in Chapter 3
-              "batch_size": 256, "num_workers": 0, "relax_steps": 1000, "min_channels": 16},
-    "full": {"dataset": "fairface", "data_options": {"size": 224},
-             "variables": ["race", "age", "gender"], "cap": 640,
-             "network": "resnet50", "task": {},
-             "batch_size": 128, "num_workers": 4, "relax_steps": 1000, "min_channels": 16},
-}
-cfg = fairlib.select(SETTINGS, PROFILE)
+# The settings of both profiles live in fairlib.naps.SETTINGS. quick: SynthFaces (FairFace's
+# 126-group schema, 32 x 32) and Chapter 3's small CNN trained on an unrelated task (accessories);
+# full: FairFace's training split capped at 640 per group and torchvision's ImageNet ResNet-50 at
+# 224 x 224 (fetch the data first with `python -m data_scripts.fetch fairface`).
+cfg = fairlib.select(N.SETTINGS, PROFILE)
 rng = fairlib.seed_everything(SEED)
 device = fairlib.get_device()
 NOTE = fairlib.profile_note(PROFILE)
@@ -206,11 +196,9 @@ plt.show()
 # factors, not properties of people.
 
 # %%
-data = load_dataset(cfg["dataset"], "train", **cfg["data_options"])
 VARS = cfg["variables"]
-group_ids, table = intersectional_groups(data.attributes, VARS)
-keep = cap_groups(data.attributes, VARS, cfg["cap"], seed=SEED)
-groups_kept = group_ids[keep]
+ns = N.nap_sample(cfg["dataset"], cfg["data_options"], VARS, cap=cfg["cap"], seed=SEED)
+data, table, keep, groups_kept = ns.data, ns.table, ns.keep, ns.groups
 capped = table[VARS].copy()
 capped["count"] = np.bincount(groups_kept, minlength=len(table))
 glue("n_images", len(keep))
@@ -240,16 +228,11 @@ capped.pivot_table(index=VARS[0], columns=VARS[2:0:-1], values="count", aggfunc=
 # `"inception_v3"` work the same way, with their layer presets).
 
 # %%
-nets = {"trained": build_network(cfg["network"], trained=True, seed=SEED, device=device, **cfg["task"]),
-        "random": build_network(cfg["network"], trained=False, seed=SEED, **cfg["task"])}
-if nets["trained"].task is not None:
-    glue("task_auc", nets["trained"].task.evaluation["auc"].mean())
-    print("unrelated task, held-out evaluation:")
-    print(nets["trained"].task.evaluation.round(3).to_string())
-else:
-    glue("task_auc", float("nan"))  # ImageNet weights: their own task is ImageNet classification
-# the final average pool is the last block's spatial mean again: leave it out
-LAYERS = {name: module for name, module in layer_preset(cfg["network"]).items() if name != "avg_pool"}
+# one run of the sweep per network (trained, random): stream every analysed layer's NAPs, keep eta^2
+runs = sweep.run(N.run_layer_shares, N.layer_shares_grid(PROFILE),
+                 store=sweep.default_store("04_activation_profiles", "layer_shares"))
+glue("task_auc", runs.loc[runs.trained, "task_auc"].iloc[0])  # NaN for ImageNet weights (their task is ImageNet)
+LAYERS = N.analysed_layers(cfg["network"])  # the final average pool is the last block's spatial mean again
 print("layers:", list(LAYERS))
 
 # %% [markdown]
@@ -264,23 +247,20 @@ print("layers:", list(LAYERS))
 # the full profile run over FairFace at 224 × 224 on one GPU.
 
 # %%
-loader = torch.utils.data.DataLoader(torch.utils.data.Subset(data, keep), batch_size=cfg["batch_size"],
-                                     shuffle=False, num_workers=cfg["num_workers"])
-naps = {m: {layer: StreamingNAPs() for layer in LAYERS} for m in nets}
-extractors = {m: ActivationExtractor(net.model, LAYERS, device=device, reduce=lambda t: spatial_mean(t.float()))
-              for m, net in nets.items()}
-start = 0
-for xb, _ in progress(loader, desc="faces"):  # images arrive as floats in [0, 1]
-    gb = groups_kept[start:start + len(xb)]
-    xb = xb.to(device)
-    for m, ex in extractors.items():
-        x_in = nets[m].transform(xb) if nets[m].transform is not None else xb  # ImageNet models: resize, normalise
-        for layer, acts in ex(x_in).items():
-            naps[m][layer].update(acts, gb)
-    start += len(xb)
-for ex in extractors.values():
-    ex.remove()
-assert start == len(keep)
+chance = (len(table) - 1) / (len(keep) - 1)
+shares = pd.concat([pd.DataFrame({"network": "trained" if r.trained else "random", "layer": r.layer,
+                                  "channels": r.channels, f"eta2 (all {len(table)} groups)": r.eta2_all,
+                                  **{f"eta2 ({v})": r[f"eta2_{v}"] for v in VARS}})
+                    for _, r in runs.iterrows()], ignore_index=True)
+candidates = shares[(shares.network == "trained") & (shares.channels >= cfg["min_channels"])]
+LAYER = candidates.loc[candidates[f"eta2 (all {len(table)} groups)"].idxmax(), "layer"]
+print("chosen layer:", LAYER)
+# the maps need the chosen layer's NAPs themselves: one more pass, through that layer only
+nets = {m: build_network(cfg["network"], trained=m == "trained", seed=SEED, device=device, **cfg["task"])
+        for m in ("trained", "random")}
+naps = {m: N.stream_naps(net.model, torch.utils.data.Subset(data, keep), groups_kept, {LAYER: LAYERS[LAYER]},
+                         transform=net.transform, batch_size=cfg["batch_size"], num_workers=cfg["num_workers"],
+                         device=device) for m, net in nets.items()}
 
 # %% [markdown]
 # ## Which layer?
@@ -302,31 +282,20 @@ assert start == len(keep)
 # largest $\eta^2$ among layers with at least 16 channels (fewer give no map worth drawing).
 
 # %%
-chance = (len(table) - 1) / (len(keep) - 1)
-rows = []
-for m in nets:
-    for layer, s in naps[m].items():
-        rows.append({"network": m, "layer": layer, "channels": int(np.prod(s.shape)),
-                     "eta2 (all 126 groups)": variance_share(s),
-                     **{f"eta2 ({v})": variance_share(s, table=table, by=v) for v in VARS}})
-shares = pd.DataFrame(rows)
-candidates = shares[(shares.network == "trained") & (shares.channels >= cfg["min_channels"])]
-LAYER = candidates.loc[candidates["eta2 (all 126 groups)"].idxmax(), "layer"]
-print("chosen layer:", LAYER)
 glue("eta_chance", chance)
 best = shares.set_index(["network", "layer"])
-glue("eta_trained", best.loc[("trained", LAYER), "eta2 (all 126 groups)"])
-glue("eta_random", best.loc[("random", LAYER), "eta2 (all 126 groups)"])
+glue("eta_trained", best.loc[("trained", LAYER), f"eta2 (all {len(table)} groups)"])
+glue("eta_random", best.loc[("random", LAYER), f"eta2 (all {len(table)} groups)"])
 for i, v in enumerate(VARS):  # var0..var2: palette, age, style (full: race, age, gender)
     glue(f"eta_var{i}", best.loc[("trained", LAYER), f"eta2 ({v})"])
     glue(f"eta_var{i}_random", best.loc[("random", LAYER), f"eta2 ({v})"])
 shares.round(3)
 
-# %%
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.4), sharey=True)
-for ax, m in zip(axes, nets):
+for ax, m in zip(axes, ["trained", "random"]):
     part = shares[shares.network == m]
-    for col, style in [("eta2 (all 126 groups)", "-o")] + [(f"eta2 ({v})", "--.") for v in VARS]:
+    for col, style in [(f"eta2 (all {len(table)} groups)", "-o")] + [(f"eta2 ({v})", "--.") for v in VARS]:
         ax.plot(range(len(part)), part[col], style, label=col.replace("eta2 ", "").strip("()"))
     ax.axhline(chance, color="0.5", ls=":", label="no-effect level (g-1)/(N-1)")
     ax.axvline(list(LAYERS).index(LAYER), color="C3", lw=0.8)
@@ -370,7 +339,7 @@ plt.show()
 # the groups. The relaxation has spread the UMAP clumps into an even disc, and the interpolated
 # maps are only defined inside the dots' hull (white outside).
 
-# %%
+# %% tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(3.4, 3.2))
 sc = ax.scatter(*positions.T, c=profiles.var(axis=0), cmap="viridis", s=18)
 fig.colorbar(sc, ax=ax, label="variance of the channel's NAP over groups")
@@ -463,6 +432,8 @@ u_prof, u_table = unions[VARS[1]]
 unit = u_prof / np.linalg.norm(u_prof, axis=1, keepdims=True)
 cos = unit @ unit.T
 names = u_table[VARS[1]].astype(str).tolist()
+
+# %% tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(5.2, 4.2))
 im = ax.imshow(cos, cmap="bwr", vmin=-1, vmax=1)
 ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
@@ -471,6 +442,8 @@ fig.colorbar(im, ax=ax, label="cosine similarity of NAPs")
 ax.set_title(f"{VARS[1]} unions, layer {LAYER}\n{NOTE}", fontsize=8)
 fig.tight_layout()
 plt.show()
+
+# %%
 glue("cos_adjacent", np.mean(np.diag(cos, 1)))
 glue("cos_far", np.mean(cos[np.triu_indices(len(cos), 3)]))
 glue("cos_ends", cos[0, -1])
@@ -481,18 +454,10 @@ sv = np.linalg.svd(w * profiles, compute_uv=False)
 glue("pc1_share", sv[0] ** 2 / np.sum(sv ** 2))
 
 # contrast of the third variable within each category of the second, e.g. |NAP(B, age) - NAP(A, age)|,
-# beside the distance that sampling noise alone gives two groups of those sizes (the layer's
-# total variance is an upper bound for the within-group variance)
+# beside the distance that sampling noise alone gives two groups of those sizes
 i_prof, i_table = unions[f"{VARS[2]} x {VARS[1]}"]
-spread = naps["trained"][LAYER].total_variance().sum()
-contrast = {}
-for cat in table[VARS[1]].cat.categories:
-    rows_ = i_table.index[i_table[VARS[1]] == cat]
-    if len(rows_) == 2:
-        n0, n1 = i_table.loc[rows_, "count"]
-        contrast[cat] = {"contrast": float(np.linalg.norm(i_prof[rows_[1]] - i_prof[rows_[0]])),
-                         "noise level": float(np.sqrt(spread * (1 / n0 + 1 / n1)))}
-contrast = pd.DataFrame(contrast)
+contrast = N.category_contrast(i_prof, i_table, within=VARS[1], contrast=VARS[2],
+                               total_variance=naps["trained"][LAYER].total_variance().sum())
 ratio = contrast.loc["contrast"] / contrast.loc["noise level"]
 glue("contrast_min", contrast.loc["contrast"].min())
 glue("contrast_max", contrast.loc["contrast"].max())

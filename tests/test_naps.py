@@ -94,3 +94,53 @@ def test_variance_share_of_unions_and_chance_level():
     assert variance_share(s0) < 5 * 3 / 3999
     with pytest.raises(ValueError, match="table"):
         variance_share(s, by="age")
+
+
+# --------------------------------------------------------------------------- streaming a network (Chapter 4)
+def test_stream_naps_matches_the_in_memory_profiles():
+    import torch
+
+    from fairlib.naps import StreamingNAPs, layer_shares, stream_naps
+
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (10, 3, 4, 4), dtype=torch.uint8)
+    groups = np.array([0, 1, 2, 0, 1, 2, 0, 1, 2, 0])
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 1))
+    naps = stream_naps(model, torch.utils.data.TensorDataset(images), groups, {"input": "input", "conv": "0"},
+                       batch_size=3, device="cpu")
+    x = images.float() / 255
+    with torch.no_grad():
+        conv = model(x)
+    for name, acts in (("input", x), ("conv", conv)):
+        expected = neuron_activation_profiles(acts.mean(dim=(2, 3)).numpy(), groups)[0]
+        np.testing.assert_allclose(naps[name].result()[0], expected, atol=1e-6)
+    table = pd.DataFrame({"v": pd.Categorical(["a", "b", "a"]), "count": [4, 3, 3]})
+    shares = layer_shares(naps, table, ["v"])
+    assert list(shares.columns) == ["layer", "channels", "eta2 (all 3 groups)", "eta2 (v)"]
+    assert shares["channels"].tolist() == [3, 2]
+    assert shares.iloc[0, 2] == pytest.approx(variance_share(naps["input"]))
+    with pytest.raises(ValueError, match="groups: 9 group ids for 10 items"):
+        stream_naps(model, torch.utils.data.TensorDataset(images), groups[:9], {"conv": "0"}, device="cpu")
+    assert isinstance(naps["conv"], StreamingNAPs)
+
+
+def test_category_contrast_hand_computed():
+    from fairlib.naps import category_contrast
+
+    table = pd.DataFrame({"style": pd.Categorical(["A", "B", "A", "B", "A"]),
+                          "age": pd.Categorical(["young", "young", "old", "old", "mid"]),
+                          "count": [4, 4, 1, 1, 3]})
+    profiles = np.array([[0.0, 0.0], [3.0, 4.0], [1.0, 1.0], [1.0, 1.0], [9.0, 9.0]])
+    out = category_contrast(profiles, table, within="age", contrast="style", total_variance=2.0)
+    assert sorted(out.columns) == ["old", "young"], "'mid' has one style only and is skipped"
+    assert out.loc["contrast", "young"] == pytest.approx(5.0) and out.loc["contrast", "old"] == 0.0
+    assert out.loc["noise level", "young"] == pytest.approx(np.sqrt(2.0 * (1 / 4 + 1 / 4)))
+    assert out.loc["noise level", "old"] == pytest.approx(2.0)
+
+
+def test_layer_shares_grid_pairs_trained_and_random():
+    from fairlib.naps import layer_shares_grid
+
+    grid = layer_shares_grid("quick")
+    assert [g["trained"] for g in grid] == [True, False] and {g["network"] for g in grid} == {"small_cnn"}
+    assert layer_shares_grid("full")[0]["network"] == "resnet50"

@@ -140,3 +140,28 @@ def test_unrelated_cnn_learns_its_task_and_build_network():
         build_network("alexnet")
     net = build_network("resnet50", trained=False)
     assert net.input_size == 224 and net.transform is not None and not net.model.training
+
+
+def test_probing_frames_from_sweep_rows():
+    import pandas as pd
+
+    from fairlib.probes import paper_error_table, probing_curves, probing_grid, probing_summary
+
+    row = {"network": "small_cnn", "trained": True, "reduction": ["subsample", "subsample", "avgpool"],
+           "layer_index": [0, 1, 1], "layer": ["input", "block1", "block1"], "n_features": [3, 8, 8],
+           "train_accuracy": [0.1, 0.5, 0.4], "val_accuracy": [0.1, 0.3, 0.2],
+           "curve_row": [0, 0, 1, 1, 2, 2], "curve_epoch": [1, 2, 1, 2, 1, 2],
+           "curve_train": [0.0, 0.1, 0.2, 0.5, 0.3, 0.4], "curve_val": [0.0, 0.1, 0.2, 0.3, 0.1, 0.2]}
+    runs = pd.DataFrame([row, {**row, "trained": False}])
+    summary = probing_summary(runs)
+    assert summary.network.unique().tolist() == ["small_cnn (trained)", "small_cnn (random init)"]
+    assert len(summary) == 6 and summary.columns[0] == "network"
+    curves = probing_curves(runs.iloc[0])
+    block1 = curves[(curves.reduction == "avgpool") & (curves.layer == "block1")]
+    assert block1.train_accuracy.tolist() == [0.3, 0.4] and block1.epoch.tolist() == [1, 2]
+    t = paper_error_table([("Indian", "60-69", "Male", "Indian", "70+", "Male", 15.65),
+                           ("White", "0-2", "Female", "Black", "0-2", "Male", 1.0)])
+    assert t["differs"].tolist() == ["age", "race, gender"]
+    grid = probing_grid("full")
+    assert [(g["network"], g["trained"]) for g in grid] == [("vgg16", True), ("resnet50", True),
+                                                            ("inception_v3", True), ("resnet50", False)]

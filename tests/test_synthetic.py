@@ -63,3 +63,17 @@ def test_retention_one_keeps_the_ranking():
 def test_label_bias_out_of_range_is_explained():
     with pytest.raises(ValueError, match=r"label_bias: 0.6 puts a group's positive rate outside \[0, 1\]"):
         simulate_predictions(10, label_bias=0.6)
+
+
+def test_chapter1_run_functions_are_deterministic_and_match_the_metrics():
+    from fairlib import synthetic as S
+
+    a = S.run_biasamp(0.2, 0.5, 1, n=500, seed=0)
+    d = S.simulate_predictions(500, label_bias=0.2, lean=0.5, seed=0 + 100 * 1 + 1)
+    assert a == S.run_biasamp(0.2, 0.5, 1, n=500, seed=0)
+    assert a["biasamp"] == pytest.approx(M.bias_amplification(d.target, d.pred, groups=d.group))
+    g = S.run_group_accuracy(0.05, 474, 0)
+    assert set(g) == {"variance", "worst"} and 0 <= g["worst"] <= 1 and g["variance"] > 0
+    # quick: 11 spreads x 2 group sizes x 40 repeats; 4 label biases x 11 leans x 10 repeats
+    assert len(S.group_accuracy_grid("quick")) == 11 * 2 * 40
+    assert len(S.biasamp_grid("quick")) == 4 * 11 * 10
