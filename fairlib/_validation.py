@@ -23,6 +23,8 @@ __all__ = [
     "binary",
     "as_binary",
     "as_probability",
+    "as_labels",
+    "same_label_kind",
     "show",
 ]
 
@@ -94,9 +96,48 @@ def as_1d(x: ArrayLike, name: str) -> np.ndarray:
         raise ValueError(f"{name}: expected a 1-D array, got shape {arr.shape}")
     if arr.size == 0:
         raise ValueError(f"{name}: is empty; pass at least one example")
-    if arr.dtype.kind == "f" and np.isnan(arr).any():
-        raise ValueError(f"{name}: contains NaN at index {int(np.flatnonzero(np.isnan(arr))[0])}")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        bad = int(np.flatnonzero(~np.isfinite(arr))[0])
+        what = "NaN" if np.isnan(arr[bad]) else show(arr[bad])
+        raise ValueError(f"{name}: contains {what} at index {bad}; pass finite values")
     return arr
+
+
+def as_labels(x: ArrayLike, name: str) -> np.ndarray:
+    """A 1-D array of hard labels: integers, booleans (as 0/1) or strings; never scores.
+
+    Floats are accepted only when every value is a whole number (``1.0``); a fractional value
+    means probabilities or scores were passed where labels belong.
+    """
+    arr = as_1d(x, name)
+    if arr.dtype == bool:
+        return arr.astype(np.int64)
+    if arr.dtype.kind == "f":
+        frac = arr != np.round(arr)
+        if frac.any():
+            raise ValueError(f"{name}: expected hard labels (class codes), found {show(arr[frac][0])!r}; "
+                             "apply argmax or a threshold to probabilities or scores first")
+        return arr.astype(np.int64)
+    if arr.dtype.kind == "c":
+        raise ValueError(f"{name}: expected labels, got complex numbers")
+    return arr
+
+
+def _kind(arr: np.ndarray) -> str:
+    if arr.dtype.kind in "iub":
+        return "numbers"
+    if arr.dtype.kind in "US":
+        return "strings"
+    kinds = {type(v).__name__ for v in arr[:1000]}
+    return "strings" if kinds <= {"str"} else "numbers" if kinds <= {"int", "float", "bool"} else "mixed"
+
+
+def same_label_kind(**arrays: np.ndarray) -> None:
+    """Raise unless all label arrays hold the same kind of label (all numbers or all strings)."""
+    kinds = {name: _kind(arr) for name, arr in arrays.items()}
+    if len(set(kinds.values())) > 1 or "mixed" in kinds.values():
+        detail = ", ".join(f"{k} holds {v}" for k, v in kinds.items())
+        raise ValueError(f"{'/'.join(kinds)}: labels of different kinds ({detail}); encode them the same way")
 
 
 def same_length(**arrays: Any) -> None:
@@ -141,8 +182,9 @@ def binary(arr: np.ndarray, name: str) -> np.ndarray:
 
 def as_probability(x: ArrayLike, name: str) -> np.ndarray:
     """A 1-D float64 array of values in [0, 1]."""
-    arr = as_1d(x, name).astype(np.float64)
-    bad = (arr < 0) | (arr > 1) | ~np.isfinite(arr)
+    arr = to_numpy(x, name)
+    arr = as_1d(arr.reshape(-1) if arr.ndim == 2 and 1 in arr.shape else arr, name).astype(np.float64)
+    bad = (arr < 0) | (arr > 1)
     if bad.any():
         raise ValueError(
             f"{name}: probabilities must lie in [0, 1], found {show(arr[bad][0])!r} "

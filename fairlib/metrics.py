@@ -32,7 +32,17 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from fairlib._validation import as_1d, as_binary, as_probability, positive_int, same_length, show, to_numpy
+from fairlib._validation import (
+    as_1d,
+    as_binary,
+    as_labels,
+    as_probability,
+    positive_int,
+    same_label_kind,
+    same_length,
+    show,
+    to_numpy,
+)
 
 __all__ = [
     "bias_amplification",
@@ -53,6 +63,17 @@ __all__ = [
 ArrayLike = Any  # numpy array, torch tensor or list
 
 
+def _check_pred_labels(t: np.ndarray, p: np.ndarray, labels: ArrayLike | None) -> None:
+    """Predicted classes must occur in the labels (or in ``labels``): anything else is most likely
+    another encoding of the same classes (-1/+1 against 0/1, names against codes)."""
+    known = np.unique(t) if labels is None else np.union1d(np.unique(t), np.asarray(labels))
+    extra = np.setdiff1d(np.unique(p), known)
+    if extra.size:
+        raise ValueError(
+            f"y_pred: predicts {show(extra[0])!r}, which never occurs in y_true (labels "
+            f"{[show(v) for v in known[:6]]}); encode both the same way, or pass labels= with every class of the task")
+
+
 def _codes(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Sorted unique values and the integer code of each element."""
     uniques, codes = np.unique(x, return_inverse=True)
@@ -66,6 +87,7 @@ def bias_amplification_table(
     *,
     groups: ArrayLike,
     reference: tuple[ArrayLike, ArrayLike] | None = None,
+    labels: ArrayLike | None = None,
 ) -> pd.DataFrame:
     r"""Every (group, class) term of BiasAmp\ :sub:`A→T`, one row per pair.
 
@@ -74,10 +96,12 @@ def bias_amplification_table(
     ``contribution`` = y_at·Δ_at − (1 − y_at)·Δ_at. :func:`bias_amplification` is the mean
     of ``contribution``. See :func:`bias_amplification` for the parameters.
     """
-    t = as_1d(y_true, "y_true")
-    p = as_1d(y_pred, "y_pred")
+    t = as_labels(y_true, "y_true")
+    p = as_labels(y_pred, "y_pred")
     g = as_1d(groups, "groups")
     same_length(y_true=t, y_pred=p, groups=g)
+    same_label_kind(y_true=t, y_pred=p)
+    _check_pred_labels(t, p, labels)
 
     group_values, g_codes = _codes(g)
     if len(group_values) < 2:
@@ -86,7 +110,7 @@ def bias_amplification_table(
             "bias amplification compares at least two groups"
         )
     try:
-        classes = np.union1d(t, p)
+        classes = np.union1d(t, p) if labels is None else np.union1d(np.union1d(t, p), np.asarray(labels))
     except TypeError as exc:
         raise ValueError(f"y_true/y_pred: labels of incomparable types ({exc})") from exc
     n_a = np.bincount(g_codes, minlength=len(group_values))
@@ -141,6 +165,7 @@ def bias_amplification(
     *,
     groups: ArrayLike,
     reference: tuple[ArrayLike, ArrayLike] | None = None,
+    labels: ArrayLike | None = None,
 ) -> float:
     r"""Directional bias amplification BiasAmp\ :sub:`A→T` (Wang & Russakovsky, 2021).
 
@@ -165,6 +190,10 @@ def bias_amplification(
     reference
         Optional ``(y_true, groups)`` of another split (e.g. the training labels) from which
         :math:`y_{at}` is taken. By default :math:`y_{at}` comes from ``y_true``/``groups``.
+    labels
+        Every class of the task. Needed only when the model predicts a class that never occurs
+        in ``y_true``; without it, such a prediction is refused as a likely encoding mismatch
+        (e.g. -1/+1 predictions against 0/1 labels).
 
     Returns
     -------
@@ -173,7 +202,7 @@ def bias_amplification(
         amplifies the bias, negative when it dampens it. The pairs are all groups present in
         ``groups`` and all classes present in ``y_true`` or ``y_pred``.
     """
-    table = bias_amplification_table(y_true, y_pred, groups=groups, reference=reference)
+    table = bias_amplification_table(y_true, y_pred, groups=groups, reference=reference, labels=labels)
     return float(table["contribution"].mean())
 
 
@@ -406,10 +435,11 @@ def group_accuracy(y_true: ArrayLike, y_pred: ArrayLike, *, groups: ArrayLike) -
     groups
         Keyword-only, shape ``(N,)``: the group of each example.
     """
-    yt = as_1d(y_true, "y_true")
-    yp = as_1d(y_pred, "y_pred")
+    yt = as_labels(y_true, "y_true")
+    yp = as_labels(y_pred, "y_pred")
     g = as_1d(groups, "groups")
     same_length(y_true=yt, y_pred=yp, groups=g)
+    same_label_kind(y_true=yt, y_pred=yp)
     frame = pd.DataFrame({"group": g, "correct": (yt == yp).astype(float)})
     acc = frame.groupby("group", sort=True)["correct"].mean()
     acc.name = "accuracy"
@@ -432,7 +462,10 @@ def accuracy_variance(y_true: ArrayLike, y_pred: ArrayLike, *, groups: ArrayLike
 
 def worst_group_accuracy(y_true: ArrayLike, y_pred: ArrayLike, *, groups: ArrayLike) -> float:
     """The lowest per-group accuracy (a fraction)."""
-    return float(group_accuracy(y_true, y_pred, groups=groups).min())
+    acc = group_accuracy(y_true, y_pred, groups=groups)
+    if len(acc) < 2:
+        raise ValueError(f"groups: only one group ({show(acc.index[0])!r}) is present; a worst group needs two")
+    return float(acc.min())
 
 
 def accuracy_gap(y_true: ArrayLike, y_pred: ArrayLike, *, groups: ArrayLike) -> float:

@@ -58,7 +58,9 @@ def test_bias_amplification_counts_classes_present_only_in_preds():
     g = [0, 0, 0, 1]
     t = [0, 0, 1, 1]
     p = [0, 2, 1, 1]
-    assert M.bias_amplification(t, p, groups=g) == pytest.approx(-1 / 9)
+    assert M.bias_amplification(t, p, groups=g, labels=[0, 1, 2]) == pytest.approx(-1 / 9)
+    with pytest.raises(ValueError, match=r"y_pred: predicts 2, which never occurs in y_true.*labels="):
+        M.bias_amplification(t, p, groups=g)
 
 
 def test_bias_amplification_reference_split_sets_direction():
@@ -293,3 +295,36 @@ def test_group_report_groups_are_keyword_only():
     with pytest.raises(TypeError):
         group_report(T, P, G)
     assert group_report(T, P, groups=G)["overall"] == pytest.approx(75.0)
+
+
+# --------------------------------------------------------------------------- inputs that used to give plausible numbers
+@pytest.mark.parametrize("y_true, y_pred, match", [
+    (T, [0.9, 0.8, 0.7, 0.6, 0.1, 0.2, 0.3, 0.4], r"y_pred: expected hard labels.*apply argmax or a threshold"),
+    (T, [1, 1, 1, 1, -1, -1, -1, -1], r"y_pred: predicts -1, which never occurs in y_true"),
+    (["pos", "pos", "pos", "neg", "pos", "neg", "neg", "neg"], P, r"y_true/y_pred: labels of different kinds"),
+    (T, [1, 1, 1, np.inf, 0, 0, 0, 0], r"y_pred: contains inf at index 3"),
+])
+def test_bias_amplification_refuses_what_is_not_labels(y_true, y_pred, match):
+    with pytest.raises(ValueError, match=match):
+        M.bias_amplification(y_true, y_pred, groups=G)
+
+
+@pytest.mark.parametrize("fn", [M.group_accuracy, M.accuracy_variance, M.worst_group_accuracy, M.accuracy_gap],
+                         ids=lambda f: f.__name__)
+def test_group_metrics_refuse_mismatched_or_soft_labels(fn):
+    with pytest.raises(ValueError, match="labels of different kinds"):
+        fn(["a", "b", "a", "b"], [0, 1, 0, 1], groups=[0, 0, 1, 1])
+    with pytest.raises(ValueError, match="expected hard labels"):
+        fn([0, 1, 0, 1], [0.2, 0.9, 0.4, 0.6], groups=[0, 0, 1, 1])
+
+
+@pytest.mark.parametrize("fn", [M.accuracy_variance, M.worst_group_accuracy, M.accuracy_gap],
+                         ids=lambda f: f.__name__)
+def test_group_comparisons_need_two_groups(fn):
+    with pytest.raises(ValueError, match="groups: only one group"):
+        fn([1, 0], [1, 1], groups=["x", "x"])
+
+
+def test_whole_number_floats_and_booleans_are_labels():
+    assert M.bias_amplification(np.array(T, float), np.array(P, float), groups=G) == pytest.approx(0.25)
+    assert M.bias_amplification(np.array(T, bool), np.array(P, bool), groups=G) == pytest.approx(0.25)
