@@ -144,6 +144,8 @@ def fetch(name: str, root: str | os.PathLike | None = None, *, source: Source | 
     if name not in FETCHERS:
         raise ValueError(f"name: cannot fetch {name!r}; choose from {', '.join(FETCHERS)}")
     base = data_root(root)
+    if base.exists() and not base.is_dir():
+        raise FetchError(f"--root: {base} is a file; pass a directory (it will hold one folder per dataset)")
     final = base / name
     if final.exists() and not force:
         if (final / COMPLETE_MARKER).exists():
@@ -151,6 +153,7 @@ def fetch(name: str, root: str | os.PathLike | None = None, *, source: Source | 
             return final
         raise FetchError(f"{name}: {final} exists but was not written by fetch; move it away "
                          "or pass --force to replace it")
+    created_base = not base.exists()
     base.mkdir(parents=True, exist_ok=True)
     for stale in base.glob(f".partial-{name}-*"):
         shutil.rmtree(stale, ignore_errors=True)  # left by a run that was killed
@@ -182,6 +185,8 @@ def fetch(name: str, root: str | os.PathLike | None = None, *, source: Source | 
     finally:
         socket.setdefaulttimeout(old_timeout)
         shutil.rmtree(work, ignore_errors=True)
+        if created_base and not any(base.iterdir()):
+            base.rmdir()  # a failed first fetch leaves no empty data root behind
     print(f"{name}: complete in {final}")
     return final
 

@@ -380,6 +380,13 @@ class ActivationStore:
             v = v.clamp(-_F16_MAX, _F16_MAX)
         arr[start:start + len(v)] = v.cpu().numpy()
 
+    def discard(self) -> None:
+        """Drop an unfinished store: close and delete its temporary files."""
+        for key, tmp in list(self._tmp.items()):
+            self._arrays.pop(key, None)
+            Path(tmp).unlink(missing_ok=True)
+        self._tmp = {}
+
     def close(self) -> "ActivationStore":
         """Flush memory maps, rename them to their final names, write ``index.json``."""
         if self.directory is None:
@@ -513,10 +520,13 @@ def capture_activations(
                 for r, t in reduced.items():
                     store.write(layer, r, start, t)
             start += len(xb)
+        if start != n:
+            raise RuntimeError(f"data yielded {start} examples, expected {n}")
+    except BaseException:
+        store.discard()  # a failed capture leaves no full-size temporary file behind
+        raise
     finally:
         extractor.remove()
-    if start != n:
-        raise RuntimeError(f"data yielded {start} examples, expected {n}")
     return store.close()
 
 

@@ -101,6 +101,10 @@ class StreamingNAPs:
             raise ValueError(f"activations: per-example shape {a.shape[1:]} differs from the "
                              f"earlier batches' {self.shape}")
         flat = a.reshape(len(a), -1)
+        if flat.dtype.kind == "f" and not np.isfinite(flat).all():
+            row = int(np.flatnonzero(~np.isfinite(flat).all(axis=1))[0])
+            raise ValueError(f"activations: example {row} of this batch holds NaN or inf; a NAP (and eta^2) of "
+                             "non-finite activations is meaningless: check the inputs and the model")
         sq = np.einsum("nd,nd->d", flat, flat, dtype=np.float64)
         self._sumsq = sq if self._sumsq is None else self._sumsq + sq
         labels, inverse = np.unique(g, return_inverse=True)

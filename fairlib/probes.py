@@ -633,13 +633,13 @@ def build_network(name: str, *, trained: bool = True, seed: int = 0, weights: st
     """
     key = str(name).lower().replace("-", "_")
     if key == "small_cnn":
-        if trained:
-            task = train_unrelated_cnn(seed=seed, device=device, **task_kwargs)
-            return Network(key, task.model, True, None, task_kwargs.get("size", 32), task)
-        accepted = list(inspect.signature(train_unrelated_cnn).parameters)
+        accepted = [p for p in inspect.signature(train_unrelated_cnn).parameters if p not in ("seed", "device")]
         unknown = sorted(set(task_kwargs) - set(accepted))
         if unknown:
             raise ValueError(f"task_kwargs: unknown option(s) {unknown} for the small CNN's task; accepted: {accepted}")
+        if trained:
+            task = train_unrelated_cnn(seed=seed, device=device, **task_kwargs)
+            return Network(key, task.model, True, None, task_kwargs.get("size", 32), task)
         model = build_model("small_cnn", seed=seed, n_outputs=len(UNRELATED_TASK_ATTRIBUTES)).eval()
         return Network(key, model, False, None, task_kwargs.get("size", 32))
     if key not in NATIVE_SIZES:

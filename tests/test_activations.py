@@ -150,3 +150,20 @@ def test_capture_from_dataset_of_tuples():
     store = capture_activations(model, DS(), {"input": "input"}, reductions=("mean",), batch_size=4,
                                 device="cpu")
     assert store["input"][:, 0].tolist() == [0, 1, 2, 3, 4, 5]
+
+
+def test_failed_capture_leaves_no_temporary_file(tmp_path):
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1))
+
+    class Broken(torch.utils.data.Dataset):
+        def __len__(self):
+            return 8
+
+        def __getitem__(self, i):
+            if i == 6:
+                raise OSError("unreadable image (simulated)")
+            return torch.zeros(3, 8, 8)
+
+    with pytest.raises(OSError, match="simulated"):
+        capture_activations(model, Broken(), {"c": "0"}, batch_size=2, device="cpu", directory=tmp_path / "s")
+    assert not list((tmp_path / "s").glob("*.tmp")) and not list((tmp_path / "s").glob("*.npy"))

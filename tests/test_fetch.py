@@ -95,7 +95,7 @@ def test_interrupted_download_leaves_nothing_that_loads_and_restarts(tmp_path):
     source.fail_after = 2
     with pytest.raises(FetchError, match="download of .* failed"):
         fetch("fairface", root, source=source)
-    assert list(root.iterdir()) == []
+    assert not root.exists(), "a failed first fetch leaves nothing, not even the root"
     with pytest.raises(DatasetNotFoundError):
         load_dataset("fairface", root=root)
     # a run killed outright leaves its partial directory; the next run removes it
@@ -110,7 +110,8 @@ def test_offline_is_a_clear_error_and_leaves_nothing(tmp_path, monkeypatch, caps
     root = tmp_path / "data"
     with pytest.raises(FetchError, match="cannot reach the mirror HuggingFaceM4/FairFace"):
         fetch("fairface", root, source=LocalSource(tmp_path, offline=True))
-    assert list(root.iterdir()) == []
+    assert not root.exists()
+    root.mkdir()  # an existing root is kept, and stays empty
     monkeypatch.setattr(fetch_mod, "HFSource", lambda: LocalSource(tmp_path, offline=True))
     assert main(["utkface", "--root", str(root)]) == 1
     err = capsys.readouterr().err
@@ -127,7 +128,7 @@ def test_checksum_mismatch_is_rejected(tmp_path):
     _fairface_mirror(tmp_path / "mirror")
     with pytest.raises(FetchError, match="checksum mismatch"):
         fetch("fairface", root, source=Lying(tmp_path / "mirror"))
-    assert list(root.iterdir()) == []
+    assert not root.exists()
 
 
 def test_celeba_from_parquet(tmp_path):
@@ -200,3 +201,22 @@ def test_existing_foreign_directory_needs_force(tmp_path):
     fetch("cifar10", root, tv_download=_write_cifar10, force=True)
     assert (root / "cifar10" / COMPLETE_MARKER).exists()
     assert sorted(p.name for p in root.iterdir()) == ["cifar10"]
+
+
+def test_root_that_is_a_file_is_one_clear_line(tmp_path, capsys):
+    root = tmp_path / "data.txt"
+    root.write_text("not a folder")
+    assert main(["cifar10", "--root", str(root)]) == 1
+    err = capsys.readouterr().err
+    assert "--root:" in err and "is a file" in err and "Traceback" not in err
+
+
+def test_failed_first_fetch_leaves_no_empty_root(tmp_path):
+    root = tmp_path / "new-root"
+
+    def broken(name, dest):
+        raise ConnectionError("offline (simulated)")
+
+    with pytest.raises(FetchError):
+        fetch("cifar10", root, tv_download=broken)
+    assert not root.exists()

@@ -144,3 +144,10 @@ def test_layer_shares_grid_pairs_trained_and_random():
     grid = layer_shares_grid("quick")
     assert [g["trained"] for g in grid] == [True, False] and {g["network"] for g in grid} == {"small_cnn"}
     assert layer_shares_grid("full")[0]["network"] == "resnet50"
+
+
+def test_streaming_naps_refuse_non_finite_activations():
+    acts = np.ones((4, 3))
+    acts[2, 1] = np.nan
+    with pytest.raises(ValueError, match="activations: example 2 of this batch holds NaN or inf"):
+        StreamingNAPs().update(acts, [0, 0, 1, 1])
