@@ -206,7 +206,8 @@ for _, r in runs[runs.trained & runs.get("task_auc", pd.Series(dtype=object)).no
                       index=r.task_attribute)
     glue("task_auc", ev["auc"].mean())
     glue("task_n_learned", int((ev["auc"] > 0.9).sum()))
-    display(ev.style.format(precision=3).set_caption(f"{r.label}: its own (unrelated) task on held-out images ({NOTE})"))
+    caption = f"{r.label}: its own (unrelated) task on held-out images ({NOTE})"
+    display(ev.style.format(precision=3).set_caption(caption))
 
 # %% [markdown]
 # The trained network does learn its own task: held-out ROC AUC averages

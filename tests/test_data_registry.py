@@ -22,7 +22,7 @@ from fairlib.data import (
 
 def test_names_and_unknown_name_lists_them():
     assert list_datasets() == ["synthfaces", "digits", "fashionmnist", "cifar10", "cifar100",
-                               "fairface", "utkface", "celeba"]
+                               "fairface", "utkface", "celeba", "coco"]
     with pytest.raises(ValueError, match="available: synthfaces, digits, fashionmnist"):
         load_dataset("imagenet")
 

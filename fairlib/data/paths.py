@@ -72,15 +72,25 @@ def fetch_command(name: str, root: str | os.PathLike | None = None) -> str:
     return f"python -m data_scripts.fetch {name} --root {data_root(root)}"
 
 
+#: Datasets without a fetcher, and how to put them in place by hand.
+_BY_HAND = {
+    "coco": "place COCO 2017 in <data root>/coco/ in its release layout (annotations/instances_*.json, "
+            "annotations/captions_*.json, val2017/, train2017/)",
+}
+
+
 class DatasetNotFoundError(FileNotFoundError):
     """A real dataset is not on disk; the message says where we looked and how to fetch it."""
 
     def __init__(self, name: str, directory: Path, missing: str, root: Path):
         self.name = name
         self.directory = Path(directory)
+        if name in _BY_HAND:
+            how = f"There is no fetcher for it yet: {_BY_HAND[name]} (see the book's Datasets page)\n"
+        else:
+            how = f"Download it with:\n    {fetch_command(name, root)}\n"
         msg = (
-            f"dataset {name!r} is not on disk: looked in {directory} and found no {missing}. "
-            f"Download it with:\n    {fetch_command(name, root)}\n"
+            f"dataset {name!r} is not on disk: looked in {directory} and found no {missing}. {how}"
             "(or set FAIRLIB_DATA / pass root= to point at an existing copy)"
         )
         super().__init__(msg)

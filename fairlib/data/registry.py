@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fairlib.data import loaders
+from fairlib.data.coco import load_coco
 from fairlib.data.loaders import AttributeDataset
 
 __all__ = ["DATASETS", "FETCHABLE", "list_datasets", "load_dataset"]
@@ -44,6 +45,7 @@ DATASETS: dict[str, Callable[..., AttributeDataset]] = {
     "fairface": loaders.load_fairface,
     "utkface": loaders.load_utkface,
     "celeba": loaders.load_celeba,
+    "coco": load_coco,
 }
 
 
@@ -59,7 +61,7 @@ def load_dataset(name: str, split: str = "train", root=None, **options: Any) -> 
     ----------
     name
         One of :func:`list_datasets`: ``synthfaces``, ``digits``, ``fashionmnist``,
-        ``cifar10``, ``cifar100``, ``fairface``, ``utkface``, ``celeba``.
+        ``cifar10``, ``cifar100``, ``fairface``, ``utkface``, ``celeba``, ``coco``.
     split
         ``"train"``, ``"val"`` or ``"test"`` where the dataset has them (see the datasets
         page); an unavailable split raises ValueError listing the available ones.
