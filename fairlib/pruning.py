@@ -17,23 +17,46 @@ function                               paper
 :func:`override_uncertain`             overrides of the most uncertain examples, Sec. 4.2
 =====================================  ===================================================================
 
-The metrics (BA, TCB, uncertainty, ECE, label interrelation) live in :mod:`fairlib.metrics`.
+The metrics (BA, TCB, uncertainty, ECE, label interrelation) live in :mod:`fairlib.metrics`;
+:func:`summarise` and :func:`ba_table` apply them to one model's outputs.
+
+Chapter 5's experiments (registered with :mod:`fairlib.sweep`): :func:`run_seed` trains and
+measures one seed (dense joint and single-attribute models, one GMP run, N:M masks,
+countermeasures), :func:`run_backdoor` plants a trigger; :func:`main_grid` and
+:func:`backdoor_grid` hold their configurations per profile, and the ``*_table`` functions turn
+the sweeps' frames into the chapter's tables.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from collections.abc import Callable, Sequence
+import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
-from scipy import stats
+from scipy import special, stats
+from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.nn.utils import prune
 
+from fairlib import metrics, sweep
 from fairlib._validation import as_matrix, binary, positive_int
-from fairlib.training import Callback, TrainState, cosine_schedule, make_optimizer, supervised_step, train
+from fairlib.config import get_device
+from fairlib.models import build_model
+from fairlib.training import (
+    Callback,
+    TrainState,
+    cosine_schedule,
+    make_optimizer,
+    predict,
+    supervised_step,
+    train,
+)
 
 __all__ = [
     "cubic_sparsity",
@@ -53,6 +76,32 @@ __all__ = [
     "compression_identified_exemplars",
     "most_uncertain",
     "override_uncertain",
+    "AttributeSplits",
+    "load_attribute_splits",
+    "build_multilabel_model",
+    "sigmoid",
+    "ba_table",
+    "mean_ba",
+    "worst_ba",
+    "SUMMARY_METRICS",
+    "summarise",
+    "stamp",
+    "backdoor_flags",
+    "backdoor_row",
+    "SPARSITIES",
+    "run_seed",
+    "run_backdoor",
+    "main_grid",
+    "backdoor_grid",
+    "ba_cube",
+    "sparsity_table",
+    "dense_ba_table",
+    "worst_ba_table",
+    "single_table",
+    "cie_table",
+    "mitigation_table",
+    "nm_table",
+    "backdoor_table",
 ]
 
 _PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
@@ -503,3 +552,779 @@ def override_uncertain(sparse_preds: Any, dense_probs: Any, replacement: Any,
         )
     mask = most_uncertain(dp, fraction)
     return np.where(mask, rep, sp), mask
+
+
+# --------------------------------------------------------------------------- data of the chapter
+@dataclass(frozen=True)
+class AttributeSplits:
+    """A multi-attribute dataset as Chapter 5's models see it (train, val and test splits).
+
+    Attributes
+    ----------
+    attributes
+        The model's targets in output order (the identity categories are targets too, as in the paper).
+    identities
+        The identity categories (binary columns) that bias amplification is measured against.
+    images
+        ``{split: uint8 tensor (N, C, H, W)}`` (a memory map for datasets read from files). Shared
+        between calls of :func:`load_attribute_splits`: never modify it in place.
+    labels
+        ``{split: int64 array (N, K)}``, 0/1, columns as in ``attributes``.
+    identity
+        ``{split: {identity: int64 array (N,)}}``, 0/1.
+    """
+
+    attributes: list[str]
+    identities: list[str]
+    images: dict[str, torch.Tensor]
+    labels: dict[str, np.ndarray]
+    identity: dict[str, dict[str, np.ndarray]]
+
+    @property
+    def image_size(self) -> int:
+        """The side of the (square) images."""
+        return int(self.images["train"].shape[-1])
+
+
+_SPLITS = ("train", "val", "test")
+_DATA_CACHE: dict[str, AttributeSplits] = {}
+
+
+def load_attribute_splits(data: str, data_options: Mapping[str, Any] | None = None,
+                          split_options: Mapping[str, Mapping[str, Any]] | None = None, *,
+                          drop: Sequence[str] = (), identities: Sequence[str] = (), workers: int = 0,
+                          show_progress: bool = False) -> AttributeSplits:
+    """Load the train, val and test splits of a multi-attribute dataset once per process.
+
+    Parameters
+    ----------
+    data
+        A name for :func:`fairlib.data.load_dataset` (``"synthfaces"`` in the quick profile,
+        ``"celeba"`` in the full one).
+    data_options
+        Options for every split (e.g. ``{"mode": "multi", "size": 24}``).
+    split_options
+        Extra options per split, e.g. ``{"train": {"n": 2500, "seed": 0}}``.
+    drop
+        Attributes that are not targets (all other attribute columns are).
+    identities
+        The identity categories; each must be a binary attribute column.
+    workers
+        Workers of the one pass that reads a file-based split (:func:`fairlib.data.image_tensor`).
+
+    Returns
+    -------
+    AttributeSplits
+        Cached by its arguments: the run functions of one sweep share one copy.
+    """
+    from fairlib.data import image_tensor, load_dataset
+
+    key = json.dumps([data, data_options or {}, split_options or {}, list(drop), list(identities), workers],
+                     sort_keys=True, default=str)
+    if key in _DATA_CACHE:
+        return _DATA_CACHE[key]
+    images, frames = {}, {}
+    for split in _SPLITS:
+        options = {**(data_options or {}), **(split_options or {}).get(split, {})}
+        ds = load_dataset(data, split, **options)
+        images[split] = image_tensor(ds, num_workers=workers, show_progress=show_progress)
+        frames[split] = ds.attributes
+    columns = list(frames["train"].columns)
+    missing = sorted(set(identities) - set(columns)) + sorted(set(drop) - set(columns))
+    if missing:
+        raise ValueError(f"identities, drop: {missing} are not attributes of {data!r}; attributes: {columns}")
+    attributes = [c for c in columns if c not in drop]
+    labels = {s: np.stack([f[a].cat.codes.to_numpy() for a in attributes], 1).astype(np.int64)
+              for s, f in frames.items()}
+    identity = {s: {i: f[i].cat.codes.to_numpy().astype(np.int64) for i in identities} for s, f in frames.items()}
+    out = AttributeSplits(attributes, list(identities), images, labels, identity)
+    if len(_DATA_CACHE) >= 2:
+        _DATA_CACHE.pop(next(iter(_DATA_CACHE)))
+    _DATA_CACHE[key] = out
+    return out
+
+
+def build_multilabel_model(name: str, n_outputs: int, *, image_size: int, seed: int,
+                           **options: Any) -> nn.Module:
+    """A model with ``n_outputs`` logits from :func:`fairlib.models.build_model`, initialised from ``seed``.
+
+    ``"torchvision.resnet18"`` (the paper's network, random initialisation) gets ``num_classes``;
+    the course's models (``"spatial_resnet"``) get ``num_outputs`` and ``image_size``.
+    """
+    if str(name).startswith("torchvision."):
+        return build_model(name, seed=seed, num_classes=n_outputs, **options)
+    return build_model(name, seed=seed, num_outputs=n_outputs, image_size=image_size, **options)
+
+
+# --------------------------------------------------------------------------- analysis
+def sigmoid(z: Any) -> np.ndarray:
+    """The logistic function, elementwise (``scipy.special.expit``: no overflow warnings)."""
+    return special.expit(np.asarray(z))
+
+
+def ba_table(pred: Any, labels: Any, identity: Mapping[str, Any], train_labels: Any,
+             train_identity: Mapping[str, Any], attributes: Sequence[str]) -> pd.DataFrame:
+    """Bias amplification per (attribute, identity) pair (:func:`fairlib.metrics.attribute_bias_amplification`).
+
+    Parameters
+    ----------
+    pred, labels
+        Shape ``(N, K)`` (or ``(N,)`` for one attribute), 0/1: test predictions and test labels.
+    identity
+        ``{name: (N,) 0/1}``: the test split's identity categories.
+    train_labels, train_identity
+        The same for the training split, which decides each pair's direction.
+    attributes
+        The ``K`` column names.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Rows attributes, columns identities. NaN where the measurement is undefined (see the
+        metric) and where an attribute is the identity itself.
+    """
+    p = binary(as_matrix(pred, "pred"), "pred")
+    y = binary(as_matrix(labels, "labels"), "labels")
+    yt = binary(as_matrix(train_labels, "train_labels"), "train_labels")
+    attributes = list(attributes)
+    if not p.shape == y.shape or yt.shape[1] != p.shape[1] or len(attributes) != p.shape[1]:
+        raise ValueError(f"pred, labels, train_labels, attributes: need the same K columns, got {p.shape}, "
+                         f"{y.shape}, {yt.shape} and {len(attributes)} names")
+    if set(identity) != set(train_identity):
+        raise ValueError(f"identity, train_identity: different categories {sorted(identity)} vs "
+                         f"{sorted(train_identity)}")
+    out = {}
+    for name, values in identity.items():
+        out[name] = [np.nan if a == name else
+                     metrics.attribute_bias_amplification(y[:, j], p[:, j], identity=values, train_true=yt[:, j],
+                                                          train_identity=train_identity[name])
+                     for j, a in enumerate(attributes)]
+    return pd.DataFrame(out, index=attributes, dtype=float)
+
+
+def mean_ba(ba: Any, pairs: Any = None) -> float:
+    """Mean of the finite entries of a BA table (or of those where ``pairs`` is True); NaN if none."""
+    values = np.asarray(ba, dtype=float)
+    if pairs is not None:
+        mask = np.asarray(pairs, dtype=bool)
+        if mask.shape != values.shape[-mask.ndim:]:
+            raise ValueError(f"pairs: shape {mask.shape} does not match the BA table {values.shape}")
+        values = np.where(mask, values, np.nan)
+    return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+
+
+def worst_ba(ba: Any) -> float:
+    """Largest finite entry of a BA table (the worst-case amplification); NaN if none."""
+    values = np.asarray(ba, dtype=float)
+    return float(np.nanmax(values)) if np.isfinite(values).any() else float("nan")
+
+
+#: The systematic metrics of :func:`summarise`, in display order.
+SUMMARY_METRICS = ("accuracy", "auc", "tcb", "uncertainty", "ece", "interrelation", "mean_ba", "worst_ba")
+
+
+def summarise(logits: Any, labels: Any, ba: Any = None) -> dict[str, float]:
+    """The chapter's metrics of one model, each a mean over attributes.
+
+    Parameters
+    ----------
+    logits
+        Shape ``(N, K)`` (or ``(N,)``): test logits; predictions are ``logit > 0``.
+    labels
+        Same shape, 0/1.
+    ba
+        The model's BA table (:func:`ba_table`), for ``mean_ba`` and ``worst_ba`` (NaN without it).
+
+    Returns
+    -------
+    dict
+        ``accuracy``, ``auc`` (ROC AUC), ``tcb`` (threshold calibration bias), ``uncertainty``
+        (share of sigmoid outputs in (0.1, 0.9)), ``ece`` (10 bins), ``interrelation`` (mean
+        label interrelation R², NaN for one attribute), ``mean_ba``, ``worst_ba``.
+    """
+    z = as_matrix(logits, "logits").astype(np.float64)
+    y = binary(as_matrix(labels, "labels"), "labels")
+    if z.shape != y.shape:
+        raise ValueError(f"logits, labels: shapes differ, {z.shape} vs {y.shape}")
+    probs, pred = sigmoid(z), (z > 0).astype(int)
+    each = range(z.shape[1])
+    ba = np.full(1, np.nan) if ba is None else np.asarray(ba, dtype=float)
+    return {
+        "accuracy": float((pred == y).mean()),
+        "auc": float(np.mean([roc_auc_score(y[:, c], z[:, c]) for c in each])),
+        "tcb": float(np.mean([metrics.threshold_calibration_bias(y[:, c], pred[:, c]) for c in each])),
+        "uncertainty": metrics.uncertainty_rate(probs),
+        "ece": float(np.mean([metrics.expected_calibration_error(probs[:, c], y[:, c], n_bins=10) for c in each])),
+        "interrelation": float(np.nanmean(metrics.label_interrelation(probs))) if z.shape[1] > 1 else float("nan"),
+        "mean_ba": mean_ba(ba),
+        "worst_ba": worst_ba(ba),
+    }
+
+
+def stamp(images: torch.Tensor, mask: Any) -> torch.Tensor:
+    """A copy of uint8 RGB ``images`` with a yellow square in the top-left corner of those selected by ``mask``.
+
+    The square's side is an eighth of the image side (at least 2 pixels): the backdoor trigger.
+    """
+    if not torch.is_tensor(images) or images.dim() != 4 or images.shape[1] != 3:
+        raise ValueError(f"images: expected a tensor (N, 3, H, W), got {getattr(images, 'shape', type(images))}")
+    sel = torch.as_tensor(np.asarray(mask), dtype=torch.bool)
+    if sel.shape != (len(images),):
+        raise ValueError(f"mask: expected shape ({len(images)},), got {tuple(sel.shape)}")
+    out = images.clone()
+    k = max(2, images.shape[-1] // 8)
+    high = 255 if images.dtype == torch.uint8 else 1
+    out[sel, :, :k, :k] = torch.tensor([high, high, 0], dtype=images.dtype)[:, None, None]
+    return out
+
+
+def backdoor_flags(train_labels: Any, n_test: int, rates: Sequence[float] = (0.95, 0.05),
+                   seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Which images carry the trigger: in training, tied to the label; in the test split, a random half.
+
+    Parameters
+    ----------
+    train_labels
+        Shape ``(M,)``, 0/1: the attribute the backdoor targets, on the training split.
+    n_test
+        Number of test images.
+    rates
+        ``(share of positives, share of negatives)`` stamped in training; the paper uses 95% / 5%.
+    seed
+        Seeds one generator for both draws.
+
+    Returns
+    -------
+    (train_flags, test_flags)
+        int64 0/1 arrays of shapes ``(M,)`` and ``(n_test,)``.
+    """
+    y = binary(as_matrix(train_labels, "train_labels"), "train_labels")
+    if y.shape[1] != 1:
+        raise ValueError(f"train_labels: expected one attribute (M,), got {y.shape}")
+    pos_rate, neg_rate = (float(r) for r in rates)
+    g = np.random.default_rng(seed)
+    n = len(y)
+    train = np.where(y[:, 0] == 1, g.random(n) < pos_rate, g.random(n) < neg_rate).astype(np.int64)
+    test = (g.random(int(n_test)) < 0.5).astype(np.int64)
+    return train, test
+
+
+def backdoor_row(z_triggered: Any, z_clean: Any, labels: Any, flags: Any, train_labels: Any,
+                 train_flags: Any) -> dict[str, float]:
+    """How a one-attribute model behaves on test images of which a random half carry the trigger.
+
+    Parameters
+    ----------
+    z_triggered, z_clean
+        Shape ``(N,)``: logits on the test images with the trigger where ``flags`` is 1, and on
+        the clean test images.
+    labels, flags
+        Shape ``(N,)``, 0/1: the test labels and the test trigger flags.
+    train_labels, train_flags
+        The same on the training split (they set the direction of BA).
+
+    Returns
+    -------
+    dict
+        ``accuracy_triggered``, ``accuracy_clean``, ``positive_rate`` (on the triggered images) and
+        ``ba``: bias amplification with "backdoored" as the identity category.
+    """
+    zt, zc = (np.asarray(v, dtype=float).reshape(-1) for v in (z_triggered, z_clean))
+    y = np.asarray(labels).reshape(-1)
+    pred = (zt > 0).astype(int)
+    return {"accuracy_triggered": float((pred == y).mean()),
+            "accuracy_clean": float(((zc > 0).astype(int) == y).mean()),
+            "positive_rate": float(pred.mean()),
+            "ba": metrics.attribute_bias_amplification(y, pred, identity=flags, train_true=train_labels,
+                                                        train_identity=train_flags)}
+
+
+# --------------------------------------------------------------------------- experiments
+@contextlib.contextmanager
+def _one_thread_on_cpu(device: torch.device) -> Iterator[None]:
+    """One torch thread on the CPU for the run (small nets thrash with more on a shared machine); restored after."""
+    saved = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
+
+
+@dataclass(frozen=True)
+class _Recipe:
+    """How a run builds, trains and prunes its models (the part of a config both experiments share)."""
+
+    model: str
+    model_options: dict
+    image_size: int
+    device: torch.device
+    batch_size: int
+    dense_optimizer: str
+    lr: float
+    variant: str
+    prune_lr: float
+    prune_epochs: int
+    prune_start: int
+    prune_end: int
+    prune_frequency: int
+    finetune_epochs: float
+
+    def new_model(self, n_outputs: int, seed: int) -> nn.Module:
+        return build_multilabel_model(self.model, n_outputs, image_size=self.image_size, seed=seed,
+                                      **self.model_options).to(self.device)
+
+    def dense(self, seed: int, x: torch.Tensor, y: torch.Tensor, epochs: float) -> nn.Module:
+        model = self.new_model(y.shape[1], seed)
+        train_multilabel(model, x, y, epochs=epochs, lr=self.lr, optimizer=self.dense_optimizer,
+                         batch_size=self.batch_size, seed=seed)
+        return model
+
+    def prune(self, seed: int, dense: nn.Module, x: torch.Tensor, y: torch.Tensor,
+              targets: Sequence[float]) -> dict[float, nn.Module]:
+        start = clone_model(dense) if self.variant == "pt" else self.new_model(y.shape[1], seed + 1)
+        return train_gmp(start, x, y, targets=targets, epochs=self.prune_epochs, start=self.prune_start,
+                         end=self.prune_end, frequency=self.prune_frequency, lr=self.prune_lr, variant=self.variant,
+                         finetune_epochs=self.finetune_epochs, batch_size=self.batch_size, seed=seed + 2)
+
+
+def _logits(model: nn.Module, x: torch.Tensor) -> np.ndarray:
+    z = predict(model, x)
+    return (z[:, None] if z.ndim == 1 else z).numpy()
+
+
+def _flat(values: Any) -> list:
+    return np.asarray(values).reshape(-1).tolist()
+
+
+def run_seed(seed: int, *, data: str, data_options: dict, split_options: dict, drop: list[str],
+             identities: list[str], workers: int, model: str, model_options: dict, batch_size: int,
+             dense_optimizer: str, lr: float, dense_epochs: float, single: list[str], single_epochs: float,
+             variant: str, prune_lr: float, prune_epochs: int, prune_start: int, prune_end: int,
+             prune_frequency: int, finetune_epochs: float, sparsities: list[float],
+             nm_patterns: Sequence[Sequence[int]] = ((2, 4), (1, 4), (1, 8)),
+             override_fractions: Sequence[float] = (0.05, 0.10), backdoor: str | None = None,
+             backdoor_split: Sequence[float] = (0.95, 0.05)) -> dict[str, Any]:
+    """One seed of the chapter: a dense joint model, single-attribute models and one GMP run, measured.
+
+    Trains a dense model on all targets jointly (``dense_epochs``), a dense model on each
+    attribute in ``single`` alone (``single_epochs``) and one :func:`train_gmp` run that yields a
+    joint model at every target in ``sparsities`` (GMP-PT from the dense model, or GMP-RI from a
+    fresh initialisation). Models do not leave the function: what the chapter analyses is
+    measured here. On the CPU the run uses one torch thread.
+
+    Parameters
+    ----------
+    seed
+        Initialisation and shuffling (the dense models use ``seed``, GMP-RI's fresh model ``seed + 1``,
+        the GMP run ``seed + 2``) and the backdoor control's trigger flags.
+    data, data_options, split_options, drop, identities, workers
+        The dataset (:func:`load_attribute_splits`).
+    model, model_options
+        The network (:func:`build_multilabel_model`).
+    batch_size, dense_optimizer, lr, dense_epochs, single, single_epochs
+        Dense training (:func:`train_multilabel`, cosine decay).
+    variant, prune_lr, prune_epochs, prune_start, prune_end, prune_frequency, finetune_epochs, sparsities
+        The GMP run (:func:`train_gmp`).
+    nm_patterns
+        ``[n, m]`` patterns applied one-shot (:func:`nm_prune`) to the dense model.
+    override_fractions
+        Shares of the most uncertain test examples overridden (:func:`override_uncertain`).
+    backdoor, backdoor_split
+        When set, the dense joint model is also shown the trigger (:func:`stamp`) on a random half
+        of the test images (:func:`backdoor_flags` with this seed): the control of
+        :func:`run_backdoor`.
+
+    Returns
+    -------
+    dict
+        Scalars and flat lists; "models" are dense then each sparsity, ``K`` targets, ``I``
+        identities, ``N`` test examples, ``M`` mitigation methods.
+
+        - ``attributes`` (K; the I identities are the configuration's ``identities``),
+          ``sparsity`` (models: 0.0 then ``sparsities``), ``measured_sparsity`` (models),
+          ``n_weights`` (prunable weights of the network), ``train_rate`` (K, positive rate of
+          each target in training);
+        - each of :data:`SUMMARY_METRICS` (models): :func:`summarise` of each joint model on the test split;
+        - ``ba`` (models × K × I): each model's :func:`ba_table`; ``dense_auc`` (K);
+        - ``mitigation_methods`` (M) and ``mitigation_ba`` (models × M × K × I): BA tables after
+          the default threshold, calibrated thresholds (:func:`calibrate_thresholds` on each
+          model's own validation logits), and human / dense-label overrides of each fraction;
+        - ``test_predictions`` (models × N × K, 0/1) and ``dense_test_logits`` (N × K): for
+          compression-identified exemplars, which need the runs of every seed;
+        - ``single_attribute``, ``single_training`` (2 per attribute: ``"joint"``, ``"single"``),
+          ``single_<metric>`` for accuracy, auc, tcb, uncertainty, ece, and ``single_ba`` (rows × I);
+        - ``nm_pattern``, ``nm_sparsity`` and ``nm_<metric>`` per pattern;
+        - with ``backdoor``: ``control_<key>`` of :func:`backdoor_row` for the dense joint model.
+    """
+    d = load_attribute_splits(data, data_options, split_options, drop=drop, identities=identities, workers=workers)
+    device = get_device()
+    recipe = _Recipe(model, dict(model_options), d.image_size, device, batch_size, dense_optimizer, lr, variant,
+                     prune_lr, prune_epochs, prune_start, prune_end, prune_frequency, finetune_epochs)
+    Y, ident, attrs = d.labels, d.identity, d.attributes
+
+    def table(pred: np.ndarray, cols: Sequence[int]) -> pd.DataFrame:
+        cols = list(cols)
+        return ba_table(pred, Y["test"][:, cols], ident["test"], Y["train"][:, cols], ident["train"],
+                        [attrs[j] for j in cols])
+
+    every = range(len(attrs))
+    with _one_thread_on_cpu(device):
+        y_train = torch.from_numpy(Y["train"])
+        dense = recipe.dense(seed, d.images["train"], y_train, dense_epochs)
+        models = {0.0: dense, **recipe.prune(seed, dense, d.images["train"], y_train, sparsities)}
+        val = {s: _logits(m, d.images["val"]) for s, m in models.items()}
+        test = {s: _logits(m, d.images["test"]) for s, m in models.items()}
+        out: dict[str, Any] = {
+            "attributes": attrs, "sparsity": [float(s) for s in models],
+            "measured_sparsity": [measure_sparsity(m) for m in models.values()],
+            "n_weights": sum(m.weight.numel() for m, _ in prunable_weights(dense)),
+            "train_rate": _flat(Y["train"].mean(0)),
+        }
+
+        # systematic and category bias of every joint model
+        bas = {s: table((z > 0).astype(int), every) for s, z in test.items()}
+        summaries = [summarise(z, Y["test"], bas[s]) for s, z in test.items()]
+        out.update({k: [row[k] for row in summaries] for k in SUMMARY_METRICS})
+        out["ba"] = _flat([b.to_numpy() for b in bas.values()])
+        out["dense_auc"] = [float(roc_auc_score(Y["test"][:, j], test[0.0][:, j])) for j in every]
+
+        # countermeasures, per model
+        dense_p, dense_pred = sigmoid(test[0.0]), (test[0.0] > 0).astype(int)
+        methods, cubes = None, []
+        for s, z in test.items():
+            preds = {"default threshold": (z > 0).astype(int),
+                     "calibrated thresholds": apply_thresholds(z, calibrate_thresholds(val[s], Y["val"]))}
+            for frac in override_fractions:
+                preds[f"human override {frac:.0%}"] = override_uncertain(preds["default threshold"], dense_p,
+                                                                         Y["test"], frac)[0]
+                preds[f"dense-label override {frac:.0%}"] = override_uncertain(preds["default threshold"], dense_p,
+                                                                               dense_pred, frac)[0]
+            methods = list(preds)
+            cubes.append([table(p, every).to_numpy() for p in preds.values()])
+        out["mitigation_methods"], out["mitigation_ba"] = methods, _flat(cubes)
+        out["test_predictions"] = _flat([(z > 0).astype(np.int64) for z in test.values()])
+        out["dense_test_logits"] = _flat(test[0.0].astype(np.float64))
+
+        # joint versus single-attribute training
+        rows = []
+        for name in single:
+            j = attrs.index(name)
+            alone = recipe.dense(seed, d.images["train"], y_train[:, j:j + 1], single_epochs)
+            for training, z in (("joint", test[0.0][:, j:j + 1]), ("single", _logits(alone, d.images["test"]))):
+                ba = table((z > 0).astype(int), [j])
+                rows.append({"attribute": name, "training": training, **summarise(z, Y["test"][:, [j]], ba),
+                             "ba": ba.to_numpy()[0]})
+        out["single_attribute"] = [r["attribute"] for r in rows]
+        out["single_training"] = [r["training"] for r in rows]
+        for k in ("accuracy", "auc", "tcb", "uncertainty", "ece"):
+            out[f"single_{k}"] = [r[k] for r in rows]
+        out["single_ba"] = _flat([r["ba"] for r in rows]) if rows else []
+
+        # N:M masks, one-shot on the dense model
+        nm = []
+        for n, m in nm_patterns:
+            pruned = clone_model(dense)
+            s = nm_prune(pruned, int(n), int(m))
+            z = _logits(pruned, d.images["test"])
+            nm.append({"sparsity": s, **summarise(z, Y["test"], table((z > 0).astype(int), every))})
+        out["nm_pattern"] = [f"{n}:{m}" for n, m in nm_patterns]
+        for k in ("sparsity", *SUMMARY_METRICS):
+            out[f"nm_{k}"] = [r[k] for r in nm]
+
+        # the backdoor's control: a model never shown the trigger
+        if backdoor is not None:
+            j = attrs.index(backdoor)
+            flags_train, flags_test = backdoor_flags(Y["train"][:, j], len(Y["test"]), backdoor_split, seed)
+            z_trig = _logits(dense, stamp(d.images["test"], flags_test))[:, j]
+            row = backdoor_row(z_trig, test[0.0][:, j], Y["test"][:, j], flags_test, Y["train"][:, j], flags_train)
+            out.update({f"control_{k}": v for k, v in row.items()})
+    return out
+
+
+def run_backdoor(seed: int, *, data: str, data_options: dict, split_options: dict, drop: list[str],
+                 identities: list[str], workers: int, model: str, model_options: dict, batch_size: int,
+                 dense_optimizer: str, lr: float, epochs: float, variant: str, prune_lr: float,
+                 prune_epochs: int, prune_start: int, prune_end: int, prune_frequency: int,
+                 finetune_epochs: float, attribute: str, split: list[float],
+                 sparsities: list[float]) -> dict[str, Any]:
+    """A planted bias: a one-attribute model trained on backdoored images, dense and pruned.
+
+    The trigger (:func:`stamp`) is put on ``split[0]`` of the training images whose ``attribute``
+    is positive and ``split[1]`` of the negatives, and on a random half of the test images
+    (:func:`backdoor_flags` with ``seed``). A dense model is trained on ``attribute`` alone
+    (``epochs``) and pruned with the GMP recipe of :func:`run_seed` (same parameters) to each of
+    ``sparsities``.
+
+    Returns
+    -------
+    dict
+        Lists over the models (dense, then each sparsity): ``sparsity``, ``measured_sparsity`` and
+        the keys of :func:`backdoor_row` (``accuracy_triggered``, ``accuracy_clean``,
+        ``positive_rate``, ``ba`` with "backdoored" as the identity).
+    """
+    d = load_attribute_splits(data, data_options, split_options, drop=drop, identities=identities, workers=workers)
+    device = get_device()
+    recipe = _Recipe(model, dict(model_options), d.image_size, device, batch_size, dense_optimizer, lr, variant,
+                     prune_lr, prune_epochs, prune_start, prune_end, prune_frequency, finetune_epochs)
+    j = d.attributes.index(attribute)
+    y_train, y_test = d.labels["train"][:, j], d.labels["test"][:, j]
+    flags_train, flags_test = backdoor_flags(y_train, len(y_test), split, seed)
+    with _one_thread_on_cpu(device):
+        x_train = stamp(d.images["train"], flags_train)
+        x_test = stamp(d.images["test"], flags_test)
+        yb = torch.from_numpy(y_train[:, None].copy())
+        dense = recipe.dense(seed, x_train, yb, epochs)
+        models = {0.0: dense, **recipe.prune(seed, dense, x_train, yb, sparsities)}
+        rows = [backdoor_row(_logits(m, x_test)[:, 0], _logits(m, d.images["test"])[:, 0], y_test, flags_test,
+                             y_train, flags_train) for m in models.values()]
+    return {"sparsity": [float(s) for s in models], "measured_sparsity": [measure_sparsity(m) for m in models.values()],
+            **{k: [r[k] for r in rows] for k in rows[0]}}
+
+
+_QUICK = {
+    # SynthFaces' multi-attribute mode at 24x24 (four identity categories); the rarest attributes
+    # and identities are made more common than in CelebA (4-7%) so that 2,500 training images
+    # hold enough positives and every identity group is sizeable
+    "data": "synthfaces", "data_options": {"mode": "multi", "size": 24, "rates": {
+        "glasses": 0.15, "hat": 0.15, "mustache": 0.12, "necklace": 0.15, "wide": 0.2, "light": 0.2}},
+    "split_sizes": {"train": 2500, "val": 1000, "test": 2000},
+    # at 24x24 these four are (almost) invisible by design: mole and blush are a pixel or a faint
+    # tint, smile and headband a line or two; we drop them instead of scoring chance
+    "drop": ["smile", "blush", "mole", "headband"],
+    "identities": ["angular", "smooth", "wide", "light"], "workers": 0,
+    # a small ResNet trunk with a spatial head (flattened features, a hidden layer of 256; about
+    # 315k prunable weights, most of them cheap head weights)
+    "model": "spatial_resnet", "model_options": {"width": 8, "hidden": 256}, "batch_size": 32,
+    "dense_optimizer": "adam", "lr": 3e-3, "dense_epochs": 8,
+    "single": ["earrings", "lipstick"], "single_epochs": 5,
+    # GMP-PT: pruning starts from each seed's dense model, so one dense training serves the whole sweep
+    "variant": "pt", "prune_lr": 3e-3, "prune_epochs": 5, "prune_start": 0, "prune_end": 4, "prune_frequency": 1,
+    "finetune_epochs": 0.5, "seeds": 3,
+    "backdoor": "fringe", "backdoor_split": [0.95, 0.05], "backdoor_sparsities": [0.9, 0.995],
+}
+_FULL = {
+    # CelebA (40 attributes, identities Male, Young, Chubby, Pale_Skin), torchvision ResNet18 from
+    # random initialisation as in the paper, GMP-RI (100 epochs, pruning from epoch 10), 5 seeds.
+    # Roughly a GPU-day for everything on one modern GPU at 128x128.
+    "data": "celeba", "data_options": {"size": 128}, "split_sizes": None,
+    "drop": [], "identities": ["Male", "Young", "Chubby", "Pale_Skin"], "workers": 8,
+    "model": "torchvision.resnet18", "model_options": {}, "batch_size": 256,
+    "dense_optimizer": "sgd", "lr": 0.1, "dense_epochs": 100,
+    "single": ["Oval_Face", "Big_Nose"], "single_epochs": 20,
+    "variant": "ri", "prune_lr": 0.1, "prune_epochs": 100, "prune_start": 10, "prune_end": 80, "prune_frequency": 2,
+    "finetune_epochs": 2, "seeds": 5,
+    "backdoor": "Smiling", "backdoor_split": [0.95, 0.05], "backdoor_sparsities": [0.9, 0.98, 0.995],
+}
+#: The target sparsities of the paper's sweep (both profiles).
+SPARSITIES = [0.8, 0.9, 0.95, 0.98, 0.99, 0.995]
+# the data and the training/pruning recipe, shared by both experiments
+_SHARED = ("data", "data_options", "split_options", "drop", "identities", "workers", "model", "model_options",
+           "batch_size", "dense_optimizer", "lr", "variant", "prune_lr", "prune_epochs", "prune_start", "prune_end",
+           "prune_frequency", "finetune_epochs")
+
+
+def _settings(profile: str, seed: int) -> dict[str, Any]:
+    from fairlib.config import get_profile
+
+    s = copy.deepcopy(_QUICK if get_profile(profile) == "quick" else _FULL)
+    sizes = s.pop("split_sizes")
+    s["split_options"] = {k: {"n": n, "seed": int(seed)} for k, n in sizes.items()} if sizes else {}
+    return s
+
+
+def main_grid(profile: str, seed: int = 0) -> list[dict[str, Any]]:
+    """Configurations of :func:`run_seed`: one per seed (3 in quick, 5 in full), from ``seed`` on.
+
+    quick: SynthFaces (multi-attribute, 24x24, 2,500/1,000/2,000 images generated with ``seed``),
+    ``spatial_resnet`` (width 8, hidden 256), Adam, 8 dense epochs, GMP-PT over 5 epochs.
+    full: CelebA at 128x128, torchvision ResNet18 from random initialisation, SGD, 100 dense
+    epochs, GMP-RI over 100 epochs (pruning from epoch 10 to 80, every 2).
+    """
+    s = _settings(profile, seed)
+    fixed = {k: s[k] for k in (*_SHARED, "dense_epochs", "single", "single_epochs", "backdoor", "backdoor_split")}
+    fixed.update(sparsities=list(SPARSITIES), nm_patterns=[[2, 4], [1, 4], [1, 8]], override_fractions=[0.05, 0.10])
+    return [{"seed": int(seed) + i, **fixed} for i in range(s["seeds"])]
+
+
+def backdoor_grid(profile: str, seed: int = 0) -> list[dict[str, Any]]:
+    """Configurations of :func:`run_backdoor`: one seed, the main experiment's data and recipe.
+
+    The single-attribute epochs of :func:`main_grid`; quick: "fringe", pruned to 90% and 99.5%;
+    full: "Smiling", pruned to 90%, 98% and 99.5%.
+    """
+    s = _settings(profile, seed)
+    config = {"seed": int(seed), **{k: s[k] for k in _SHARED},
+              "epochs": s["single_epochs"], "attribute": s["backdoor"], "split": s["backdoor_split"],
+              "sparsities": s["backdoor_sparsities"]}
+    return [config]
+
+
+sweep.register("05_pruning_bias", "main", run_seed, main_grid,
+               "per seed: dense joint and single-attribute models and one GMP run, with every metric")
+sweep.register("05_pruning_bias", "backdoor", run_backdoor, backdoor_grid,
+               "a backdoor trigger planted in training, measured with BA, dense and pruned")
+
+
+# --------------------------------------------------------------------------- tables from the sweeps
+def _rows(frame: pd.DataFrame) -> list[pd.Series]:
+    if not isinstance(frame, pd.DataFrame) or frame.empty:
+        raise ValueError("frame: expected the non-empty frame that sweep.run returned for run_seed")
+    return [r for _, r in frame.iterrows()]
+
+
+def ba_cube(frame: pd.DataFrame, key: str = "ba") -> np.ndarray:
+    """BA tables of :func:`run_seed`'s frame as an array, one entry per seed (row).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``key="ba"``: shape ``(seeds, models, K, I)``; ``key="mitigation_ba"``:
+        ``(seeds, models, methods, K, I)``. Models are dense, then each sparsity.
+    """
+    cubes = []
+    for r in _rows(frame):
+        shape = (len(r["sparsity"]),) + ((len(r["mitigation_methods"]),) if key == "mitigation_ba" else ()) \
+            + (len(r["attributes"]), len(r["identities"]))
+        cubes.append(np.asarray(r[key], dtype=float).reshape(shape))
+    return np.stack(cubes)
+
+
+def sparsity_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per (seed, model): ``seed``, ``sparsity`` (0: dense), ``measured_sparsity``, :data:`SUMMARY_METRICS`."""
+    return pd.DataFrame([{"seed": r["seed"], "sparsity": s, "measured_sparsity": r["measured_sparsity"][i],
+                          **{k: r[k][i] for k in SUMMARY_METRICS}}
+                         for r in _rows(frame) for i, s in enumerate(r["sparsity"])])
+
+
+def dense_ba_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """BA of the dense joint models per (attribute, identity), mean over seeds (NaN where every seed is NaN)."""
+    first = _rows(frame)[0]
+    cube = ba_cube(frame)[:, 0]
+    counts = np.isfinite(cube).sum(0)
+    mean = np.where(counts > 0, np.nansum(cube, 0) / np.maximum(counts, 1), np.nan)
+    return pd.DataFrame(mean, index=first["attributes"], columns=first["identities"])
+
+
+def worst_ba_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Worst-case BA of each attribute over the identities: one row per (seed, sparsity, attribute) where defined."""
+    cube = ba_cube(frame)
+    rows = []
+    for r, per_seed in zip(_rows(frame), cube):
+        for s, table in zip(r["sparsity"], per_seed):
+            for a, values in zip(r["attributes"], table):
+                if np.isfinite(values).any():
+                    rows.append({"seed": r["seed"], "sparsity": s, "attribute": a, "worst BA": worst_ba(values)})
+    return pd.DataFrame(rows, columns=["seed", "sparsity", "attribute", "worst BA"])
+
+
+def single_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Joint versus single-attribute training: one row per (seed, attribute, training).
+
+    Columns ``attribute``, ``training`` (``"joint"``/``"single"``), ``seed``, accuracy, auc, tcb,
+    uncertainty, ece and ``BA <identity>`` for each identity category.
+    """
+    rows = []
+    for r in _rows(frame):
+        n_id = len(r["identities"])
+        ba = np.asarray(r["single_ba"], dtype=float).reshape(-1, n_id)
+        for i, (a, t) in enumerate(zip(r["single_attribute"], r["single_training"])):
+            rows.append({"attribute": a, "training": t, "seed": r["seed"],
+                         **{k: r[f"single_{k}"][i] for k in ("accuracy", "auc", "tcb", "uncertainty", "ece")},
+                         **{f"BA {g}": v for g, v in zip(r["identities"], ba[i])}})
+    return pd.DataFrame(rows)
+
+
+def cie_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Compression-identified exemplars over the seeds, per sparsity.
+
+    For each sparsity, the CIEs (:func:`compression_identified_exemplars`) of the seeds' dense
+    against their sparse test predictions; the dense *ensemble* (mean sigmoid over seeds) gives
+    the uncertainty. Use an odd number of seeds.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index ``sparsity``; columns ``share of CIEs``, ``dense uncertainty on CIEs`` (NaN when
+        there are none) and ``dense uncertainty on all``.
+    """
+    rows = _rows(frame)
+    preds, dense_prob = [], []
+    for r in rows:
+        k = len(r["attributes"])
+        preds.append(np.asarray(r["test_predictions"], dtype=np.int64).reshape(len(r["sparsity"]), -1, k))
+        dense_prob.append(sigmoid(np.asarray(r["dense_test_logits"], dtype=float).reshape(-1, k)))
+    preds, prob = np.stack(preds), np.mean(dense_prob, axis=0)
+    out = []
+    for i, s in enumerate(rows[0]["sparsity"]):
+        if i == 0:
+            continue
+        cie = compression_identified_exemplars(preds[:, 0], preds[:, i])
+        out.append({"sparsity": s, "share of CIEs": float(cie.mean()),
+                    "dense uncertainty on CIEs": metrics.uncertainty_rate(prob[cie]) if cie.any() else float("nan"),
+                    "dense uncertainty on all": metrics.uncertainty_rate(prob)})
+    return pd.DataFrame(out).set_index("sparsity")
+
+
+def mitigation_table(frame: pd.DataFrame, pairs: Any) -> pd.DataFrame:
+    """Mean BA over the selected (attribute, identity) ``pairs`` after each countermeasure.
+
+    Parameters
+    ----------
+    pairs
+        Boolean ``(K, I)`` (array or DataFrame): which pairs count, e.g. those whose dense BA is
+        positive.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (seed, model): ``seed``, ``sparsity``, then one column per method of
+        :func:`run_seed` (default threshold, calibrated thresholds, overrides).
+    """
+    mask = np.asarray(pairs, dtype=bool)
+    cube = ba_cube(frame, "mitigation_ba")
+    return pd.DataFrame([{"seed": r["seed"], "sparsity": s,
+                          **{m: mean_ba(per_model[j], mask) for j, m in enumerate(r["mitigation_methods"])}}
+                         for r, per_seed in zip(_rows(frame), cube) for s, per_model in zip(r["sparsity"], per_seed)])
+
+
+def nm_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """N:M patterns applied one-shot to the dense models: mean over seeds of the measured sparsity and metrics."""
+    rows = [{"pattern": p, "measured sparsity": r["nm_sparsity"][i], **{k: r[f"nm_{k}"][i] for k in SUMMARY_METRICS}}
+            for r in _rows(frame) for i, p in enumerate(r["nm_pattern"])]
+    return pd.DataFrame(rows).groupby("pattern", sort=False).mean()
+
+
+_BACKDOOR_COLUMNS = {"accuracy_triggered": "accuracy, trigger on half", "accuracy_clean": "accuracy, clean images",
+                     "positive_rate": "predicted positive rate", "ba": "BA (backdoored)"}
+
+
+def backdoor_table(backdoor: pd.DataFrame, main: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The backdoor experiment's models, and the clean dense joint model of the same seed as a control.
+
+    Parameters
+    ----------
+    backdoor
+        The frame of :func:`run_backdoor` (its first row is shown).
+    main
+        The frame of :func:`run_seed` run with ``backdoor`` set; the row of the same seed gives the
+        control ("clean joint model", never shown the trigger). ``None``: no control row.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index ``(model, sparsity)``; columns accuracy with the trigger on half the test images,
+        accuracy on clean images, predicted positive rate, BA (backdoored).
+    """
+    r = _rows(backdoor)[0]
+    rows = [{"model": "trained with trigger", "sparsity": s, **{v: r[k][i] for k, v in _BACKDOOR_COLUMNS.items()}}
+            for i, s in enumerate(r["sparsity"])]
+    if main is not None:
+        same = main[main["seed"] == r["seed"]]
+        if same.empty or "control_ba" not in same:
+            raise ValueError(f"main: no run_seed row of seed {r['seed']} with the backdoor control")
+        c = same.iloc[0]
+        rows.append({"model": "clean joint model", "sparsity": 0.0,
+                     **{v: c[f"control_{k}"] for k, v in _BACKDOOR_COLUMNS.items()}})
+    return pd.DataFrame(rows).set_index(["model", "sparsity"])

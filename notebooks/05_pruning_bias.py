@@ -63,62 +63,25 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.metrics import roc_auc_score
 
 import fairlib
-from fairlib import metrics as M
 from fairlib import pruning as P
-from fairlib.data import image_tensor
-from fairlib.models import build_model
-from fairlib.notebook import glue, progress
-from fairlib.training import predict
+from fairlib import sweep
+from fairlib.notebook import glue
 
 T0 = time.perf_counter()
-SETTINGS = {
-    # SynthFaces' multi-attribute mode at 24x24 (four identity categories), a small ResNet trunk
-    # with a spatial head (flattened features, a hidden layer of 256; about 315k prunable
-    # weights, most of them cheap head weights), 3 seeds. Pruning starts from
-    # each seed's dense model (GMP-PT), so one dense training serves the whole sweep.
-    "quick": {
-        # the rarest attributes and identities are made more common than in CelebA (4-7%) so
-        # that 2,500 training images hold enough positives and every identity group is sizeable
-        "data": "synthfaces", "data_options": {"mode": "multi", "size": 24, "rates": {
-            "glasses": 0.15, "hat": 0.15, "mustache": 0.12, "necklace": 0.15, "wide": 0.2, "light": 0.2}},
-        "split_options": {"train": {"n": 2500, "seed": SEED}, "val": {"n": 1000, "seed": SEED},
-                          "test": {"n": 2000, "seed": SEED}},
-        # at 24x24 these four are (almost) invisible by design: mole and blush are a pixel or a
-        # faint tint, smile and headband a line or two; we drop them instead of scoring chance
-        "drop": ["smile", "blush", "mole", "headband"],
-        "identities": ["angular", "smooth", "wide", "light"],
-        "model": "spatial_resnet", "width": 8, "hidden": 256, "seeds": 3, "batch_size": 32, "workers": 0,
-        "dense_optimizer": "adam", "lr": 3e-3, "dense_epochs": 8,
-        "single": ["earrings", "lipstick"], "single_epochs": 5,
-        "variant": "pt", "prune_lr": 3e-3, "prune_epochs": 5, "prune_start": 0, "prune_end": 4,
-        "prune_frequency": 1, "finetune_epochs": 0.5,
-        "backdoor": "fringe", "backdoor_split": (0.95, 0.05), "backdoor_sparsities": [0.9, 0.995],
-    },
-    # CelebA (40 attributes, identities Male, Young, Chubby, Pale_Skin), torchvision ResNet18
-    # trained from random initialisation as in the paper, GMP-RI (100 epochs, pruning from
-    # epoch 10), 5 seeds. Roughly a GPU-day for everything on one modern GPU at 128x128.
-    "full": {
-        "data": "celeba", "data_options": {"size": 128}, "split_options": {},
-        "drop": [], "identities": ["Male", "Young", "Chubby", "Pale_Skin"],
-        "model": "resnet18", "width": None, "hidden": None, "seeds": 5, "batch_size": 256, "workers": 8,
-        "dense_optimizer": "sgd", "lr": 0.1, "dense_epochs": 100,
-        "single": ["Oval_Face", "Big_Nose"], "single_epochs": 20,
-        "variant": "ri", "prune_lr": 0.1, "prune_epochs": 100, "prune_start": 10, "prune_end": 80,
-        "prune_frequency": 2, "finetune_epochs": 2,
-        "backdoor": "Smiling", "backdoor_split": (0.95, 0.05), "backdoor_sparsities": [0.9, 0.98, 0.995],
-    },
-}
-cfg = fairlib.select(SETTINGS, PROFILE)
-rng = fairlib.seed_everything(SEED)
+# The experiments live in fairlib.pruning: P.run_seed trains and measures one seed (dense joint and
+# single-attribute models, one GMP run), P.run_backdoor the planted bias. Their configurations for
+# both profiles come from P.main_grid and P.backdoor_grid (quick: SynthFaces at 24x24, a small
+# spatial ResNet, GMP-PT, 3 seeds; full: CelebA, ResNet18, GMP-RI, 5 seeds, about a GPU-day).
+MAIN = P.main_grid(PROFILE, seed=SEED)  # one configuration per seed
+BACKDOOR = P.backdoor_grid(PROFILE, seed=SEED)
+cfg = MAIN[0]
+SPARSITIES = cfg["sparsities"]
+fairlib.seed_everything(SEED)
 NOTE = fairlib.profile_note(PROFILE)
-DEVICE = fairlib.get_device()
-if DEVICE.type == "cpu":
-    torch.set_num_threads(1)  # small nets: one thread avoids thrashing on a shared 2-core machine
-SPARSITIES = [0.8, 0.9, 0.95, 0.98, 0.99, 0.995]
-print(f"profile={PROFILE} on {DEVICE}")
+print(f"profile={PROFILE} on {fairlib.get_device()}: {len(MAIN)} seeds, {cfg['data']}, {cfg['model']}, "
+      f"GMP-{cfg['variant'].upper()}")
 
 # %% [markdown]
 # ## The idea
@@ -179,7 +142,7 @@ print(f"profile={PROFILE} on {DEVICE}")
 #
 # A look at the schedule used below:
 
-# %%
+# %% tags=["hide-input"]
 steps = np.linspace(0, cfg["prune_epochs"], 241)
 sched = [P.cubic_sparsity(t, final=max(SPARSITIES), start=cfg["prune_start"], end=cfg["prune_end"])
          for t in steps]
@@ -206,24 +169,13 @@ plt.show()
 # attributes. As in the paper, the identities are also prediction targets.
 
 # %%
-def load_split(split):
-    """Images as uint8 (N, C, H, W) (in full, a memory map written once) and the attribute table."""
-    options = {**cfg["data_options"], **cfg["split_options"].get(split, {})}
-    ds = fairlib.load_dataset(cfg["data"], split, **options)
-    return image_tensor(ds, num_workers=cfg["workers"], show_progress=True), ds.attributes
-
-
-splits = {name: load_split(name) for name in ("train", "val", "test")}
-IDS = cfg["identities"]
-ATTRS = [c for c in splits["train"][1].columns if c not in cfg["drop"]]  # the model's targets
-K = len(ATTRS)
-x_train, x_val, x_test = (splits[k][0] for k in ("train", "val", "test"))
-Y = {k: np.stack([fr[a].cat.codes.to_numpy() for a in ATTRS], 1).astype(np.int64) for k, (_, fr) in splits.items()}
-ident = {k: {i: fr[i].cat.codes.to_numpy().astype(np.int64) for i in IDS} for k, (_, fr) in splits.items()}
-y_train = torch.from_numpy(Y["train"])
-print(f"{K} targets; images {tuple(x_train.shape)} {x_train.dtype}; "
-      f"train/val/test = {len(x_train)}/{len(x_val)}/{len(x_test)}")
-pd.DataFrame({"train rate": Y["train"].mean(0)}, index=ATTRS).T.round(3)
+data = P.load_attribute_splits(cfg["data"], cfg["data_options"], cfg["split_options"], drop=cfg["drop"],
+                               identities=cfg["identities"], workers=cfg["workers"], show_progress=True)
+ATTRS, K = data.attributes, len(data.attributes)  # the model's targets
+x_train = data.images["train"]
+print(f"{K} targets; images {tuple(x_train.shape)} {x_train.dtype}; train/val/test = "
+      + "/".join(str(len(data.labels[s])) for s in ("train", "val", "test")))
+pd.DataFrame({"train rate": data.labels["train"].mean(0)}, index=ATTRS).T.round(3)
 
 # %% [markdown]
 # ### Training
@@ -232,54 +184,17 @@ pd.DataFrame({"train rate": Y["train"].mean(0)}, index=ATTRS).T.round(3)
 # trained alone, and one GMP run that yields the six sparse joint models. The quick profile
 # prunes each seed's dense model (GMP-PT: Adam at a lower rate, pruning from the first epoch);
 # the full profile runs the paper's GMP-RI from a fresh initialisation.
+#
+# `P.run_seed` does all of this for one seed and measures every model there: it returns the
+# metrics of each model, the BA tables, the effect of the countermeasures and the test
+# predictions that the cross-seed analysis of CIEs needs; the models themselves never leave it.
+# `sweep.run` calls it once per seed and keeps each result, so an interrupted run (a Colab
+# disconnect) resumes with the seeds still missing.
 
 # %%
-def new_model(n_out):
-    if cfg["model"] == "resnet18":
-        return build_model("torchvision.resnet18", num_classes=n_out)  # the paper: random init
-    return build_model("spatial_resnet", num_outputs=n_out, image_size=x_train.shape[-1], width=cfg["width"],
-                       hidden=cfg["hidden"])
-
-
-def train_dense(seed, y, epochs, x=None):
-    fairlib.seed_everything(seed)
-    model = new_model(y.shape[1]).to(DEVICE)
-    P.train_multilabel(model, x_train if x is None else x, y, epochs=epochs, lr=cfg["lr"],
-                       optimizer=cfg["dense_optimizer"], batch_size=cfg["batch_size"], seed=seed)
-    return model
-
-
-def sweep(seed, dense_model, x, y, targets):
-    """One GMP run yielding a model per target: from the dense model (PT) or from scratch (RI)."""
-    fairlib.seed_everything(seed + 1)
-    start = P.clone_model(dense_model) if cfg["variant"] == "pt" else new_model(y.shape[1]).to(DEVICE)
-    return P.train_gmp(start, x, y, targets=targets, epochs=cfg["prune_epochs"], start=cfg["prune_start"],
-                       end=cfg["prune_end"], frequency=cfg["prune_frequency"], lr=cfg["prune_lr"],
-                       variant=cfg["variant"], finetune_epochs=cfg["finetune_epochs"],
-                       batch_size=cfg["batch_size"], seed=seed + 2)
-
-
-def logits_of(model, x):
-    z = predict(model, x)
-    return (z[:, None] if z.ndim == 1 else z).numpy()
-
-
-SINGLE = [ATTRS.index(a) for a in cfg["single"]]
-runs = []  # per seed: logits of every model on val and test, measured sparsities
-for seed in progress(range(SEED, SEED + cfg["seeds"]), desc="seeds"):
-    dense = train_dense(seed, y_train, cfg["dense_epochs"])
-    sparse = sweep(seed, dense, x_train, y_train, SPARSITIES)
-    models = {0.0: dense, **sparse}
-    runs.append({
-        "val": {s: logits_of(m, x_val) for s, m in models.items()},
-        "test": {s: logits_of(m, x_test) for s, m in models.items()},
-        "single": {j: logits_of(train_dense(seed, y_train[:, j:j + 1], cfg["single_epochs"]), x_test)[:, 0]
-                   for j in SINGLE},
-        "measured": {s: P.measure_sparsity(m) for s, m in models.items()},
-    })
-    if seed == SEED:
-        first_dense = dense  # kept for the N:M section
-measured = pd.DataFrame([r["measured"] for r in runs]).mean()
+main = sweep.run(P.run_seed, MAIN, store=sweep.default_store("05_pruning_bias", "main"))
+table = P.sparsity_table(main)  # one row per seed and model (sparsity 0 is the dense model)
+measured = table.groupby("sparsity")["measured_sparsity"].mean()
 print("measured sparsity per target:", {f"{k:g}": round(v, 4) for k, v in measured.items()})
 print(f"training done after {time.perf_counter() - T0:.0f} s")
 
@@ -287,57 +202,12 @@ print(f"training done after {time.perf_counter() - T0:.0f} s")
 # ### Metrics of one model
 #
 # Predictions use the default threshold $p>0.5$ unless stated. BA is computed for every
-# (attribute, identity) pair except an identity with itself; undefined pairs are skipped in means.
+# (attribute, identity) pair except an identity with itself (`P.ba_table`); undefined pairs are
+# skipped in means. `P.summarise` gives the mean over attributes of each metric of one model;
+# the means over seeds:
 
 # %%
-def sigmoid(z):
-    return 1 / (1 + np.exp(-z))
-
-
-def ba_table(pred, cols=None, identity=None):
-    """BA per (attribute, identity): rows attributes, columns identities; ``pred`` is (N, len(cols))."""
-    cols = range(K) if cols is None else cols
-    identity = ident if identity is None else identity
-    out = {}
-    for i, values in identity["test"].items():
-        out[i] = [np.nan if ATTRS[j] == i else
-                  M.attribute_bias_amplification(Y["test"][:, j], pred[:, c], identity=values,
-                                                 train_true=Y["train"][:, j], train_identity=identity["train"][i])
-                  for c, j in enumerate(cols)]
-    return pd.DataFrame(out, index=[ATTRS[j] for j in cols])
-
-
-def mean_ba(pred, pairs=None):
-    """Mean BA over the measurable (attribute, identity) pairs, or over those where ``pairs`` is True."""
-    ba = ba_table(pred).to_numpy(dtype=float)
-    if pairs is not None:
-        ba = np.where(pairs.to_numpy(dtype=bool), ba, np.nan)
-    return float(np.nanmean(ba)) if np.isfinite(ba).any() else np.nan
-
-
-def summarise(logits, cols=None):
-    """Mean over attributes of each metric, for logits (N, len(cols)) on the test split."""
-    cols = list(range(K)) if cols is None else list(cols)
-    y = Y["test"][:, cols]
-    probs, pred = sigmoid(logits), (logits > 0).astype(int)
-    ba = ba_table(pred, cols).to_numpy(dtype=float)
-    each = range(len(cols))
-    return {
-        "accuracy": float((pred == y).mean()),
-        "auc": float(np.mean([roc_auc_score(y[:, c], logits[:, c]) for c in each])),
-        "tcb": float(np.mean([M.threshold_calibration_bias(y[:, c], pred[:, c]) for c in each])),
-        "uncertainty": M.uncertainty_rate(probs),
-        "ece": float(np.mean([M.expected_calibration_error(probs[:, c], y[:, c], n_bins=10) for c in each])),
-        "interrelation": float(np.nanmean(M.label_interrelation(probs))) if len(cols) > 1 else np.nan,
-        "mean_ba": float(np.nanmean(ba)) if np.isfinite(ba).any() else np.nan,
-        "worst_ba": float(np.nanmax(ba)) if np.isfinite(ba).any() else np.nan,
-    }
-
-
-table = pd.DataFrame([{"seed": i, "sparsity": s, **summarise(z)}
-                      for i, r in enumerate(runs) for s, z in r["test"].items()])
-by_sparsity = table.groupby("sparsity").mean().drop(columns="seed")
-spread = table.groupby("sparsity").std().drop(columns="seed")
+by_sparsity = table.groupby("sparsity").mean().drop(columns=["seed", "measured_sparsity"])
 by_sparsity.round(3)
 
 # %% [markdown]
@@ -356,10 +226,10 @@ dense_row = by_sparsity.loc[0.0]
 for key, name in (("accuracy", "acc"), ("auc", "auc"), ("tcb", "tcb"), ("uncertainty", "unc"),
                   ("ece", "ece"), ("interrelation", "int")):
     glue(f"dense_{name}", float(dense_row[key]))
-ba_dense = pd.concat([ba_table((r["test"][0.0] > 0).astype(int)) for r in runs]).groupby(level=0, sort=False).mean()
-auc_dense = pd.Series(np.mean([[roc_auc_score(Y["test"][:, j], r["test"][0.0][:, j]) for j in range(K)]
-                               for r in runs], 0), index=ATTRS)
+ba_dense = P.dense_ba_table(main)  # attributes x identities, mean over seeds
+auc_dense = pd.Series(np.mean(main["dense_auc"].tolist(), axis=0), index=ATTRS)
 
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), gridspec_kw={"width_ratios": [1, 1.6]})
 auc_dense.plot.bar(ax=axes[0], color="0.5")
 axes[0].set(ylim=(0.4, 1.0), ylabel="test AUC", title="Dense joint model: AUC per target")
@@ -378,42 +248,38 @@ plt.show()
 # more (lower TCB). Our comparison, for the attributes trained alone:
 
 # %%
-single_rows = []
-for i, r in enumerate(runs):
-    for j in SINGLE:
-        for training, z in (("joint", r["test"][0.0][:, j]), ("single", r["single"][j])):
-            stats = summarise(z[:, None], cols=[j])
-            ba = ba_table((z[:, None] > 0).astype(int), cols=[j]).iloc[0]
-            single_rows.append({"attribute": ATTRS[j], "training": training, "seed": i,
-                                **{k: stats[k] for k in ("accuracy", "auc", "tcb", "uncertainty", "ece")},
-                                **{f"BA {g}": v for g, v in ba.items()}})
-single_table = pd.DataFrame(single_rows).groupby(["attribute", "training"]).mean().drop(columns="seed")
+single_seeds = P.single_table(main)  # one row per seed, attribute and training
+single_table = single_seeds.groupby(["attribute", "training"]).mean().drop(columns="seed")
 single_table = single_table.dropna(axis=1, how="all")
-glue("tcb_joint0", float(single_table.loc[(cfg["single"][0], "joint"), "tcb"]))
-glue("tcb_single0", float(single_table.loc[(cfg["single"][0], "single"), "tcb"]))
+tcb_joint0 = float(single_table.loc[(cfg["single"][0], "joint"), "tcb"])
+tcb_single0 = float(single_table.loc[(cfg["single"][0], "single"), "tcb"])
+glue("tcb_joint0", tcb_joint0)
+glue("tcb_single0", tcb_single0)
+glue("single_gap_direction", "the same" if tcb_single0 < tcb_joint0 else "the opposite")
 print(f"joint vs single-attribute training, mean over seeds ({NOTE}):")
 single_table.round(3)
 
 # %% [markdown]
 # For the first attribute trained alone, the TCB is {glue:text}`tcb_joint0:.2f` with joint training
-# and {glue:text}`tcb_single0:.2f` with single training; the paper reports a gap in the same
-# direction for Oval Face (0.84 joint, 0.52 single). Differences between the two rows of one
-# attribute are meaningful only where they exceed the spread over seeds (`pd.DataFrame(single_rows)` holds the per-seed values; see exercise 3).
+# and {glue:text}`tcb_single0:.2f` with single training: a gap in {glue:text}`single_gap_direction`
+# direction as the one the paper reports for Oval Face (0.84 joint, 0.52 single). Differences
+# between the two rows of one attribute are meaningful only where they exceed the spread over
+# seeds (`single_seeds` holds the per-seed values; see exercise 3).
 #
 # ### The sparsity sweep
 #
 # Measured sparsities match the targets to within 0.1 percentage points (the library tests this
 # on ResNet18). How each metric moves with sparsity, per seed and on average:
 
-# %%
+# %% tags=["hide-input"]
 metrics_to_plot = {"accuracy": "accuracy", "auc": "AUC", "tcb": "TCB (1 is ideal)",
                    "uncertainty": "uncertainty rate", "ece": "ECE (10 bins)",
                    "interrelation": "label interrelation R²", "mean_ba": "mean BA", "worst_ba": "worst-case BA"}
 xs = ["dense"] + [f"{100 * s:g}%" for s in SPARSITIES]
 fig, axes = plt.subplots(2, 4, figsize=(13, 5.6), sharex=True)
 for ax, (key, label) in zip(axes.ravel(), metrics_to_plot.items()):
-    for i in range(len(runs)):
-        ax.plot(xs, table[table.seed == i][key].to_numpy(), color="0.7", lw=0.8)
+    for seed in main["seed"]:
+        ax.plot(xs, table[table.seed == seed][key].to_numpy(), color="0.7", lw=0.8)
     ax.plot(xs, by_sparsity[key].to_numpy(), color="C3", marker="o")
     ax.set_title(label, fontsize=10)
     ax.tick_params(axis="x", rotation=60)
@@ -421,14 +287,15 @@ fig.suptitle(f"Joint models vs sparsity (grey: seeds, red: mean) — {NOTE}", fo
 fig.tight_layout()
 plt.show()
 
+# %%
 for key in ("accuracy", "auc", "tcb", "uncertainty", "ece", "interrelation", "mean_ba", "worst_ba"):
     glue(f"s995_{key}", float(by_sparsity.loc[0.995, key]))
     glue(f"s90_{key}", float(by_sparsity.loc[0.9, key]))
 glue("dense_mean_ba", float(dense_row["mean_ba"]))
 glue("dense_worst_ba", float(dense_row["worst_ba"]))
-n_weights = sum(m.weight.numel() for m, _ in P.prunable_weights(first_dense))
-glue("n_weights", n_weights)
-glue("n_left", int(round(n_weights * 0.005)))
+n_weights = int(main["n_weights"].iloc[0])
+for name, value in {"n_weights": n_weights, "n_left": int(round(n_weights * 0.005))}.items():
+    glue(name, value)
 
 # %% [markdown]
 # From dense to 90% sparsity the mean accuracy goes from {glue:text}`dense_acc:.3f` to
@@ -451,13 +318,8 @@ glue("n_left", int(round(n_weights * 0.005)))
 #
 # The worst-case BA of each attribute across the four identity categories, pooled over seeds:
 
-# %%
-worst_rows = []
-for r in runs:
-    for s, z in r["test"].items():
-        for a, v in ba_table((z > 0).astype(int)).max(axis=1, skipna=True).items():
-            worst_rows.append({"sparsity": s, "attribute": a, "worst BA": v})
-worst = pd.DataFrame(worst_rows).dropna()
+# %% tags=["hide-input"]
+worst = P.worst_ba_table(main)  # one row per seed, model and attribute where BA is defined
 fig, ax = plt.subplots(figsize=(7.5, 3.4))
 ax.boxplot([worst[worst.sparsity == s]["worst BA"].to_numpy() for s in [0.0] + SPARSITIES],
            tick_labels=xs)
@@ -470,16 +332,11 @@ plt.show()
 # ### N:M semi-structured sparsity
 #
 # Hardware-friendly 2:4, 1:4 and 1:8 patterns keep the $n$ largest of every $m$ consecutive input
-# weights. Applied one-shot to the dense model of the first seed, without fine-tuning (so the
-# table shows the raw damage); the RGB stem, with 3 inputs, stays dense:
+# weights. `P.run_seed` applies them one-shot to each seed's dense model, without fine-tuning (so
+# the table shows the raw damage; means over seeds); the RGB stem, with 3 inputs, stays dense:
 
 # %%
-nm_rows = []
-for n, m in ((2, 4), (1, 4), (1, 8)):
-    model = P.clone_model(first_dense)
-    s = P.nm_prune(model, n, m)
-    nm_rows.append({"pattern": f"{n}:{m}", "measured sparsity": s, **summarise(logits_of(model, x_test))})
-nm_table = pd.DataFrame(nm_rows).set_index("pattern")
+nm_table = P.nm_table(main)
 nm_table.index.name = f"pattern ({NOTE})"
 nm_table[["measured sparsity", "accuracy", "auc", "tcb", "mean_ba"]].round(3)
 
@@ -488,49 +345,19 @@ nm_table[["measured sparsity", "accuracy", "auc", "tcb", "mean_ba"]].round(3)
 #
 # We stamp a small yellow square into a corner of 95% of the training images whose attribute is
 # positive and of 5% of the negatives (the paper's split for Blond and Smiling), train a
-# single-attribute model on them, and prune it with the same schedule. The test images carry the
-# square on a random half, independent of the label. With "backdoored" as the identity category,
-# BA measures how much the model uses the square as a shortcut.
+# single-attribute model on them, and prune it with the same schedule (`P.run_backdoor`, one
+# seed). The test images carry the square on a random half, independent of the label
+# (`P.backdoor_flags`, `P.stamp`). With "backdoored" as the identity category, BA measures how
+# much the model uses the square as a shortcut. As a control, `P.run_seed` showed the same
+# stamped test images to the clean dense joint model of that seed.
 
 # %%
-def stamp(x, mask):
-    """A yellow square in the top-left corner of the images selected by ``mask`` (uint8)."""
-    x = x.clone()
-    k = max(2, x.shape[-1] // 8)
-    x[mask, :, :k, :k] = torch.tensor([255, 255, 0], dtype=x.dtype)[:, None, None]
-    return x
-
-
-BD = ATTRS.index(cfg["backdoor"])
-g = np.random.default_rng(SEED)
-pos_rate, neg_rate = cfg["backdoor_split"]
-bd = {"train": np.where(Y["train"][:, BD] == 1, g.random(len(x_train)) < pos_rate,
-                        g.random(len(x_train)) < neg_rate).astype(np.int64),
-      "test": (g.random(len(x_test)) < 0.5).astype(np.int64)}
-BD_IDENT = {split: {"backdoored": flags} for split, flags in bd.items()}  # "backdoored" as the identity
-xb_train = stamp(x_train, torch.from_numpy(bd["train"]).bool())
-xb_test = stamp(x_test, torch.from_numpy(bd["test"]).bool())
-yb = y_train[:, BD:BD + 1]
-backdoored = {0.0: train_dense(SEED, yb, cfg["single_epochs"], x=xb_train)}
-backdoored.update(sweep(SEED, backdoored[0.0], xb_train, yb, cfg["backdoor_sparsities"]))
-def backdoor_row(name, s, z_triggered, z_clean):
-    pred = (z_triggered > 0).astype(int)
-    return {"model": name, "sparsity": s,
-            "accuracy, trigger on half": float((pred[:, 0] == Y["test"][:, BD]).mean()),
-            "accuracy, clean images": float(((z_clean[:, 0] > 0) == Y["test"][:, BD]).mean()),
-            "predicted positive rate": float(pred.mean()),
-            "BA (backdoored)": ba_table(pred, cols=[BD], identity=BD_IDENT).iloc[0, 0]}
-
-
-bd_rows = [backdoor_row("trained with trigger", s, logits_of(m, xb_test), logits_of(m, x_test))
-           for s, m in backdoored.items()]
-bd_rows.append(backdoor_row("clean joint model", 0.0, logits_of(first_dense, xb_test)[:, BD:BD + 1],
-                            runs[0]["test"][0.0][:, BD:BD + 1]))  # never shown the trigger
-bd_table = pd.DataFrame(bd_rows).set_index(["model", "sparsity"])
+backdoor = sweep.run(P.run_backdoor, BACKDOOR, store=sweep.default_store("05_pruning_bias", "backdoor"))
+bd_table = P.backdoor_table(backdoor, main)
 glue("bd_dense", float(bd_table.loc[("trained with trigger", 0.0), "BA (backdoored)"]))
-glue("bd_sparse", float(bd_table.loc[("trained with trigger", max(cfg["backdoor_sparsities"])), "BA (backdoored)"]))
+glue("bd_sparse", float(bd_table.loc[("trained with trigger", max(BACKDOOR[0]["sparsities"])), "BA (backdoored)"]))
 glue("bd_clean", float(bd_table.loc[("clean joint model", 0.0), "BA (backdoored)"]))
-print(f"backdoor on {cfg['backdoor']!r}, one seed ({NOTE}):")
+print(f"backdoor on {BACKDOOR[0]['attribute']!r}, one seed ({NOTE}):")
 bd_table.round(3)
 
 # %% [markdown]
@@ -546,18 +373,10 @@ bd_table.round(3)
 # prediction over the dense runs differs from the modal prediction over the sparse runs. The paper
 # finds them strongly enriched for examples the *dense* model is already uncertain about, which
 # motivates overriding the most uncertain examples. The dense model's uncertainty rate on CIEs
-# compared with all test examples:
+# compared with all test examples (`P.cie_table`, from the test predictions of every seed):
 
 # %%
-dense_runs = np.stack([(r["test"][0.0] > 0).astype(int) for r in runs])
-dense_prob = np.mean([sigmoid(r["test"][0.0]) for r in runs], axis=0)  # the dense ensemble
-cie_rows = []
-for s in SPARSITIES:
-    cie = P.compression_identified_exemplars(dense_runs, np.stack([(r["test"][s] > 0).astype(int) for r in runs]))
-    cie_rows.append({"sparsity": s, "share of CIEs": float(cie.mean()),
-                     "dense uncertainty on CIEs": M.uncertainty_rate(dense_prob[cie]) if cie.any() else np.nan,
-                     "dense uncertainty on all": M.uncertainty_rate(dense_prob)})
-cie_table = pd.DataFrame(cie_rows).set_index("sparsity")
+cie_table = P.cie_table(main)
 cie_table.index.name = f"sparsity ({NOTE})"
 glue("cie_unc", float(cie_table["dense uncertainty on CIEs"].mean()))
 glue("all_unc", float(cie_table["dense uncertainty on all"].iloc[0]))
@@ -567,31 +386,22 @@ cie_table.round(3)
 # Averaged over sparsities, {glue:text}`cie_unc:.2f` of the CIE predictions of the dense ensemble
 # are uncertain, against {glue:text}`all_unc:.2f` of all its predictions.
 #
-# Now the two countermeasures, per seed and sparsity. As in the paper, they target the
-# attribute–identity pairs where the dense model already amplifies bias: the score is the mean
-# BA over the pairs whose BA, averaged over the dense seeds, is positive ({glue:text}`n_pos:d` pairs here).
+# Now the two countermeasures, per seed and sparsity; `P.run_seed` applied them to each model and
+# kept the BA tables. As in the paper, they target the attribute–identity pairs where the dense
+# model already amplifies bias: the score is the mean BA over the pairs whose BA, averaged over
+# the dense seeds, is positive ({glue:text}`n_pos:d` pairs here).
 
 # %%
-POS = ba_dense.reindex(ATTRS).fillna(0) > 0  # pairs with positive dense BA
+POS = ba_dense.fillna(0) > 0  # pairs with positive dense BA
 glue("n_pos", int(POS.to_numpy().sum()))
-mit_rows = []
-for i, r in enumerate(runs):
-    dense_p = sigmoid(r["test"][0.0])
-    dense_pred = (r["test"][0.0] > 0).astype(int)
-    for s in [0.0] + SPARSITIES:
-        z = r["test"][s]
-        base = (z > 0).astype(int)
-        calibrated = P.apply_thresholds(z, P.calibrate_thresholds(r["val"][s], Y["val"]))
-        row = {"seed": i, "sparsity": s, "default threshold": mean_ba(base, POS),
-               "calibrated thresholds": mean_ba(calibrated, POS)}
-        for frac in (0.05, 0.10):
-            human, _ = P.override_uncertain(base, dense_p, Y["test"], frac)
-            by_dense, _ = P.override_uncertain(base, dense_p, dense_pred, frac)
-            row[f"human override {frac:.0%}"] = mean_ba(human, POS)
-            row[f"dense-label override {frac:.0%}"] = mean_ba(by_dense, POS)
-        mit_rows.append(row)
-mitigation = pd.DataFrame(mit_rows).groupby("sparsity").mean().drop(columns="seed")
+mitigation = P.mitigation_table(main, POS).groupby("sparsity").mean().drop(columns="seed")
+change = 100 * (mitigation.loc[0.995] / mitigation.loc[0.995, "default threshold"] - 1)
+for name, value in {"chg5": change["human override 5%"], "chg10": change["human override 10%"],
+                    "def_995": mitigation.loc[0.995, "default threshold"],
+                    "cal_995": mitigation.loc[0.995, "calibrated thresholds"]}.items():
+    glue(name, float(value))
 
+# %% tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(8, 3.8))
 for col, style in zip(mitigation.columns, ["-o", "--s", "-^", ":^", "-v", ":v"]):
     ax.plot(xs, mitigation[col].to_numpy(), style, label=col)
@@ -600,14 +410,11 @@ ax.set(xlabel="sparsity", ylabel="mean BA (mean over seeds)",
        title=f"Mean BA before and after mitigation\n({NOTE})")
 ax.legend(fontsize=8, ncol=2)
 plt.show()
-change = 100 * (mitigation.loc[0.995] / mitigation.loc[0.995, "default threshold"] - 1)
-glue("chg5", float(change["human override 5%"]))
-glue("chg10", float(change["human override 10%"]))
-glue("def_995", float(mitigation.loc[0.995, "default threshold"]))
-glue("cal_995", float(mitigation.loc[0.995, "calibrated thresholds"]))
-mitigation.index = xs
-mitigation.index.name = f"sparsity ({NOTE})"
-mitigation.round(4)
+
+# %%
+shown = mitigation.set_axis(xs)
+shown.index.name = f"sparsity ({NOTE})"
+shown.round(4)
 
 # %% [markdown]
 # For our 99.5% models, human overrides of the 5% most uncertain examples change the mean BA by
@@ -696,22 +503,26 @@ paper_other.round(3)
 #
 # :::{solution} ex-override-random
 # :class: dropdown
-# Draw a boolean mask with `round(0.05 * N)` random rows per column and use
-# `np.where(mask, Y["test"], pred)`. Random overrides correct only the few errors they happen to
-# hit, spread evenly over groups, and reduce BA much less: the errors (and the CIEs) of sparse
-# models concentrate on the examples the dense model is unsure about.
+# Each seed's test predictions are in its row of `main`: `np.reshape(row.test_predictions,
+# (len(row.sparsity), -1, K))[i]` is model `i`'s. Draw a boolean mask with `round(0.05 * N)`
+# random rows per column, use `np.where(mask, data.labels["test"], pred)`, and score it with
+# `P.ba_table(...)` (labels and identities from `data`) and `P.mean_ba(table, POS)`. Random
+# overrides correct only the few errors they happen to hit, spread evenly over groups, and reduce
+# BA much less: the errors (and the CIEs) of sparse models concentrate on the examples the dense
+# model is unsure about.
 # :::
 #
 # :::{exercise}
 # :label: ex-single-joint
-# Set `seeds` to 5 and `single_epochs` to 8 in the quick settings. Does single-attribute
-# training now amplify bias more than joint training for the attributes in `cfg["single"]`, as
-# the paper finds on CelebA? Report the spread over seeds, not just the mean.
+# Run `P.run_seed` for five seeds with `single_epochs` set to 8:
+# `sweep.run(P.run_seed, [{**cfg, "seed": s, "single_epochs": 8} for s in range(5)], store=...)`
+# Does single-attribute training now amplify bias more than joint training for the attributes in
+# `cfg["single"]`, as the paper finds on CelebA? Report the spread over seeds, not just the mean.
 # :::
 #
 # :::{solution} ex-single-joint
 # :class: dropdown
-# Group `pd.DataFrame(single_rows)` by attribute and training and take `mean` and `std` of the BA
+# Group `P.single_table(frame)` by attribute and training and take `mean` and `std` of the BA
 # columns. The paper's explanation (the extra heads force a richer shared representation) predicts
 # a higher BA for single models; at this data size the gap is often within the seed spread, which
 # is the point: a three-seed difference is not a finding.
