@@ -17,11 +17,18 @@ object                             role
 :class:`LatentCNN`,                the paper's gender classifier on frozen latents
 :func:`train_latent_classifier`    (SimpleCNN, SimpleCNN-WL with :func:`inverse_frequency_weights`,
                                    FaderCNN)
-:func:`encode`, :func:`predict`    inference helpers (``torch.no_grad``)
+:func:`encode`                     latents of images (``torch.no_grad``; predictions go through
+                                   :func:`fairlib.training.predict`)
 :func:`stratified_split`           equal test size per group (474 per race in the paper)
 :func:`group_report`,              per-group accuracy, overall, variance, worst group, gap
 :func:`comparison_table`
 :func:`latent_probe`               can a fresh linear classifier still read the attribute?
+:class:`FaceSplit`,                the chapter's data: SynthFaces with the paper's race shares
+:func:`imbalanced_synthfaces`,     (quick) or UTKFace (full), split as in the paper
+:func:`utkface_split`
+:func:`run_classifier`,            the chapter's experiments (:mod:`fairlib.sweep` run function
+:func:`classifier_grid`,           and grids per profile): one classifier on one latent space,
+:func:`lambda_grid`                and the :math:`\lambda_E` sweep
 =================================  ============================================================
 
 Size rule
@@ -38,8 +45,11 @@ profile).
 from __future__ import annotations
 
 import copy
+import json
 import math
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -48,9 +58,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from fairlib import metrics
+from fairlib import metrics, sweep
 from fairlib._validation import integer, positive_int, show
-from fairlib.config import get_device
+from fairlib.config import get_device, select
 from fairlib.training import Callback, TrainState, predict, supervised_step, train
 
 __all__ = [
@@ -74,6 +84,20 @@ __all__ = [
     "comparison_table",
     "latent_probe",
     "to_unit_range",
+    "SYNTH_LEVELS",
+    "PAPER_TRAIN_SHARE",
+    "STYLE_STRENGTH",
+    "FaceSplit",
+    "imbalanced_synthfaces",
+    "utkface_split",
+    "CLASSIFIERS",
+    "experiment_data",
+    "experiment_autoencoder",
+    "experiment_settings",
+    "run_classifier",
+    "classifier_grid",
+    "lambda_grid",
+    "classifier_table",
 ]
 
 #: The paper's encoder channels for 256×256 inputs (C16-C32-C64-C128-C256-C512).
@@ -705,3 +729,366 @@ def latent_probe(latents: Any, attr: Any, *, folds: int = 5, seed: int = 0, C: f
     clf = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000))
     cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
     return float(cross_val_score(clf, z, a, cv=cv, scoring="balanced_accuracy").mean())
+
+
+# --------------------------------------------------------------------------- the chapter's data
+#: SynthFaces palette levels that stand for the paper's five races (the majority first).
+SYNTH_LEVELS: tuple[str, ...] = ("P1", "P3", "P5", "P6", "P7")
+#: The paper's training shares of White, Black, Asian, Indian and Others (its Sec. 4.2).
+PAPER_TRAIN_SHARE: tuple[float, ...] = (0.88, 0.04, 0.035, 0.03, 0.015)
+#: How visible the target (hair style) is in each SynthFaces group: 1 renders it fully, lower
+#: values mix in a random style. A constructed design choice that gives the minorities a harder cue.
+STYLE_STRENGTH: tuple[float, ...] = (1.0, 0.7, 0.6, 0.5, 0.5)
+
+
+@dataclass(frozen=True)
+class FaceSplit:
+    """Images with a protected attribute and a target, split as in the paper.
+
+    Attributes
+    ----------
+    images
+        ``(N, 3, S, S)`` uint8 (for UTKFace a tensor backed by a memory map).
+    groups, targets
+        ``(N,)`` int64 codes of the protected attribute (race, palette) and of the target
+        (gender, hair style).
+    group_names, target_names
+        The names of the codes, in code order.
+    train, val, test
+        Sorted int64 index arrays; the test set has the same number of examples in every group.
+    """
+
+    images: torch.Tensor
+    groups: np.ndarray
+    targets: np.ndarray
+    group_names: list[str]
+    target_names: list[str]
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+    def group_counts(self) -> pd.DataFrame:
+        """Examples per group (rows, in code order) and split (columns), with the training share in %."""
+        names = dict(enumerate(self.group_names))
+        counts = pd.DataFrame({split: pd.Series(self.groups[idx]).map(names).value_counts()
+                               for split, idx in (("train", self.train), ("validation", self.val),
+                                                  ("test", self.test))})
+        counts = counts.reindex(self.group_names).fillna(0).astype(int)
+        counts["train share (%)"] = (100 * counts["train"] / counts["train"].sum()).round(1)
+        return counts
+
+
+def imbalanced_synthfaces(n_train: int = 3000, *, test_per_group: int = 60, val_per_group: int = 30,
+                          size: int = 32, seed: int = 0, levels: Sequence[str] = SYNTH_LEVELS,
+                          train_share: Sequence[float] = PAPER_TRAIN_SHARE,
+                          style_strength: Sequence[float] = STYLE_STRENGTH) -> FaceSplit:
+    """SynthFaces with the paper's race imbalance: palette protected, hair style the target.
+
+    Each palette group is rendered on its own (with its own style strength): ``round(share *
+    n_train)`` training images plus ``test_per_group + val_per_group`` held-out ones. The test
+    set is drawn first (``test_per_group`` per group), then an equal-per-group validation set from
+    the rest (:func:`stratified_split` twice), so training keeps the paper's shares and validation
+    and test have equal groups.
+
+    Parameters
+    ----------
+    n_train
+        Training images in all (about: the group counts are rounded).
+    test_per_group, val_per_group
+        Held-out images per group.
+    size
+        Image side (16 to 128).
+    seed
+        Group ``k`` is rendered with seed ``10 * seed + k``; the split uses ``seed``.
+    levels, train_share, style_strength
+        One entry per group: the SynthFaces palette level, its training share and its style
+        strength in [0, 1].
+
+    Returns
+    -------
+    FaceSplit
+        Group names are the palette levels, target names ``["A", "B"]``.
+    """
+    from fairlib.data.synthfaces import PALETTE_LEVELS, render_faces
+
+    levels, train_share, style_strength = list(levels), list(train_share), list(style_strength)
+    if not len(levels) == len(train_share) == len(style_strength) >= 2:
+        raise ValueError(f"levels, train_share, style_strength: need one entry per group (at least 2), got "
+                         f"{len(levels)}, {len(train_share)} and {len(style_strength)}")
+    unknown = [v for v in levels if v not in PALETTE_LEVELS]
+    if unknown:
+        raise ValueError(f"levels: unknown palette levels {unknown}; choose from {list(PALETTE_LEVELS)}")
+    held_out = positive_int(test_per_group, "test_per_group") + positive_int(val_per_group, "val_per_group")
+    positive_int(n_train, "n_train")
+    images, groups, targets = [], [], []
+    for k, (level, share, strength) in enumerate(zip(levels, train_share, style_strength)):
+        n = int(round(share * n_train)) + held_out
+        weights = np.zeros((len(PALETTE_LEVELS), 9, 2))
+        weights[PALETTE_LEVELS.index(level)] = 1.0  # this palette only, all ages and styles
+        x, attrs = render_faces(n, size=size, strengths={"style": strength}, group_weights=weights,
+                                seed=seed * 10 + k)
+        images.append(x)
+        groups.append(np.full(n, k, dtype=np.int64))
+        targets.append(attrs["style"].cat.codes.to_numpy().astype(np.int64))
+    g = np.concatenate(groups)
+    rest, _, test = stratified_split(g, test_per_group, val_fraction=0.0, seed=seed)
+    train_r, _, val_r = stratified_split(g[rest], val_per_group, val_fraction=0.0, seed=seed)
+    return FaceSplit(torch.cat(images), g, np.concatenate(targets), levels, ["A", "B"],
+                     rest[train_r], rest[val_r], test)
+
+
+def utkface_split(*, test_per_group: int = 474, val_fraction: float = 0.1, size: int = 256, seed: int = 0,
+                  root: Any = None, show_progress: bool = True) -> FaceSplit:
+    """UTKFace with race protected and gender the target, split as in the paper.
+
+    Every image (``load_dataset("utkface", "all")``) is read once into a uint8 memory map
+    (:func:`fairlib.data.image_tensor`); then ``test_per_group`` test images per race (the paper:
+    474) and ``val_fraction`` of the rest for validation (:func:`stratified_split`).
+
+    Raises
+    ------
+    fairlib.data.DatasetNotFoundError
+        UTKFace is not under the data root (fetch it with ``python -m data_scripts.fetch utkface``).
+    """
+    from fairlib.data import image_tensor, load_dataset
+
+    ds = load_dataset("utkface", "all", root=root, size=size)
+    images = image_tensor(ds, num_workers=2, show_progress=show_progress)
+    groups = ds.attributes["race"].cat.codes.to_numpy().astype(np.int64)
+    targets = ds.attributes["gender"].cat.codes.to_numpy().astype(np.int64)
+    train_idx, val_idx, test_idx = stratified_split(groups, test_per_group, val_fraction=val_fraction, seed=seed)
+    return FaceSplit(images, groups, targets, list(ds.schema["race"]), list(ds.schema["gender"]),
+                     train_idx, val_idx, test_idx)
+
+
+# --------------------------------------------------------------------------- experiments
+#: The three classifiers of the paper's Table 1; the first two share the vanilla latent.
+CLASSIFIERS: tuple[str, ...] = ("SimpleCNN", "SimpleCNN-WL", "FaderCNN")
+
+# quick: SynthFaces at 32×32 (64×64 does not fit the chapter's 3-minute CPU budget with five
+# autoencoders), nets narrowed to a 64×4×4 latent, a few epochs. full: UTKFace at 256×256 with the
+# paper's 512×4×4 latent and split (474 test images per race); roughly 2-4 hours on one recent GPU
+# for both experiments (an estimate, not measured).
+_SETTINGS: dict[str, dict[str, Any]] = {
+    "quick": {"dataset": "synthfaces", "size": 32, "n_train": 3000, "test_per_group": 60, "val_per_group": 30,
+              "max_channels": 64, "ae_epochs": 6, "batch_size": 64, "lr": 1e-3, "lambda_e": 1.0, "ramp_steps": 100,
+              "balance_discriminator": True, "cls_epochs": 10},
+    "full": {"dataset": "utkface", "size": 256, "test_per_group": 474, "val_fraction": 0.1,
+             "max_channels": 512, "ae_epochs": 40, "batch_size": 32, "lr": 2e-4, "lambda_e": 0.01,
+             "ramp_steps": 10_000, "balance_discriminator": True, "cls_epochs": 30},
+}
+#: The other final values of λ_E in the sweep (the main value is added).
+_LAMBDAS: dict[str, list[float]] = {"quick": [0.0, 0.1, 3.0], "full": [0.0, 0.001, 0.1]}
+
+_DATA_KEYS = ("dataset", "size", "n_train", "test_per_group", "val_per_group", "val_fraction", "seed")
+_AE_KEYS = ("max_channels", "ae_epochs", "batch_size", "lr", "seed")
+_FADER_KEYS = ("lambda_e", "ramp_steps", "balance_discriminator")
+_DATA_CACHE: OrderedDict[str, FaceSplit] = OrderedDict()
+_AE_CACHE: OrderedDict[str, dict[str, Any]] = OrderedDict()
+_MAX_DATA, _MAX_AUTOENCODERS = 2, 3
+
+
+def _cache_key(config: Mapping[str, Any], keys: Sequence[str], **extra: Any) -> str:
+    return json.dumps({**{k: config.get(k) for k in keys}, **extra}, sort_keys=True, default=str)
+
+
+def _remember(cache: OrderedDict, key: str, value: Any, limit: int) -> Any:
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > limit:
+        cache.popitem(last=False)
+    return value
+
+
+def experiment_data(config: Mapping[str, Any]) -> FaceSplit:
+    """The data of one run configuration (its ``dataset``, ``size``, split sizes and ``seed``).
+
+    ``dataset="synthfaces"`` calls :func:`imbalanced_synthfaces` (keys ``n_train``,
+    ``test_per_group``, ``val_per_group``), ``"utkface"`` :func:`utkface_split` (keys
+    ``test_per_group``, ``val_fraction``). The last two splits are kept in memory, so the runs of
+    a sweep render or read their data once; other keys of ``config`` are ignored.
+    """
+    key = _cache_key(config, _DATA_KEYS)
+    if key in _DATA_CACHE:
+        _DATA_CACHE.move_to_end(key)
+        return _DATA_CACHE[key]
+    dataset, seed = config.get("dataset"), int(config.get("seed", 0))
+    if dataset == "synthfaces":
+        data = imbalanced_synthfaces(config["n_train"], test_per_group=config["test_per_group"],
+                                     val_per_group=config["val_per_group"], size=config["size"], seed=seed)
+    elif dataset == "utkface":
+        data = utkface_split(test_per_group=config["test_per_group"], val_fraction=config.get("val_fraction", 0.1),
+                             size=config["size"], seed=seed)
+    else:
+        raise ValueError(f"dataset: expected 'synthfaces' (quick) or 'utkface' (full), got {dataset!r}")
+    return _remember(_DATA_CACHE, key, data, _MAX_DATA)
+
+
+def _reconstruction_mse(model: VanillaAutoencoder, images: torch.Tensor, attr: Any, device: Any) -> float:
+    data = (images, torch.as_tensor(np.asarray(attr), dtype=torch.long)) if attr is not None else images
+    errors = predict(_ReconstructionError(model), data, n_inputs=2 if attr is not None else 1, batch_size=512,
+                     device=device, transform=_unit_to_pm1)
+    return float(errors.mean())
+
+
+def _trained(kind: str, config: Mapping[str, Any], show_progress: bool) -> dict[str, Any]:
+    if kind not in ("vanilla", "fader"):
+        raise ValueError(f"kind: expected 'vanilla' or 'fader', got {kind!r}")
+    device = get_device()
+    keys = _DATA_KEYS + _AE_KEYS + (_FADER_KEYS if kind == "fader" else ())
+    key = _cache_key(config, keys, kind=kind, device=str(device))
+    if key in _AE_CACHE:
+        _AE_CACHE.move_to_end(key)
+        return _AE_CACHE[key]
+    data = experiment_data(config)
+    seed = int(config.get("seed", 0))
+    x, g = data.images[data.train], data.groups[data.train]
+    common = dict(epochs=config["ae_epochs"], batch_size=config["batch_size"], lr=config["lr"], seed=seed,
+                  device=device, show_progress=show_progress)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if kind == "vanilla":
+            model = VanillaAutoencoder(config["size"], max_channels=config["max_channels"])
+        else:
+            model = FaderNet(config["size"], len(data.group_names), max_channels=config["max_channels"])
+    if kind == "vanilla":
+        history = train_autoencoder(model, x, **common)
+    else:
+        history = train_fader(model, x, g, lambda_e=config["lambda_e"], ramp_steps=config["ramp_steps"],
+                              val=(data.images[data.val], data.groups[data.val]),
+                              balance_discriminator=bool(config["balance_discriminator"]), **common)
+    return _remember(_AE_CACHE, key, {"model": model, "history": history}, _MAX_AUTOENCODERS)
+
+
+def experiment_autoencoder(kind: str, config: Mapping[str, Any], *, show_progress: bool = True
+                           ) -> tuple[VanillaAutoencoder, pd.DataFrame]:
+    """The trained autoencoder of one run configuration, and its per-epoch history.
+
+    Parameters
+    ----------
+    kind
+        ``"vanilla"`` (:func:`train_autoencoder`; SimpleCNN's latent) or ``"fader"``
+        (:func:`train_fader` with the validation split, the paper's selection and
+        ``balance_discriminator`` from the config; FaderCNN's latent).
+    config
+        A configuration of :func:`classifier_grid` or :func:`lambda_grid` (keys used: the data
+        keys of :func:`experiment_data`, ``max_channels``, ``ae_epochs``, ``batch_size``, ``lr``,
+        ``seed``, and for a Fader net ``lambda_e``, ``ramp_steps``, ``balance_discriminator``).
+        The initialisation is drawn from ``seed`` in a forked RNG.
+
+    Returns
+    -------
+    (model, history)
+        In eval mode on :func:`fairlib.get_device`. The last three trained autoencoders are
+        kept in memory, so the runs of :func:`run_classifier` and a figure that needs the model
+        share one training; the model is shared, so do not train it further.
+    """
+    entry = _trained(kind, config, show_progress)
+    return entry["model"], entry["history"]
+
+
+def _latent_summary(kind: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    """Latents of every image, the fresh probe and the selected epoch's numbers (computed once)."""
+    entry = _trained(kind, config, show_progress=False)
+    if "latents" not in entry:
+        data, model, history = experiment_data(config), entry["model"], entry["history"]
+        device = get_device()
+        z = encode(model, data.images, device=device)
+        entry["latents"] = z
+        entry["probe"] = 100 * latent_probe(z[data.test], data.groups[data.test], seed=int(config.get("seed", 0)))
+        if kind == "fader":
+            sel = history[history["selected"]].iloc[0]
+            entry.update(dis_acc=100 * float(sel["dis_acc"]), val_mse=float(sel["val_mse"]),
+                         selected_epoch=int(sel["epoch"]))
+        else:  # no discriminator; the final epoch's reconstruction error on the validation set
+            entry.update(dis_acc=float("nan"), val_mse=_reconstruction_mse(model, data.images[data.val], None, device),
+                         selected_epoch=int(history["epoch"].iloc[-1]))
+    return entry
+
+
+def run_classifier(classifier: str, *, dataset: str, size: int, test_per_group: int, max_channels: int,
+                   ae_epochs: int, batch_size: int, lr: float, lambda_e: float, ramp_steps: int,
+                   balance_discriminator: bool, cls_epochs: int, seed: int, n_train: int | None = None,
+                   val_per_group: int | None = None, val_fraction: float | None = None) -> dict[str, Any]:
+    """One classifier of the paper's Table 1 on a frozen latent, scored per group on the test set.
+
+    ``classifier`` is ``"SimpleCNN"`` (vanilla autoencoder's latent), ``"SimpleCNN-WL"`` (the
+    same latent, loss weights :func:`inverse_frequency_weights`) or ``"FaderCNN"`` (the Fader
+    net's latent, trained with ``lambda_e``). The data comes from :func:`experiment_data`, the
+    autoencoder from :func:`experiment_autoencoder` (both shared between runs of one process),
+    and the :class:`LatentCNN` (width ``max_channels``, ``cls_epochs`` epochs) is seeded with
+    ``seed``. The other keys are described there.
+
+    Returns
+    -------
+    dict
+        ``per_group``: test accuracy (%) of every group in code order; ``overall`` (%),
+        ``variance`` (pp², :func:`fairlib.metrics.accuracy_variance`), ``worst`` (%), ``gap``
+        (pp); ``dis_acc``: the discriminator's validation accuracy (%) at the selected epoch
+        (NaN for the vanilla latent); ``val_mse``: the validation reconstruction error of the
+        selected epoch (vanilla: of the last one); ``selected_epoch``; ``probe``: balanced
+        accuracy (%) of a fresh linear probe recovering the group from the test latents
+        (:func:`latent_probe`).
+    """
+    if classifier not in CLASSIFIERS:
+        raise ValueError(f"classifier: expected one of {list(CLASSIFIERS)}, got {classifier!r}")
+    config = {"dataset": dataset, "size": size, "test_per_group": test_per_group, "max_channels": max_channels,
+              "ae_epochs": ae_epochs, "batch_size": batch_size, "lr": lr, "lambda_e": lambda_e,
+              "ramp_steps": ramp_steps, "balance_discriminator": balance_discriminator, "seed": seed,
+              "n_train": n_train, "val_per_group": val_per_group, "val_fraction": val_fraction}
+    data = experiment_data(config)
+    latent = _latent_summary("fader" if classifier == "FaderCNN" else "vanilla", config)
+    z, train_idx, test_idx = latent["latents"], data.train, data.test
+    weights = inverse_frequency_weights(data.groups[train_idx]) if classifier == "SimpleCNN-WL" else None
+    clf = train_latent_classifier(z[train_idx], data.targets[train_idx], n_classes=len(data.target_names),
+                                  sample_weights=weights, width=max_channels, epochs=cls_epochs, seed=seed,
+                                  device=get_device())
+    guess = predict(clf, z[test_idx], output="labels").numpy()
+    report = group_report(data.targets[test_idx], guess, groups=data.groups[test_idx])
+    per_group = report["per_group"].reindex(range(len(data.group_names)))
+    return {"per_group": [float(v) for v in per_group], "overall": report["overall"],
+            "variance": float(report["variance"]), "worst": report["worst"], "gap": report["gap"],
+            "dis_acc": latent["dis_acc"], "val_mse": latent["val_mse"], "selected_epoch": latent["selected_epoch"],
+            "probe": latent["probe"]}
+
+
+def experiment_settings(profile: str) -> dict[str, Any]:
+    """The shared settings of the chapter's runs in a profile (a copy; see :func:`run_classifier`)."""
+    return dict(select(_SETTINGS, profile))
+
+
+def classifier_grid(profile: str, seeds: Sequence[int] = (0,)) -> list[dict]:
+    """SimpleCNN, SimpleCNN-WL and FaderCNN (the paper's Table 1) with the profile's settings."""
+    settings = experiment_settings(profile)
+    return sweep.grid(classifier=list(CLASSIFIERS), **{k: [v] for k, v in settings.items()}, seed=list(seeds))
+
+
+def lambda_grid(profile: str, seeds: Sequence[int] = (0,)) -> list[dict]:
+    """FaderCNN for every final λ_E of the sweep (0: no adversary), the main value included, ascending."""
+    settings = experiment_settings(profile)
+    lambdas = sorted({float(v) for v in select(_LAMBDAS, profile)} | {float(settings.pop("lambda_e"))})
+    return sweep.grid(classifier=["FaderCNN"], lambda_e=lambdas, **{k: [v] for k, v in settings.items()},
+                      seed=list(seeds))
+
+
+sweep.register("06_adversarial_invariance", "classifiers", run_classifier, classifier_grid,
+               "SimpleCNN, SimpleCNN-WL and FaderCNN on frozen latents: per-group test accuracy (Table 1)")
+sweep.register("06_adversarial_invariance", "lambda_sweep", run_classifier, lambda_grid,
+               "FaderCNN and the Fader latent over the final λ_E: invariance, reconstruction and accuracy")
+
+
+# --------------------------------------------------------------------------- figures
+def classifier_table(runs: pd.DataFrame, group_names: Sequence[str], by: str = "classifier") -> pd.DataFrame:
+    """A Table-1-like frame from :func:`run_classifier` rows: one column per value of ``by``.
+
+    Rows: ``All classes``, each group, ``Variance``, ``Worst group``, ``Largest gap``. Rows with
+    the same ``by`` (several seeds) are averaged entry by entry.
+    """
+    index = ["All classes", *group_names, "Variance", "Worst group", "Largest gap"]
+    cols = {}
+    for name, rows in runs.groupby(by, sort=False):
+        values = [[r.overall, *r.per_group, r.variance, r.worst, r.gap] for r in rows.itertuples()]
+        if len(values[0]) != len(index):
+            raise ValueError(f"group_names: {len(group_names)} names for {len(values[0]) - 4} groups")
+        cols[name] = pd.Series(np.mean(values, axis=0), index=index)
+    return pd.DataFrame(cols)

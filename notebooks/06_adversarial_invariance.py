@@ -61,28 +61,20 @@ import torch
 
 import fairlib
 from fairlib import invariance as inv
-from fairlib.notebook import glue, progress
-from fairlib.training import predict
+from fairlib import sweep
+from fairlib.notebook import glue
 
-# quick: SynthFaces at 32×32 (64×64 does not fit the 3-minute CPU budget of the whole chapter
-# with five autoencoders), nets narrowed to a 64×4×4 latent, a few epochs.
-# full: UTKFace at 256×256 with the paper's 512×4×4 latent and split (474 test images per race).
-# Expected full-profile time: roughly 2–4 hours on one recent GPU (an estimate, not measured).
-SETTINGS = {
-    "quick": {"size": 32, "max_channels": 64, "n_train": 3000, "test_per_group": 60, "val_per_group": 30,
-              "ae_epochs": 6, "batch_size": 64, "lr": 1e-3, "lambda_e": 1.0, "ramp_steps": 100,
-              "cls_epochs": 10, "sweep": [0.0, 0.1, 3.0]},
-    "full": {"size": 256, "max_channels": 512, "test_per_group": 474, "val_fraction": 0.1,
-             "ae_epochs": 40, "batch_size": 32, "lr": 2e-4, "lambda_e": 0.01, "ramp_steps": 10_000,
-             "cls_epochs": 30, "sweep": [0.0, 0.001, 0.1]},
-}
-cfg = fairlib.select(SETTINGS, PROFILE)
+# Both experiments' settings live in fairlib.invariance (classifier_grid, lambda_grid). quick:
+# SynthFaces at 32×32, nets narrowed to a 64×4×4 latent, a few epochs. full: UTKFace at 256×256 with
+# the paper's 512×4×4 latent and split, roughly 2–4 hours on one recent GPU (an estimate, not measured).
+CLASSIFIER_RUNS = inv.classifier_grid(PROFILE, seeds=[SEED])
+cfg = CLASSIFIER_RUNS[0]  # the data and autoencoder settings the three classifiers share
 rng = fairlib.seed_everything(SEED)
 NOTE = fairlib.profile_note(PROFILE)
 DEVICE = fairlib.get_device()
 if DEVICE.type == "cpu":
     torch.set_num_threads(1)  # small nets: one thread avoids thrashing on a shared 2-core machine
-print(f"profile={PROFILE} on {DEVICE}: {cfg}")
+print(f"profile={PROFILE} on {DEVICE}:", {k: v for k, v in cfg.items() if k != "classifier"})
 
 # %% [markdown]
 # ## The idea
@@ -145,57 +137,16 @@ print(f"profile={PROFILE} on {DEVICE}: {cfg}")
 # mostly on the majority learns the majority's easy cue and does worse elsewhere.
 
 # %%
-from fairlib.data.synthfaces import PALETTE_LEVELS, render_faces
+# quick: inv.imbalanced_synthfaces (each palette rendered with its style strength, the paper's shares);
+# full: inv.utkface_split. Test first (equal per group), then the validation set, as in the paper.
+data = inv.experiment_data(cfg)
+X, G, T = data.images, data.groups, data.targets
+GROUP_NAMES, TARGET_NAMES = data.group_names, data.target_names
+train_idx, val_idx, test_idx = data.train, data.val, data.test
+counts = data.group_counts()
+counts.style.set_caption(f"Group sizes per split ({NOTE})")
 
-LEVELS = ("P1", "P3", "P5", "P6", "P7")
-TRAIN_SHARE = (0.88, 0.04, 0.035, 0.03, 0.015)  # the paper's class shares
-STYLE_STRENGTH = (1.0, 0.7, 0.6, 0.5, 0.5)  # how visible the target is in each group
-
-
-def synthfaces_imbalanced(cfg, seed):
-    """Render each palette group separately (its own style strength) and split it."""
-    held_out = cfg["test_per_group"] + cfg["val_per_group"]
-    images, groups, targets = [], [], []
-    for k, (level, share, strength) in enumerate(zip(LEVELS, TRAIN_SHARE, STYLE_STRENGTH)):
-        n = int(round(share * cfg["n_train"])) + held_out
-        weights = np.zeros((7, 9, 2))
-        weights[PALETTE_LEVELS.index(level)] = 1.0  # this palette only, all ages and styles
-        x, attrs = render_faces(n, size=cfg["size"], strengths={"style": strength}, group_weights=weights,
-                                seed=seed * 10 + k)
-        images.append(x)
-        groups.append(np.full(n, k))
-        targets.append(attrs["style"].cat.codes.to_numpy())
-    return torch.cat(images), np.concatenate(groups), np.concatenate(targets), list(LEVELS), ["A", "B"]
-
-
-def utkface(cfg):
-    """UTKFace as uint8 256×256 images (a memory map written once); race protected, gender the target."""
-    from fairlib.data import image_tensor, load_dataset
-
-    ds = load_dataset("utkface", "all", size=cfg["size"])
-    images = image_tensor(ds, num_workers=2, show_progress=True)
-    return (images, ds.attributes["race"].cat.codes.to_numpy(), ds.attributes["gender"].cat.codes.to_numpy(),
-            ds.schema["race"], ds.schema["gender"])
-
-
-if PROFILE == "quick":
-    X, G, T, GROUP_NAMES, TARGET_NAMES = synthfaces_imbalanced(cfg, SEED)
-    # test first (equal per group), then an equal-per-group validation set from the rest
-    rest, _, test_idx = inv.stratified_split(G, cfg["test_per_group"], val_fraction=0.0, seed=SEED)
-    train_r, _, val_r = inv.stratified_split(G[rest], cfg["val_per_group"], val_fraction=0.0, seed=SEED)
-    train_idx, val_idx = rest[train_r], rest[val_r]
-else:
-    X, G, T, GROUP_NAMES, TARGET_NAMES = utkface(cfg)
-    # the paper: 474 test images per race, then 10% of the rest for validation
-    train_idx, val_idx, test_idx = inv.stratified_split(G, cfg["test_per_group"],
-                                                        val_fraction=cfg["val_fraction"], seed=SEED)
-
-counts = pd.DataFrame({split: pd.Series(G[idx]).map(dict(enumerate(GROUP_NAMES))).value_counts()
-                       for split, idx in (("train", train_idx), ("validation", val_idx), ("test", test_idx))})
-counts["train share (%)"] = (100 * counts["train"] / counts["train"].sum()).round(1)
-counts.loc[GROUP_NAMES].style.set_caption(f"Group sizes per split ({NOTE})")
-
-# %%
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(2, 5, figsize=(8, 3.5))
 for k in range(5):
     for j in range(2):
@@ -219,29 +170,20 @@ plt.show()
 # keep the weights with the lowest discriminator accuracy.
 
 # %%
-common = dict(epochs=cfg["ae_epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"], seed=SEED, device=DEVICE)
-fairlib.seed_everything(SEED)
-vanilla = inv.VanillaAutoencoder(cfg["size"], max_channels=cfg["max_channels"])
-vanilla_history = inv.train_autoencoder(vanilla, X[train_idx], **common)
-
-
-def train_fader_net(lambda_e):
-    fairlib.seed_everything(SEED)
-    net = inv.FaderNet(cfg["size"], len(GROUP_NAMES), max_channels=cfg["max_channels"])
-    history = inv.train_fader(net, X[train_idx], G[train_idx], lambda_e=lambda_e, ramp_steps=cfg["ramp_steps"],
-                              val=(X[val_idx], G[val_idx]), balance_discriminator=True, **common)
-    return net, history
-
-
-fader, fader_history = train_fader_net(cfg["lambda_e"])
+# Trained once and kept in memory: the classifier runs below reuse these two autoencoders.
+vanilla, vanilla_history = inv.experiment_autoencoder("vanilla", cfg)
+fader, fader_history = inv.experiment_autoencoder("fader", cfg)
+selected = fader_history[fader_history.selected].iloc[0]
+glue("dis_acc_selected", 100 * float(selected.dis_acc))
+glue("selected_epoch", int(selected.epoch))
 fader_history.round(3)
 
-# %%
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
 axes[0].plot(fader_history.epoch, 100 * fader_history.dis_acc, marker="o", label="discriminator (validation)")
 axes[0].axhline(100 / len(GROUP_NAMES), color="gray", ls=":", label="chance")
-sel = fader_history[fader_history.selected]
-axes[0].scatter(sel.epoch, 100 * sel.dis_acc, s=150, facecolors="none", edgecolors="C3", label="selected")
+axes[0].scatter([selected.epoch], [100 * selected.dis_acc], s=150, facecolors="none", edgecolors="C3",
+                label="selected")
 axes[0].set(xlabel="epoch", ylabel="accuracy (%)", title="discriminator accuracy")
 axes[0].legend(fontsize=8)
 axes[1].plot(fader_history.epoch, fader_history.train_mse, marker="o", label="Fader, train")
@@ -252,8 +194,6 @@ axes[1].legend(fontsize=8)
 fig.suptitle(f"Fader training, λ_E = {cfg['lambda_e']} ({NOTE})", fontsize=9)
 fig.tight_layout()
 plt.show()
-glue("dis_acc_selected", 100 * float(sel.dis_acc.iloc[0]))
-glue("selected_epoch", int(sel.epoch.iloc[0]))
 
 # %% [markdown]
 # The discriminator's validation accuracy at the selected epoch ({glue:text}`selected_epoch`) is
@@ -266,25 +206,21 @@ glue("selected_epoch", int(sel.epoch.iloc[0]))
 # decoding one latent with each of the five attribute values should repaint the palette and keep
 # the rest. Rows: one test image per group; columns: the attribute given to the decoder.
 
-# %%
-with torch.no_grad():
-    rows = [test_idx[G[test_idx] == k][0] for k in range(len(GROUP_NAMES))]
-    x = inv.to_unit_range(X[rows]).to(DEVICE)
-    fader.eval()
-    z = fader.encode(x)
-    swapped = [fader.decode(z, torch.full((len(rows),), a, device=DEVICE)).cpu() for a in range(len(GROUP_NAMES))]
-    vanilla_rec = vanilla(x).cpu()
-show = lambda t: ((t.permute(1, 2, 0).numpy() + 1) / 2).clip(0, 1)  # noqa: E731
+# %% tags=["hide-input"]
 n = len(GROUP_NAMES)
+rows = [test_idx[G[test_idx] == k][0] for k in range(n)]
+with torch.no_grad():
+    x = inv.to_unit_range(X[rows]).to(DEVICE)
+    z = fader.eval().encode(x)
+    panels = [("input", x), ("vanilla", vanilla.eval()(x))]
+    panels += [(f"as {GROUP_NAMES[a]}", fader.decode(z, torch.full((n,), a, device=DEVICE))) for a in range(n)]
 fig, axes = plt.subplots(n, n + 2, figsize=(1.3 * (n + 2), 1.35 * n))
-for r in range(n):
-    panels = [("input", x[r].cpu()), ("vanilla", vanilla_rec[r])]
-    panels += [(f"as {GROUP_NAMES[a]}", swapped[a][r]) for a in range(n)]
-    for c, (title, img) in enumerate(panels):
-        axes[r, c].imshow(show(img))
+for c, (title, images) in enumerate(panels):
+    pictures = ((images.cpu().permute(0, 2, 3, 1).numpy() + 1) / 2).clip(0, 1)
+    axes[0, c].set_title(title, fontsize=8)
+    for r in range(n):
+        axes[r, c].imshow(pictures[r])
         axes[r, c].axis("off")
-        if r == 0:
-            axes[r, c].set_title(title, fontsize=8)
 fig.suptitle(f"Fader reconstructions with the attribute swapped ({NOTE})", fontsize=9)
 fig.tight_layout()
 plt.show()
@@ -292,41 +228,33 @@ plt.show()
 # %% [markdown]
 # ## Three classifiers on frozen latents
 #
-# We encode every image once (no gradient), then train the three classifiers on the training
-# latents and evaluate them on the test set, which has the same number of images per group.
+# Each classifier is one run of `inv.run_classifier`: it encodes every image once (no gradient),
+# trains the classifier on the training latents and evaluates it on the test set, which has the
+# same number of images per group. The three runs are one sweep (`fairlib.sweep.run`): a list of
+# configurations, one per classifier, and one row of results per configuration.
 
 # %%
-def latents(model):
-    return inv.encode(model, X, device=DEVICE)
-
-
-Z_vanilla, Z_fader = latents(vanilla), latents(fader)
 wl = inv.inverse_frequency_weights(G[train_idx])
 print("SimpleCNN-WL weights per group:",
       {GROUP_NAMES[k]: round(float(wl[G[train_idx] == k][0]), 2) for k in range(len(GROUP_NAMES))})
-
-
-def classify(Z, weights=None):
-    fairlib.seed_everything(SEED)
-    clf = inv.train_latent_classifier(Z[train_idx], T[train_idx], sample_weights=weights, width=cfg["max_channels"],
-                                      epochs=cfg["cls_epochs"], seed=SEED, device=DEVICE)
-    return T[test_idx], predict(clf, Z[test_idx], output="labels").numpy(), G[test_idx]
-
-
-results = {"SimpleCNN": classify(Z_vanilla), "SimpleCNN-WL": classify(Z_vanilla, wl), "FaderCNN": classify(Z_fader)}
-table = inv.comparison_table(results, GROUP_NAMES)
-for model in results:
+classifiers = sweep.run(inv.run_classifier, CLASSIFIER_RUNS,
+                        store=sweep.default_store("06_adversarial_invariance", "classifiers"))
+table = inv.classifier_table(classifiers, GROUP_NAMES)
+for model in table.columns:
     glue(f"var_{model}", table.loc["Variance", model])
     glue(f"overall_{model}", table.loc["All classes", model])
     glue(f"worst_{model}", table.loc["Worst group", model])
+p = table.loc["All classes", "SimpleCNN"] / 100
+glue("test_per_group", cfg["test_per_group"])
+glue("noise_floor", 1e4 * p * (1 - p) / cfg["test_per_group"])
 table.style.format(precision=2).set_caption(
     f"Test accuracy (%) per group, variance (pp²), worst group and gap ({NOTE})")
 
-# %%
+# %% tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(7, 3.3))
 per_group = table.loc[GROUP_NAMES]
 per_group.plot.bar(ax=ax, rot=0)
-shares = ", ".join(f"{100 * s:g}%" for s in TRAIN_SHARE)
+shares = ", ".join(f"{s:g}%" for s in counts["train share (%)"])
 ax.set(ylabel="test accuracy (%)", xlabel=f"group (training share: {shares})",
        ylim=(max(0, per_group.min().min() - 15), 100))
 ax.set_title(f"Per-group accuracy of the three classifiers ({NOTE})", fontsize=9)
@@ -338,66 +266,67 @@ plt.show()
 # SimpleCNN's per-group accuracies have a variance of {glue:text}`var_SimpleCNN:.1f` pp²,
 # SimpleCNN-WL's {glue:text}`var_SimpleCNN-WL:.1f` and FaderCNN's {glue:text}`var_FaderCNN:.1f`; their
 # overall accuracies are {glue:text}`overall_SimpleCNN:.1f`%, {glue:text}`overall_SimpleCNN-WL:.1f`%
-# and {glue:text}`overall_FaderCNN:.1f`%. With 60 test images per group, sampling noise alone gives
-# a variance of the order of $10^4 p(1-p)/60$ pp² (Chapter 1), i.e. tens of pp² here, so only large
-# differences between these variances mean anything in the quick profile.
+# and {glue:text}`overall_FaderCNN:.1f`%. With $n$ = {glue:text}`test_per_group` test images per group,
+# sampling noise alone gives a variance of the order of $10^4 p(1-p)/n$ pp² (Chapter 1), about
+# {glue:text}`noise_floor:.0f` pp² at SimpleCNN's overall accuracy $p$, so only large differences
+# between these variances mean anything in the quick profile.
 #
 # ## Is the latent really invariant? A fresh probe
 #
 # The training discriminator is a biased judge: the encoder was optimised against *that*
 # network. A fairer check trains a **new** classifier, a logistic regression on the flattened
 # latents, to recover the protected attribute on the test set (equal group sizes, 5-fold
-# cross-validation, balanced accuracy; chance is 20%).
+# cross-validation, balanced accuracy; chance is 20%). Every run above reports it for its latent
+# (column `probe`).
 
 # %%
-probe_vanilla = inv.latent_probe(Z_vanilla[test_idx], G[test_idx], seed=SEED)
-probe_fader = inv.latent_probe(Z_fader[test_idx], G[test_idx], seed=SEED)
-glue("probe_vanilla", 100 * probe_vanilla)
-glue("probe_fader", 100 * probe_fader)
-print(f"probe balanced accuracy: vanilla latent {100 * probe_vanilla:.1f}%, Fader latent {100 * probe_fader:.1f}%")
+probes = classifiers.set_index("classifier")["probe"]
+probe_vanilla, probe_fader = probes["SimpleCNN"], probes["FaderCNN"]
+glue("probe_vanilla", probe_vanilla)
+glue("probe_fader", probe_fader)
+glue("probe_verdict", "removed part of the" if probe_fader < probe_vanilla else "did not remove the")
+print(f"probe balanced accuracy: vanilla latent {probe_vanilla:.1f}%, Fader latent {probe_fader:.1f}%")
 
 # %% [markdown]
 # A fresh linear probe recovers the palette from the vanilla latent with a balanced accuracy of
 # {glue:text}`probe_vanilla:.1f`% and from the Fader latent with {glue:text}`probe_fader:.1f`%
-# (chance: 20%). The adversary removed *linearly readable* palette information; a probe that is
-# near chance does not prove that no information is left, only that this probe cannot find it
-# (try a non-linear probe in the exercises).
+# (chance: 20%). The adversary {glue:text}`probe_verdict` *linearly readable* palette
+# information; a probe that is near chance does not prove that no information is left, only that
+# this probe cannot find it (try a non-linear probe in the exercises).
 #
 # ## The trade-off: sweeping $\lambda_E$
 #
 # We retrain the Fader Network with other final values of $\lambda_E$ (0 means no adversary: an
 # attribute-conditioned autoencoder) and record reconstruction, the probe, and the classifier's
-# accuracy, variance and worst group.
+# accuracy, variance and worst group: the same run function on another grid (`inv.lambda_grid`).
+# The run at the main $\lambda_E$ reuses the Fader net trained above.
 
 # %%
-sweep_rows = []
-runs = {cfg["lambda_e"]: (fader, fader_history)}
-for lam in progress(cfg["sweep"], desc="λ_E sweep"):
-    runs[lam] = train_fader_net(lam)
-for lam in sorted(runs):
-    net, hist = runs[lam]
-    Z = Z_fader if lam == cfg["lambda_e"] else latents(net)
-    y_true, y_pred, g = results["FaderCNN"] if lam == cfg["lambda_e"] else classify(Z)
-    rep = inv.group_report(y_true, y_pred, groups=g)
-    sweep_rows.append({"lambda_E": lam, "val_mse": float(hist.loc[hist.selected, "val_mse"].iloc[0]),
-                       "dis_acc": 100 * float(hist.loc[hist.selected, "dis_acc"].iloc[0]),
-                       "probe": 100 * inv.latent_probe(Z[test_idx], G[test_idx], seed=SEED),
-                       "overall": rep["overall"], "variance": rep["variance"], "worst": rep["worst"]})
-sweep = pd.DataFrame(sweep_rows).set_index("lambda_E")
-sweep.style.format(precision=2).set_caption(f"λ_E sweep: Fader latent and FaderCNN on the test set ({NOTE})")
+lambda_runs = sweep.run(inv.run_classifier, inv.lambda_grid(PROFILE, seeds=[SEED]),
+                        store=sweep.default_store("06_adversarial_invariance", "lambda_sweep"))
+trade_off = lambda_runs.set_index("lambda_e").rename_axis("lambda_E")
+trade_off = trade_off[["val_mse", "dis_acc", "probe", "overall", "variance", "worst"]]
+ends = trade_off.iloc[[0, -1]]
+glue("lambda_max", f"{trade_off.index[-1]:g}")
+glue("probe_lambda0", ends.probe.iloc[0])
+glue("probe_lambdamax", ends.probe.iloc[1])
+glue("probe_trend", "falls" if ends.probe.iloc[1] < ends.probe.iloc[0] else "does not fall")
+glue("mse_trend", "rises" if ends.val_mse.iloc[1] > ends.val_mse.iloc[0] else "does not rise")
+trade_off.style.format(precision=2).set_caption(
+    f"λ_E sweep: Fader latent and FaderCNN on the test set ({NOTE})")
 
-# %%
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 3, figsize=(12, 3.3))
-xs = np.arange(len(sweep))
-labels = [f"{v:g}" for v in sweep.index]
-axes[0].plot(xs, sweep.probe, marker="o", label="fresh probe")
-axes[0].plot(xs, sweep.dis_acc, marker="s", label="discriminator")
+xs = np.arange(len(trade_off))
+labels = [f"{v:g}" for v in trade_off.index]
+axes[0].plot(xs, trade_off.probe, marker="o", label="fresh probe")
+axes[0].plot(xs, trade_off.dis_acc, marker="s", label="discriminator")
 axes[0].axhline(20, color="gray", ls=":", label="chance")
 axes[0].set(ylabel="attribute recovered (%)", title="invariance")
-axes[1].plot(xs, sweep.overall, marker="o", label="overall")
-axes[1].plot(xs, sweep.worst, marker="s", label="worst group")
+axes[1].plot(xs, trade_off.overall, marker="o", label="overall")
+axes[1].plot(xs, trade_off.worst, marker="s", label="worst group")
 axes[1].set(ylabel="test accuracy (%)", title="accuracy")
-axes[2].plot(xs, sweep.variance, marker="o", color="C3")
+axes[2].plot(xs, trade_off.variance, marker="o", color="C3")
 axes[2].set(ylabel="variance (pp²)", title="accuracy variance")
 for ax in axes:
     ax.set_xticks(xs, labels)
@@ -410,9 +339,11 @@ plt.show()
 
 # %% [markdown]
 # Reading the sweep: a larger $\lambda_E$ should push the probe toward chance and raise the
-# reconstruction error; whether accuracy and variance follow is an empirical question, and in a
-# short, small run the curves are noisy. Look at *all three* panels before calling a setting
-# fairer.
+# reconstruction error. Here, from $\lambda_E = 0$ to {glue:text}`lambda_max`, the probe
+# {glue:text}`probe_trend` ({glue:text}`probe_lambda0:.1f`% → {glue:text}`probe_lambdamax:.1f`%) and the
+# validation error {glue:text}`mse_trend`. Whether accuracy and variance follow is an empirical
+# question, and in a short, small run the curves are noisy. Look at *all three* panels before
+# calling a setting fairer.
 #
 # ```{admonition} What the variance hides
 # :class: warning
@@ -452,9 +383,9 @@ compare.style.format(precision=2).set_caption(
 # (FaderCNN), a drop of about 41%, while overall accuracy falls from 89.51% to 84.83%. The paper
 # itself notes that its discriminator was still at 61% when training stopped. Our quick run gives
 # variances of {glue:text}`var_SimpleCNN:.1f`, {glue:text}`var_SimpleCNN-WL:.1f` and
-# {glue:text}`var_FaderCNN:.1f` pp² with 60 test images per group, so its sampling noise is far
-# larger than the paper's (474 per group); the one measurement that is clear here is the probe:
-# the adversary removes linearly readable attribute information
+# {glue:text}`var_FaderCNN:.1f` pp² with {glue:text}`test_per_group` test images per group, so its
+# sampling noise is far larger than the paper's (474 per group); the clearest measurement here is
+# the probe: the adversary {glue:text}`probe_verdict` linearly readable attribute information
 # ({glue:text}`probe_vanilla:.1f`% → {glue:text}`probe_fader:.1f`%).
 
 # %% [markdown]
@@ -495,7 +426,8 @@ compare.style.format(precision=2).set_caption(
 # :label: ex-inv-noise
 # Using Chapter 1's noise floor $10^4 p(1-p)/n$ pp², estimate how many test images per group the
 # quick profile would need before a difference between two variances of the size we observe is
-# larger than the sampling noise. Then rerun with `test_per_group` doubled.
+# larger than the sampling noise. Then rerun with `test_per_group` doubled: pass
+# `[{**c, "test_per_group": 120} for c in CLASSIFIER_RUNS]` to `sweep.run(inv.run_classifier, ...)`.
 # :::
 #
 # :::{solution} ex-inv-noise
@@ -507,9 +439,10 @@ compare.style.format(precision=2).set_caption(
 #
 # :::{exercise}
 # :label: ex-inv-unbalanced-dis
-# Train the Fader Network with `balance_discriminator=False`. Plot the discriminator accuracy on
-# the (balanced) validation set and on the (imbalanced) training set. Which number would you use
-# for model selection, and why?
+# Train the Fader Network with `balance_discriminator=False`
+# (`inv.experiment_autoencoder("fader", {**cfg, "balance_discriminator": False})`). Plot the
+# discriminator accuracy on the (balanced) validation set and on the (imbalanced) training set.
+# Which number would you use for model selection, and why?
 # :::
 #
 # :::{solution} ex-inv-unbalanced-dis

@@ -2,28 +2,42 @@
 
 from __future__ import annotations
 
+import inspect
+import math
+
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch.nn import functional as F
 
-from fairlib import metrics
+from fairlib import invariance, metrics, sweep
 from fairlib.data.groups import GroupTooSmallError
 from fairlib.invariance import (
+    CLASSIFIERS,
+    PAPER_TRAIN_SHARE,
     FaderNet,
     LatentCNN,
     VanillaAutoencoder,
     autoencoder_step,
+    classifier_grid,
+    classifier_table,
     comparison_table,
     discriminator_step,
     encoder_channels,
+    experiment_autoencoder,
+    experiment_data,
+    imbalanced_synthfaces,
     inverse_frequency_weights,
+    lambda_grid,
     lambda_schedule,
     latent_probe,
     other_attribute,
+    run_classifier,
     stratified_split,
     to_unit_range,
     train_fader,
+    utkface_split,
 )
 
 
@@ -228,3 +242,126 @@ def test_latent_probe_finds_a_planted_signal_and_not_noise():
 
 def test_latent_cnn_shape():
     assert LatentCNN(32, 2, width=32)(torch.zeros(3, 32, 4, 4)).shape == (3, 2)
+
+
+# --------------------------------------------------------------------------- the chapter's data and experiments
+def test_imbalanced_synthfaces_keeps_the_shares_and_splits_equal_held_out_groups():
+    data = imbalanced_synthfaces(200, test_per_group=4, val_per_group=3, size=16, seed=1)
+    n = len(data.groups)
+    assert data.images.shape == (n, 3, 16, 16) and data.images.dtype == torch.uint8
+    assert data.group_names == ["P1", "P3", "P5", "P6", "P7"] and data.target_names == ["A", "B"]
+    assert set(np.unique(data.targets)) <= {0, 1}
+    assert np.bincount(data.groups[data.test]).tolist() == [4] * 5
+    assert np.bincount(data.groups[data.val]).tolist() == [3] * 5
+    assert np.bincount(data.groups[data.train]).tolist() == [round(s * 200) for s in PAPER_TRAIN_SHARE]
+    parts = np.concatenate([data.train, data.val, data.test])
+    assert sorted(parts.tolist()) == list(range(n))  # disjoint and complete
+    counts = data.group_counts()
+    assert counts.loc["P1", "train"] == 176 and counts.loc["P7", "test"] == 4
+    assert counts["train share (%)"].tolist() == [88.0, 4.0, 3.5, 3.0, 1.5]
+    again = imbalanced_synthfaces(200, test_per_group=4, val_per_group=3, size=16, seed=1)
+    assert torch.equal(again.images, data.images) and np.array_equal(again.test, data.test)
+
+
+def test_imbalanced_synthfaces_checks_its_groups():
+    with pytest.raises(ValueError, match="one entry per group"):
+        imbalanced_synthfaces(100, levels=("P1", "P2"), train_share=(0.5, 0.5), style_strength=(1.0,))
+    with pytest.raises(ValueError, match="unknown palette"):
+        imbalanced_synthfaces(100, levels=("P1", "Q9"), train_share=(0.5, 0.5), style_strength=(1.0, 1.0))
+
+
+def test_utkface_split_reads_race_and_gender_from_file_names(tmp_path, monkeypatch):
+    from PIL import Image
+
+    monkeypatch.setenv("FAIRLIB_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "utkface" / "UTKFace"
+    folder.mkdir(parents=True)
+    for race in range(5):
+        for i in range(4):
+            Image.new("RGB", (20, 20), (40 * race, 10 * i, 0)).save(
+                folder / f"{20 + i}_{i % 2}_{race}_2017011617452{race}{i}.jpg", quality=95)
+    data = utkface_split(test_per_group=2, val_fraction=0.5, size=16, root=tmp_path, show_progress=False)
+    assert data.group_names == ["White", "Black", "Asian", "Indian", "Others"]
+    assert data.target_names == ["Male", "Female"]
+    assert data.images.shape == (20, 3, 16, 16) and data.images.dtype == torch.uint8
+    assert np.bincount(data.groups[data.test]).tolist() == [2] * 5
+    assert len(data.val) == 5 and len(data.train) == 5
+    assert np.bincount(data.targets).tolist() == [10, 10]
+
+
+def test_grids_hold_the_profiles_settings():
+    quick, full = classifier_grid("quick"), classifier_grid("full", seeds=[0, 1])
+    assert [c["classifier"] for c in quick] == list(CLASSIFIERS)
+    assert {c["dataset"] for c in quick} == {"synthfaces"} and {c["dataset"] for c in full} == {"utkface"}
+    assert len(full) == 6 and {c["seed"] for c in full} == {0, 1}
+    assert full[0]["test_per_group"] == 474 and full[0]["size"] == 256 and full[0]["max_channels"] == 512
+    lambdas = lambda_grid("quick")
+    assert [c["lambda_e"] for c in lambdas] == [0.0, 0.1, 1.0, 3.0]  # the main value (1.0) included
+    assert {c["classifier"] for c in lambdas} == {"FaderCNN"}
+    assert quick[2] == next(c for c in lambdas if c["lambda_e"] == quick[2]["lambda_e"])
+    signature = inspect.signature(run_classifier)
+    for config in quick + full + lambdas + lambda_grid("full"):
+        signature.bind(**config)  # every key is an argument, none is missing
+        sweep.config_key(config)  # JSON-serialisable
+    registered = sweep.experiments("06_adversarial_invariance")
+    assert {"classifiers", "lambda_sweep"} <= set(registered)
+    assert registered["classifiers"].fn is run_classifier
+    assert registered["lambda_sweep"].configs("quick") == lambdas
+
+
+TINY = {"dataset": "synthfaces", "size": 16, "n_train": 120, "test_per_group": 5, "val_per_group": 2,
+        "max_channels": 32, "ae_epochs": 1, "batch_size": 32, "lr": 1e-3, "lambda_e": 1.0, "ramp_steps": 2,
+        "balance_discriminator": True, "cls_epochs": 1, "seed": 0}
+
+
+def test_run_classifier_scores_every_group_and_shares_the_latents(tmp_path):
+    configs = sweep.grid(classifier=list(CLASSIFIERS), **{k: [v] for k, v in TINY.items()})
+    rows = sweep.run(run_classifier, configs, store=tmp_path, progress=False).set_index("classifier")
+    for _, row in rows.iterrows():
+        acc = np.array(row.per_group)
+        assert len(acc) == 5 and ((acc >= 0) & (acc <= 100)).all()
+        assert row.overall == pytest.approx(acc.mean())  # equal test groups: overall is the mean
+        assert row.variance == pytest.approx(np.var(acc, ddof=1))
+        assert row.worst == pytest.approx(acc.min()) and row.gap == pytest.approx(acc.max() - acc.min())
+        assert 0 <= row.probe <= 100 and row.val_mse > 0 and row.selected_epoch == 1
+    assert math.isnan(rows.loc["SimpleCNN", "dis_acc"]) and 0 <= rows.loc["FaderCNN", "dis_acc"] <= 100
+    # SimpleCNN and SimpleCNN-WL classify the same vanilla latent
+    assert rows.loc["SimpleCNN", "probe"] == rows.loc["SimpleCNN-WL", "probe"]
+    assert rows.loc["SimpleCNN", "val_mse"] == rows.loc["SimpleCNN-WL", "val_mse"]
+    # with empty caches (a fresh process) the run gives the same numbers
+    invariance._AE_CACHE.clear()
+    invariance._DATA_CACHE.clear()
+    again = run_classifier("FaderCNN", **TINY)
+    assert again["per_group"] == pytest.approx(rows.loc["FaderCNN", "per_group"])
+    assert again["probe"] == pytest.approx(rows.loc["FaderCNN", "probe"])
+    with pytest.raises(ValueError, match="classifier"):
+        run_classifier("ResNet", **TINY)
+
+
+def test_experiment_autoencoder_trains_once_per_setting():
+    vanilla, history = experiment_autoencoder("vanilla", TINY, show_progress=False)
+    assert experiment_autoencoder("vanilla", {**TINY, "lambda_e": 3.0}, show_progress=False)[0] is vanilla
+    fader, fader_history = experiment_autoencoder("fader", TINY, show_progress=False)
+    assert isinstance(fader, FaderNet) and fader_history["selected"].sum() == 1
+    assert experiment_autoencoder("fader", dict(TINY), show_progress=False)[0] is fader
+    assert experiment_autoencoder("fader", {**TINY, "lambda_e": 0.5}, show_progress=False)[0] is not fader
+    assert list(history.columns) == ["epoch", "train_mse"]
+    assert experiment_data(TINY).images.shape[-1] == 16
+    with pytest.raises(ValueError, match="kind"):
+        experiment_autoencoder("vae", TINY)
+    with pytest.raises(ValueError, match="dataset"):
+        experiment_data({**TINY, "dataset": "mnist"})
+
+
+def test_classifier_table_averages_seeds():
+    runs = pd.DataFrame({
+        "classifier": ["A", "A", "B"], "seed": [0, 1, 0],
+        "per_group": [[80.0, 60.0], [90.0, 70.0], [50.0, 50.0]], "overall": [70.0, 80.0, 50.0],
+        "variance": [200.0, 200.0, 0.0], "worst": [60.0, 70.0, 50.0], "gap": [20.0, 20.0, 0.0]})
+    table = classifier_table(runs, ["g0", "g1"])
+    assert list(table.columns) == ["A", "B"]
+    assert list(table.index) == ["All classes", "g0", "g1", "Variance", "Worst group", "Largest gap"]
+    assert table["A"].tolist() == [75.0, 85.0, 65.0, 200.0, 65.0, 20.0]
+    assert table.loc["g1", "B"] == 50.0
+    with pytest.raises(ValueError, match="group_names"):
+        classifier_table(runs, ["g0"])
