@@ -31,17 +31,21 @@ Fine-tuning helpers (:func:`fine_tune`, :func:`transfer_run`) train a copy of a 
 new head, either as a linear probe (frozen backbone, batch-norm statistics frozen too) or in full,
 and score the associations before and after. Canonical-set builders: SynthFaces scenes
 (:func:`scene_canonical_sets`, quick profile) and COCO val2017 images and captions
-(:func:`coco_canonical_sets`, full profile).
+(:func:`coco_canonical_sets`, full profile, read through ``fairlib.data.load_dataset("coco")``);
+:func:`coco_multilabel` is the full profile's fine-tuning target, without the canonical images.
+
+Chapter 7's experiment is :func:`run_transfer` (one fine-tuning run: BTS, its interval, the
+scores before and after, the counts of threshold crossings) over :func:`transfer_grid`; its
+cached first step :func:`transfer_setup` builds the data, pretrains (quick) or loads (full) the
+backbone and scores it; :func:`scene_transfer_data` builds the quick profile's scenes.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -51,9 +55,11 @@ from scipy import stats
 from torch import nn
 from torch.nn import functional as F
 
+from fairlib import sweep
 from fairlib._validation import positive_int, to_numpy
 from fairlib.activations import capture_activations
 from fairlib.config import get_device
+from fairlib.data.coco import MAN_WORDS, WOMAN_WORDS, multilabel_targets
 from fairlib.metrics import bias_transfer_score
 from fairlib.training import Callback, TrainState, supervised_step, train
 
@@ -74,6 +80,16 @@ __all__ = [
     "fine_tune",
     "TransferResult",
     "transfer_run",
+    "planted_association",
+    "cooccurrence_tables",
+    "SceneTransferData",
+    "scene_transfer_data",
+    "TransferSetup",
+    "transfer_setup",
+    "transfer_target",
+    "run_transfer",
+    "transfer_grid",
+    "run_table",
 ]
 
 ArrayLike = Any  # numpy array or torch tensor
@@ -98,6 +114,11 @@ class CanonicalSets:
         may be empty when a source has no such images.
     names
         Display names of the two attribute values, e.g. ``("man", "woman")``.
+    ids
+        Set name -> the ids of its images, in the order of the tensors: ``"attribute_a"``,
+        ``"attribute_b"``, ``"concept:<c>"``, ``"paired_a:<c>"``, ``"paired_b:<c>"``. COCO image
+        ids for :func:`coco_canonical_sets` (so that a fine-tuning target can leave them out,
+        :meth:`all_ids`); row indices into the rendered sets for :func:`scene_canonical_sets`.
     """
 
     concepts: dict[str, torch.Tensor]
@@ -106,6 +127,7 @@ class CanonicalSets:
     paired_a: dict[str, torch.Tensor] = field(default_factory=dict)
     paired_b: dict[str, torch.Tensor] = field(default_factory=dict)
     names: tuple[str, str] = ("a", "b")
+    ids: dict[str, list[int]] = field(default_factory=dict)
 
     def sizes(self) -> pd.DataFrame:
         """Images per concept and set: one row per concept."""
@@ -113,6 +135,18 @@ class CanonicalSets:
                     f"with {self.names[1]}": len(self.paired_b.get(c, ()))}
                 for c, x in self.concepts.items()}
         return pd.DataFrame(rows).T
+
+    def all_ids(self) -> list[int]:
+        """Every image id of every set, sorted, each once (e.g. ``exclude=`` of :func:`coco_multilabel`)."""
+        return sorted({int(i) for v in self.ids.values() for i in v})
+
+
+def _set_ids(concepts: Mapping[str, Sequence[int]], a: Sequence[int], b: Sequence[int],
+             paired_a: Mapping[str, Sequence[int]], paired_b: Mapping[str, Sequence[int]]) -> dict[str, list[int]]:
+    out = {"attribute_a": [int(i) for i in a], "attribute_b": [int(i) for i in b]}
+    for prefix, sets in (("concept", concepts), ("paired_a", paired_a), ("paired_b", paired_b)):
+        out.update({f"{prefix}:{c}": [int(i) for i in v] for c, v in sets.items()})
+    return out
 
 
 def scene_canonical_sets(n: int, *, n_objects: int = 8, size: int = 32, seed: int = 0) -> CanonicalSets:
@@ -122,7 +156,7 @@ def scene_canonical_sets(n: int, *, n_objects: int = 8, size: int = 32, seed: in
     attribute is the figure's style (A = value ``a``, B = value ``b``; ``n // 2`` figures each,
     no icon); paired sets show the icon beside a figure of each style. The renderer matches the
     sets index by index (same background, lighting, pose, placement), so they differ only in
-    what is drawn.
+    what is drawn. ``ids`` holds each set's row indices into the rendered sets.
     """
     from fairlib.data.synthfaces import OBJECT_NAMES, canonical_sets
 
@@ -131,61 +165,19 @@ def scene_canonical_sets(n: int, *, n_objects: int = 8, size: int = 32, seed: in
     sty_imgs, sty_attr = raw["style_alone"]
     codes = obj_attr["object"].cat.codes.to_numpy()
     names = OBJECT_NAMES[:n_objects]
-    concepts = {names[k]: obj_imgs[torch.from_numpy(np.flatnonzero(codes == k))] for k in range(n_objects)}
-    paired_a = {names[k]: raw["object_with_A"][0][torch.from_numpy(np.flatnonzero(codes == k))]
-                for k in range(n_objects)}
-    paired_b = {names[k]: raw["object_with_B"][0][torch.from_numpy(np.flatnonzero(codes == k))]
-                for k in range(n_objects)}
+    rows = {names[k]: np.flatnonzero(codes == k) for k in range(n_objects)}
+    concepts = {c: obj_imgs[torch.from_numpy(r)] for c, r in rows.items()}
+    paired_a = {c: raw["object_with_A"][0][torch.from_numpy(r)] for c, r in rows.items()}
+    paired_b = {c: raw["object_with_B"][0][torch.from_numpy(r)] for c, r in rows.items()}
     style = sty_attr["style"].astype(str).to_numpy()
-    return CanonicalSets(concepts, sty_imgs[torch.from_numpy(np.flatnonzero(style == "A"))],
-                         sty_imgs[torch.from_numpy(np.flatnonzero(style == "B"))],
-                         paired_a, paired_b, names=("style A", "style B"))
-
-
-#: Caption words that mark a person as a man / a woman (lower case, whole words).
-MAN_WORDS: tuple[str, ...] = ("man", "men", "boy", "boys", "male", "gentleman", "gentlemen", "guy", "guys")
-WOMAN_WORDS: tuple[str, ...] = ("woman", "women", "girl", "girls", "female", "lady", "ladies")
-
-
-def _coco_files(directory: str | Path, split: str, kinds: Sequence[str]) -> tuple[Path, dict[str, Path]]:
-    from fairlib.data.paths import DatasetNotFoundError
-
-    root = Path(directory).expanduser()
-    files = {k: root / "annotations" / f"{k}_{split}.json" for k in kinds}
-    for f in files.values():
-        if not f.is_file():
-            raise DatasetNotFoundError("coco", root, f"annotations/{f.name}", root.parent)
-    if not (root / split).is_dir():
-        raise DatasetNotFoundError("coco", root, f"image folder {split}/", root.parent)
-    return root, files
-
-
-def _load_images(paths: Sequence[Path], size: int) -> torch.Tensor:
-    """Read images as RGB, scale them to ``size x size`` (no crop) -> uint8 ``(n, 3, size, size)``."""
-    from PIL import Image
-
-    out = torch.empty((len(paths), 3, size, size), dtype=torch.uint8)
-    for i, p in enumerate(paths):
-        with Image.open(p) as im:
-            arr = np.asarray(im.convert("RGB").resize((size, size), Image.BILINEAR))
-        out[i] = torch.from_numpy(arr.copy()).permute(2, 0, 1)
-    return out
-
-
-def _gender_of_captions(captions: Sequence[str]) -> str | None:
-    words = set()
-    for c in captions:
-        words.update(re.findall(r"[a-z]+", c.lower()))
-    man, woman = bool(words & set(MAN_WORDS)), bool(words & set(WOMAN_WORDS))
-    if man and not woman:
-        return "man"
-    if woman and not man:
-        return "woman"
-    return None  # no gendered word, or both: ambiguous, left out
+    rows_a, rows_b = np.flatnonzero(style == "A"), np.flatnonzero(style == "B")
+    return CanonicalSets(concepts, sty_imgs[torch.from_numpy(rows_a)], sty_imgs[torch.from_numpy(rows_b)],
+                         paired_a, paired_b, names=("style A", "style B"),
+                         ids=_set_ids(rows, rows_a, rows_b, rows, rows))
 
 
 def coco_canonical_sets(
-    directory: str | Path,
+    root: Any = None,
     *,
     split: str = "val2017",
     categories: Sequence[str] | None = None,
@@ -196,10 +188,11 @@ def coco_canonical_sets(
 ) -> CanonicalSets:
     """Canonical sets from COCO images, instance annotations and captions (the paper's source).
 
-    Reads ``<directory>/annotations/captions_<split>.json`` and ``instances_<split>.json`` (COCO's
-    own format) and images from ``<directory>/<split>/``. An image's gender is ``man`` if its
-    captions contain a word of :data:`MAN_WORDS` and none of :data:`WOMAN_WORDS` (and vice
-    versa); images with both or neither are left out.
+    Reads COCO through ``fairlib.data.load_dataset("coco", split, root=root, size=size)``
+    (:func:`fairlib.data.coco.load_coco`: ``<root>/coco/annotations/{instances,captions}_<split>.json``
+    and the images in ``<root>/coco/<split>/``). An image's gender is ``man`` if its captions
+    contain a word of :data:`MAN_WORDS` and none of :data:`WOMAN_WORDS` (and vice versa); images
+    with both or neither are left out.
 
     * attribute ``a`` / ``b``: person images captioned man / woman containing none of the
       chosen categories;
@@ -208,6 +201,8 @@ def coco_canonical_sets(
 
     Parameters
     ----------
+    root
+        The data root (COCO lies in ``<root>/coco``); ``None``: :func:`fairlib.data.data_root`.
     categories
         COCO category names to use as concepts; default: every non-person category with at least
         ``min_images`` images in each of its three sets.
@@ -218,31 +213,29 @@ def coco_canonical_sets(
     size
         Images are scaled (not cropped) to ``size x size``.
 
+    Returns
+    -------
+    CanonicalSets
+        With ``ids``: the COCO image ids of every set (:meth:`CanonicalSets.all_ids`).
+
     Raises
     ------
     fairlib.data.DatasetNotFoundError
-        The annotation files or the image folder are missing (the message has the fetch command).
+        The annotation files or the image folder are missing.
     ValueError
         Unknown category names, or fewer than two usable concepts.
     """
+    from fairlib.data import load_dataset
+
     for name, v in (("n_per_set", n_per_set), ("min_images", min_images), ("size", size)):
         positive_int(v, name)
-    root, files = _coco_files(directory, split, ("captions", "instances"))
-    instances = json.loads(files["instances"].read_text())
-    captions = json.loads(files["captions"].read_text())
-    cat_name = {c["id"]: c["name"] for c in instances["categories"]}
-    person_ids = {i for i, n in cat_name.items() if n == "person"}
-    file_of = {im["id"]: im["file_name"] for im in instances["images"]}
-    cats_of: dict[int, set[str]] = {i: set() for i in file_of}
-    for ann in instances["annotations"]:
-        cats_of.setdefault(ann["image_id"], set()).add(cat_name[ann["category_id"]])
-    caps: dict[int, list[str]] = {}
-    for ann in captions["annotations"]:
-        caps.setdefault(ann["image_id"], []).append(ann["caption"])
-    gender = {i: _gender_of_captions(caps.get(i, [])) for i in file_of}
-    has_person = {i: bool(cats_of[i] & {cat_name[p] for p in person_ids}) for i in file_of}
+    ds = load_dataset("coco", split, root=root, size=size)
+    has = {c: ds.attributes[c].cat.codes.to_numpy() == 1 for c in ds.attributes.columns}
+    has_person = has.get("person", np.zeros(len(ds), dtype=bool))
+    gender = ds.metadata["gender"].to_numpy()
+    image_ids = ds.metadata["image_id"].to_numpy()  # rows are sorted by image id
 
-    all_cats = sorted({n for i, n in cat_name.items() if i not in person_ids})
+    all_cats = sorted(c for c in has if c != "person")
     if categories is not None:
         unknown = [c for c in categories if c not in all_cats]
         if unknown:
@@ -252,85 +245,80 @@ def coco_canonical_sets(
         chosen = all_cats
     rng = np.random.default_rng(seed)
 
-    def pick(ids: list[int]) -> list[int]:
-        ids = sorted(ids)
-        if len(ids) > n_per_set:
-            ids = sorted(rng.choice(ids, n_per_set, replace=False).tolist())
-        return ids
+    def pick(rows: np.ndarray) -> np.ndarray:
+        if len(rows) > n_per_set:
+            rows = np.sort(rng.choice(rows, n_per_set, replace=False))
+        return rows
 
-    ids = sorted(file_of)
-    concept_ids, pa_ids, pb_ids = {}, {}, {}
+    man, woman = has_person & (gender == "man"), has_person & (gender == "woman")
+    concept_rows, pa_rows, pb_rows = {}, {}, {}
     for c in chosen:
-        alone = [i for i in ids if c in cats_of[i] and not has_person[i]]
-        with_a = [i for i in ids if c in cats_of[i] and has_person[i] and gender[i] == "man"]
-        with_b = [i for i in ids if c in cats_of[i] and has_person[i] and gender[i] == "woman"]
+        alone, with_a, with_b = (np.flatnonzero(has[c] & m) for m in (~has_person, man, woman))
         enough = len(alone) >= min_images
         if categories is None and not (enough and len(with_a) >= min_images and len(with_b) >= min_images):
             continue
         if not enough:
             raise ValueError(f"categories: {c!r} has only {len(alone)} images without a person "
                              f"(min_images={min_images}); drop it or lower min_images")
-        concept_ids[c], pa_ids[c], pb_ids[c] = pick(alone), pick(with_a), pick(with_b)
-    if len(concept_ids) < 2:
-        raise ValueError(f"categories: only {len(concept_ids)} concept(s) have at least {min_images} "
+        concept_rows[c], pa_rows[c], pb_rows[c] = pick(alone), pick(with_a), pick(with_b)
+    if len(concept_rows) < 2:
+        raise ValueError(f"categories: only {len(concept_rows)} concept(s) have at least {min_images} "
                          "images in every set; lower min_images or use a larger split")
-    chosen_set = set(concept_ids)
-    attr = {g: [i for i in ids if has_person[i] and gender[i] == g and not (cats_of[i] & chosen_set)]
-            for g in ("man", "woman")}
-    for g, v in attr.items():
-        if len(v) < min_images:
-            raise ValueError(f"directory: only {len(v)} person images captioned {g!r} without the chosen "
+    any_chosen = np.any([has[c] for c in concept_rows], axis=0)
+    attr = {}
+    for g, mask in (("man", man), ("woman", woman)):
+        rows = np.flatnonzero(mask & ~any_chosen)
+        if len(rows) < min_images:
+            raise ValueError(f"root: only {len(rows)} person images captioned {g!r} without the chosen "
                              f"categories (min_images={min_images})")
-        attr[g] = pick(v)
+        attr[g] = pick(rows)
 
-    def load(id_list: list[int]) -> torch.Tensor:
-        return _load_images([root / split / file_of[i] for i in id_list], size)
+    def load(rows: np.ndarray) -> torch.Tensor:
+        return torch.stack([ds.raw_image(int(r)) for r in rows])
+
+    def ids(rows: Mapping[str, np.ndarray]) -> dict[str, list[int]]:
+        return {c: image_ids[r].tolist() for c, r in rows.items()}
 
     return CanonicalSets(
-        {c: load(v) for c, v in concept_ids.items()}, load(attr["man"]), load(attr["woman"]),
-        {c: load(v) for c, v in pa_ids.items()}, {c: load(v) for c, v in pb_ids.items()},
-        names=("man", "woman"))
+        {c: load(v) for c, v in concept_rows.items()}, load(attr["man"]), load(attr["woman"]),
+        {c: load(v) for c, v in pa_rows.items()}, {c: load(v) for c, v in pb_rows.items()},
+        names=("man", "woman"),
+        ids=_set_ids(ids(concept_rows), image_ids[attr["man"]], image_ids[attr["woman"]], ids(pa_rows),
+                     ids(pb_rows)))
 
 
-class _CocoMultiLabel(torch.utils.data.Dataset):
-    """Lazily loaded COCO images with ``labels`` (N, n_categories) as a tensor attribute."""
-
-    def __init__(self, paths: list[Path], labels: torch.Tensor, size: int):
-        self.paths, self.labels, self.size = paths, labels, size
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int):
-        return _load_images([self.paths[i]], self.size)[0], self.labels[i]
-
-
-def coco_multilabel(directory: str | Path, *, split: str = "val2017", n: int | None = None,
-                    exclude: Sequence[str] = (), size: int = 224, seed: int = 0) -> torch.utils.data.Dataset:
+def coco_multilabel(root: Any = None, *, split: str = "val2017", n: int | None = None,
+                    exclude: Sequence[int] | CanonicalSets = (), size: int = 224,
+                    seed: int = 0) -> torch.utils.data.Dataset:
     """COCO multi-label object classification as a lazily loading Dataset (a fine-tuning target).
 
-    Items are ``(uint8 image (3, size, size), float labels (K,))``, one 0/1 label per category of
-    the annotation file (K = 80 for COCO), sorted by category id; ``dataset.labels`` holds all
-    rows. ``exclude`` drops images by file name (e.g. those of the canonical sets); ``n`` draws
-    a seeded subset. Raises :class:`fairlib.data.DatasetNotFoundError` when files are missing.
-    """
-    root, files = _coco_files(directory, split, ("instances",))
-    inst = json.loads(files["instances"].read_text())
-    cat_index = {c["id"]: k for k, c in enumerate(sorted(inst["categories"], key=lambda c: c["id"]))}
-    file_of = {im["id"]: im["file_name"] for im in inst["images"]}
-    excluded = set(exclude)
-    ids = sorted(i for i, f in file_of.items() if f not in excluded)
-    if n is not None:
-        if n < 1 or n > len(ids):
-            raise ValueError(f"n: expected 1..{len(ids)} images, got {n}")
-        ids = sorted(np.random.default_rng(seed).choice(ids, n, replace=False).tolist())
-    pos = {i: k for k, i in enumerate(ids)}
-    labels = torch.zeros((len(ids), len(cat_index)))
-    for ann in inst["annotations"]:
-        if ann["image_id"] in pos:
-            labels[pos[ann["image_id"]], cat_index[ann["category_id"]]] = 1.0
-    return _CocoMultiLabel([root / split / file_of[i] for i in ids], labels, size)
+    Reads ``fairlib.data.load_dataset("coco", split, root=root, size=size, captions=False)`` and
+    turns it into items ``(uint8 image (3, size, size), float labels (K,))``, one 0/1 label per
+    category of the annotation file (K = 80 for COCO), sorted by category id
+    (:func:`fairlib.data.coco.multilabel_targets`); ``dataset.labels`` holds all rows and
+    ``dataset.image_ids`` their image ids.
 
+    Parameters
+    ----------
+    root
+        The data root (COCO lies in ``<root>/coco``); ``None``: :func:`fairlib.data.data_root`.
+    n
+        Draw a seeded subset of this many images (after the exclusion); ``None``: all.
+    exclude
+        COCO image ids to leave out, or a :class:`CanonicalSets` (all its ids): fine-tuning on the
+        images that the associations are scored on would leak them into the model.
+
+    Raises
+    ------
+    fairlib.data.DatasetNotFoundError
+        The annotation file or the image folder is missing.
+    """
+    from fairlib.data import load_dataset
+
+    if isinstance(exclude, CanonicalSets):
+        exclude = exclude.all_ids()
+    ds = load_dataset("coco", split, root=root, size=size, captions=False)
+    return multilabel_targets(ds, n=n, exclude=exclude, seed=seed)
 
 # --------------------------------------------------------------------------------------------
 # embeddings and association scores
@@ -711,3 +699,364 @@ def transfer_run(model: nn.Module, sets: CanonicalSets, data: Any, *, layer: str
     after = score_model(tuned, sets, layer, **kw)
     rho, low, high = bias_transfer_interval(before["score"], after["score"], n_boot=n_boot, level=level, seed=seed)
     return TransferResult(tuned, before, after, losses, rho, low, high)
+
+
+# --------------------------------------------------------------------------------------------
+# the quick profile's data: SynthFaces scenes with planted icon/style co-occurrence
+
+
+def planted_association(p_b: ArrayLike) -> np.ndarray:
+    """The association a co-occurrence table plants in the data: ``P(A | icon) - P(B | icon)``.
+
+    ``p_b[k]`` is the probability that icon ``k`` appears beside a figure of style B (the
+    figure is style A otherwise); positive values: the icon goes with style A.
+    """
+    p_b = np.asarray(to_numpy(p_b, "p_b"), dtype=np.float64)
+    if p_b.ndim != 1 or not ((p_b >= 0) & (p_b <= 1)).all():
+        raise ValueError(f"p_b: expected a 1-D array of probabilities in [0, 1], got {p_b!r}")
+    return (1 - p_b) - p_b
+
+
+def cooccurrence_tables(n_objects: int, *, seed: int = 0, max_abs_rho: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """Two co-occurrence tables with the same rates and unrelated rankings (pretraining, target).
+
+    The rates ``P(style B | icon)`` are ``n_objects`` evenly spaced values from 0.1 to 0.9. The
+    pretraining table assigns them to the icons in a random order; the target table draws further
+    random orders until one has ``|Spearman ρ| < max_abs_rho`` with the pretraining one, so the
+    target data plants an association ranking unrelated to the pretraining data's.
+
+    Returns
+    -------
+    (pretraining, target)
+        Two ``(n_objects,)`` arrays of ``P(style B | icon)``.
+    """
+    n_objects = positive_int(n_objects, "n_objects")
+    if n_objects < 4:
+        raise ValueError(f"n_objects: need at least 4 icons for two unrelated rankings, got {n_objects}")
+    if not 0 < max_abs_rho <= 1:
+        raise ValueError(f"max_abs_rho: expected a value in (0, 1], got {max_abs_rho!r}")
+    rng = np.random.default_rng(seed)
+    levels = np.linspace(0.1, 0.9, n_objects)
+    pretraining = levels[rng.permutation(n_objects)]
+    while True:
+        target = levels[rng.permutation(n_objects)]
+        if abs(stats.spearmanr(pretraining, target)[0]) < max_abs_rho:
+            return pretraining, target
+
+
+def scene_task(n: int, p_b: ArrayLike, *, n_objects: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` SynthFaces scenes whose icon co-occurs with style B at the rates ``p_b``, labelled by icon.
+
+    Returns
+    -------
+    (images, labels)
+        ``uint8 (n, 3, size, size)`` and ``long (n,)`` icon indices (the classification task of
+        pretraining and fine-tuning in the quick profile).
+    """
+    from fairlib.data import render_scenes
+
+    p_b = np.asarray(p_b, dtype=np.float64)
+    images, attrs = render_scenes(n, n_objects=n_objects, cooccurrence=np.c_[1 - p_b, p_b], size=size, seed=seed)
+    return images, torch.as_tensor(attrs["object"].cat.codes.to_numpy().copy(), dtype=torch.long)
+
+
+@dataclass
+class SceneTransferData:
+    """The quick profile's data (:func:`scene_transfer_data`).
+
+    Attributes
+    ----------
+    sets
+        Canonical sets (icons alone, figures of style A / B alone, icon beside each style).
+    pretrain
+        ``(images, labels)`` of the pretraining scenes.
+    pretrain_pb, target_pb
+        ``P(style B | icon)`` of the pretraining and of the target data (:func:`cooccurrence_tables`).
+    planted
+        Index: concepts; columns ``pretraining`` and ``target``: :func:`planted_association` of each table.
+    """
+
+    sets: CanonicalSets
+    pretrain: tuple[torch.Tensor, torch.Tensor]
+    pretrain_pb: np.ndarray
+    target_pb: np.ndarray
+    planted: pd.DataFrame
+
+
+def scene_transfer_data(*, n_objects: int = 8, size: int = 32, canonical_n: int = 400, pretrain_n: int = 4000,
+                        seed: int = 0) -> SceneTransferData:
+    """Canonical sets, pretraining scenes and both co-occurrence tables of the quick profile.
+
+    Seeds: the tables from ``seed`` (:func:`cooccurrence_tables`), the canonical sets from
+    ``seed + 100``, the pretraining scenes from ``seed``. The targets are rendered with
+    :func:`scene_task` from ``target_pb`` (see :func:`transfer_target`).
+    """
+    pretrain_pb, target_pb = cooccurrence_tables(n_objects, seed=seed)
+    sets = scene_canonical_sets(canonical_n, n_objects=n_objects, size=size, seed=seed + 100)
+    pretrain = scene_task(pretrain_n, pretrain_pb, n_objects=n_objects, size=size, seed=seed)
+    planted = pd.DataFrame({"pretraining": planted_association(pretrain_pb), "target": planted_association(target_pb)},
+                           index=list(sets.concepts))
+    return SceneTransferData(sets, pretrain, pretrain_pb, target_pb, planted)
+
+
+# --------------------------------------------------------------------------------------------
+# experiments
+
+#: Configuration keys of each step, per source (what the cached setup and target depend on).
+_SETUP_KEYS = {
+    "scenes": ("source", "data_seed", "n_objects", "size", "canonical_n", "pretrain_n", "pretrain_epochs",
+               "pretrain_lr", "batch_size", "head", "layer", "n_permutations"),
+    "coco": ("source", "data_seed", "arch", "weights", "size", "canonical_n", "min_images", "canonical_split",
+             "layer", "n_permutations"),
+}
+_TARGET_KEYS = {"scenes": ("target_n", "target_seed"), "coco": ("target_split", "target_n", "target_seed")}
+_CACHE: dict[str, list[tuple[str, Any]]] = {"setup": [], "target": []}
+_CACHE_SIZE = {"setup": 1, "target": 2}
+
+
+def _cached(kind: str, config: Mapping[str, Any], keys: Sequence[str], build: Callable[[], Any]) -> Any:
+    """``build()`` once per distinct value of ``config``'s ``keys`` (the latest few are kept)."""
+    missing = [k for k in keys if k not in config]
+    if missing:
+        raise ValueError(f"config: missing {missing} (see transfer_grid for complete configurations)")
+    identity = {k: config[k] for k in keys}
+    if config.get("source") == "coco":  # files are read from the data root in effect now
+        from fairlib.data import data_root
+
+        identity["data_root"] = str(data_root().resolve())
+    key = json.dumps(identity, sort_keys=True, default=str)
+    entries = _CACHE[kind]
+    for k, value in entries:
+        if k == key:
+            return value
+    value = build()
+    entries.append((key, value))
+    del entries[:-_CACHE_SIZE[kind]]
+    return value
+
+
+def _source(config: Mapping[str, Any]) -> str:
+    source = config.get("source")
+    if source not in _SETUP_KEYS:
+        raise ValueError(f"source: expected 'scenes' (quick) or 'coco' (full), got {source!r}")
+    return source
+
+
+@dataclass
+class TransferSetup:
+    """The target-independent part of a transfer experiment (:func:`transfer_setup`).
+
+    Attributes
+    ----------
+    sets
+        Canonical sets.
+    model
+        The pretrained backbone (never modified: fine-tuning trains copies).
+    before
+        :func:`score_model` of ``model`` (columns ``score``, ``effect_size``, ``p_value``,
+        ``paired_score``), scored with seed ``data_seed``.
+    transform
+        Batch transform of the model's inputs (``None`` for the small CNN).
+    pretrain_losses
+        Mean pretraining loss per epoch (quick profile; empty for pretrained weights).
+    data
+        The quick profile's :class:`SceneTransferData`; ``None`` for COCO.
+    """
+
+    sets: CanonicalSets
+    model: nn.Module
+    before: pd.DataFrame
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None
+    pretrain_losses: list[float] = field(default_factory=list)
+    data: SceneTransferData | None = None
+
+    @property
+    def planted(self) -> pd.DataFrame | None:
+        """The data's planted associations (quick profile), ``None`` where unknown (COCO)."""
+        return self.data.planted if self.data is not None else None
+
+
+def transfer_setup(config: Mapping[str, Any]) -> TransferSetup:
+    """Canonical sets, pretrained backbone and its association scores for one configuration (cached).
+
+    ``config`` is a configuration of :func:`transfer_grid` (keys that only the fine-tuning run
+    uses are ignored); the result is cached in this process for the setup's keys, so the runs
+    of a sweep share one pretraining.
+
+    * ``source="scenes"`` (quick): :func:`scene_transfer_data`, then a
+      :class:`fairlib.models.SmallCNN` (``build_model("small_cnn", seed=data_seed)``) trained to
+      name the icon of the pretraining scenes (``pretrain_epochs``, ``pretrain_lr``,
+      ``batch_size``, Adam, via :func:`fine_tune` of its ``head``).
+    * ``source="coco"`` (full): :func:`coco_canonical_sets` of ``canonical_split``
+      (``canonical_n`` images per set at most, ``min_images``, ``size``) and torchvision's
+      ``arch`` with ``weights`` (its ``preprocess`` is the transform).
+    """
+    from fairlib.models import build_model
+
+    source = _source(config)
+
+    def build() -> TransferSetup:
+        c, seed = config, int(config["data_seed"])
+        if source == "scenes":
+            data = scene_transfer_data(n_objects=c["n_objects"], size=c["size"], canonical_n=c["canonical_n"],
+                                       pretrain_n=c["pretrain_n"], seed=seed)
+            model, losses = fine_tune(build_model("small_cnn", n_outputs=c["n_objects"], seed=seed), data.pretrain,
+                                      head=c["head"], n_outputs=c["n_objects"], epochs=c["pretrain_epochs"],
+                                      lr=c["pretrain_lr"], batch_size=c["batch_size"], seed=seed)
+            sets, transform = data.sets, None
+        else:
+            data, losses = None, []
+            sets = coco_canonical_sets(split=c["canonical_split"], n_per_set=c["canonical_n"],
+                                       min_images=c["min_images"], size=c["size"], seed=seed)
+            model = build_model(f"torchvision.{c['arch']}", weights=c["weights"])
+            transform = model.preprocess
+        before = score_model(model, sets, c["layer"], n_permutations=c["n_permutations"], seed=seed,
+                             transform=transform)
+        return TransferSetup(sets, model, before, transform, list(losses), data)
+
+    return _cached("setup", config, _SETUP_KEYS[source], build)
+
+
+def transfer_target(config: Mapping[str, Any]) -> Any:
+    """The fine-tuning target of one configuration (cached): data for :func:`fine_tune`.
+
+    * ``"scenes"``: ``(images, labels)`` of ``target_n`` scenes rendered with seed
+      ``target_seed`` from the target co-occurrence table (:func:`scene_task`);
+    * ``"coco"``: :func:`coco_multilabel` of ``target_split``, ``target_n`` images drawn with
+      ``target_seed``, **without** the canonical sets' images (no leakage).
+    """
+    source = _source(config)
+
+    def build() -> Any:
+        setup = transfer_setup(config)
+        if source == "scenes":
+            return scene_task(config["target_n"], setup.data.target_pb, n_objects=config["n_objects"],
+                              size=config["size"], seed=config["target_seed"])
+        return coco_multilabel(split=config["target_split"], n=config["target_n"], size=config["size"],
+                               seed=config["target_seed"], exclude=setup.sets)
+
+    return _cached("target", config, _SETUP_KEYS[source] + _TARGET_KEYS[source], build)
+
+
+def run_transfer(target: str, mode: str, seed: int, *, source: str = "scenes", data_seed: int = 0,
+                 n_objects: int = 8, size: int = 32, canonical_n: int = 400, pretrain_n: int = 4000,
+                 pretrain_epochs: int = 5, pretrain_lr: float = 3e-3, arch: str = "resnet50",
+                 weights: str = "IMAGENET1K_V2", min_images: int = 15, canonical_split: str = "val2017",
+                 target_split: str = "val2017", target_n: int = 400, target_seed: int = 1, epochs: int = 5,
+                 lr: float = 1e-3, batch_size: int = 64, layer: str = "pool", head: str = "head",
+                 n_permutations: int = 1000, n_boot: int = 2000, threshold: float = 0.5,
+                 num_workers: int = 0) -> dict[str, Any]:
+    """One fine-tuning run of Chapter 7: the BTS and what changed (a :mod:`fairlib.sweep` run function).
+
+    The pretrained backbone, the canonical sets and the scores before fine-tuning come from
+    :func:`transfer_setup` (cached: one pretraining per sweep), the target from
+    :func:`transfer_target`; :func:`transfer_run` fine-tunes a copy (Adam, ``epochs``, ``lr``,
+    ``batch_size``; ``mode`` ``"linear"`` or ``"full"``) and scores it again.
+
+    Parameters
+    ----------
+    target
+        The target's name in the results (``"small"``, ``"large"``); its data are ``target_n``
+        images (``target_split`` of COCO, or scenes rendered with ``target_seed``).
+    mode
+        ``"linear"`` (linear probe) or ``"full"`` fine-tuning.
+    seed
+        Fine-tuning seed (head initialisation, batch order), also of the permutation test after
+        fine-tuning and of the bootstrap.
+    source, data_seed, ...
+        The setup (:func:`transfer_setup`); ``threshold``: the absolute effect size at which a
+        concept counts as associated (:func:`association_changes`).
+
+    Returns
+    -------
+    dict
+        ``bts``, ``bts_low``, ``bts_high`` (95% bootstrap interval over concepts), ``concepts``
+        and, in that order, ``score_before``/``score_after``, ``effect_before``/``effect_after``,
+        ``p_before``/``p_after``; counts ``introduced``, ``vanished``, ``flipped``, ``kept``;
+        ``rho_pretraining_data`` and ``rho_target_data`` (Spearman ρ of the scores after fine-tuning
+        with each dataset's planted association; NaN for COCO, where it is unknown),
+        ``n_target`` and ``losses`` (mean loss per epoch).
+    """
+    config = dict(locals())
+    setup = transfer_setup(config)
+    data = transfer_target(config)
+    n_outputs = n_objects if source == "scenes" else int(data.labels.shape[1])
+    res = transfer_run(setup.model, setup.sets, data, layer=layer, head=head, n_outputs=n_outputs, mode=mode,
+                       before=setup.before, n_permutations=n_permutations, n_boot=n_boot, seed=seed,
+                       transform=setup.transform, epochs=epochs, lr=lr, batch_size=batch_size,
+                       multilabel=source == "coco", num_workers=num_workers)
+    status = association_changes(res.before["effect_size"], res.after["effect_size"], threshold=threshold)["status"]
+    planted = setup.planted
+    rho_data = {f"rho_{name}_data": (float(stats.spearmanr(res.after["score"], planted.loc[res.after.index, name])[0])
+                                     if planted is not None else float("nan")) for name in ("pretraining", "target")}
+    counts = status.value_counts()
+    return {
+        "bts": res.rho, "bts_low": res.low, "bts_high": res.high,
+        "concepts": list(res.before.index),
+        "score_before": res.before["score"].tolist(), "score_after": res.after["score"].tolist(),
+        "effect_before": res.before["effect_size"].tolist(), "effect_after": res.after["effect_size"].tolist(),
+        "p_before": res.before["p_value"].tolist(), "p_after": res.after["p_value"].tolist(),
+        **{k: int(counts.get(k, 0)) for k in ("introduced", "vanished", "flipped", "kept")},
+        **rho_data,
+        "n_target": len(data[0]) if isinstance(data, tuple) else len(data),
+        "losses": [float(v) for v in res.losses],
+    }
+
+
+def transfer_grid(profile: str, seed: int = 0) -> list[dict[str, Any]]:
+    """Configurations of :func:`run_transfer` for one profile (``seed``: the chapter's ``SEED``).
+
+    A linear probe on the small target (fine-tuning seed ``seed``), then full fine-tuning on the
+    small and the large target for three fine-tuning seeds ``seed, seed + 1, seed + 2``.
+
+    * ``quick``: SynthFaces scenes (8 icons, 32x32, 400 canonical images per set), a small CNN
+      pretrained from scratch for 5 epochs on 4,000 scenes; targets of 400 and 4,000 scenes;
+      5 epochs at lr 1e-3, batch 64; layer ``pool``. About 30 s on 2 CPU cores.
+    * ``full``: torchvision's ImageNet ResNet-50 (``IMAGENET1K_V2``), canonical sets from COCO
+      val2017 (at most 50 images per set, concepts with at least 15 in each), targets of 1,000
+      val2017 and 20,000 train2017 images (without the canonical images); 3 epochs at lr 1e-4,
+      batch 64, 4 loader workers; layer ``avgpool``. Roughly 1 GPU-hour.
+    """
+    from fairlib.config import get_profile
+
+    profile = get_profile(profile)
+    seed = int(seed)
+    if profile == "quick":
+        common = {"source": "scenes", "data_seed": seed, "n_objects": 8, "size": 32, "canonical_n": 400,
+                  "pretrain_n": 4000, "pretrain_epochs": 5, "pretrain_lr": 3e-3, "epochs": 5, "lr": 1e-3,
+                  "batch_size": 64, "layer": "pool", "head": "head", "n_permutations": 1000, "n_boot": 2000,
+                  "threshold": 0.5}
+        targets = {"small": {"target_n": 400, "target_seed": seed + 1},
+                   "large": {"target_n": 4000, "target_seed": seed + 2}}
+    else:
+        common = {"source": "coco", "data_seed": seed, "arch": "resnet50", "weights": "IMAGENET1K_V2", "size": 224,
+                  "canonical_n": 50, "min_images": 15, "canonical_split": "val2017", "epochs": 3, "lr": 1e-4,
+                  "batch_size": 64, "layer": "avgpool", "head": "fc", "n_permutations": 2000, "n_boot": 2000,
+                  "threshold": 0.5, "num_workers": 4}
+        targets = {"small": {"target_split": "val2017", "target_n": 1000, "target_seed": seed},
+                   "large": {"target_split": "train2017", "target_n": 20000, "target_seed": seed}}
+    configs = [{"target": "small", "mode": "linear", "seed": seed, **common, **targets["small"]}]
+    configs += [{"target": name, "mode": "full", "seed": seed + r, **common, **t}
+                for r in range(3) for name, t in targets.items()]
+    return configs
+
+
+def run_table(row: Mapping[str, Any]) -> pd.DataFrame:
+    """One run's per-concept results (a row of the frame ``sweep.run(run_transfer, ...)`` returns).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index: concepts; columns ``score_before``, ``score_after``, ``effect_before``,
+        ``effect_after``, ``p_before``, ``p_after`` and ``status``
+        (:func:`association_changes` of the effect sizes at the run's ``threshold``).
+    """
+    cols = ("score_before", "score_after", "effect_before", "effect_after", "p_before", "p_after")
+    table = pd.DataFrame({c: list(row[c]) for c in cols}, index=pd.Index(list(row["concepts"]), name="concept"))
+    table["status"] = association_changes(table["effect_before"], table["effect_after"],
+                                          threshold=float(row["threshold"]))["status"]
+    return table
+
+
+sweep.register("07_bias_transfer", "transfer", run_transfer, transfer_grid,
+               "BTS of a linear probe and of full fine-tuning on a small and a large target, over fine-tuning seeds")

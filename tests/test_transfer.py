@@ -1,8 +1,11 @@
 """fairlib.transfer: hand-computed association scores, permutation test calibration, the Bias
-Transfer Score's interval, fine-tuning helpers and the COCO canonical-set builder."""
+Transfer Score's interval, fine-tuning helpers, COCO through load_dataset (canonical sets with their
+image ids, multi-label targets without them), the quick profile's data builders and Chapter 7's
+run function and grid."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 
@@ -12,8 +15,9 @@ import pytest
 import torch
 from torch import nn
 
+from fairlib import sweep
 from fairlib import transfer as T
-from fairlib.data import DatasetNotFoundError
+from fairlib.data import DatasetNotFoundError, load_dataset
 
 R2 = math.sqrt(0.5)  # cos 45°
 
@@ -238,17 +242,17 @@ def test_transfer_run_on_scenes():
     assert list(res.before.columns) == ["score", "effect_size", "p_value", "paired_score"]
 
 
-# --------------------------------------------------------------------------- COCO builder
-def _write_coco(root, n_each=3):
+# --------------------------------------------------------------------------- COCO through load_dataset
+def _write_coco(root, n_each=3, concepts=("car", "surfboard")):
     from PIL import Image
 
     (root / "annotations").mkdir(parents=True)
     (root / "val2017").mkdir()
     cats = [{"id": 1, "name": "person"}, {"id": 3, "name": "car"}, {"id": 42, "name": "surfboard"},
-            {"id": 64, "name": "potted plant"}]
+            {"id": 64, "name": "potted plant"}] + ([{"id": 38, "name": "kite"}] if "kite" in concepts else [])
     images, anns, caps = [], [], []
     plan = []  # (categories, caption)
-    for cat in ("car", "surfboard"):
+    for cat in concepts:
         plan += [((cat,), f"a {cat} on its own")] * n_each
         plan += [((cat, "person"), f"A man with a {cat}.")] * n_each
         plan += [((cat, "person"), f"a woman near the {cat}")] * n_each
@@ -271,41 +275,235 @@ def _write_coco(root, n_each=3):
     return plan
 
 
+def _pixel_ids(t):
+    """Images of the fixture are filled with their image id."""
+    return sorted(int(v) for v in t[:, 0, 0, 0])
+
+
+def test_load_dataset_coco(tmp_path):
+    plan = _write_coco(tmp_path / "coco")
+    ds = load_dataset("coco", split="val2017", root=tmp_path, size=8)
+    assert ds.name == "coco" and ds.split == "val2017" and len(ds) == len(plan)
+    assert list(ds.attributes.columns) == ["person", "car", "surfboard", "potted plant"]  # category-id order
+    assert all(ds.schema[c] == [0, 1] for c in ds.attributes)
+    assert list(ds.metadata.columns) == ["image_id", "file_name", "gender"]
+    assert ds.metadata["image_id"].tolist() == list(range(1, len(plan) + 1))
+    for i, (cats, caption) in enumerate(plan):
+        assert {c for c in ds.attributes if ds.attributes[c].iloc[i] == 1} == set(cats)
+        expected = None if "man and a woman" in caption or "mannequin" in caption else (
+            "woman" if "wom" in caption.lower() else "man" if "man" in caption.lower() else None)
+        assert ds.metadata["gender"].iloc[i] == expected, caption
+    x = ds.raw_image(4)
+    assert x.dtype == torch.uint8 and x.shape == (3, 8, 8) and int(x[0, 0, 0]) == 5  # resized, lazily read
+    img, row = ds[0]
+    assert img.dtype == torch.float32 and row["car"] == 1 and row["person"] == 0
+    assert load_dataset("coco", split="val", root=tmp_path, size=None).raw_image(0).shape == (3, 6, 10)
+    no_caps = load_dataset("coco", split="val2017", root=tmp_path, captions=False)
+    assert no_caps.metadata["gender"].isna().all()
+
+
+def test_load_dataset_coco_errors(tmp_path):
+    with pytest.raises(DatasetNotFoundError, match="instances_val2017.json"):
+        load_dataset("coco", split="val2017", root=tmp_path)
+    _write_coco(tmp_path / "coco")
+    with pytest.raises(DatasetNotFoundError, match="image folder train2017/"):
+        (tmp_path / "coco" / "annotations" / "instances_train2017.json").write_text("{}")
+        (tmp_path / "coco" / "annotations" / "captions_train2017.json").write_text("{}")
+        load_dataset("coco", split="train2017", root=tmp_path)
+    (tmp_path / "coco" / "annotations" / "captions_val2017.json").unlink()
+    with pytest.raises(DatasetNotFoundError, match="captions_val2017.json"):
+        load_dataset("coco", split="val2017", root=tmp_path)
+    assert len(load_dataset("coco", split="val2017", root=tmp_path, captions=False)) > 0
+    with pytest.raises(ValueError, match="split: coco has splits 'val2017', 'train2017'"):
+        load_dataset("coco", split="test2017", root=tmp_path)
+    with pytest.raises(ValueError, match="does not take colour"):
+        load_dataset("coco", root=tmp_path, colour=True)
+
+
 def test_coco_canonical_sets_on_tiny_files(tmp_path):
     plan = _write_coco(tmp_path / "coco")
-    sets = T.coco_canonical_sets(tmp_path / "coco", min_images=3, n_per_set=10, size=8)
+    sets = T.coco_canonical_sets(tmp_path, min_images=3, n_per_set=10, size=8)
     assert sets.names == ("man", "woman")
     assert sorted(sets.concepts) == ["car", "surfboard"]  # potted plant: 1 image < min_images
     assert sets.sizes().to_dict("list") == {"alone": [3, 3], "with man": [3, 3], "with woman": [3, 3]}
     assert sets.attribute_a.shape == sets.attribute_b.shape == (3, 3, 8, 8)
     assert sets.concepts["car"].dtype == torch.uint8
     # images are filled with their id: the sets hold exactly the planned images
-    ids = lambda t: sorted(int(v) for v in t[:, 0, 0, 0])  # noqa: E731
-    assert ids(sets.attribute_a) == [i for i, (cs, c) in enumerate(plan, 1)
-                                     if cs == ("person",) and c == "a man standing"]
-    assert ids(sets.paired_b["surfboard"]) == [i for i, (cs, c) in enumerate(plan, 1)
-                                              if cs == ("surfboard", "person") and "woman" in c]
-    small = T.coco_canonical_sets(tmp_path / "coco", min_images=3, n_per_set=2, size=8, categories=["car", "surfboard"])
+    assert _pixel_ids(sets.attribute_a) == [i for i, (cs, c) in enumerate(plan, 1)
+                                            if cs == ("person",) and c == "a man standing"]
+    assert _pixel_ids(sets.paired_b["surfboard"]) == [i for i, (cs, c) in enumerate(plan, 1)
+                                                     if cs == ("surfboard", "person") and "woman" in c]
+    small = T.coco_canonical_sets(tmp_path, min_images=3, n_per_set=2, size=8, categories=["car", "surfboard"])
     assert len(small.concepts["car"]) == 2 and len(small.attribute_b) == 2
 
 
+def test_coco_canonical_sets_keep_their_image_ids(tmp_path):
+    _write_coco(tmp_path / "coco")
+    sets = T.coco_canonical_sets(tmp_path, min_images=3, n_per_set=2, size=8, seed=3)
+    expected_keys = {"attribute_a", "attribute_b"} | {f"{p}:{c}" for p in ("concept", "paired_a", "paired_b")
+                                                      for c in ("car", "surfboard")}
+    assert set(sets.ids) == expected_keys
+    tensors = {"attribute_a": sets.attribute_a, "attribute_b": sets.attribute_b,
+               **{f"concept:{c}": x for c, x in sets.concepts.items()},
+               **{f"paired_a:{c}": x for c, x in sets.paired_a.items()},
+               **{f"paired_b:{c}": x for c, x in sets.paired_b.items()}}
+    for key, x in tensors.items():
+        assert sets.ids[key] == _pixel_ids(x), key  # the ids name exactly the images, in order
+    assert sets.all_ids() == sorted({i for v in sets.ids.values() for i in v})
+    assert len(sets.all_ids()) == 2 * 8  # 2 per set, 8 sets, no image in two sets here
+
+
 def test_coco_builder_errors(tmp_path):
-    with pytest.raises(DatasetNotFoundError, match="data_scripts.fetch coco"):
+    with pytest.raises(DatasetNotFoundError, match="no fetcher for it yet: place COCO 2017"):
         T.coco_canonical_sets(tmp_path / "absent")
     _write_coco(tmp_path / "coco")
     with pytest.raises(ValueError, match="unknown COCO categories \\['surf'\\]"):
-        T.coco_canonical_sets(tmp_path / "coco", categories=["car", "surf"], min_images=3)
+        T.coco_canonical_sets(tmp_path, categories=["car", "surf"], min_images=3)
     with pytest.raises(ValueError, match="'potted plant' has only 1"):
-        T.coco_canonical_sets(tmp_path / "coco", categories=["car", "potted plant"], min_images=3)
+        T.coco_canonical_sets(tmp_path, categories=["car", "potted plant"], min_images=3)
     with pytest.raises(ValueError, match="only 0 concept"):
-        T.coco_canonical_sets(tmp_path / "coco", min_images=4)
+        T.coco_canonical_sets(tmp_path, min_images=4)
 
 
 def test_coco_multilabel(tmp_path):
     plan = _write_coco(tmp_path / "coco")
-    ds = T.coco_multilabel(tmp_path / "coco", size=8, exclude=["000000000001.jpg"])
-    assert len(ds) == len(plan) - 1
+    ds = T.coco_multilabel(tmp_path, size=8, exclude=[1])
+    assert len(ds) == len(plan) - 1 and 1 not in ds.image_ids
     x, y = ds[0]  # image 2: a car alone
-    assert x.shape == (3, 8, 8) and y.shape == (4,)
+    assert x.shape == (3, 8, 8) and y.shape == (4,) and int(x[0, 0, 0]) == 2
     assert y.tolist() == [0.0, 1.0, 0.0, 0.0]  # categories sorted by id: person, car, surfboard, plant
-    assert len(T.coco_multilabel(tmp_path / "coco", size=8, n=5, seed=0)) == 5
+    assert ds.categories == ["person", "car", "surfboard", "potted plant"]
+    assert ds.labels.shape == (len(plan) - 1, 4)
+    five = T.coco_multilabel(tmp_path, size=8, n=5, seed=0)
+    assert len(five) == 5 and five.image_ids == sorted(five.image_ids)
+    assert five.image_ids == T.coco_multilabel(tmp_path, size=8, n=5, seed=0).image_ids  # seeded
+    with pytest.raises(ValueError, match="n: expected 1..3"):
+        T.coco_multilabel(tmp_path, size=8, n=4, exclude=range(1, len(plan) - 2))
+
+
+def test_coco_targets_exclude_the_canonical_images(tmp_path):
+    plan = _write_coco(tmp_path / "coco")
+    sets = T.coco_canonical_sets(tmp_path, min_images=3, n_per_set=10, size=8)
+    target = T.coco_multilabel(tmp_path, size=8, exclude=sets)
+    assert not set(target.image_ids) & set(sets.all_ids())
+    assert sorted(target.image_ids + sets.all_ids()) == list(range(1, len(plan) + 1))
+    assert T.coco_multilabel(tmp_path, size=8, exclude=sets.all_ids()).image_ids == target.image_ids
+
+
+# --------------------------------------------------------------------------- the quick profile's data
+def test_planted_association_and_cooccurrence_tables():
+    np.testing.assert_allclose(T.planted_association([0.1, 0.5, 0.9]), [0.8, 0.0, -0.8])
+    with pytest.raises(ValueError, match="p_b"):
+        T.planted_association([1.5])
+    pre, tgt = T.cooccurrence_tables(8, seed=0)
+    levels = np.linspace(0.1, 0.9, 8)
+    np.testing.assert_allclose(np.sort(pre), levels)
+    np.testing.assert_allclose(np.sort(tgt), levels)
+    assert abs(pd.Series(pre).corr(pd.Series(tgt), method="spearman")) < 0.1
+    again = T.cooccurrence_tables(8, seed=0)
+    np.testing.assert_array_equal(again[0], pre)
+    np.testing.assert_array_equal(again[1], tgt)
+    assert not np.array_equal(T.cooccurrence_tables(8, seed=1)[0], pre)
+
+
+def test_scene_transfer_data():
+    data = T.scene_transfer_data(n_objects=4, size=16, canonical_n=24, pretrain_n=40, seed=0)
+    assert list(data.planted.index) == list(data.sets.concepts) == ["disc", "square", "diamond", "ring"]
+    np.testing.assert_allclose(data.planted["target"], 1 - 2 * data.target_pb)
+    x, y = data.pretrain
+    assert x.shape == (40, 3, 16, 16) and x.dtype == torch.uint8 and y.dtype == torch.long
+    assert set(y.tolist()) <= set(range(4))
+    # the scene sets keep their row indices: icon k is drawn in rows k, k + 4, ...
+    assert data.sets.ids["concept:square"] == data.sets.ids["paired_b:square"] == list(range(1, 24, 4))
+    assert len(data.sets.ids["attribute_a"]) == 12
+
+
+# --------------------------------------------------------------------------- the experiment
+_TINY_SCENES = dict(source="scenes", data_seed=0, n_objects=4, size=16, canonical_n=24, pretrain_n=64,
+                    pretrain_epochs=1, pretrain_lr=3e-3, target_n=32, target_seed=1, epochs=1, lr=1e-3,
+                    batch_size=16, layer="pool", head="head", n_permutations=50, n_boot=200, threshold=0.5)
+
+
+def test_run_transfer_linear_probe_keeps_every_association():
+    out = T.run_transfer(target="small", mode="linear", seed=0, **_TINY_SCENES)
+    assert (out["bts"], out["bts_low"], out["bts_high"]) == pytest.approx((1.0, 1.0, 1.0))
+    assert out["concepts"] == ["disc", "square", "diamond", "ring"]
+    assert out["score_after"] == pytest.approx(out["score_before"])
+    assert out["effect_after"] == pytest.approx(out["effect_before"])
+    assert out["introduced"] == out["vanished"] == out["flipped"] == 0
+    assert out["kept"] + out["introduced"] + out["vanished"] + out["flipped"] <= 4
+    assert out["n_target"] == 32 and len(out["losses"]) == 1
+    # the result is what a sweep stores: scalars and flat lists of scalars
+    assert all(np.isscalar(v) or all(np.isscalar(u) for u in v) for v in out.values())
+
+
+def test_run_transfer_full_fine_tuning_and_the_cached_setup(tmp_path):
+    setup = T.transfer_setup(_TINY_SCENES)
+    assert T.transfer_setup({**_TINY_SCENES, "seed": 5, "epochs": 3}) is setup  # the run's keys do not matter
+    out = T.run_transfer(target="small", mode="full", seed=1, **_TINY_SCENES)
+    assert T.transfer_setup(_TINY_SCENES) is setup  # one pretraining for every run
+    assert out["score_before"] == pytest.approx(setup.before["score"].tolist())
+    assert out["score_after"] != pytest.approx(out["score_before"])  # full fine-tuning moves the backbone
+    rho = pd.Series(out["score_before"]).corr(pd.Series(out["score_after"]), method="spearman")
+    assert out["bts"] == pytest.approx(rho) and out["bts_low"] <= out["bts"] <= out["bts_high"]
+    planted = setup.planted.loc[out["concepts"], "target"]
+    assert out["rho_target_data"] == pytest.approx(pd.Series(out["score_after"]).corr(
+        pd.Series(planted.to_numpy()), method="spearman"))
+    table = T.run_table({**_TINY_SCENES, **out})
+    assert list(table.index) == out["concepts"]
+    expected = T.association_changes(table["effect_before"], table["effect_after"], threshold=0.5)["status"]
+    assert table["status"].tolist() == expected.tolist()
+    assert (table["status"] == "introduced").sum() == out["introduced"]
+    # through the sweep: one row per configuration, the config then the results
+    configs = [{"target": "small", "mode": "full", "seed": 1, **_TINY_SCENES}]
+    frame = sweep.run(T.run_transfer, configs, store=tmp_path / "store", progress=False)
+    assert frame.loc[0, "bts"] == pytest.approx(out["bts"])  # the same run, reproduced
+
+
+def test_run_transfer_on_coco_files(tmp_path, monkeypatch):
+    """The full profile's path on the COCO fixture, with a tiny model in place of the ResNet-50."""
+    import fairlib.models
+
+    _write_coco(tmp_path / "coco", concepts=("car", "surfboard", "kite"))
+    monkeypatch.setenv("FAIRLIB_DATA", str(tmp_path))
+
+    def tiny(name, *, weights=None, **_):
+        assert name == "torchvision.tiny" and weights == "W"
+        torch.manual_seed(0)
+        model = _Tiny()
+        model.preprocess = None
+        return model
+
+    monkeypatch.setattr(fairlib.models, "build_model", tiny)
+    config = dict(source="coco", data_seed=0, arch="tiny", weights="W", size=8, canonical_n=10, min_images=3,
+                  canonical_split="val2017", target_split="val2017", target_n=3, target_seed=0, epochs=1,
+                  lr=1e-3, batch_size=2, layer="body", head="fc", n_permutations=20, n_boot=100, threshold=0.5)
+    setup = T.transfer_setup(config)
+    target = T.transfer_target(config)
+    assert sorted(setup.sets.concepts) == ["car", "kite", "surfboard"] and setup.planted is None
+    assert target.labels.shape == (3, 5) and not set(target.image_ids) & set(setup.sets.all_ids())
+    out = T.run_transfer(target="small", mode="full", seed=0, **config)
+    assert len(out["concepts"]) == 3 and out["n_target"] == 3
+    assert np.isnan(out["rho_target_data"]) and np.isnan(out["rho_pretraining_data"])
+    with pytest.raises(ValueError, match="n: expected 1..3"):
+        T.transfer_target({**config, "target_n": 4})  # only 3 images are outside the canonical sets
+
+
+def test_transfer_grid_and_registration():
+    quick = T.transfer_grid("quick")
+    assert [(c["target"], c["mode"], c["seed"]) for c in quick] == [
+        ("small", "linear", 0), ("small", "full", 0), ("large", "full", 0), ("small", "full", 1),
+        ("large", "full", 1), ("small", "full", 2), ("large", "full", 2)]
+    assert {c["target_n"] for c in quick if c["target"] == "large"} == {4000}
+    assert all(sweep.config_key(c) for c in quick)  # JSON-serialisable
+    assert [c["seed"] for c in T.transfer_grid("quick", seed=3)][:2] == [3, 3]
+    assert {c["data_seed"] for c in T.transfer_grid("quick", seed=3)} == {3}
+    full = T.transfer_grid("full")
+    assert {c["source"] for c in full} == {"coco"} and len(full) == len(quick)
+    assert {c["target"]: c["target_split"] for c in full} == {"small": "val2017", "large": "train2017"}
+    params = set(inspect.signature(T.run_transfer).parameters)
+    assert all(set(c) <= params for c in quick + full)  # every key is a parameter of the run function
+    exp = sweep.experiments("07_bias_transfer")["transfer"]
+    assert exp.fn is T.run_transfer and exp.configs("quick") == quick
+    with pytest.raises(ValueError, match="profile"):
+        T.transfer_grid("medium")
