@@ -45,9 +45,7 @@ profile).
 from __future__ import annotations
 
 import copy
-import json
 import math
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -59,6 +57,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from fairlib import metrics, sweep
+from fairlib._memo import Memo
 from fairlib._validation import integer, positive_int, show
 from fairlib.config import get_device, select
 from fairlib.training import Callback, TrainState, predict, supervised_step, train
@@ -883,21 +882,8 @@ _LAMBDAS: dict[str, list[float]] = {"quick": [0.0, 0.1, 3.0], "full": [0.0, 0.00
 _DATA_KEYS = ("dataset", "size", "n_train", "test_per_group", "val_per_group", "val_fraction", "seed")
 _AE_KEYS = ("max_channels", "ae_epochs", "batch_size", "lr", "seed")
 _FADER_KEYS = ("lambda_e", "ramp_steps", "balance_discriminator")
-_DATA_CACHE: OrderedDict[str, FaceSplit] = OrderedDict()
-_AE_CACHE: OrderedDict[str, dict[str, Any]] = OrderedDict()
-_MAX_DATA, _MAX_AUTOENCODERS = 2, 3
-
-
-def _cache_key(config: Mapping[str, Any], keys: Sequence[str], **extra: Any) -> str:
-    return json.dumps({**{k: config.get(k) for k in keys}, **extra}, sort_keys=True, default=str)
-
-
-def _remember(cache: OrderedDict, key: str, value: Any, limit: int) -> Any:
-    cache[key] = value
-    cache.move_to_end(key)
-    while len(cache) > limit:
-        cache.popitem(last=False)
-    return value
+_DATA = Memo(2)  # the last two datasets (a sweep's runs render or read their data once)
+_AUTOENCODERS = Memo(3)  # the last three trained autoencoders
 
 
 def experiment_data(config: Mapping[str, Any]) -> FaceSplit:
@@ -908,20 +894,18 @@ def experiment_data(config: Mapping[str, Any]) -> FaceSplit:
     ``test_per_group``, ``val_fraction``). The last two splits are kept in memory, so the runs of
     a sweep render or read their data once; other keys of ``config`` are ignored.
     """
-    key = _cache_key(config, _DATA_KEYS)
-    if key in _DATA_CACHE:
-        _DATA_CACHE.move_to_end(key)
-        return _DATA_CACHE[key]
+    return _DATA.get({k: config.get(k) for k in _DATA_KEYS}, lambda: _experiment_data(config))
+
+
+def _experiment_data(config: Mapping[str, Any]) -> FaceSplit:
     dataset, seed = config.get("dataset"), int(config.get("seed", 0))
     if dataset == "synthfaces":
-        data = imbalanced_synthfaces(config["n_train"], test_per_group=config["test_per_group"],
+        return imbalanced_synthfaces(config["n_train"], test_per_group=config["test_per_group"],
                                      val_per_group=config["val_per_group"], size=config["size"], seed=seed)
-    elif dataset == "utkface":
-        data = utkface_split(test_per_group=config["test_per_group"], val_fraction=config.get("val_fraction", 0.1),
+    if dataset == "utkface":
+        return utkface_split(test_per_group=config["test_per_group"], val_fraction=config.get("val_fraction", 0.1),
                              size=config["size"], seed=seed)
-    else:
-        raise ValueError(f"dataset: expected 'synthfaces' (quick) or 'utkface' (full), got {dataset!r}")
-    return _remember(_DATA_CACHE, key, data, _MAX_DATA)
+    raise ValueError(f"dataset: expected 'synthfaces' (quick) or 'utkface' (full), got {dataset!r}")
 
 
 def _reconstruction_mse(model: VanillaAutoencoder, images: torch.Tensor, attr: Any, device: Any) -> float:
@@ -936,10 +920,11 @@ def _trained(kind: str, config: Mapping[str, Any], show_progress: bool) -> dict[
         raise ValueError(f"kind: expected 'vanilla' or 'fader', got {kind!r}")
     device = get_device()
     keys = _DATA_KEYS + _AE_KEYS + (_FADER_KEYS if kind == "fader" else ())
-    key = _cache_key(config, keys, kind=kind, device=str(device))
-    if key in _AE_CACHE:
-        _AE_CACHE.move_to_end(key)
-        return _AE_CACHE[key]
+    parts = {**{k: config.get(k) for k in keys}, "kind": kind, "device": str(device)}
+    return _AUTOENCODERS.get(parts, lambda: _train_autoencoder_of(kind, config, device, show_progress))
+
+
+def _train_autoencoder_of(kind: str, config: Mapping[str, Any], device: Any, show_progress: bool) -> dict[str, Any]:
     data = experiment_data(config)
     seed = int(config.get("seed", 0))
     x, g = data.images[data.train], data.groups[data.train]
@@ -957,7 +942,7 @@ def _trained(kind: str, config: Mapping[str, Any], show_progress: bool) -> dict[
         history = train_fader(model, x, g, lambda_e=config["lambda_e"], ramp_steps=config["ramp_steps"],
                               val=(data.images[data.val], data.groups[data.val]),
                               balance_discriminator=bool(config["balance_discriminator"]), **common)
-    return _remember(_AE_CACHE, key, {"model": model, "history": history}, _MAX_AUTOENCODERS)
+    return {"model": model, "history": history}
 
 
 def experiment_autoencoder(kind: str, config: Mapping[str, Any], *, show_progress: bool = True

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +44,7 @@ from torch import nn
 from torch.nn.utils import prune
 
 from fairlib import metrics, sweep
+from fairlib._memo import Memo
 from fairlib._validation import as_matrix, binary, positive_int
 from fairlib.config import get_device
 from fairlib.models import build_model
@@ -587,7 +587,7 @@ class AttributeSplits:
 
 
 _SPLITS = ("train", "val", "test")
-_DATA_CACHE: dict[str, AttributeSplits] = {}
+_SPLITS_MEMO = Memo(2)  # the run functions of one sweep share one copy of the data
 
 
 def load_attribute_splits(data: str, data_options: Mapping[str, Any] | None = None,
@@ -617,12 +617,17 @@ def load_attribute_splits(data: str, data_options: Mapping[str, Any] | None = No
     AttributeSplits
         Cached by its arguments: the run functions of one sweep share one copy.
     """
+
+    parts = {"data": data, "data_options": data_options or {}, "split_options": split_options or {},
+             "drop": list(drop), "identities": list(identities), "workers": workers}
+    return _SPLITS_MEMO.get(parts, lambda: _load_attribute_splits(data, data_options, split_options, drop, identities,
+                                                                  workers, show_progress))
+
+
+def _load_attribute_splits(data, data_options, split_options, drop, identities, workers, show_progress
+                           ) -> AttributeSplits:
     from fairlib.data import image_tensor, load_dataset
 
-    key = json.dumps([data, data_options or {}, split_options or {}, list(drop), list(identities), workers],
-                     sort_keys=True, default=str)
-    if key in _DATA_CACHE:
-        return _DATA_CACHE[key]
     images, frames = {}, {}
     for split in _SPLITS:
         options = {**(data_options or {}), **(split_options or {}).get(split, {})}
@@ -637,11 +642,7 @@ def load_attribute_splits(data: str, data_options: Mapping[str, Any] | None = No
     labels = {s: np.stack([f[a].cat.codes.to_numpy() for a in attributes], 1).astype(np.int64)
               for s, f in frames.items()}
     identity = {s: {i: f[i].cat.codes.to_numpy().astype(np.int64) for i in identities} for s, f in frames.items()}
-    out = AttributeSplits(attributes, list(identities), images, labels, identity)
-    if len(_DATA_CACHE) >= 2:
-        _DATA_CACHE.pop(next(iter(_DATA_CACHE)))
-    _DATA_CACHE[key] = out
-    return out
+    return AttributeSplits(attributes, list(identities), images, labels, identity)
 
 
 def build_multilabel_model(name: str, n_outputs: int, *, image_size: int, seed: int,

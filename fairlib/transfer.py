@@ -43,7 +43,6 @@ backbone and scores it; :func:`scene_transfer_data` builds the quick profile's s
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -56,6 +55,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from fairlib import sweep
+from fairlib._memo import Memo
 from fairlib._validation import positive_int, to_numpy
 from fairlib.activations import capture_activations
 from fairlib.config import get_device
@@ -810,8 +810,7 @@ _SETUP_KEYS = {
              "layer", "n_permutations"),
 }
 _TARGET_KEYS = {"scenes": ("target_n", "target_seed"), "coco": ("target_split", "target_n", "target_seed")}
-_CACHE: dict[str, list[tuple[str, Any]]] = {"setup": [], "target": []}
-_CACHE_SIZE = {"setup": 1, "target": 2}
+_MEMOS = {"setup": Memo(1), "target": Memo(2)}  # one pretraining serves every run of a sweep
 
 
 def _cached(kind: str, config: Mapping[str, Any], keys: Sequence[str], build: Callable[[], Any]) -> Any:
@@ -824,15 +823,7 @@ def _cached(kind: str, config: Mapping[str, Any], keys: Sequence[str], build: Ca
         from fairlib.data import data_root
 
         identity["data_root"] = str(data_root().resolve())
-    key = json.dumps(identity, sort_keys=True, default=str)
-    entries = _CACHE[kind]
-    for k, value in entries:
-        if k == key:
-            return value
-    value = build()
-    entries.append((key, value))
-    del entries[:-_CACHE_SIZE[kind]]
-    return value
+    return _MEMOS[kind].get(identity, build)
 
 
 def _source(config: Mapping[str, Any]) -> str:

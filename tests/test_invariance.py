@@ -329,8 +329,8 @@ def test_run_classifier_scores_every_group_and_shares_the_latents(tmp_path):
     assert rows.loc["SimpleCNN", "probe"] == rows.loc["SimpleCNN-WL", "probe"]
     assert rows.loc["SimpleCNN", "val_mse"] == rows.loc["SimpleCNN-WL", "val_mse"]
     # with empty caches (a fresh process) the run gives the same numbers
-    invariance._AE_CACHE.clear()
-    invariance._DATA_CACHE.clear()
+    invariance._AUTOENCODERS.clear()
+    invariance._DATA.clear()
     again = run_classifier("FaderCNN", **TINY)
     assert again["per_group"] == pytest.approx(rows.loc["FaderCNN", "per_group"])
     assert again["probe"] == pytest.approx(rows.loc["FaderCNN", "probe"])
