@@ -20,11 +20,20 @@ correlation with the label is set exactly by one number, :math:`\varepsilon\in[0
 Data: :func:`load_split` reads every dataset through :func:`fairlib.data.load_dataset`:
 scikit-learn's 8×8 digits (the quick profile) and Fashion-MNIST, CIFAR-10 and CIFAR-100 (the
 full profile), from where ``python -m data_scripts.fetch`` writes them.
+
+Experiments: Chapter 2's research questions are registered sweeps (:func:`fairlib.sweep.register`,
+chapter ``02_bias_amplification``): :func:`run_inversion` trains and scores one model on an
+inversion task (RQ1 ``rq1``, RQ2 ``rq2``, RQ3 ``rq3``, RQ5 ``rq5``), :func:`run_overlay` one on an
+overlay task (RQ6 ``rq6``); ``rqN_grid(profile)`` lists each one's configurations, built from
+:func:`settings`. RQ4 (calibration) reads the ECE of the RQ1 and RQ2 runs. :func:`by_knob` and
+:func:`history_frame` reshape the sweeps' frames, :func:`band` draws a mean with its interval.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +43,7 @@ import pandas as pd
 import torch
 from scipy import stats
 
+from fairlib import sweep
 from fairlib._validation import integer
 
 __all__ = [
@@ -54,6 +64,20 @@ __all__ = [
     "load_split",
     "TASK_DATASETS",
     "FULL_DATASETS",
+    "CAPACITY_KNOBS",
+    "settings",
+    "inversion_tasks",
+    "overlay_tasks",
+    "run_inversion",
+    "run_overlay",
+    "rq1_grid",
+    "rq2_grid",
+    "rq3_grid",
+    "rq5_grid",
+    "rq6_grid",
+    "by_knob",
+    "history_frame",
+    "band",
 ]
 
 FULL_DATASETS = ("fashionmnist", "cifar10", "cifar100")
@@ -332,3 +356,353 @@ def load_split(name: str, split: str, *, root: str | Path | None = None) -> tupl
     dataset = load_dataset(key, split, root=root)
     labels = dataset.attributes["label"].cat.codes.to_numpy().astype(np.int64)
     return image_tensor(dataset), labels
+
+
+# --------------------------------------------------------------------------- experiments
+#: The values every grid below is built from, per profile (the paper's in ``full``).
+#: ``models`` holds each dataset's network (:func:`fairlib.models.build_model` name and options;
+#: ``depth`` is ``None`` for the ResNet-18-style model, which has none); ``train`` and
+#: ``overlay_train`` the schedule (:func:`fairlib.training.train_and_evaluate`); ``seeds`` the
+#: number of random class assignments (``rq2_seeds`` for the capacity sweeps); ``eps`` RQ1's
+#: dataset biases, ``sweep_eps`` those of RQ2 and RQ6, ``rq5_eps`` the bias of RQ3 and RQ5;
+#: ``eval_every`` how often RQ5 evaluates during training.
+_SETTINGS: dict[str, dict[str, Any]] = {
+    "quick": {
+        # scikit-learn's 8×8 digits (1,797 images, fixed stratified 75/25 split), tiny ResNets
+        "rq1_data": ["digits"], "main_data": "digits", "overlay_data": "digits",
+        "models": {"digits": {"arch": "cifar_resnet", "depth": 8, "width": 4, "in_channels": 1}},
+        "train": {"epochs": 12, "batch_size": 256, "lr": 0.1, "weight_decay": 1e-4, "augment": False},
+        "overlay_train": {"epochs": 30, "batch_size": 128, "lr": 0.1, "weight_decay": 1e-4, "augment": False},
+        "eval_every": 1,
+        "seeds": 5, "rq2_seeds": 3,
+        "eps": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5], "sweep_eps": [0.2, 0.4], "rq5_eps": 0.3,
+        "depths": [8, 14, 20], "widths": [2, 4, 8, 16], "weight_decays": [1e-5, 1e-4, 1e-3, 1e-2],
+        "fractions": [0.25, 0.5, 1.0], "etas": [0.0, 0.25, 0.5, 0.75, 1.0],
+    },
+    "full": {
+        # the paper: Fashion-MNIST (ResNet-18-style) and CIFAR-100 (ResNet-110), CIFAR-10 overlay
+        "rq1_data": ["fashionmnist", "cifar100"], "main_data": "cifar100", "overlay_data": "cifar10",
+        "models": {"fashionmnist": {"arch": "resnet18", "depth": None, "width": 64, "in_channels": 1},
+                   "cifar100": {"arch": "cifar_resnet", "depth": 110, "width": 16, "in_channels": 3},
+                   "cifar10": {"arch": "cifar_resnet", "depth": 110, "width": 16, "in_channels": 3}},
+        "train": {"epochs": 500, "batch_size": 128, "lr": 0.1, "weight_decay": 1e-4, "augment": True},
+        "overlay_train": {"epochs": 500, "batch_size": 128, "lr": 0.1, "weight_decay": 1e-4, "augment": True},
+        "eval_every": 5,
+        "seeds": 20, "rq2_seeds": 20,
+        "eps": [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5], "sweep_eps": [0.2, 0.3, 0.4],
+        "rq5_eps": 0.3,
+        "depths": [8, 20, 32, 44, 56, 110], "widths": [4, 8, 16, 32, 64],
+        "weight_decays": [float(v) for v in np.logspace(-5, -2, 7)],
+        "fractions": [0.1, 0.2, 0.4, 0.6, 0.8, 1.0], "etas": [0.0, 0.2, 0.4, 0.5, 0.6, 0.8, 1.0],
+    },
+}
+
+#: The capacity knobs of RQ2, in the order the chapter draws them.
+CAPACITY_KNOBS = ("depth", "width", "weight_decay")
+
+
+def settings(profile: str | None = None) -> dict[str, Any]:
+    """A copy of the values the grids of ``profile`` are built from (see :data:`_SETTINGS`).
+
+    Parameters
+    ----------
+    profile
+        ``"quick"`` or ``"full"``; ``None`` reads ``FAIRLIB_PROFILE`` (:func:`fairlib.config.get_profile`).
+    """
+    from copy import deepcopy
+
+    from fairlib.config import get_profile
+
+    return deepcopy(_SETTINGS[get_profile(profile)])
+
+
+@functools.lru_cache(maxsize=4)
+def _splits(name: str) -> tuple[tuple[torch.Tensor, np.ndarray], tuple[torch.Tensor, np.ndarray]]:
+    """``(train, test)`` of :func:`load_split`, read once per process."""
+    return load_split(name, "train"), load_split(name, "test")
+
+
+def inversion_tasks(dataset: str, eps: float, seed: int, fraction: float = 1.0) -> tuple[Task, Task]:
+    """The training and test :class:`Task` of one inversion experiment (RQ1–RQ5).
+
+    Parameters
+    ----------
+    dataset
+        A name of :data:`TASK_DATASETS` (read once per process through :func:`load_split`).
+    eps
+        Dataset bias ε, the same for both splits (:func:`assign_inversion`).
+    seed
+        The class assignment (:func:`binarize_classes`); the inversions are drawn with seeds
+        ``10_000 + seed`` (train) and ``20_000 + seed`` (test).
+    fraction
+        Share of the training set kept, as a stratified subsample (RQ3; drawn with ``seed``);
+        the test set is always whole.
+
+    Returns
+    -------
+    tuple of Task
+        ``(train, test)``, both standardised with the statistics of the whole, non-inverted
+        training images.
+    """
+    if not 0.0 < float(fraction) <= 1.0:
+        raise ValueError(f"fraction: must lie in (0, 1], got {fraction}")
+    (x_tr, f_tr), (x_te, f_te) = _splits(dataset)
+    positive = binarize_classes(int(f_tr.max()) + 1, seed)
+    x_sub, f_sub = x_tr, f_tr
+    if fraction < 1:
+        from sklearn.model_selection import train_test_split
+
+        keep, _ = train_test_split(np.arange(len(f_tr)), train_size=float(fraction), stratify=f_tr,
+                                   random_state=seed)
+        x_sub, f_sub = x_tr[torch.as_tensor(keep)], f_tr[keep]
+    train = make_inversion_task(x_sub, f_sub, positive, eps, seed=10_000 + seed, normalize_with=x_tr)
+    test = make_inversion_task(x_te, f_te, positive, eps, seed=20_000 + seed, normalize_with=x_tr)
+    return train, test
+
+
+def overlay_tasks(dataset: str, eps: float, eta: float, seed: int) -> tuple[Task, Task]:
+    """The training and test :class:`Task` of one overlay experiment (RQ6).
+
+    Four distinct original classes are drawn with ``seed``: the first two form the binary class
+    (positive, negative), the last two give the group images (*a*, *b*); see
+    :func:`make_overlay_task`. Group images are drawn with seeds ``10_000 + seed`` (train) and
+    ``20_000 + seed`` (test).
+    """
+    (x_tr, f_tr), (x_te, f_te) = _splits(dataset)
+    pick = np.random.default_rng(seed).permutation(int(f_tr.max()) + 1)[:4]
+    classes, groups = (int(pick[0]), int(pick[1])), (int(pick[2]), int(pick[3]))
+    train = make_overlay_task(x_tr, f_tr, classes, groups, eps, eta, seed=10_000 + seed, normalize_with=x_tr)
+    test = make_overlay_task(x_te, f_te, classes, groups, eps, eta, seed=20_000 + seed, normalize_with=x_tr)
+    return train, test
+
+
+def _model_kwargs(depth: int | None, width: int, in_channels: int) -> dict[str, int]:
+    kwargs = {"width": int(width), "in_channels": int(in_channels)}
+    if depth is not None:
+        kwargs["depth"] = int(depth)
+    return kwargs
+
+
+def _results(history: pd.DataFrame, eval_every: int | None) -> dict[str, Any]:
+    """The last evaluated row's metrics and, with ``eval_every``, every row's as ``hist_*`` lists."""
+    last = history.iloc[-1]
+    metrics = [c for c in history.columns if c not in ("epoch", "lr")]
+    out: dict[str, Any] = {c: float(last[c]) for c in metrics}
+    out["trained_epochs"] = int(last["epoch"])
+    if eval_every:
+        for c in history.columns:
+            values = history[c].tolist()
+            out[f"hist_{c}"] = [int(v) for v in values] if c == "epoch" else [float(v) for v in values]
+    return out
+
+
+def run_inversion(
+    *,
+    dataset: str,
+    arch: str,
+    width: int,
+    in_channels: int,
+    eps: float,
+    seed: int,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float,
+    depth: int | None = None,
+    augment: bool = False,
+    fraction: float = 1.0,
+    swap: bool = False,
+    eval_every: int | None = None,
+) -> dict[str, Any]:
+    """Train one model on an inversion task and score it on the test task (RQ1, RQ2, RQ3, RQ5).
+
+    Parameters
+    ----------
+    dataset, eps, seed, fraction
+        The task (:func:`inversion_tasks`); ``seed`` also seeds the initialisation and shuffling.
+    arch, depth, width, in_channels
+        The network, built by :func:`fairlib.models.build_model` (``depth=None`` for models
+        without one, e.g. ``"resnet18"``).
+    epochs, batch_size, lr, weight_decay, augment
+        Hall et al.'s schedule (:func:`fairlib.training.train_and_evaluate`). With ``fraction``
+        below 1, the model trains ``round(epochs / fraction)`` epochs, so that every training-set
+        size gets about the same number of updates (the paper's RQ3 rule).
+    swap
+        Exchange class and group (:func:`swap_roles`), RQ5's control.
+    eval_every
+        Also evaluate every this many epochs and return the history (RQ5); ``None``: only the end.
+
+    Returns
+    -------
+    dict
+        The final test metrics ``accuracy``, ``biasamp``, ``ece``, ``loss`` (last epoch's training
+        loss), ``acc_c{c}_g{g}`` (accuracy in each class–group cell) and ``trained_epochs``; with
+        ``eval_every``, the same columns per evaluated epoch as lists ``hist_epoch``, ``hist_lr``,
+        ``hist_loss``, ``hist_accuracy`` … (see :func:`history_frame`).
+    """
+    from fairlib.training import fit
+
+    train, test = inversion_tasks(dataset, eps, seed, fraction)
+    if swap:
+        train, test = swap_roles(train), swap_roles(test)
+    n_epochs = max(1, int(round(int(epochs) / float(fraction))))  # same number of updates (paper, RQ3)
+    history = fit(arch, _model_kwargs(depth, width, in_channels), train, test, seed=seed, epochs=n_epochs,
+                  batch_size=batch_size, lr=lr, weight_decay=weight_decay, augment=augment, eval_every=eval_every)
+    return _results(history, eval_every)
+
+
+def run_overlay(
+    *,
+    dataset: str,
+    arch: str,
+    width: int,
+    in_channels: int,
+    eps: float,
+    eta: float,
+    seed: int,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float,
+    depth: int | None = None,
+    augment: bool = False,
+) -> dict[str, Any]:
+    """Train one model on an overlay task (:func:`overlay_tasks`) and score it on the test task (RQ6).
+
+    The parameters are those of :func:`run_inversion`, with ``eta`` the weight of the group image.
+    Returns the final test metrics, as :func:`run_inversion` without ``eval_every``.
+    """
+    from fairlib.training import fit
+
+    train, test = overlay_tasks(dataset, eps, eta, seed)
+    history = fit(arch, _model_kwargs(depth, width, in_channels), train, test, seed=seed, epochs=epochs,
+                  batch_size=batch_size, lr=lr, weight_decay=weight_decay, augment=augment)
+    return _results(history, None)
+
+
+def _inversion_config(s: Mapping[str, Any], dataset: str, eps: float, seed: int, **changes: Any) -> dict[str, Any]:
+    """One complete configuration of :func:`run_inversion`: the dataset's model and schedule, then ``changes``."""
+    config = {"dataset": dataset, **s["models"][dataset], **s["train"], "eps": eps, "seed": seed,
+              "fraction": 1.0, "swap": False, "eval_every": None}
+    unknown = set(changes) - set(config)
+    if unknown:
+        raise ValueError(f"changes: unknown keys {sorted(unknown)}")
+    config.update(changes)
+    return config
+
+
+def rq1_grid(profile: str) -> list[dict]:
+    """RQ1: every dataset of ``rq1_data`` × every ε of ``eps`` × ``seeds`` class assignments."""
+    s = settings(profile)
+    return [_inversion_config(s, name, eps, seed)
+            for name in s["rq1_data"] for eps in s["eps"] for seed in range(s["seeds"])]
+
+
+def rq2_grid(profile: str) -> list[dict]:
+    """RQ2: one capacity knob at a time (:data:`CAPACITY_KNOBS`) around the main model, × ``sweep_eps`` × ``rq2_seeds``.
+
+    The base configuration, shared by the three sweeps, appears once; :func:`by_knob` gives
+    each sweep its rows back.
+    """
+    s = settings(profile)
+    main = s["main_data"]
+    values = {"depth": s["depths"], "width": s["widths"], "weight_decay": s["weight_decays"]}
+    configs: dict[str, dict] = {}
+    for knob in CAPACITY_KNOBS:
+        for value in values[knob]:
+            for eps in s["sweep_eps"]:
+                for seed in range(s["rq2_seeds"]):
+                    config = _inversion_config(s, main, eps, seed, **{knob: value})
+                    configs.setdefault(sweep.config_key(config), config)
+    return list(configs.values())
+
+
+def rq3_grid(profile: str) -> list[dict]:
+    """RQ3: stratified training subsets (``fractions``) at ε = ``rq5_eps`` × ``seeds``; epochs × 1/fraction."""
+    s = settings(profile)
+    return [_inversion_config(s, s["main_data"], s["rq5_eps"], seed, fraction=fraction)
+            for fraction in s["fractions"] for seed in range(s["seeds"])]
+
+
+def rq5_grid(profile: str) -> list[dict]:
+    """RQ5: at ε = ``rq5_eps``, class and group as built and swapped, × ``seeds``; a history every ``eval_every``."""
+    s = settings(profile)
+    return [_inversion_config(s, s["main_data"], s["rq5_eps"], seed, swap=swap, eval_every=s["eval_every"])
+            for swap in (False, True) for seed in range(s["seeds"])]
+
+
+def rq6_grid(profile: str) -> list[dict]:
+    """RQ6: overlay tasks, ``sweep_eps`` × ``etas`` × ``seeds`` (class assignments and image pairs)."""
+    s = settings(profile)
+    name = s["overlay_data"]
+    model = s["models"][name]
+    return [{"dataset": name, **model, **s["overlay_train"], "eps": eps, "eta": eta, "seed": seed}
+            for eps in s["sweep_eps"] for eta in s["etas"] for seed in range(s["seeds"])]
+
+
+# --------------------------------------------------------------------------- analysis of sweep frames
+def by_knob(frame: pd.DataFrame, knobs: Sequence[str] = CAPACITY_KNOBS) -> pd.DataFrame:
+    """RQ2's rows, one block per knob: the rows where only that knob may differ from the base.
+
+    The base value of each knob is its most frequent value (in a one-knob-at-a-time grid such as
+    :func:`rq2_grid`'s, the base configuration's). Base rows appear once in every block.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``frame``'s rows with two more columns, ``knob`` (its name) and ``value`` (float).
+
+    Raises
+    ------
+    ValueError
+        If a row differs from the base in more than one knob.
+    """
+    knobs = list(knobs)
+    base = {k: frame[k].mode().iloc[0] for k in knobs}
+    differs = pd.DataFrame({k: frame[k] != base[k] for k in knobs}, index=frame.index)
+    if (differs.sum(axis=1) > 1).any():
+        raise ValueError(f"frame: some rows change more than one of {knobs} from the base {base}")
+    parts = []
+    for k in knobs:
+        rows = frame[~differs.drop(columns=k).any(axis=1)]
+        parts.append(rows.assign(knob=k, value=rows[k].astype(float)))
+    return pd.concat(parts, ignore_index=True)
+
+
+def history_frame(frame: pd.DataFrame, prefix: str = "hist_") -> pd.DataFrame:
+    """One row per (run, evaluated epoch) from the ``hist_*`` lists that :func:`run_inversion` returns.
+
+    The ``hist_`` columns lose their prefix and replace the final metrics of the same name; the
+    configuration columns are repeated on every epoch of their run. Runs without a history are
+    left out.
+    """
+    cols = [c for c in frame.columns if c.startswith(prefix)]
+    if not cols:
+        raise ValueError(f"frame: no {prefix}* columns; run with eval_every to record a history")
+    names = [c[len(prefix):] for c in cols]
+    rows = frame[frame[cols[0]].map(lambda v: isinstance(v, list))]
+    keep = [c for c in frame.columns if c not in cols and c not in names and c != "duration_s"]
+    long = rows[keep + cols].explode(cols, ignore_index=True).rename(columns=dict(zip(cols, names)))
+    return long.astype({n: int if n == "epoch" else float for n in names})
+
+
+# --------------------------------------------------------------------------- figures
+def band(ax: Any, frame: pd.DataFrame, x: str, value: str, label: str | None = None, color: Any = None,
+         marker: str = "o") -> pd.DataFrame:
+    """Draw the mean of ``value`` against ``x`` with its 95% confidence interval as a shaded band.
+
+    The mean and interval are over the rows sharing an ``x`` (the class assignments); returns
+    :func:`summarize`'s table.
+    """
+    s = summarize(frame, x, value)
+    ax.plot(s[x], s["mean"], marker=marker, ms=4, label=label, color=color)
+    ax.fill_between(s[x], s["low"], s["high"], alpha=0.2, color=color)
+    return s
+
+
+_CHAPTER = "02_bias_amplification"
+sweep.register(_CHAPTER, "rq1", run_inversion, rq1_grid, "RQ1: BiasAmp, accuracy and ECE against dataset bias ε")
+sweep.register(_CHAPTER, "rq2", run_inversion, rq2_grid, "RQ2: model capacity (depth, width, weight decay)")
+sweep.register(_CHAPTER, "rq3", run_inversion, rq3_grid, "RQ3: training-set size at equal numbers of updates")
+sweep.register(_CHAPTER, "rq5", run_inversion, rq5_grid, "RQ5: metrics during training, class and group swapped")
+sweep.register(_CHAPTER, "rq6", run_overlay, rq6_grid, "RQ6: group visibility η of the overlay task")

@@ -60,7 +60,8 @@ SEED = 0
 #   python -m data_scripts.fetch fashionmnist cifar10 cifar100
 # The full profile trains about 1,400 models for 500 epochs each (a ResNet-110 on CIFAR-100 takes
 # roughly 1-2 GPU-hours on one modern GPU), i.e. on the order of 2,000 GPU-hours in total: shrink
-# `eps`, `seeds` and the sweeps in SETTINGS["full"] to reproduce one research question at a time.
+# the grids (fairlib.amplification.settings("full"), rq1_grid … rq6_grid) to reproduce one research
+# question at a time.
 
 # %%
 import time
@@ -68,48 +69,21 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 import fairlib
 from fairlib import amplification as A
-from fairlib.notebook import glue, progress
-from fairlib.training import fit
+from fairlib import sweep
+from fairlib.notebook import glue
 
-SETTINGS = {
-    "quick": {
-        # scikit-learn's 8×8 digits (1,797 images, fixed stratified 75/25 split), tiny ResNets
-        "rq1_data": ["digits"], "main_data": "digits", "overlay_data": "digits",
-        "models": {"digits": ("cifar_resnet", {"depth": 8, "width": 4, "in_channels": 1})},
-        "train": {"epochs": 12, "batch_size": 256, "lr": 0.1, "weight_decay": 1e-4, "augment": False},
-        "overlay_train": {"epochs": 30, "batch_size": 128, "lr": 0.1, "weight_decay": 1e-4, "augment": False},
-        "eval_every": 1,
-        "seeds": 5, "rq2_seeds": 3,
-        "eps": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5], "sweep_eps": [0.2, 0.4], "rq5_eps": 0.3,
-        "depths": [8, 14, 20], "widths": [2, 4, 8, 16], "weight_decays": [1e-5, 1e-4, 1e-3, 1e-2],
-        "fractions": [0.25, 0.5, 1.0], "etas": [0.0, 0.25, 0.5, 0.75, 1.0],
-    },
-    "full": {
-        # the paper: Fashion-MNIST (ResNet-18-style) and CIFAR-100 (ResNet-110), CIFAR-10 overlay
-        "rq1_data": ["fashionmnist", "cifar100"], "main_data": "cifar100", "overlay_data": "cifar10",
-        "models": {"fashionmnist": ("resnet18", {"width": 64, "in_channels": 1}),
-                   "cifar100": ("cifar_resnet", {"depth": 110, "width": 16, "in_channels": 3}),
-                   "cifar10": ("cifar_resnet", {"depth": 110, "width": 16, "in_channels": 3})},
-        "train": {"epochs": 500, "batch_size": 128, "lr": 0.1, "weight_decay": 1e-4, "augment": True},
-        "overlay_train": {"epochs": 500, "batch_size": 128, "lr": 0.1, "weight_decay": 1e-4, "augment": True},
-        "eval_every": 5,
-        "seeds": 20, "rq2_seeds": 20,
-        "eps": [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5], "sweep_eps": [0.2, 0.3, 0.4],
-        "rq5_eps": 0.3,
-        "depths": [8, 20, 32, 44, 56, 110], "widths": [4, 8, 16, 32, 64],
-        "weight_decays": list(np.logspace(-5, -2, 7)),
-        "fractions": [0.1, 0.2, 0.4, 0.6, 0.8, 1.0], "etas": [0.0, 0.2, 0.4, 0.5, 0.6, 0.8, 1.0],
-    },
-}
-cfg = fairlib.select(SETTINGS, PROFILE)
+# Every research question is a registered sweep of fairlib.amplification: a run function that trains
+# one model (A.run_inversion, A.run_overlay) and one grid of configurations per profile (A.rq1_grid …
+# A.rq6_grid). A.settings(PROFILE) holds the values the grids are built from.
+CHAPTER = "02_bias_amplification"
+S = A.settings(PROFILE)
 rng = fairlib.seed_everything(SEED)
 NOTE = fairlib.profile_note(PROFILE)
 DEVICE = fairlib.get_device()
-print(f"profile={PROFILE}, device={DEVICE}, {cfg['seeds']} random class assignments per setting")
+print(f"profile={PROFILE}, device={DEVICE}, {S['seeds']} random class assignments per setting")
 
 # %% [markdown]
 # ## The idea
@@ -170,53 +144,6 @@ glue("demo_inv_neg", 100 * share[~share.positive].inverted.mean())
 # {glue:text}`demo_inv_neg:.1f`% of the negative ones are inverted (the targets are 20% and 80%;
 # rounding within each digit moves them slightly).
 
-# %%
-DATA: dict = {}
-
-
-def data(name: str):
-    """(train, test) pairs of (images, original labels), loaded once and cached."""
-    if name not in DATA:
-        DATA[name] = (A.load_split(name, "train"), A.load_split(name, "test"))
-    return DATA[name]
-
-
-def inversion_tasks(name, eps, seed, fraction=1.0):
-    (x_tr, f_tr), (x_te, f_te) = data(name)
-    positive = A.binarize_classes(int(f_tr.max()) + 1, seed)
-    x_sub, f_sub = x_tr, f_tr
-    if fraction < 1:  # stratified subsample of the training set (RQ3)
-        keep, _ = train_test_split(np.arange(len(f_tr)), train_size=fraction, stratify=f_tr, random_state=seed)
-        x_sub, f_sub = x_tr[keep], f_tr[keep]
-    train = A.make_inversion_task(x_sub, f_sub, positive, eps, seed=10_000 + seed, normalize_with=x_tr)
-    test = A.make_inversion_task(x_te, f_te, positive, eps, seed=20_000 + seed, normalize_with=x_tr)
-    return train, test
-
-
-def run(name, eps, seed, *, model=None, fraction=1.0, swap=False, history=False, **overrides):
-    """Train one model; the last history row (or the whole history) as a DataFrame."""
-    arch, kwargs = cfg["models"][name]
-    train, test = inversion_tasks(name, eps, seed, fraction)
-    if swap:
-        train, test = A.swap_roles(train), A.swap_roles(test)
-    kw = {**cfg["train"], **overrides}
-    kw["epochs"] = int(round(kw["epochs"] / fraction))  # same number of updates (paper, RQ3)
-    hist = fit(arch, {**kwargs, **(model or {})}, train, test, seed=seed, device=DEVICE,
-               eval_every=cfg["eval_every"] if history else None, **kw)
-    hist = hist.assign(data=name, eps=eps, seed=seed, fraction=fraction)
-    return hist if history else hist.iloc[[-1]]
-
-
-def band(ax, frame, x, value, label=None, color=None, marker="o"):
-    """Mean over assignments with its 95% confidence interval as a shaded band."""
-    s = A.summarize(frame, x, value)
-    ax.plot(s[x], s["mean"], marker=marker, ms=4, label=label, color=color)
-    ax.fill_between(s[x], s["low"], s["high"], alpha=0.2, color=color)
-    return s
-
-
-T0 = time.perf_counter()
-
 # %% [markdown]
 # ## RQ1: bias amplification against dataset bias
 #
@@ -226,29 +153,25 @@ T0 = time.perf_counter()
 # build the training and test sets, train the base model and measure BiasAmp on the test set.
 
 # %%
-rq1_parts, histories = [], []
-for name in cfg["rq1_data"]:
-    for eps in progress(cfg["eps"], desc=f"RQ1 {name}"):
-        for seed in range(cfg["seeds"]):
-            h = run(name, eps, SEED + seed, history=(name == cfg["main_data"] and eps == cfg["rq5_eps"]))
-            if len(h) > 1:
-                histories.append(h)
-            rq1_parts.append(h.iloc[[-1]])
-rq1 = pd.concat(rq1_parts, ignore_index=True)
+T0 = time.perf_counter()
+rq1 = sweep.run(A.run_inversion, A.rq1_grid(PROFILE), store=sweep.default_store(CHAPTER, "rq1"))
+main = rq1[rq1.dataset == S["main_data"]]
+rq1[["dataset", "eps", "seed", "accuracy", "biasamp", "ece"]].head()
 
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-for i, (name, frame) in enumerate(rq1.groupby("data", sort=False)):
-    band(axes[0], frame, "eps", "biasamp", label=name, color=f"C{i}")
-    band(axes[1], frame, "eps", "accuracy", label=name, color=f"C{i}")
+for i, (name, frame) in enumerate(rq1.groupby("dataset", sort=False)):
+    A.band(axes[0], frame, "eps", "biasamp", label=name, color=f"C{i}")
+    A.band(axes[1], frame, "eps", "accuracy", label=name, color=f"C{i}")
 axes[0].axhline(0, color="grey", lw=1)
 axes[0].set(xlabel="dataset bias ε", ylabel="BiasAmp$_{A→T}$", title="bias amplification")
 axes[1].set(xlabel="dataset bias ε", ylabel="test accuracy", title="accuracy")
 axes[0].legend()
-fig.suptitle(f"RQ1: mean and 95% CI over {cfg['seeds']} class assignments ({NOTE})", fontsize=10)
+fig.suptitle(f"RQ1: mean and 95% CI over {rq1.seed.nunique()} class assignments ({NOTE})", fontsize=10)
 fig.tight_layout()
 plt.show()
 
-main = rq1[rq1.data == cfg["main_data"]]
+# %%
 s1 = A.summarize(main, "eps", "biasamp").set_index("eps")
 peak_eps = float(s1["mean"].idxmax())
 glue("rq1_amp0", s1.loc[0.0, "mean"])
@@ -282,54 +205,43 @@ glue("rq1_zero_verdict", "contains zero" if zero_in_0 else "does not contain zer
 #
 # **Our experiment.** Starting from the base model (depth 8, width 4, weight decay $10^{-4}$) we vary
 # one knob at a time, for two values of $\varepsilon$, over fewer assignments than in RQ1
-# (the base model's runs are reused from RQ1).
+# (the base model is trained once and belongs to all three sweeps).
 
 # %%
-base_arch, base_kwargs = cfg["models"][cfg["main_data"]]
-base_wd = cfg["train"]["weight_decay"]
-knobs = {"depth": cfg["depths"], "width": cfg["widths"], "weight_decay": cfg["weight_decays"]}
-rq2_parts = []
-jobs = [(knob, v, eps, seed) for knob, values in knobs.items() for v in values
-        for eps in cfg["sweep_eps"] for seed in range(cfg["rq2_seeds"])]
-for knob, value, eps, seed in progress(jobs, desc="RQ2"):
-    base_values = {"depth": base_kwargs.get("depth"), "width": base_kwargs.get("width"), "weight_decay": base_wd}
-    is_base = base_values[knob] == value
-    if is_base:
-        row = main[(main.eps == eps) & (main.seed == SEED + seed)].copy()
-    elif knob == "weight_decay":
-        row = run(cfg["main_data"], eps, SEED + seed, weight_decay=value)
-    else:
-        row = run(cfg["main_data"], eps, SEED + seed, model={knob: value})
-    rq2_parts.append(row.assign(knob=knob, value=value))
-rq2 = pd.concat(rq2_parts, ignore_index=True)
+rq2 = A.by_knob(sweep.run(A.run_inversion, A.rq2_grid(PROFILE), store=sweep.default_store(CHAPTER, "rq2")))
+rq2.groupby(["knob", "value"])[["accuracy", "biasamp"]].mean()
 
+# %% tags=["hide-input"]
+sweep_eps = sorted(rq2.eps.unique())
 fig, axes = plt.subplots(2, 3, figsize=(12, 6), sharey="row")
-for j, knob in enumerate(knobs):
-    for i, eps in enumerate(cfg["sweep_eps"]):
+for j, knob in enumerate(A.CAPACITY_KNOBS):
+    values = sorted(rq2[rq2.knob == knob].value.unique())
+    for i, eps in enumerate(sweep_eps):
         frame = rq2[(rq2.knob == knob) & (rq2.eps == eps)]
-        band(axes[0, j], frame, "value", "biasamp", label=f"ε = {eps}", color=f"C{i}")
-        band(axes[1, j], frame, "value", "accuracy", label=f"ε = {eps}", color=f"C{i}")
+        A.band(axes[0, j], frame, "value", "biasamp", label=f"ε = {eps}", color=f"C{i}")
+        A.band(axes[1, j], frame, "value", "accuracy", label=f"ε = {eps}", color=f"C{i}")
     for row_ax in axes[:, j]:
         row_ax.set_xscale("log")
         row_ax.set_xlabel(knob.replace("_", " "))
         if knob != "weight_decay":
-            row_ax.set_xticks(knobs[knob], [str(v) for v in knobs[knob]])
+            row_ax.set_xticks(values, [f"{v:g}" for v in values])
             row_ax.minorticks_off()
     axes[0, j].axhline(0, color="grey", lw=1)
 axes[0, 0].set_ylabel("BiasAmp$_{A→T}$")
 axes[1, 0].set_ylabel("test accuracy")
 axes[0, 0].legend()
-fig.suptitle(f"RQ2: capacity, mean and 95% CI over {cfg['rq2_seeds']} assignments ({NOTE})", fontsize=10)
+fig.suptitle(f"RQ2: capacity, mean and 95% CI over {rq2.seed.nunique()} assignments ({NOTE})", fontsize=10)
 fig.tight_layout()
 plt.show()
 
+# %%
 wd = rq2[rq2.knob == "weight_decay"].groupby("value")[["accuracy", "biasamp"]].mean()
 glue("rq2_wd_best_acc", f"{wd.accuracy.idxmax():.0e}")
 glue("rq2_wd_min_amp", f"{wd.biasamp.idxmin():.0e}")
-wd_hi = rq2[(rq2.knob == "weight_decay") & (rq2.value == max(cfg["weight_decays"]))]
+wd_hi = rq2[(rq2.knob == "weight_decay") & (rq2.value == wd.index.max())]
 glue("rq2_wd_hi_amp", wd_hi.biasamp.mean())
 glue("rq2_wd_hi_acc", 100 * wd_hi.accuracy.mean())
-glue("rq2_wd_hi", f"{max(cfg['weight_decays']):.0e}")
+glue("rq2_wd_hi", f"{wd.index.max():.0e}")
 wd_ci = A.summarize(rq2[rq2.knob == "weight_decay"], ["value", "eps"], "biasamp")
 glue("rq2_wd_spread", float(wd.biasamp.max() - wd.biasamp.min()))
 glue("rq2_wd_halfwidth", float(((wd_ci["high"] - wd_ci["low"]) / 2).mean()))
@@ -362,26 +274,21 @@ glue("rq2_amp_wmax", wid.biasamp.iloc[-1])
 # is unchanged.
 
 # %%
-rq3_parts = []
-for frac in progress(cfg["fractions"], desc="RQ3"):
-    for seed in range(cfg["seeds"]):
-        if frac == 1.0:
-            row = main[(main.eps == cfg["rq5_eps"]) & (main.seed == SEED + seed)]
-        else:
-            row = run(cfg["main_data"], cfg["rq5_eps"], SEED + seed, fraction=frac)
-        rq3_parts.append(row.assign(fraction=frac))
-rq3 = pd.concat(rq3_parts, ignore_index=True)
+rq3 = sweep.run(A.run_inversion, A.rq3_grid(PROFILE), store=sweep.default_store(CHAPTER, "rq3"))
+rq3.groupby("fraction")[["trained_epochs", "accuracy", "biasamp"]].mean()
 
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
-band(axes[0], rq3, "fraction", "biasamp")
-band(axes[1], rq3, "fraction", "accuracy", color="C2")
+A.band(axes[0], rq3, "fraction", "biasamp")
+A.band(axes[1], rq3, "fraction", "accuracy", color="C2")
 axes[0].axhline(0, color="grey", lw=1)
 axes[0].set(xlabel="fraction of the training set", ylabel="BiasAmp$_{A→T}$")
 axes[1].set(xlabel="fraction of the training set", ylabel="test accuracy")
-fig.suptitle(f"RQ3: ε = {cfg['rq5_eps']}, epochs × 1/fraction, 95% CI ({NOTE})", fontsize=10)
+fig.suptitle(f"RQ3: ε = {rq3.eps.iloc[0]}, epochs × 1/fraction, 95% CI ({NOTE})", fontsize=10)
 fig.tight_layout()
 plt.show()
 
+# %%
 s3 = rq3.groupby("fraction")[["biasamp", "accuracy"]].mean()
 glue("rq3_amp_small", s3.biasamp.iloc[0])
 glue("rq3_amp_full", s3.biasamp.iloc[-1])
@@ -411,12 +318,21 @@ glue("rq3_verdict", "overlap: at this scale the data size does not measurably ch
 # BiasAmp against ECE for the RQ2 models (darker = more capacity).
 
 # %%
+s4 = A.summarize(main, "eps", "ece").set_index("eps")
+glue("rq4_ece0", s4.loc[0.0, "mean"])
+glue("rq4_ece5", s4.loc[0.5, "mean"])
+agg = rq2.groupby(["knob", "value", "eps"])[["ece", "biasamp"]].mean().reset_index()
+corr = float(np.corrcoef(agg.ece, agg.biasamp)[0, 1])
+glue("rq4_corr", corr)
+glue("rq4_verdict", "the less calibrated models also amplify more" if corr > 0.2 else
+     "the less calibrated models amplify less" if corr < -0.2 else "the two are barely related")
+
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-band(axes[0], main, "eps", "ece", color="C4")
+A.band(axes[0], main, "eps", "ece", color="C4")
 axes[0].set(xlabel="dataset bias ε", ylabel="ECE (15 bins)", title="calibration error vs bias")
 markers = {"depth": "o", "width": "s", "weight_decay": "^"}
-agg = rq2.groupby(["knob", "value", "eps"])[["ece", "biasamp"]].mean().reset_index()
-for i, eps in enumerate(cfg["sweep_eps"]):
+for i, eps in enumerate(sorted(agg.eps.unique())):
     for knob, mk in markers.items():
         frame = agg[(agg.knob == knob) & (agg.eps == eps)].sort_values("value")
         order = np.arange(len(frame)) if knob != "weight_decay" else np.arange(len(frame))[::-1]
@@ -425,17 +341,9 @@ for i, eps in enumerate(cfg["sweep_eps"]):
                                                                for a in shade], label=f"{knob}, ε = {eps}")
 axes[1].set(xlabel="ECE (15 bins)", ylabel="BiasAmp$_{A→T}$", title="amplification vs calibration (RQ2 models)")
 axes[1].legend(fontsize=7)
-fig.suptitle(f"RQ4: 95% CI over {cfg['seeds']} assignments (left) ({NOTE})", fontsize=10)
+fig.suptitle(f"RQ4: 95% CI over {main.seed.nunique()} assignments (left) ({NOTE})", fontsize=10)
 fig.tight_layout()
 plt.show()
-
-s4 = A.summarize(main, "eps", "ece").set_index("eps")
-glue("rq4_ece0", s4.loc[0.0, "mean"])
-glue("rq4_ece5", s4.loc[0.5, "mean"])
-corr = float(np.corrcoef(agg.ece, agg.biasamp)[0, 1])
-glue("rq4_corr", corr)
-glue("rq4_verdict", "the less calibrated models also amplify more" if corr > 0.2 else
-     "the less calibrated models amplify less" if corr < -0.2 else "the two are barely related")
 
 # %% [markdown]
 # **Reading.** ECE falls from {glue:text}`rq4_ece0:.3f` at $\varepsilon = 0$ to
@@ -452,45 +360,19 @@ glue("rq4_verdict", "the less calibrated models also amplify more" if corr > 0.2
 #
 # *The paper's question: how does bias amplification vary during model training?*
 #
-# **Our experiment.** The RQ1 models at $\varepsilon = 0.3$ were evaluated after every epoch. We plot
+# **Our experiment.** We train the RQ1 models at $\varepsilon = 0.3$ again (same seeds, so the same
+# models) and evaluate them after every epoch (`eval_every`). We plot
 # BiasAmp and accuracy, and the accuracy in each (class, group) cell; "majority" cells are those
 # where the class goes with the group the bias favours. Then we swap the roles: the class becomes
 # "inverted or not" and the group the original binary label (`swap_roles`), so the easy signal is
 # now the class.
 
 # %%
-rq5_swap = [run(cfg["main_data"], cfg["rq5_eps"], SEED + seed, swap=True, history=True)
-            for seed in progress(range(cfg["seeds"]), desc="RQ5 swapped")]
-rq5 = {"class = digit label, group = inversion": pd.concat(histories, ignore_index=True),
-       "class = inversion, group = digit label": pd.concat(rq5_swap, ignore_index=True)}
-epochs = cfg["train"]["epochs"]
-decays = [round(0.5 * epochs), round(0.75 * epochs)]
-fig, axes = plt.subplots(2, 2, figsize=(11, 6.4))
-for r, (title, hist) in enumerate(rq5.items()):
-    ax, ax2 = axes[r, 0], axes[r, 0].twinx()
-    band(ax, hist, "epoch", "biasamp", label="BiasAmp", color="C3")
-    band(ax2, hist, "epoch", "accuracy", label="accuracy", color="C0")
-    ax.axhline(0, color="grey", lw=1)
-    ax.set(xlabel="epoch", ylabel="BiasAmp$_{A→T}$", title=title)
-    ax2.set_ylabel("accuracy", color="C0")
-    for k, (c, g) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)]):
-        # in both set-ups the bias puts positive labels with non-inverted images:
-        # original: (class 1, group 0) and (class 0, group 1); swapped: (class 0, group 1), (class 1, group 0)
-        majority = (c, g) in ((1, 0), (0, 1))
-        band(axes[r, 1], hist, "epoch", f"acc_c{c}_g{g}", color=f"C{k}", marker="o" if majority else "x",
-             label=f"class {c}, group {g} ({'majority' if majority else 'minority'})")
-    axes[r, 1].set(xlabel="epoch", ylabel="accuracy in the cell", title="per (class, group) accuracy")
-    axes[r, 1].legend(fontsize=7)
-    for ax_ in axes[r]:
-        for e in decays:
-            ax_.axvline(e, color="grey", ls="--", lw=0.8)
-fig.suptitle(f"RQ5: ε = {cfg['rq5_eps']}, 95% CI over {cfg['seeds']} assignments; dashed: lr decays ({NOTE})",
-             fontsize=10)
-fig.tight_layout()
-plt.show()
-
-h_orig = rq5["class = digit label, group = inversion"].groupby("epoch").mean(numeric_only=True)
-h_swap = rq5["class = inversion, group = digit label"].groupby("epoch").mean(numeric_only=True)
+rq5 = sweep.run(A.run_inversion, A.rq5_grid(PROFILE), store=sweep.default_store(CHAPTER, "rq5"))
+curves = A.history_frame(rq5)  # one row per run and evaluated epoch
+titles = {False: "class = digit label, group = inversion", True: "class = inversion, group = digit label"}
+h_orig = curves[~curves.swap].groupby("epoch").mean(numeric_only=True)
+h_swap = curves[curves.swap].groupby("epoch").mean(numeric_only=True)
 glue("rq5_amp_first", h_orig.biasamp.iloc[0])
 glue("rq5_amp_max", h_orig.biasamp.max())
 glue("rq5_amp_max_epoch", int(h_orig.biasamp.idxmax()))
@@ -499,6 +381,33 @@ glue("rq5_minority_first", 100 * h_orig[["acc_c0_g0", "acc_c1_g1"]].iloc[0].mean
 glue("rq5_minority_last", 100 * h_orig[["acc_c0_g0", "acc_c1_g1"]].iloc[-1].mean())
 glue("rq5_swap_max", h_swap.biasamp.max())
 glue("rq5_swap_last", h_swap.biasamp.iloc[-1])
+
+# %% tags=["hide-input"]
+epochs = int(rq5.trained_epochs.iloc[0])
+decays = [round(0.5 * epochs), round(0.75 * epochs)]
+fig, axes = plt.subplots(2, 2, figsize=(11, 6.4))
+for r, (swapped, hist) in enumerate(curves.groupby("swap")):
+    ax, ax2 = axes[r, 0], axes[r, 0].twinx()
+    A.band(ax, hist, "epoch", "biasamp", label="BiasAmp", color="C3")
+    A.band(ax2, hist, "epoch", "accuracy", label="accuracy", color="C0")
+    ax.axhline(0, color="grey", lw=1)
+    ax.set(xlabel="epoch", ylabel="BiasAmp$_{A→T}$", title=titles[bool(swapped)])
+    ax2.set_ylabel("accuracy", color="C0")
+    for k, (c, g) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)]):
+        # in both set-ups the bias puts positive labels with non-inverted images:
+        # original: (class 1, group 0) and (class 0, group 1); swapped: (class 0, group 1), (class 1, group 0)
+        majority = (c, g) in ((1, 0), (0, 1))
+        A.band(axes[r, 1], hist, "epoch", f"acc_c{c}_g{g}", color=f"C{k}", marker="o" if majority else "x",
+               label=f"class {c}, group {g} ({'majority' if majority else 'minority'})")
+    axes[r, 1].set(xlabel="epoch", ylabel="accuracy in the cell", title="per (class, group) accuracy")
+    axes[r, 1].legend(fontsize=7)
+    for ax_ in axes[r]:
+        for e in decays:
+            ax_.axvline(e, color="grey", ls="--", lw=0.8)
+fig.suptitle(f"RQ5: ε = {rq5.eps.iloc[0]}, 95% CI over {rq5.seed.nunique()} assignments; dashed: lr decays ({NOTE})",
+             fontsize=10)
+fig.tight_layout()
+plt.show()
 
 # %% [markdown]
 # **Reading.** In the original set-up BiasAmp starts at {glue:text}`rq5_amp_first:.3f` after the
@@ -522,48 +431,34 @@ glue("rq5_swap_last", h_swap.biasamp.iloc[-1])
 # probability, drawn without replacement, and the two are mixed with weight $\eta$.
 
 # %%
-(ox_tr, of_tr), (ox_te, of_te) = data(cfg["overlay_data"])
-n_classes_ov = int(of_tr.max()) + 1
-arch_ov, kwargs_ov = cfg["models"][cfg["overlay_data"]]
-
-
-def run_overlay(eps, eta, seed):
-    pick = np.random.default_rng(seed).permutation(n_classes_ov)[:4]
-    classes, groups = (int(pick[0]), int(pick[1])), (int(pick[2]), int(pick[3]))
-    train = A.make_overlay_task(ox_tr, of_tr, classes, groups, eps, eta, seed=10_000 + seed, normalize_with=ox_tr)
-    test = A.make_overlay_task(ox_te, of_te, classes, groups, eps, eta, seed=20_000 + seed, normalize_with=ox_tr)
-    hist = fit(arch_ov, kwargs_ov, train, test, seed=seed, device=DEVICE, **cfg["overlay_train"])
-    return hist.iloc[[-1]].assign(eps=eps, eta=eta, seed=seed)
-
-
-ov_jobs = [(eps, eta, seed) for eps in cfg["sweep_eps"] for eta in cfg["etas"] for seed in range(cfg["seeds"])]
-rq6 = pd.concat([run_overlay(eps, eta, SEED + seed) for eps, eta, seed in progress(ov_jobs, desc="RQ6")],
-                ignore_index=True)
-
-pick = np.random.default_rng(SEED).permutation(n_classes_ov)[:2]
-cls_img, grp_img = ox_tr[np.flatnonzero(of_tr == pick[0])[0], 0], ox_tr[np.flatnonzero(of_tr == pick[1])[0], 0]
-fig, axes = plt.subplots(1, 3, figsize=(12, 3.4), gridspec_kw={"width_ratios": [1.4, 1.4, 1.4]})
-strip = np.concatenate([A.overlay(cls_img, grp_img, eta).numpy() for eta in cfg["etas"]], axis=1)
-axes[0].imshow(strip, cmap="gray")
-axes[0].set_axis_off()
-axes[0].set_title("η = " + ", ".join(f"{e:g}" for e in cfg["etas"]), fontsize=8)
-for i, eps in enumerate(cfg["sweep_eps"]):
-    band(axes[1], rq6[rq6.eps == eps], "eta", "biasamp", label=f"ε = {eps}", color=f"C{i}")
-    band(axes[2], rq6[rq6.eps == eps], "eta", "accuracy", label=f"ε = {eps}", color=f"C{i}")
-axes[1].axhline(0, color="grey", lw=1)
-axes[1].set(xlabel="overlay weight η (group visibility)", ylabel="BiasAmp$_{A→T}$")
-axes[2].set(xlabel="overlay weight η", ylabel="test accuracy")
-axes[1].legend()
-fig.suptitle(f"RQ6: overlay of digit images, 95% CI over {cfg['seeds']} assignments ({NOTE})", fontsize=10)
-fig.tight_layout()
-plt.show()
-
+rq6 = sweep.run(A.run_overlay, A.rq6_grid(PROFILE), store=sweep.default_store(CHAPTER, "rq6"))
 s6 = rq6.groupby("eta").biasamp.mean()
 glue("rq6_amp_eta0", s6.iloc[0])
 glue("rq6_amp_eta1", s6.iloc[-1])
 glue("rq6_amp_mid", s6.loc[0.5] if 0.5 in s6.index else s6.iloc[len(s6) // 2])
 ELAPSED = time.perf_counter() - T0
 glue("elapsed", ELAPSED)
+
+# %% tags=["hide-input"]
+ox_tr, of_tr = A.load_split(S["overlay_data"], "train")
+pick = np.random.default_rng(SEED).permutation(int(of_tr.max()) + 1)[:2]
+cls_img, grp_img = ox_tr[np.flatnonzero(of_tr == pick[0])[0], 0], ox_tr[np.flatnonzero(of_tr == pick[1])[0], 0]
+etas = sorted(rq6.eta.unique())
+fig, axes = plt.subplots(1, 3, figsize=(12, 3.4), gridspec_kw={"width_ratios": [1.4, 1.4, 1.4]})
+strip = np.concatenate([A.overlay(cls_img, grp_img, eta).numpy() for eta in etas], axis=1)
+axes[0].imshow(strip, cmap="gray")
+axes[0].set_axis_off()
+axes[0].set_title("η = " + ", ".join(f"{e:g}" for e in etas), fontsize=8)
+for i, eps in enumerate(sorted(rq6.eps.unique())):
+    A.band(axes[1], rq6[rq6.eps == eps], "eta", "biasamp", label=f"ε = {eps}", color=f"C{i}")
+    A.band(axes[2], rq6[rq6.eps == eps], "eta", "accuracy", label=f"ε = {eps}", color=f"C{i}")
+axes[1].axhline(0, color="grey", lw=1)
+axes[1].set(xlabel="overlay weight η (group visibility)", ylabel="BiasAmp$_{A→T}$")
+axes[2].set(xlabel="overlay weight η", ylabel="test accuracy")
+axes[1].legend()
+fig.suptitle(f"RQ6: overlay of digit images, 95% CI over {rq6.seed.nunique()} assignments ({NOTE})", fontsize=10)
+fig.tight_layout()
+plt.show()
 
 # %% [markdown]
 # **Reading.** Averaged over both $\varepsilon$, BiasAmp is {glue:text}`rq6_amp_eta0:.3f` when only
@@ -580,7 +475,7 @@ glue("elapsed", ELAPSED)
 # (CIFAR-10 for the overlay), averaged over 20 assignments {cite:p}`hall2022systematic`; ours from
 # 12-epoch ResNet-8s on 8×8 digits. The table sets the paper's findings beside ours.
 
-# %%
+# %% tags=["hide-input"]
 wd_paper = "best accuracy at 1.9e-4, least amplification at 5.2e-4 (CIFAR-100)"
 amp0 = f"{s1.loc[0.0, 'mean']:+.3f} [{s1.loc[0.0, 'low']:+.3f}, {s1.loc[0.0, 'high']:+.3f}]"
 amp5 = f"{s1.loc[0.5, 'mean']:+.3f} [{s1.loc[0.5, 'low']:+.3f}, {s1.loc[0.5, 'high']:+.3f}]"
@@ -641,7 +536,9 @@ comparison.style.hide(axis="index").set_caption(f"Hall et al. (paper's findings)
 # :label: ex-amp-sign
 # Before running anything, predict the sign of BiasAmp for (a) the base model at $\varepsilon = 0.3$
 # trained for only 2 epochs, (b) the same model with the roles swapped, and (c) the overlay task
-# at $\eta = 0.1$. Then check each with `run(...)` / `run_overlay(...)` from this notebook.
+# at $\eta = 0.1$. Then check each with `A.run_inversion(**config)` / `A.run_overlay(**config)`, starting
+# from a configuration of `A.rq5_grid(PROFILE)` / `A.rq6_grid(PROFILE)` and changing `epochs`, `swap`
+# or `eta`.
 # :::
 #
 # :::{solution} ex-amp-sign
@@ -670,7 +567,9 @@ comparison.style.hide(axis="index").set_caption(f"Hall et al. (paper's findings)
 #
 # :::{exercise}
 # :label: ex-amp-ci
-# Re-run RQ1 with 3 and with 10 assignments (`cfg["seeds"]`). How does the width of the 95% CI at
+# Re-run RQ1 with 3 and with 10 assignments (change the `seed` of the configurations in
+# `A.rq1_grid(PROFILE)`, e.g. `[{**c, "seed": k} for c in A.rq1_grid(PROFILE) if c["seed"] == 0 for k in
+# range(10)]`, and pass them to `sweep.run`). How does the width of the 95% CI at
 # $\varepsilon = 0$ change, and how many assignments would you need to tell a BiasAmp of 0.01 from
 # zero?
 # :::
@@ -802,7 +701,7 @@ _m, _lo, _hi = ci95([1.0, 2.0, 3.0])
 assert abs(_m - 2.0) < 1e-9 and abs((_hi - _lo) / 2 - 4.302652729749462 / np.sqrt(3)) < 1e-6, (
     "s = 1, k = 3: t(0.975, 2) = 4.3027")
 assert abs(sum(ci95([5.0, 5.0, 5.0])) - 15.0) < 1e-9, "no spread, no width"
-for _eps in cfg["eps"]:
+for _eps in sorted(main.eps.unique()):
     _vals = main[main.eps == _eps].biasamp
     assert np.allclose(ci95(_vals), A.mean_ci(_vals), atol=1e-9), f"RQ1 at ε = {_eps}"
 _narrow, _wide = ci95(np.r_[np.zeros(10), np.ones(10)]), ci95([0.0, 1.0, 0.0, 1.0])

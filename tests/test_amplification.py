@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from formats import N_PER_FILE, fetched
 
 from fairlib import amplification as A
+from fairlib import sweep
 from fairlib.data import DatasetNotFoundError, load_dataset
 
 
@@ -130,3 +132,161 @@ def test_load_split_missing_names_the_fetch_command(tmp_path):
         A.load_split("imagenet", "train")
     with pytest.raises(ValueError, match="split: expected 'train' or 'test'"):
         A.load_split("digits", "val")
+
+
+# --------------------------------------------------------------------------- experiments (Chapter 2's sweeps)
+def _tiny(**changes):
+    """A quick-profile RQ1 configuration shrunk to a 2-epoch, width-2 model (well under a second)."""
+    config = {**A.rq1_grid("quick")[0], "epochs": 2, "width": 2, "eps": 0.3}
+    config.update(changes)
+    return config
+
+
+def test_registered_experiments_and_their_functions():
+    found = sweep.experiments("02_bias_amplification")
+    assert sorted(found) == ["rq1", "rq2", "rq3", "rq5", "rq6"]
+    assert {n: e.fn for n, e in found.items()} == {"rq1": A.run_inversion, "rq2": A.run_inversion,
+                                                    "rq3": A.run_inversion, "rq5": A.run_inversion,
+                                                    "rq6": A.run_overlay}
+    assert found["rq1"].configs("quick") == A.rq1_grid("quick")
+
+
+@pytest.mark.parametrize("profile", ["quick", "full"])
+def test_grids_are_complete_unique_and_serialisable(profile):
+    s = A.settings(profile)
+    sizes = {"rq1": len(s["rq1_data"]) * len(s["eps"]) * s["seeds"],
+             "rq3": len(s["fractions"]) * s["seeds"], "rq5": 2 * s["seeds"],
+             "rq6": len(s["sweep_eps"]) * len(s["etas"]) * s["seeds"]}
+    knob_values = len(s["depths"]) + len(s["widths"]) + len(s["weight_decays"]) - 2  # the base once, not thrice
+    sizes["rq2"] = knob_values * len(s["sweep_eps"]) * s["rq2_seeds"]
+    for name, size in sizes.items():
+        configs = getattr(A, f"{name}_grid")(profile)
+        assert len(configs) == size, name
+        assert len({sweep.config_key(c) for c in configs}) == size, f"{name}: duplicated configurations"
+        keys = {tuple(c) for c in configs}
+        assert len(keys) == 1, f"{name}: every configuration names the same parameters"
+    inversion = A.rq1_grid(profile)[0]
+    assert set(inversion) == {"dataset", "arch", "depth", "width", "in_channels", "epochs", "batch_size", "lr",
+                              "weight_decay", "augment", "eps", "seed", "fraction", "swap", "eval_every"}
+    assert all(c["eval_every"] == s["eval_every"] for c in A.rq5_grid(profile))
+    assert {c["swap"] for c in A.rq5_grid(profile)} == {False, True}
+    assert {c["eps"] for c in A.rq3_grid(profile)} == {s["rq5_eps"]}
+    assert {c["dataset"] for c in A.rq6_grid(profile)} == {s["overlay_data"]}
+
+
+def test_rq2_grid_changes_one_knob_at_a_time():
+    configs = A.rq2_grid("quick")
+    base = {"depth": 8, "width": 4, "weight_decay": 1e-4}
+    changed = [sum(c[k] != v for k, v in base.items()) for c in configs]
+    assert max(changed) == 1
+    assert changed.count(0) == 2 * 3, "the base model once per ε and assignment"
+    assert sorted({c["width"] for c in configs}) == [2, 4, 8, 16]
+
+
+def test_full_grid_uses_the_papers_models():
+    rq1 = A.rq1_grid("full")
+    fashion = next(c for c in rq1 if c["dataset"] == "fashionmnist")
+    assert fashion["arch"] == "resnet18" and fashion["depth"] is None and fashion["in_channels"] == 1
+    assert {c["depth"] for c in A.rq2_grid("full")} == {8, 20, 32, 44, 56, 110}
+    assert A.settings("full")["train"]["epochs"] == 500
+
+
+def test_inversion_tasks_subsample_is_stratified_and_the_test_set_whole():
+    train, test = A.inversion_tasks("digits", 0.3, seed=1, fraction=0.5)
+    full, test_full = A.inversion_tasks("digits", 0.3, seed=1)
+    assert len(full) == 1347 and len(test) == len(test_full) == 450
+    assert abs(len(train) - 1347 / 2) <= 1
+    assert torch.equal(test.x, test_full.x) and torch.equal(test.group, test_full.group)
+    assert abs(float(train.y.float().mean()) - float(full.y.float().mean())) < 0.02
+    with pytest.raises(ValueError, match="fraction"):
+        A.inversion_tasks("digits", 0.3, seed=1, fraction=0.0)
+
+
+def test_overlay_tasks_use_four_distinct_digits():
+    train, test = A.overlay_tasks("digits", 0.2, 0.5, seed=3)
+    again, _ = A.overlay_tasks("digits", 0.2, 0.5, seed=3)
+    assert torch.equal(train.x, again.x)
+    pick = np.random.default_rng(3).permutation(10)[:4]  # class digits, then group digits
+    (_, f_tr), (_, f_te) = A.load_split("digits", "train"), A.load_split("digits", "test")
+    assert len(train) == np.isin(f_tr, pick[:2]).sum() and len(test) == np.isin(f_te, pick[:2]).sum()
+    assert train.y.sum() == (f_tr == pick[0]).sum(), "the first class digit is the positive class"
+    assert set(train.y.tolist()) == {0, 1} and set(train.group.tolist()) == {0, 1}
+
+
+def test_run_inversion_through_sweep_history_and_final_agree(tmp_path):
+    configs = [_tiny(), _tiny(eval_every=1)]
+    frame = sweep.run(A.run_inversion, configs, store=tmp_path, progress=False)
+    plain, tracked = frame.iloc[0], frame.iloc[1]
+    for key in ("accuracy", "biasamp", "ece", "loss", "acc_c0_g0", "acc_c1_g1"):
+        assert 0 <= plain[key] <= 1 or key in ("biasamp", "loss")
+        assert plain[key] == pytest.approx(tracked[key]), f"{key}: evaluating along the way changed the model"
+    assert plain.trained_epochs == 2 and not isinstance(plain.hist_epoch, list), "no history without eval_every"
+    assert tracked.hist_epoch == [1, 2] and len(tracked.hist_biasamp) == 2
+    assert tracked.hist_biasamp[-1] == pytest.approx(tracked.biasamp)
+    assert tracked.hist_lr[0] == pytest.approx(0.01), "the warm-up epoch runs at lr / 10"
+
+
+def test_run_inversion_fraction_keeps_the_number_of_updates():
+    out = A.run_inversion(**_tiny(epochs=1, fraction=0.5))
+    assert out["trained_epochs"] == 2
+    assert "hist_epoch" not in out
+
+
+def test_run_inversion_at_full_bias_reproduces_the_labels():
+    # ε = 1/2: the group decides the label and inversion is recognised without error, so the quick
+    # profile's base model reproduces the labels exactly: no amplification (the right end of RQ1).
+    # Swapped, class and group are again each other's complement: the same holds.
+    config = next(c for c in A.rq1_grid("quick") if c["eps"] == 0.5)
+    for swap in (False, True):
+        out = A.run_inversion(**{**config, "swap": swap})
+        assert out["accuracy"] == 1.0 and out["biasamp"] == 0.0, f"swap={swap}"
+
+
+def test_run_overlay_small():
+    config = {**A.rq6_grid("quick")[0], "epochs": 2, "width": 2, "eta": 1.0}
+    out = A.run_overlay(**config)
+    assert {"accuracy", "biasamp", "ece", "loss", "trained_epochs"} <= set(out)
+    assert out["trained_epochs"] == 2 and 0 <= out["accuracy"] <= 1
+
+
+def test_by_knob_gives_each_sweep_its_rows_and_the_base_to_all():
+    rows = [{"depth": 8, "width": 4, "weight_decay": 1e-4, "v": 0},
+            {"depth": 14, "width": 4, "weight_decay": 1e-4, "v": 1},
+            {"depth": 8, "width": 8, "weight_decay": 1e-4, "v": 2},
+            {"depth": 8, "width": 16, "weight_decay": 1e-4, "v": 3},
+            {"depth": 8, "width": 4, "weight_decay": 1e-3, "v": 4}]
+    out = A.by_knob(pd.DataFrame(rows))
+    assert out.groupby("knob").v.apply(sorted).to_dict() == {"depth": [0, 1], "width": [0, 2, 3],
+                                                             "weight_decay": [0, 4]}
+    assert out[out.knob == "width"].value.tolist() == [4.0, 8.0, 16.0]
+    with pytest.raises(ValueError, match="more than one"):
+        A.by_knob(pd.DataFrame(rows + [{"depth": 14, "width": 8, "weight_decay": 1e-4, "v": 5}] * 3))
+
+
+def test_history_frame_explodes_the_lists():
+    frame = pd.DataFrame([
+        {"seed": 0, "swap": False, "biasamp": 0.3, "hist_epoch": [1, 2], "hist_biasamp": [0.1, 0.3], "duration_s": 1},
+        {"seed": 1, "swap": True, "biasamp": 0.5, "hist_epoch": [1, 2], "hist_biasamp": [0.2, 0.5], "duration_s": 1},
+        {"seed": 2, "swap": False, "biasamp": 0.0, "hist_epoch": np.nan, "hist_biasamp": np.nan, "duration_s": 1},
+    ])
+    long = A.history_frame(frame)
+    assert list(long.columns) == ["seed", "swap", "epoch", "biasamp"]
+    assert long.epoch.tolist() == [1, 2, 1, 2] and long.biasamp.tolist() == [0.1, 0.3, 0.2, 0.5]
+    assert long.seed.tolist() == [0, 0, 1, 1] and long.epoch.dtype == np.int64
+    assert long[~long.swap].seed.tolist() == [0, 0], "swap stays boolean"
+    with pytest.raises(ValueError, match="eval_every"):
+        A.history_frame(frame.drop(columns=["hist_epoch", "hist_biasamp"]))
+
+
+def test_band_draws_the_mean_and_its_interval():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    frame = pd.DataFrame({"x": [0, 0, 0, 1, 1, 1], "y": [1.0, 2.0, 3.0, 5.0, 5.0, 5.0]})
+    fig, ax = plt.subplots()
+    table = A.band(ax, frame, "x", "y", label="y")
+    assert ax.lines[0].get_ydata().tolist() == [2.0, 5.0]
+    assert table["low"].iloc[1] == table["high"].iloc[1] == 5.0 and table["n"].tolist() == [3, 3]
+    plt.close(fig)
