@@ -46,24 +46,25 @@ def progress(iterable: Iterable[T], **kwargs: Any) -> Iterable[T]:
     return tqdm(iterable, **kwargs)
 
 
-def glue(name: str, value: Any, display: bool = False) -> Any:
+def glue(name: str, value: Any, display: bool = False) -> None:
     """Store a result for the book's prose (``{glue:text}`name```) via myst-nb.
 
     Outside a myst-nb environment (e.g. a plain Colab runtime without myst-nb) nothing is
-    stored, and the value is shown if ``display`` is true. Returns ``value``.
+    stored, and the value is shown if ``display`` is true. Returns ``None``, so that a cell that
+    ends with a ``glue`` call prints no stray value (such as ``np.float64(…)``) in the book.
     """
     try:
         from myst_nb import glue as _glue
     except ImportError:
         if display:
             print(f"{name} = {value}")
-        return value
+        return None
     # myst-nb formats glued numbers from their text repr, which for numpy scalars reads
     # "np.float64(0.25)" and cannot be formatted: store plain Python numbers instead.
     plain = value.item() if hasattr(value, "item") and getattr(value, "ndim", None) == 0 else value
     # a str's repr carries quotes ("'block2'"), which {glue:text} would print in the prose
     _glue(name, _Text(plain) if isinstance(plain, str) else plain, display=display)
-    return value
+    return None
 
 
 class _Text(str):

@@ -64,7 +64,7 @@ def test_glue_stores_strings_without_quotes(monkeypatch):
     monkeypatch.setattr(myst_nb, "glue", lambda name, value, display=False: stored.update({name: value}))
     from fairlib.notebook import glue
 
-    assert glue("layer", "block2") == "block2"
+    assert glue("layer", "block2") is None, "a cell ending in glue() must not print a stray value"
     assert repr(stored["layer"]) == "block2", "{glue:text} shows the repr: it must not carry quotes"
     glue("acc", np.float64(0.25))
     assert type(stored["acc"]) is float
