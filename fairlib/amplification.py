@@ -123,7 +123,16 @@ def binarize_classes(n_classes: int, seed: int) -> np.ndarray:
 def binary_labels(fine_labels: Any, positive_classes: Any) -> np.ndarray:
     """1 where the original class is in ``positive_classes``, else 0 (int64)."""
     fine = np.asarray(fine_labels).reshape(-1)
-    return np.isin(fine, np.asarray(positive_classes)).astype(np.int64)
+    if positive_classes is None:
+        raise ValueError("positive_classes: got None; pass the classes that form the positive label "
+                         "(e.g. binarize_classes(n_classes, seed))")
+    positive = np.asarray(positive_classes).reshape(-1)
+    if positive.size == 0:
+        raise ValueError("positive_classes: is empty, so every label would be 0")
+    missing = np.setdiff1d(positive, fine)
+    if missing.size == positive.size:
+        raise ValueError(f"positive_classes: none of {positive.tolist()[:5]} occurs in fine_labels")
+    return np.isin(fine, positive).astype(np.int64)
 
 
 def _round_half_up(x: float) -> int:
@@ -173,13 +182,23 @@ def assign_inversion(fine_labels: Any, positive_classes: Any, epsilon: float, se
 def invert(images: Any) -> Any:
     """Inverted images: ``255 − x`` for uint8, ``1 − x`` for floats in [0, 1] (numpy or torch)."""
     if isinstance(images, torch.Tensor):
-        return 255 - images if images.dtype == torch.uint8 else 1.0 - images
+        if images.dtype == torch.uint8:
+            return 255 - images
+        _check_unit_floats(images.detach().cpu().numpy())
+        return 1.0 - images
     arr = np.asarray(images)
     if arr.dtype == np.uint8:
         return (255 - arr).astype(np.uint8)
     if arr.dtype.kind in "iu":
         raise ValueError(f"images: integer images must be uint8 (0…255), got {arr.dtype}")
+    _check_unit_floats(arr)
     return 1.0 - arr
+
+
+def _check_unit_floats(arr: np.ndarray) -> None:
+    if arr.size and (not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1):
+        raise ValueError("images: float images must be finite and lie in [0, 1] (1 - x inverts them); pass uint8 "
+                         "images (0-255) or divide by 255 first")
 
 
 def overlay(class_images: Any, group_images: Any, eta: float) -> Any:

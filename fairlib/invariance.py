@@ -321,8 +321,8 @@ def to_unit_range(images: torch.Tensor) -> torch.Tensor:
     if images.dtype == torch.uint8:
         return images.float().div(127.5).sub(1.0)
     x = images.float()
-    if x.numel() and (x.min() < 0 or x.max() > 1):
-        raise ValueError("images: float images must lie in [0, 1]; pass uint8 or scale them first")
+    if x.numel() and (not torch.isfinite(x).all() or x.min() < 0 or x.max() > 1):
+        raise ValueError("images: float images must be finite and lie in [0, 1]; pass uint8 or scale them first")
     return x.mul(2.0).sub(1.0)
 
 

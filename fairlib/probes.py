@@ -37,7 +37,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from fairlib._validation import positive_int
+from fairlib._validation import as_labels, positive_int
 from fairlib.config import get_device
 from fairlib.data.synthfaces import MULTI_ATTRIBUTES
 from fairlib.models import TORCHVISION_SIZES, SmallCNN, build_model
@@ -240,7 +240,7 @@ def train_probe(x: Any, y: Sequence[int] | np.ndarray, train_idx: np.ndarray, va
     """
     if isinstance(x, torch.Tensor):
         x = x.detach().cpu().numpy()
-    y = np.asarray(y, dtype=np.int64)
+    y = as_labels(y, "y").astype(np.int64)
     if len(y) != len(x):
         raise ValueError(f"y: has {len(y)} labels but x has {len(x)} examples")
     train_idx, val_idx = np.asarray(train_idx), np.asarray(val_idx)
@@ -451,7 +451,7 @@ def probe_network(model: nn.Module, data: Any, y: Sequence[int] | np.ndarray,
     resolved = resolve_layers(model, layers)
     names = list(resolved)
     step = positive_int(layers_per_pass, "layers_per_pass", allow_none=True) or len(names)
-    y = np.asarray(y, dtype=np.int64)
+    y = as_labels(y, "y").astype(np.int64)
     if len(y) != len(data):
         raise ValueError(f"y: has {len(y)} labels but data has {len(data)} examples; pass the "
                          "probe sample's images and their group ids")

@@ -547,6 +547,10 @@ def train(
         if not isinstance(optimizers, Mapping) or not optimizers:
             raise TypeError("optimizer: expected an optimiser, a dict of named optimisers or a function of the model")
         optimizers = dict(optimizers)
+        for k, o in optimizers.items():
+            rates = [g["lr"] for g in o.param_groups]
+            if not all(isinstance(r, (int, float)) and math.isfinite(r) and r >= 0 for r in rates):
+                raise ValueError(f"lr: optimiser {k!r} has learning rate(s) {rates}; pass a finite, non-negative rate")
         initial_lr = {k: [g.get("initial_lr", g["lr"]) for g in o.param_groups] for k, o in optimizers.items()}
         generator = torch.Generator().manual_seed(int(seed))
         scaler = torch.amp.GradScaler("cuda") if amp else None

@@ -554,6 +554,10 @@ def association_changes(before: pd.Series, after: pd.Series, *, threshold: float
     if not (isinstance(threshold, (int, float, np.floating)) and threshold > 0):
         raise ValueError(f"threshold: expected a positive number, got {threshold!r}")
     b, a = _aligned(before, after)
+    for name, arr in (("before", b), ("after", a)):
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{name}: the score of {before.index[int(np.flatnonzero(~np.isfinite(arr))[0])]!r} is not "
+                             "finite; a NaN association has no status (check the concept's images)")
     on_b, on_a = np.abs(b) >= threshold, np.abs(a) >= threshold
     status = np.select([on_b & on_a & (np.sign(b) != np.sign(a)), on_b & on_a, ~on_b & on_a, on_b & ~on_a],
                        ["flipped", "kept", "introduced", "vanished"], "none")
