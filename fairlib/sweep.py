@@ -256,14 +256,30 @@ def default_store(chapter: str, experiment: str = "main") -> Path:
     """Where a chapter's experiment keeps its results.
 
     The book build (``FAIRLIB_BOOK`` set) always gets a fresh temporary directory: a rendered
-    chapter must never show stale results. Otherwise ``$FAIRLIB_RESULTS/<chapter>/<experiment>``
+    chapter must never show stale results. Temporary stores live in one folder per process,
+    removed when the process (the notebook's kernel) exits. Otherwise ``$FAIRLIB_RESULTS/<chapter>/<experiment>``
     when ``FAIRLIB_RESULTS`` is set (in Colab, a folder on Google Drive, so that a reconnect
     resumes where the sweep stopped), else a fresh temporary directory.
     """
     results = os.environ.get("FAIRLIB_RESULTS")
     if results and not os.environ.get("FAIRLIB_BOOK"):
         return Path(results).expanduser() / chapter / experiment
-    return Path(tempfile.mkdtemp(prefix=f"fairlib-{chapter}-{experiment}-"))
+    return Path(tempfile.mkdtemp(prefix=f"{chapter}-{experiment}-", dir=_session_root()))
+
+
+_SESSION_ROOT: Path | None = None
+
+
+def _session_root() -> Path:
+    """One temporary folder per process for its fresh stores, removed when the process exits."""
+    global _SESSION_ROOT
+    if _SESSION_ROOT is None or not _SESSION_ROOT.exists():
+        import atexit
+        import shutil
+
+        _SESSION_ROOT = Path(tempfile.mkdtemp(prefix="fairlib-stores-"))
+        atexit.register(shutil.rmtree, _SESSION_ROOT, True)
+    return _SESSION_ROOT
 
 
 # --------------------------------------------------------------------------- executors
