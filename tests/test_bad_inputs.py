@@ -136,7 +136,8 @@ def _modules_table():
     return [
         # config
         ("config.get_profile", lambda: config.get_profile("fast"), ValueError, "profile: unknown profile 'fast'"),
-        ("config.select", lambda: config.select({"quick": 1}, "full"), ValueError, "settings: no entry for profile 'full'"),
+        ("config.select", lambda: config.select({"quick": 1}, "full"), ValueError,
+         "settings: no entry for profile 'full'"),
         ("config.seed_everything", lambda: config.seed_everything(-1), ValueError, "seed: expected a non-negative"),
         # data
         ("data.load_dataset name", lambda: data.load_dataset("imagenet"), ValueError,
@@ -162,8 +163,10 @@ def _modules_table():
          ValueError, "mode: expected 'subsample' or 'avgpool'"),
         ("activations.downsample max_size", lambda: activations.downsample(torch.zeros(1, 1, 9, 9), 0), ValueError,
          "max_size: expected a positive integer"),
-        ("activations.resolve_layers", lambda: activations.resolve_layers(conv, ["conv9"]), ValueError, "layers: unknown layer 'conv9'; available names are"),
-        ("activations.layer_preset", lambda: activations.layer_preset("alexnet"), ValueError, "name: no layer preset 'alexnet'; presets: vgg16"),
+        ("activations.resolve_layers", lambda: activations.resolve_layers(conv, ["conv9"]), ValueError,
+         "layers: unknown layer 'conv9'; available names are"),
+        ("activations.layer_preset", lambda: activations.layer_preset("alexnet"), ValueError,
+         "name: no layer preset 'alexnet'; presets: vgg16"),
         # naps and topomap
         ("naps.neuron_activation_profiles", lambda: naps.neuron_activation_profiles(np.ones((3, 2)), [0, 1]),
          ValueError, "groups: expected one label per example"),
