@@ -37,6 +37,7 @@ import copy
 import json
 import os
 import re
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -528,6 +529,17 @@ def _main(argv: list[str] | None = None) -> int:
                                      "statically (no leaked solution, no cell that needs a graded cell)")
     c.add_argument("sources", nargs="+", help="chapter .py sources")
     args = parser.parse_args(argv)
+    try:
+        return _run_command(args)
+    except (ValueError, OSError) as err:  # user errors (a missing or unreadable file, bad markers): one line
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def _run_command(args: Any) -> int:
+    for src in getattr(args, "sources", []):
+        if not Path(src).is_file():
+            raise FileNotFoundError(f"sources: {src} is not a file; pass chapter sources such as notebooks/01_*.py")
     if args.command == "check":
         failed = 0
         for src in args.sources:

@@ -58,7 +58,7 @@ from torch.nn import functional as F
 
 from fairlib import metrics, sweep
 from fairlib._memo import Memo
-from fairlib._validation import integer, positive_int, show
+from fairlib._validation import as_labels, integer, positive_int, show
 from fairlib.config import get_device, select
 from fairlib.training import Callback, TrainState, predict, supervised_step, train
 
@@ -446,7 +446,7 @@ def fader_step(*, lambda_e: float, ramp_steps: int, class_weights: torch.Tensor 
 def _check_data(images: torch.Tensor, attr: Any, name: str = "images") -> tuple[torch.Tensor, torch.Tensor]:
     if not isinstance(images, torch.Tensor) or images.ndim != 4:
         raise ValueError(f"{name}: expected a tensor (N, C, H, W), got {getattr(images, 'shape', type(images))}")
-    a = torch.as_tensor(np.asarray(attr), dtype=torch.long).reshape(-1)
+    a = torch.as_tensor(as_labels(np.asarray(attr).reshape(-1), "attributes").astype(np.int64))
     if len(a) != len(images):
         raise ValueError(f"attributes: {len(a)} values for {len(images)} images")
     return images, a

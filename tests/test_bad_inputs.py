@@ -19,7 +19,7 @@ from fairlib import amplification as A
 from fairlib import metrics as M
 from fairlib import pruning as P
 from fairlib import transfer as T
-from fairlib.invariance import to_unit_range
+from fairlib.invariance import to_unit_range, train_latent_classifier
 from fairlib.probes import train_probe
 from fairlib.training import make_optimizer, train
 
@@ -56,6 +56,9 @@ CASES = [
     # invariance
     ("to_unit_range, NaN pixel", lambda: to_unit_range(torch.tensor([[[[0.5, float("nan")]]]])), ValueError,
      "images: float images must be finite"),
+    ("train_latent_classifier, fractional targets",
+     lambda: train_latent_classifier(torch.zeros(4, 2, 2, 2), [0, 1.5, 1, 0]),
+     ValueError, "attributes: expected hard labels"),
     # transfer
     ("association_changes, NaN score",
      lambda: T.association_changes(pd.Series([0.7, np.nan], index=["a", "b"]), pd.Series([0.1, 0.2], index=["a", "b"]),

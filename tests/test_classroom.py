@@ -213,3 +213,15 @@ def test_chapter_student_notebook_is_clean_and_scores_zero(py, tmp_path):
     assert list(student.exercise) == list(exercises.exercise)
     assert student.score.sum() == 0 and not student.passed.any(), format_report(student)
     assert not student.feedback.str.startswith("tests did not run").any(), format_report(student)
+
+
+def test_command_line_user_errors_are_one_line(tmp_path, capsys):
+    from fairlib.classroom import _main
+
+    broken = tmp_path / "broken.ipynb"
+    broken.write_text("{not json")
+    assert _main(["grade", str(broken), str(tmp_path / "missing.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "missing.json" in err and "Traceback" not in err
+    assert _main(["check", str(tmp_path / "nope.py")]) == 2
+    assert "sources: " in capsys.readouterr().err
