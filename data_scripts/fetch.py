@@ -154,7 +154,11 @@ def fetch(name: str, root: str | os.PathLike | None = None, *, source: Source | 
         raise FetchError(f"{name}: {final} exists but was not written by fetch; move it away "
                          "or pass --force to replace it")
     created_base = not base.exists()
-    base.mkdir(parents=True, exist_ok=True)
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise FetchError(f"--root: cannot create {base} ({err.strerror or err}); pass a directory you can "
+                         "write to") from err
     for stale in base.glob(f".partial-{name}-*"):
         shutil.rmtree(stale, ignore_errors=True)  # left by a run that was killed
     work = base / f".partial-{name}-{uuid.uuid4().hex[:8]}"
@@ -200,12 +204,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="data root (default: $FAIRLIB_DATA, else data/ beside the repo)")
     parser.add_argument("--force", action="store_true", help="replace an existing copy")
     args = parser.parse_args(argv)
+    try:
+        root = data_root(args.root)
+    except (TypeError, ValueError) as err:  # e.g. an empty --root
+        print(f"error: --{err}", file=sys.stderr)
+        return 2
     for name in args.names:
         try:
             fetch(name, args.root, force=args.force)
-        except (FetchError, KeyboardInterrupt) as err:
-            msg = "interrupted" if isinstance(err, KeyboardInterrupt) else str(err)
-            print(f"error: {msg}\nNothing was left in {data_root(args.root)} that looks "
+        except (FetchError, OSError, KeyboardInterrupt) as err:
+            if isinstance(err, KeyboardInterrupt):
+                msg = "interrupted"
+            elif isinstance(err, FetchError):
+                msg = str(err)
+            else:  # disk full, permissions: the system's own words, without a traceback
+                msg = f"{name}: {err.strerror or err}" + (f": {err.filename}" if err.filename else "")
+            print(f"error: {msg}\nNothing was left in {root} that looks "
                   "complete; run the same command again to restart.", file=sys.stderr)
             return 1
     return 0

@@ -142,7 +142,12 @@ def same_label_kind(**arrays: np.ndarray) -> None:
 
 def same_length(**arrays: Any) -> None:
     """Raise naming every argument's length unless all have the same length."""
-    lengths = {k: len(v) for k, v in arrays.items()}
+    lengths = {}
+    for k, v in arrays.items():
+        try:
+            lengths[k] = len(v)
+        except TypeError:
+            raise TypeError(f"{k}: expected an array, got {type(v).__name__}") from None
     if len(set(lengths.values())) > 1:
         detail = ", ".join(f"{k} has {n}" for k, n in lengths.items())
         raise ValueError(f"mismatched lengths: {detail}; all must describe the same examples")
@@ -167,6 +172,8 @@ def as_binary(x: ArrayLike, name: str) -> np.ndarray:
 
 def binary(arr: np.ndarray, name: str) -> np.ndarray:
     """``arr`` (any shape) as int64 0/1 values; booleans accepted, other codes refused."""
+    if not isinstance(arr, np.ndarray):
+        arr = to_numpy(arr, name)
     if arr.dtype == bool:
         return arr.astype(np.int64)
     if arr.dtype.kind not in "iuf":

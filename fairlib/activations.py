@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from fairlib._validation import positive_int
+from fairlib._validation import integer, positive_int
 from fairlib.config import get_device
 
 __all__ = [
@@ -55,6 +55,24 @@ __all__ = [
 INPUT = "input"
 
 _F16_MAX = float(np.finfo(np.float16).max)
+
+
+def _module(model: Any) -> None:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+
+
+def _tensor(x: Any, name: str) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}; convert with torch.as_tensor")
+
+
+def _device(device: Any) -> torch.device:
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise ValueError(f"device: cannot use {device!r} as a device ({exc}); pass 'cpu', 'cuda' or None "
+                         "(fairlib.get_device())") from None
 
 
 def _vgg16() -> "OrderedDict[str, str]":
@@ -116,6 +134,7 @@ def layer_preset(name: str) -> "OrderedDict[str, str]":
 
 def preset_for(model: nn.Module) -> str | None:
     """Guess the preset of a torchvision VGG16 / ResNet50 / InceptionV3 (or the quick CNN)."""
+    _module(model)
     modules = dict(model.named_modules())
     cls = type(model).__name__
     if cls == "VGG" and "features.30" in modules and "features.31" not in modules:
@@ -146,6 +165,10 @@ def resolve_layers(model: nn.Module, layers: str | Sequence[str] | Mapping[str, 
     ValueError
         An unknown layer; the message lists the available names.
     """
+    _module(model)
+    if layers is not None and not isinstance(layers, (str, Sequence, Mapping)):
+        raise TypeError(f"layers: expected None, a preset name, a list of layer names or a mapping, "
+                        f"got {type(layers).__name__}")
     modules = dict(model.named_modules())
     preset_name = preset_for(model)
     preset = layer_preset(preset_name) if preset_name else OrderedDict()
@@ -197,6 +220,7 @@ def downsample(x: torch.Tensor, max_size: int = 8, mode: str = "subsample") -> t
     torch.Tensor
         ``(N, C, H', W')`` with ``H', W' <= max_size``, or ``x`` itself when flat.
     """
+    _tensor(x, "x")
     max_size = positive_int(max_size, "max_size")
     if mode not in ("subsample", "avgpool"):
         raise ValueError(f"mode: expected 'subsample' or 'avgpool', got {mode!r}")
@@ -213,6 +237,7 @@ def downsample(x: torch.Tensor, max_size: int = 8, mode: str = "subsample") -> t
 
 def spatial_mean(x: torch.Tensor) -> torch.Tensor:
     """Average each feature map over space: ``(N, C, H, W) -> (N, C)``; ``(N, D)`` unchanged."""
+    _tensor(x, "x")
     if x.dim() == 4:
         return x.mean(dim=(2, 3))
     if x.dim() == 2:
@@ -261,9 +286,11 @@ class ActivationExtractor:
 
     def __init__(self, model: nn.Module, layers=None, *, device: Any = None, amp: bool = True,
                  reduce: Callable[[torch.Tensor], Any] | None = None):
+        if reduce is not None and not callable(reduce):
+            raise TypeError(f"reduce: expected a function of a layer's output or None, got {type(reduce).__name__}")
         self.reduce = reduce
         self.layers = resolve_layers(model, layers)
-        self.device = torch.device(device) if device is not None else get_device()
+        self.device = _device(device) if device is not None else get_device()
         self.model = model.to(self.device).eval()
         self.amp = bool(amp) and self.device.type == "cuda"
         modules = dict(model.named_modules())
@@ -290,6 +317,7 @@ class ActivationExtractor:
     def __call__(self, x: torch.Tensor) -> "OrderedDict[str, Any]":
         """Activations of every layer for a batch ``x`` (reduced if ``reduce`` was given);
         tensors stay on the device."""
+        _tensor(x, "x")
         x = x.to(self.device, non_blocking=True)
         self._out = {}
         for display in self._by_module.get(INPUT, []):
@@ -355,6 +383,9 @@ class ActivationStore:
 
     def allocate(self, layer: str, reduction: str, shape: tuple[int, ...]) -> np.ndarray:
         """Create the array for ``(layer, reduction)`` with per-example ``shape``."""
+        if not isinstance(shape, (tuple, list, torch.Size)):
+            raise TypeError(f"shape: expected a tuple of per-example sizes, e.g. (C, H, W) or (), got {shape!r}")
+        shape = tuple(integer(d, "shape", minimum=0, meaning="(per-example sizes)") for d in shape)
         full = (self.n, *map(int, shape))
         if self.directory is None:
             arr = np.zeros(full, np.float32)
@@ -371,10 +402,18 @@ class ActivationStore:
 
     def write(self, layer: str, reduction: str, start: int, values: torch.Tensor) -> None:
         """Write a batch (rows ``start : start + len(values)``)."""
+        _tensor(values, "values")
+        start = integer(start, "start", minimum=0, maximum=self.n - 1, meaning="(first row of the batch)")
+        if start + len(values) > self.n:
+            raise ValueError(f"values: rows {start}..{start + len(values) - 1} do not fit a store of {self.n} "
+                             "examples; pass fewer rows or a smaller start")
         key = (layer, reduction)
         if key not in self._arrays:
             self.allocate(layer, reduction, tuple(values.shape[1:]))
         arr = self._arrays[key]
+        if tuple(values.shape[1:]) != arr.shape[1:]:
+            raise ValueError(f"values: per-example shape {tuple(values.shape[1:])} differs from the "
+                             f"{tuple(arr.shape[1:])} of {layer!r} / {reduction!r}")
         v = values.detach().float()
         if arr.dtype == np.float16:  # float16 overflows to inf above 65504
             v = v.clamp(-_F16_MAX, _F16_MAX)
@@ -490,11 +529,25 @@ def capture_activations(
     -------
     ActivationStore
     """
+    _module(model)
+    if isinstance(reductions, str):
+        raise TypeError(f"reductions: expected a list of names, e.g. [{reductions!r}], got the string {reductions!r}")
     unknown = [r for r in reductions if r not in REDUCTIONS]
     if unknown or not reductions:
         raise ValueError(f"reductions: unknown {unknown}; choose from {list(REDUCTIONS)}")
     batch_size = positive_int(batch_size, "batch_size")
+    max_size = positive_int(max_size, "max_size")
+    num_workers = integer(num_workers, "num_workers", minimum=0)
+    if transform is not None and not callable(transform):
+        raise TypeError(f"transform: expected a function of the image batch or None, got {type(transform).__name__}")
+    arraylike = isinstance(data, (torch.Tensor, np.ndarray))
+    if not (arraylike or isinstance(data, torch.utils.data.Dataset)) or arraylike and data.ndim < 2:
+        shape = f" of shape {tuple(data.shape)}" if hasattr(data, "shape") else ""
+        raise TypeError(f"data: expected images (N, C, H, W) as a tensor or a Dataset, "
+                        f"got {type(data).__name__}{shape}")
     n = len(data)
+    if n == 0:
+        raise ValueError("data: is empty; pass at least one image")
 
     def reduce(t: torch.Tensor) -> dict[str, torch.Tensor]:
         # reduce inside the hook: only the small copies outlive the forward pass
@@ -513,6 +566,8 @@ def capture_activations(
     try:
         for xb in batches:
             xb = xb.to(extractor.device, non_blocking=True)
+            if xb.is_floating_point() and not bool(torch.isfinite(xb).all()):
+                raise ValueError(f"data: images {start}..{start + len(xb) - 1} contain NaN or inf; pass finite pixels")
             xb = transform(xb) if transform is not None else (
                 xb.float() / 255 if xb.dtype == torch.uint8 else xb.float())
             acts = extractor(xb)
@@ -537,8 +592,9 @@ _IMAGENET_STD = (0.229, 0.224, 0.225)
 def imagenet_transform(size: int) -> Callable[[torch.Tensor], torch.Tensor]:
     """Batch transform for torchvision's ImageNet models: [0, 1] floats, bilinear resize to
     ``size x size`` (the paper scales square images without cropping), ImageNet normalisation."""
-    if not isinstance(size, int) or size < 8:
+    if not isinstance(size, (int, np.integer)) or isinstance(size, (bool, np.bool_)) or size < 8:
         raise ValueError(f"size: expected an image side >= 8, got {size!r}")
+    size = int(size)
 
     def fn(x: torch.Tensor) -> torch.Tensor:
         x = x.float() / 255 if x.dtype == torch.uint8 else x.float()

@@ -44,7 +44,7 @@ import torch
 from scipy import stats
 
 from fairlib import sweep
-from fairlib._validation import integer
+from fairlib._validation import as_binary, as_labels, integer, positive_int, show
 
 __all__ = [
     "Task",
@@ -93,36 +93,57 @@ class Task:
     y: torch.Tensor
     group: torch.Tensor
 
+    def __post_init__(self) -> None:
+        for name in ("x", "y", "group"):
+            if not isinstance(getattr(self, name), torch.Tensor):
+                raise ValueError(f"{name}: expected a torch tensor, got {type(getattr(self, name)).__name__}")
+        sizes = {name: int(getattr(self, name).shape[0]) if getattr(self, name).ndim else 0
+                 for name in ("x", "y", "group")}
+        if len(set(sizes.values())) > 1:
+            detail = ", ".join(f"{k} has {n}" for k, n in sizes.items())
+            raise ValueError(f"x/y/group: mismatched lengths: {detail}; all must describe the same examples")
+
     def __len__(self) -> int:
         return int(self.y.shape[0])
 
     def subset(self, index: Any) -> "Task":
         index = torch.as_tensor(index)
+        n = len(self)
+        if index.ndim != 1:
+            raise ValueError(f"index: expected a 1-D list of positions or a boolean mask, got shape "
+                             f"{tuple(index.shape)}; write [i] for a single example")
+        if index.dtype == torch.bool:
+            if index.shape != (n,):
+                raise ValueError(f"index: a boolean mask must have shape ({n},), got {tuple(index.shape)}")
+        elif index.dtype.is_floating_point or index.dtype.is_complex:
+            raise ValueError(f"index: expected integer positions or a boolean mask, got dtype {index.dtype}")
+        elif index.numel() and (int(index.min()) < -n or int(index.max()) >= n):
+            raise ValueError(f"index: positions must lie in [-{n}, {n - 1}] for a task of {n} examples")
         return Task(self.x[index], self.y[index], self.group[index])
 
 
 # --------------------------------------------------------------------------- labels and groups
-def _check_epsilon(epsilon: float) -> float:
-    eps = float(epsilon)
-    if not 0.0 <= eps <= 0.5:
-        raise ValueError(f"epsilon: must lie in [0, 1/2], got {epsilon}")
-    return eps
+def _check_epsilon(epsilon: float, name: str = "epsilon") -> float:
+    return _unit_number(epsilon, name, 0.0, 0.5, "[0, 1/2]")
 
 
-def binarize_classes(n_classes: int, seed: int) -> np.ndarray:
-    """A random half of ``range(n_classes)``, sorted: the original classes that become positive.
+def _unit_number(value: Any, name: str, low: float, high: float, shown: str) -> float:
+    """``value`` as a float in ``[low, high]`` (``shown`` is the interval as the message writes it)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, (bool, np.bool_, str, bytes)) or not low <= number <= high:
+        raise ValueError(f"{name}: must lie in {shown}, got {show(value)!r}")
+    return number
 
-    ``n_classes // 2`` classes are chosen; equal seeds give equal assignments. The paper
-    averages every experiment over 20 such assignments.
-    """
-    n_classes = integer(n_classes, "n_classes", minimum=2)
-    rng = np.random.default_rng(seed)
-    return np.sort(rng.choice(int(n_classes), size=int(n_classes) // 2, replace=False))
+
+def _seed(seed: Any, name: str = "seed") -> int:
+    return integer(seed, name, minimum=0)
 
 
-def binary_labels(fine_labels: Any, positive_classes: Any) -> np.ndarray:
-    """1 where the original class is in ``positive_classes``, else 0 (int64)."""
-    fine = np.asarray(fine_labels).reshape(-1)
+def _positive(positive_classes: Any, fine: np.ndarray) -> np.ndarray:
+    """``positive_classes`` as a 1-D array, refused when None, empty or absent from ``fine``."""
     if positive_classes is None:
         raise ValueError("positive_classes: got None; pass the classes that form the positive label "
                          "(e.g. binarize_classes(n_classes, seed))")
@@ -132,6 +153,24 @@ def binary_labels(fine_labels: Any, positive_classes: Any) -> np.ndarray:
     missing = np.setdiff1d(positive, fine)
     if missing.size == positive.size:
         raise ValueError(f"positive_classes: none of {positive.tolist()[:5]} occurs in fine_labels")
+    return positive
+
+
+def binarize_classes(n_classes: int, seed: int) -> np.ndarray:
+    """A random half of ``range(n_classes)``, sorted: the original classes that become positive.
+
+    ``n_classes // 2`` classes are chosen; equal seeds give equal assignments. The paper
+    averages every experiment over 20 such assignments.
+    """
+    n_classes = integer(n_classes, "n_classes", minimum=2)
+    rng = np.random.default_rng(_seed(seed))
+    return np.sort(rng.choice(int(n_classes), size=int(n_classes) // 2, replace=False))
+
+
+def binary_labels(fine_labels: Any, positive_classes: Any) -> np.ndarray:
+    """1 where the original class is in ``positive_classes``, else 0 (int64)."""
+    fine = as_labels(fine_labels, "fine_labels")
+    positive = _positive(positive_classes, fine)
     return np.isin(fine, positive).astype(np.int64)
 
 
@@ -146,6 +185,9 @@ def inversion_counts(n: int, positive: bool, epsilon: float) -> int:
 
     Halves round up (n = 5, ε = 0 inverts 3 in both kinds of class, so ε = 0 stays unbiased).
     """
+    n = integer(n, "n", minimum=0, meaning="(images in the class)")
+    if not isinstance(positive, (bool, np.bool_)):
+        raise ValueError(f"positive: expected True or False (is the class positive?), got {positive!r}")
     eps = _check_epsilon(epsilon)
     rate = 0.5 - eps if positive else 0.5 + eps
     return min(int(n), max(0, _round_half_up(n * rate)))
@@ -165,12 +207,10 @@ def assign_inversion(fine_labels: Any, positive_classes: Any, epsilon: float, se
     seed
         Seed for the random choice. Use the same ε (not the same seed) for train and test.
     """
-    fine = np.asarray(fine_labels).reshape(-1)
-    if fine.size == 0:
-        raise ValueError("fine_labels: is empty")
+    fine = as_labels(fine_labels, "fine_labels")
     eps = _check_epsilon(epsilon)
-    positive = set(np.asarray(positive_classes).reshape(-1).tolist())
-    rng = np.random.default_rng(seed)
+    positive = set(_positive(positive_classes, fine).tolist())
+    rng = np.random.default_rng(_seed(seed))
     inverted = np.zeros(fine.size, dtype=bool)
     for c in np.unique(fine):
         members = np.flatnonzero(fine == c)
@@ -186,7 +226,11 @@ def invert(images: Any) -> Any:
             return 255 - images
         _check_unit_floats(images.detach().cpu().numpy())
         return 1.0 - images
+    if images is None:
+        raise ValueError("images: got None; pass uint8 images (0-255) or floats in [0, 1]")
     arr = np.asarray(images)
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"images: expected uint8 images (0-255) or floats in [0, 1], got dtype {arr.dtype}")
     if arr.dtype == np.uint8:
         return (255 - arr).astype(np.uint8)
     if arr.dtype.kind in "iu":
@@ -203,8 +247,10 @@ def _check_unit_floats(arr: np.ndarray) -> None:
 
 def overlay(class_images: Any, group_images: Any, eta: float) -> Any:
     r"""The convex combination :math:`\eta\,I_\text{group} + (1-\eta)\,I_\text{class}` (paper, Eq. 5)."""
-    if not 0.0 <= float(eta) <= 1.0:
-        raise ValueError(f"eta: must lie in [0, 1], got {eta}")
+    _unit_number(eta, "eta", 0.0, 1.0, "[0, 1]")
+    for name, images in (("class_images", class_images), ("group_images", group_images)):
+        if not isinstance(images, (np.ndarray, torch.Tensor)):
+            raise ValueError(f"{name}: expected a numpy array or torch tensor, got {type(images).__name__}")
     if tuple(class_images.shape) != tuple(group_images.shape):
         raise ValueError(
             f"class_images/group_images: shapes differ, {tuple(class_images.shape)} vs {tuple(group_images.shape)}"
@@ -218,9 +264,9 @@ def assign_overlay_groups(labels: Any, epsilon: float, seed: int) -> np.ndarray:
     A positive example goes to group *a* with probability 1/2 + ε (to *b* with 1/2 − ε); a
     negative one to *b* with probability 1/2 + ε.
     """
-    y = np.asarray(labels).reshape(-1)
+    y = as_binary(labels, "labels")
     eps = _check_epsilon(epsilon)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(_seed(seed))
     p_a = np.where(y == 1, 0.5 + eps, 0.5 - eps)
     return (rng.random(y.size) >= p_a).astype(np.int64)
 
@@ -231,12 +277,15 @@ def draw_group_images(groups: Any, pool_sizes: tuple[int, int], seed: int) -> np
     If a group needs more images than its pool holds, a fresh random permutation of the pool
     is appended (each image is reused as rarely as possible).
     """
-    g = np.asarray(groups).reshape(-1)
-    rng = np.random.default_rng(seed)
+    g = as_binary(groups, "groups")
+    if not isinstance(pool_sizes, (tuple, list)) or len(pool_sizes) != 2:
+        raise ValueError(f"pool_sizes: expected a pair (images of group 0, images of group 1), got {pool_sizes!r}")
+    sizes = [integer(v, f"pool_sizes[{k}]", minimum=0) for k, v in enumerate(pool_sizes)]
+    rng = np.random.default_rng(_seed(seed))
     out = np.zeros(g.size, dtype=np.int64)
     for k in (0, 1):
         where = np.flatnonzero(g == k)
-        size = int(pool_sizes[k])
+        size = sizes[k]
         if where.size and size < 1:
             raise ValueError(f"pool_sizes: group {k} needs images but its pool is empty")
         reps = -(-where.size // max(size, 1))
@@ -245,7 +294,9 @@ def draw_group_images(groups: Any, pool_sizes: tuple[int, int], seed: int) -> np
     return out
 
 
-def _to_float_images(images: Any) -> torch.Tensor:
+def _to_float_images(images: Any, name: str = "images") -> torch.Tensor:
+    if images is None or not (isinstance(images, torch.Tensor) or np.asarray(images).dtype.kind in "biuf"):
+        raise ValueError(f"{name}: expected uint8 images (0-255) or floats in [0, 1], got {type(images).__name__}")
     x = torch.as_tensor(np.asarray(images)) if not isinstance(images, torch.Tensor) else images
     if x.dtype == torch.uint8:
         x = x.float() / 255.0
@@ -255,8 +306,23 @@ def _to_float_images(images: Any) -> torch.Tensor:
     elif x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):  # (N, H, W, C)
         x = x.permute(0, 3, 1, 2)
     if x.ndim != 4:
-        raise ValueError(f"images: expected (N, H, W), (N, H, W, C) or (N, C, H, W), got {tuple(x.shape)}")
+        raise ValueError(f"{name}: expected (N, H, W), (N, H, W, C) or (N, C, H, W), got {tuple(x.shape)}")
     return x.contiguous()
+
+
+def _reference(normalize_with: Any, x: torch.Tensor) -> torch.Tensor:
+    """``normalize_with`` as float images with the channels of ``x``."""
+    ref = _to_float_images(normalize_with, "normalize_with")
+    if ref.shape[1] != x.shape[1]:
+        raise ValueError(f"normalize_with: has {ref.shape[1]} channel(s) but images have {x.shape[1]}; pass the "
+                         "training images of the same dataset")
+    return ref
+
+
+def _pair(value: Any, name: str) -> tuple[Any, Any]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list, np.ndarray)) or len(value) != 2:
+        raise ValueError(f"{name}: expected a pair of original classes, e.g. (3, 5), got {value!r}")
+    return value[0], value[1]
 
 
 def _standardize(x: torch.Tensor, stats_from: torch.Tensor | None) -> torch.Tensor:
@@ -282,12 +348,12 @@ def make_inversion_task(
     images), as in the paper.
     """
     x = _to_float_images(images)
-    fine = np.asarray(fine_labels).reshape(-1)
+    fine = as_labels(fine_labels, "fine_labels")
     if len(fine) != x.shape[0]:
         raise ValueError(f"images/fine_labels: {x.shape[0]} images but {len(fine)} labels")
     inv = assign_inversion(fine, positive_classes, epsilon, seed)
     mask = torch.as_tensor(inv)
-    ref = None if normalize_with is None else _to_float_images(normalize_with)
+    ref = None if normalize_with is None else _reference(normalize_with, x)
     xs = torch.where(mask[:, None, None, None], invert(x), x)
     xs = _standardize(xs, x if ref is None else ref)
     return Task(xs, torch.as_tensor(binary_labels(fine, positive_classes)), mask.long())
@@ -310,9 +376,16 @@ def make_overlay_task(
     drawn without replacement (:func:`draw_group_images`) from the same split.
     """
     x = _to_float_images(images)
-    fine = np.asarray(fine_labels).reshape(-1)
+    fine = as_labels(fine_labels, "fine_labels")
+    if len(fine) != x.shape[0]:
+        raise ValueError(f"images/fine_labels: {x.shape[0]} images but {len(fine)} labels")
+    for name, pair in (("class_pair", class_pair), ("group_pair", group_pair)):
+        for c in _pair(pair, name):
+            if not (fine == c).any():
+                raise ValueError(f"{name}: class {c!r} does not occur in fine_labels")
     if len(set(class_pair) | set(group_pair)) != 4:
         raise ValueError(f"class_pair/group_pair: need four distinct classes, got {class_pair} and {group_pair}")
+    seed = _seed(seed)
     idx = np.flatnonzero(np.isin(fine, class_pair))
     y = (fine[idx] == class_pair[0]).astype(np.int64)
     groups = assign_overlay_groups(y, epsilon, seed)
@@ -321,19 +394,33 @@ def make_overlay_task(
     group_idx = np.where(groups == 0, pools[0][np.minimum(draw, pools[0].size - 1)],
                          pools[1][np.minimum(draw, pools[1].size - 1)])
     mixed = overlay(x[torch.as_tensor(idx)], x[torch.as_tensor(group_idx)], eta)
-    ref = x if normalize_with is None else _to_float_images(normalize_with)
+    ref = x if normalize_with is None else _reference(normalize_with, x)
     return Task(_standardize(mixed, ref), torch.as_tensor(y), torch.as_tensor(groups))
 
 
 def swap_roles(task: Task) -> Task:
     """The same images with class and group exchanged (RQ5's control experiment)."""
+    if not isinstance(task, Task):
+        raise ValueError(f"task: expected a Task (e.g. from make_inversion_task), got {type(task).__name__}")
     return Task(task.x, task.group.clone(), task.y.clone())
 
 
 # --------------------------------------------------------------------------- summaries
 def mean_ci(values: Any, confidence: float = 0.95) -> tuple[float, float, float]:
     """Mean and a Student-t confidence interval ``(mean, low, high)`` over repeated runs."""
-    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    if values is None:
+        raise ValueError("values: got None; pass the metric of every run")
+    try:
+        v = np.asarray(values, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise ValueError(f"values: expected numbers (one per run), got {values!r}"[:200]) from None
+    if v.size == 0:
+        raise ValueError("values: is empty; pass the metric of at least one run")
+    if np.isinf(v).any():
+        raise ValueError("values: contains inf; pass finite values (NaN marks a missing run and is skipped)")
+    _unit_number(confidence, "confidence", 0.0, 1.0, "(0, 1), e.g. 0.95")
+    if not 0.0 < float(confidence) < 1.0:
+        raise ValueError(f"confidence: must lie in (0, 1), e.g. 0.95, got {confidence}")
     v = v[~np.isnan(v)]
     if v.size == 0:
         return (float("nan"),) * 3
@@ -346,6 +433,8 @@ def mean_ci(values: Any, confidence: float = 0.95) -> tuple[float, float, float]
 
 def summarize(frame: pd.DataFrame, by: Any, value: str, confidence: float = 0.95) -> pd.DataFrame:
     """Per group of ``by``: ``mean``, ``low``, ``high`` (confidence interval) and ``n`` of ``value``."""
+    _check_frame(frame, "frame")
+    _check_columns(frame, by=by, value=value)
     rows = []
     for key, d in frame.groupby(by, sort=True):
         m, lo, hi = mean_ci(d[value], confidence)
@@ -353,6 +442,27 @@ def summarize(frame: pd.DataFrame, by: Any, value: str, confidence: float = 0.95
         names = by if isinstance(by, (list, tuple)) else [by]
         rows.append({**dict(zip(names, keys)), "mean": m, "low": lo, "high": hi, "n": int(d[value].notna().sum())})
     return pd.DataFrame(rows)
+
+
+def _check_frame(frame: Any, name: str) -> None:
+    if not isinstance(frame, pd.DataFrame):
+        raise ValueError(f"{name}: expected a pandas DataFrame (e.g. from fairlib.sweep.run), "
+                         f"got {type(frame).__name__}")
+
+
+def _check_columns(frame: pd.DataFrame, **columns: Any) -> None:
+    """Each argument (a column name or a list of them) must name columns of ``frame``."""
+    for name, cols in columns.items():
+        for col in cols if isinstance(cols, (list, tuple)) else [cols]:
+            if col not in frame.columns:
+                raise ValueError(f"{name}: no column {col!r} in frame; columns: {list(frame.columns)}")
+
+
+def _dataset(name: Any, argument: str) -> str:
+    key = str(name).strip().lower().replace("-", "").replace("_", "")
+    if key not in TASK_DATASETS:
+        raise ValueError(f"{argument}: unknown dataset {name!r}; choose one of {', '.join(TASK_DATASETS)}")
+    return key
 
 
 # --------------------------------------------------------------------------- data
@@ -367,9 +477,7 @@ def load_split(name: str, split: str, *, root: str | Path | None = None) -> tupl
     """
     from fairlib.data import image_tensor, load_dataset
 
-    key = str(name).strip().lower().replace("-", "").replace("_", "")
-    if key not in TASK_DATASETS:
-        raise ValueError(f"name: unknown dataset {name!r}; choose one of {', '.join(TASK_DATASETS)}")
+    key = _dataset(name, "name")
     if split not in ("train", "test"):
         raise ValueError(f"split: expected 'train' or 'test', got {split!r}")
     dataset = load_dataset(key, split, root=root)
@@ -463,6 +571,10 @@ def inversion_tasks(dataset: str, eps: float, seed: int, fraction: float = 1.0) 
         ``(train, test)``, both standardised with the statistics of the whole, non-inverted
         training images.
     """
+    _dataset(dataset, "dataset")
+    _check_epsilon(eps, "eps")
+    _seed(seed)
+    _unit_number(fraction, "fraction", 0.0, 1.0, "(0, 1]")
     if not 0.0 < float(fraction) <= 1.0:
         raise ValueError(f"fraction: must lie in (0, 1], got {fraction}")
     (x_tr, f_tr), (x_te, f_te) = _splits(dataset)
@@ -487,6 +599,10 @@ def overlay_tasks(dataset: str, eps: float, eta: float, seed: int) -> tuple[Task
     :func:`make_overlay_task`. Group images are drawn with seeds ``10_000 + seed`` (train) and
     ``20_000 + seed`` (test).
     """
+    _dataset(dataset, "dataset")
+    _check_epsilon(eps, "eps")
+    _unit_number(eta, "eta", 0.0, 1.0, "[0, 1]")
+    _seed(seed)
     (x_tr, f_tr), (x_te, f_te) = _splits(dataset)
     pick = np.random.default_rng(seed).permutation(int(f_tr.max()) + 1)[:4]
     classes, groups = (int(pick[0]), int(pick[1])), (int(pick[2]), int(pick[3]))
@@ -561,6 +677,7 @@ def run_inversion(
     """
     from fairlib.training import fit
 
+    _check_schedule(epochs, batch_size, eval_every)
     train, test = inversion_tasks(dataset, eps, seed, fraction)
     if swap:
         train, test = swap_roles(train), swap_roles(test)
@@ -593,10 +710,17 @@ def run_overlay(
     """
     from fairlib.training import fit
 
+    _check_schedule(epochs, batch_size, None)
     train, test = overlay_tasks(dataset, eps, eta, seed)
     history = fit(arch, _model_kwargs(depth, width, in_channels), train, test, seed=seed, epochs=epochs,
                   batch_size=batch_size, lr=lr, weight_decay=weight_decay, augment=augment)
     return _results(history, None)
+
+
+def _check_schedule(epochs: Any, batch_size: Any, eval_every: Any) -> None:
+    positive_int(epochs, "epochs")
+    positive_int(batch_size, "batch_size")
+    positive_int(eval_every, "eval_every", allow_none=True)
 
 
 def _inversion_config(s: Mapping[str, Any], dataset: str, eps: float, seed: int, **changes: Any) -> dict[str, Any]:
@@ -676,7 +800,13 @@ def by_knob(frame: pd.DataFrame, knobs: Sequence[str] = CAPACITY_KNOBS) -> pd.Da
     ValueError
         If a row differs from the base in more than one knob.
     """
+    _check_frame(frame, "frame")
+    if isinstance(knobs, (str, bytes)):
+        raise ValueError(f"knobs: expected a list of column names, got the string {knobs!r}; write [{knobs!r}]")
     knobs = list(knobs)
+    _check_columns(frame, knobs=knobs)
+    if frame.empty:
+        raise ValueError("frame: is empty; run the sweep first")
     base = {k: frame[k].mode().iloc[0] for k in knobs}
     differs = pd.DataFrame({k: frame[k] != base[k] for k in knobs}, index=frame.index)
     if (differs.sum(axis=1) > 1).any():
@@ -695,6 +825,7 @@ def history_frame(frame: pd.DataFrame, prefix: str = "hist_") -> pd.DataFrame:
     configuration columns are repeated on every epoch of their run. Runs without a history are
     left out.
     """
+    _check_frame(frame, "frame")
     cols = [c for c in frame.columns if c.startswith(prefix)]
     if not cols:
         raise ValueError(f"frame: no {prefix}* columns; run with eval_every to record a history")
@@ -713,6 +844,10 @@ def band(ax: Any, frame: pd.DataFrame, x: str, value: str, label: str | None = N
     The mean and interval are over the rows sharing an ``x`` (the class assignments); returns
     :func:`summarize`'s table.
     """
+    if not hasattr(ax, "fill_between"):
+        raise ValueError(f"ax: expected matplotlib axes (e.g. from plt.subplots()), got {type(ax).__name__}")
+    _check_frame(frame, "frame")
+    _check_columns(frame, x=x, value=value)
     s = summarize(frame, x, value)
     ax.plot(s[x], s["mean"], marker=marker, ms=4, label=label, color=color)
     ax.fill_between(s[x], s["low"], s["high"], alpha=0.2, color=color)

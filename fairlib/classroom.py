@@ -39,11 +39,14 @@ import os
 import re
 import sys
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from fairlib._validation import positive_int
 
 __all__ = [
     "make_assignment",
@@ -94,6 +97,19 @@ def _points(cell: Any) -> float:
     return 1.0
 
 
+def _existing(path: Any, name: str, what: str) -> Path:
+    """``path`` as a ``Path`` to an existing file, or an error naming the argument."""
+    if not isinstance(path, (str, os.PathLike)) or str(path) == "":
+        raise TypeError(f"{name}: expected a path to {what}, got {path!r}")
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{name}: no such file {str(path)!r}; pass the path to {what}")
+    return path
+
+
+_CHAPTER = "a chapter's .py source (e.g. notebooks/02_bias_amplification.py)"
+
+
 def _read(path: Path) -> Any:
     import jupytext
 
@@ -139,7 +155,7 @@ def strip_solutions(source: str, exercise: str) -> str:
 
 def graded_exercises(source: str | os.PathLike) -> pd.DataFrame:
     """The graded exercises of a chapter: one row per exercise with its points."""
-    nb = _read(Path(source))
+    nb = _read(_existing(source, "source", _CHAPTER))
     rows: dict[str, float] = {}
     for cell in nb.cells:
         name = _exercise(cell)
@@ -209,7 +225,12 @@ def graded_dependencies(notebook: Any) -> list[str]:
     list of str
         One message per dependency, naming the cell, the name and the exercise; empty when none.
     """
-    nb = _read(Path(notebook)) if isinstance(notebook, (str, os.PathLike)) else notebook
+    if isinstance(notebook, (str, os.PathLike)):
+        nb = _read(_existing(notebook, "notebook", "a notebook (.py or .ipynb)"))
+    elif hasattr(notebook, "cells"):
+        nb = notebook
+    else:
+        raise TypeError(f"notebook: expected an nbformat notebook or a path, got {type(notebook).__name__}")
     last_binder: dict[str, str | None] = {}  # name -> exercise of the graded cell that bound it last
     problems = []
     for index, cell in enumerate(nb.cells):
@@ -238,7 +259,7 @@ def graded_dependencies(notebook: Any) -> list[str]:
 def solution_lines(source: str | os.PathLike) -> list[str]:
     """The non-trivial lines of a chapter's solutions: code between the solution markers and the
     text of ``{solution}`` blocks (lines of more than 12 characters, hints excluded)."""
-    nb = _read(Path(source))
+    nb = _read(_existing(source, "source", _CHAPTER))
     lines: list[str] = []
     for cell in nb.cells:
         if "graded" in _tags(cell):
@@ -268,7 +289,8 @@ def check_assignment(source: str | os.PathLike, student: str | os.PathLike) -> l
     the graded cells still hold their solutions: a stub binds fewer names than the solution it
     replaces, so only the source shows every name an ordinary cell takes from a graded one.
     """
-    text = Path(student).read_text()
+    _existing(source, "source", _CHAPTER)
+    text = _existing(student, "student", "the generated student notebook (.ipynb)").read_text()
     problems = [f"solution text leaked into {Path(student).name}: {line!r}"
                 for line in dict.fromkeys(solution_lines(source)) if line in text]
     problems += graded_dependencies(source)
@@ -293,7 +315,9 @@ def make_assignment(source: str | os.PathLike, out_dir: str | os.PathLike) -> di
     """
     import nbformat
 
-    source = Path(source)
+    source = _existing(source, "source", _CHAPTER)
+    if not isinstance(out_dir, (str, os.PathLike)) or str(out_dir) == "":
+        raise TypeError(f"out_dir: expected a directory path, got {out_dir!r}")
     nb = _read(source)
     tests: list[_Test] = []
     cells = []
@@ -424,6 +448,10 @@ def grade(
 
     if cells not in _GRADE_CELLS:
         raise ValueError(f"cells: expected one of {list(_GRADE_CELLS)}, got {cells!r}")
+    timeout = positive_int(timeout, "timeout", meaning="(seconds per cell)")
+    if env is not None and not (isinstance(env, Mapping)
+                                and all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())):
+        raise TypeError(f"env: expected a dict of environment variables {{'NAME': 'value'}} (strings), got {env!r}")
     spec = _read_json(Path(autograder), "autograder")
     tests = [_Test(**t) for t in spec["tests"]]
     try:
@@ -506,6 +534,10 @@ def grade(
 
 def format_report(table: pd.DataFrame) -> str:
     """A printable per-exercise score table with the total."""
+    need = ["exercise", "points", "score", "feedback"]
+    if not isinstance(table, pd.DataFrame) or not set(need) <= set(table.columns):
+        got = list(table.columns) if isinstance(table, pd.DataFrame) else type(table).__name__
+        raise ValueError(f"table: expected the DataFrame returned by grade (columns {need}), got {got}")
     lines = [f"{'exercise':<28} {'score':>9}  feedback"]
     for row in table.itertuples():
         lines.append(f"{row.exercise:<28} {row.score:>4g}/{row.points:<4g}  {row.feedback}")

@@ -70,6 +70,9 @@ def select(settings: Mapping[str, T], profile: str | None = None) -> T:
     ValueError
         If the profile is unknown or the mapping has no entry for it.
     """
+    if not isinstance(settings, Mapping):
+        raise ValueError(f"settings: expected a dict {{profile: settings}}, e.g. {{'quick': ..., 'full': ...}}, "
+                         f"got {type(settings).__name__}")
     name = get_profile(profile)
     if name not in settings:
         raise ValueError(
@@ -90,7 +93,13 @@ def get_device(prefer: str | None = None) -> torch.device:
     """
     choice = prefer or os.environ.get("FAIRLIB_DEVICE")
     if choice:
-        device = torch.device(choice)
+        source = "prefer" if prefer else "FAIRLIB_DEVICE"
+        if not isinstance(choice, (str, torch.device)):
+            raise ValueError(f"{source}: expected a device name such as 'cpu', 'cuda' or 'mps', got {choice!r}")
+        try:
+            device = torch.device(choice)
+        except (RuntimeError, ValueError) as exc:
+            raise ValueError(f"{source}: unknown device {choice!r}; use 'cpu', 'cuda', 'cuda:0' or 'mps'") from exc
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError("device: CUDA was requested but torch.cuda.is_available() is False")
         return device
@@ -119,6 +128,8 @@ def seed_everything(seed: int, *, deterministic: bool = True) -> np.random.Gener
         A generator seeded with ``seed``, for code that prefers explicit generators.
     """
     seed = integer(seed, "seed", minimum=0)
+    if not isinstance(deterministic, (bool, np.bool_)):
+        raise ValueError(f"deterministic: expected True or False, got {deterministic!r}")
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

@@ -58,7 +58,7 @@ from torch.nn import functional as F
 
 from fairlib import metrics, sweep
 from fairlib._memo import Memo
-from fairlib._validation import as_labels, integer, positive_int, show
+from fairlib._validation import as_1d, as_labels, integer, positive_int, show, to_numpy
 from fairlib.config import get_device, select
 from fairlib.training import Callback, TrainState, predict, supervised_step, train
 
@@ -204,6 +204,48 @@ def _check_n_attributes(n: Any) -> int:
     return integer(n, "n_attributes", minimum=2, meaning="(number of attribute values)")
 
 
+def _number(value: Any, name: str, *, low: float | None = None, high: float | None = None,
+            low_open: bool = False, high_open: bool = False, meaning: str = "") -> float:
+    """``value`` as a finite float in the given interval, or a ``ValueError`` naming ``name``."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    if ok:
+        v = float(value)
+        ok = math.isfinite(v) and (low is None or (v > low if low_open else v >= low)) and (
+            high is None or (v < high if high_open else v <= high))
+    if not ok:
+        lo = "-inf" if low is None else f"{'(' if low_open else '['}{low:g}"
+        hi = "inf)" if high is None else f"{high:g}{')' if high_open else ']'}"
+        lo = lo if low is not None else "(-inf"
+        suffix = f" {meaning}" if meaning else ""
+        raise ValueError(f"{name}: expected a finite number in {lo}, {hi}{suffix}, got {show(value)!r}")
+    return v
+
+
+def _check_codes(attr: Any, n: int, name: str, length: int | None = None) -> None:
+    """``attr`` must be a 1-D integer tensor of codes in ``0..n-1`` (and ``length`` long)."""
+    if not isinstance(attr, torch.Tensor):
+        raise ValueError(f"{name}: expected a tensor of integer codes, got {type(attr).__name__}; "
+                         "wrap it with torch.as_tensor(..., dtype=torch.long)")
+    if attr.ndim != 1 or attr.is_floating_point() or attr.is_complex() or attr.dtype == torch.bool:
+        raise ValueError(f"{name}: expected a 1-D tensor of integer codes (torch.long), got "
+                         f"{attr.dtype} of shape {tuple(attr.shape)}")
+    if length is not None and len(attr) != length:
+        raise ValueError(f"{name}: {len(attr)} codes for {length} images")
+    if attr.numel() and (int(attr.min()) < 0 or int(attr.max()) >= n):
+        raise ValueError(f"{name}: codes must lie in 0..{n - 1}, got {int(attr.min())}..{int(attr.max())}")
+
+
+def _check_batch(model: Any, x: Any, attr: Any) -> None:
+    """The arguments of one manual training step of a :class:`FaderNet`."""
+    if not isinstance(model, FaderNet):
+        raise ValueError(f"model: expected a FaderNet (it needs a discriminator), got {type(model).__name__}")
+    if not isinstance(x, torch.Tensor) or x.ndim != 4:
+        raise ValueError(f"x: expected a tensor (N, C, H, W), got {getattr(x, 'shape', type(x).__name__)}")
+    if not x.is_floating_point() or not torch.isfinite(x).all() or x.numel() and float(x.abs().max()) > 1:
+        raise ValueError("x: expected finite float images scaled to [-1, 1]; convert them with to_unit_range")
+    _check_codes(attr, model.n_attributes, "attr", len(x))
+
+
 class VanillaAutoencoder(nn.Module):
     """The FaderNet topology without attribute input or discriminator (SimpleCNN's encoder).
 
@@ -224,6 +266,10 @@ class VanillaAutoencoder(nn.Module):
         self.decoder = _Decoder(self.channels, 0)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.image_size
+        if not isinstance(x, torch.Tensor) or x.ndim != 4 or tuple(x.shape[1:]) != (3, s, s):
+            raise ValueError(f"x: expected images of shape (N, 3, {s}, {s}) (the net's image_size), got "
+                             f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
         return self.encoder(x)
 
     def decode(self, z: torch.Tensor, attr: torch.Tensor | None = None) -> torch.Tensor:
@@ -259,11 +305,19 @@ class FaderNet(VanillaAutoencoder):
                  max_channels: int = 512, dis_dropout: float = 0.3) -> None:
         super().__init__(image_size, latent_size=latent_size, max_channels=max_channels)
         self.n_attributes = _check_n_attributes(n_attributes)
+        dis_dropout = _number(dis_dropout, "dis_dropout", low=0, high=1, high_open=True,
+                              meaning="(dropout probability)")
         self.decoder = _Decoder(self.channels, self.n_attributes)
         self.discriminator = _Discriminator(self.channels[-1], self.latent_size, self.n_attributes,
                                             width=max_channels, dropout=dis_dropout)
 
     def onehot(self, attr: torch.Tensor) -> torch.Tensor:
+        if not isinstance(attr, torch.Tensor):
+            raise ValueError(f"attr: expected a tensor of codes (N,) or one-hot rows (N, {self.n_attributes}), "
+                             f"got {type(attr).__name__}; wrap it with torch.as_tensor")
+        if attr.ndim == 1 and attr.is_floating_point() and bool((attr != attr.round()).any()):
+            raise ValueError("attr: codes (N,) must be whole numbers; pass one-hot or soft rows "
+                             f"(N, {self.n_attributes}) for mixtures")
         if attr.ndim == 1:
             if attr.numel() and (int(attr.min()) < 0 or int(attr.max()) >= self.n_attributes):
                 raise ValueError(f"attr: codes must lie in 0..{self.n_attributes - 1}, got "
@@ -297,6 +351,12 @@ class LatentCNN(nn.Module):
     def __init__(self, latent_channels: int = 512, n_classes: int = 2, *, latent_size: int = 4,
                  width: int = 512, dropout: float = 0.3) -> None:
         super().__init__()
+        latent_channels = positive_int(latent_channels, "latent_channels")
+        n_classes = integer(n_classes, "n_classes", minimum=2, meaning="(number of target classes)")
+        latent_size = positive_int(latent_size, "latent_size")
+        width = positive_int(width, "width")
+        dropout = _number(dropout, "dropout", low=0, high=1, high_open=True, meaning="(dropout probability)")
+        self.latent_channels, self.latent_size = latent_channels, latent_size
         c = [max(4, int(round(k * width / 512))) for k in (512, 128, 64, 16)]
 
         def block(a: int, b: int) -> list[nn.Module]:
@@ -312,12 +372,18 @@ class LatentCNN(nn.Module):
         )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        c, s = self.latent_channels, self.latent_size
+        if not isinstance(z, torch.Tensor) or z.ndim != 4 or tuple(z.shape[1:]) != (c, s, s):
+            raise ValueError(f"z: expected latents of shape (N, {c}, {s}, {s}), got "
+                             f"{tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__}")
         return self.net(z)
 
 
 # --------------------------------------------------------------------------- training
 def to_unit_range(images: torch.Tensor) -> torch.Tensor:
     """``uint8`` [0, 255] or float [0, 1] images -> float32 in [-1, 1] (the decoder's tanh range)."""
+    if not isinstance(images, torch.Tensor):
+        raise ValueError(f"images: expected a torch tensor, got {type(images).__name__}; use torch.as_tensor")
     if images.dtype == torch.uint8:
         return images.float().div(127.5).sub(1.0)
     x = images.float()
@@ -332,12 +398,10 @@ def lambda_schedule(step: int, lambda_e: float, ramp_steps: int) -> float:
     Fader's schedule: :math:`\lambda_E` grows linearly from 0 at step 0 to its final value at
     ``ramp_steps`` and stays there; ``ramp_steps = 0`` applies the final value at once.
     """
-    if step < 0:
-        raise ValueError(f"step: must be non-negative, got {step}")
-    if lambda_e < 0:
-        raise ValueError(f"lambda_e: must be non-negative, got {lambda_e}")
-    if ramp_steps < 0:
-        raise ValueError(f"ramp_steps: must be non-negative, got {ramp_steps}")
+    if not isinstance(step, (int, np.integer)) or isinstance(step, bool) or step < 0:
+        raise ValueError(f"step: must be non-negative, got {show(step)!r}")
+    _number(lambda_e, "lambda_e", low=0)
+    integer(ramp_steps, "ramp_steps", minimum=0)
     if ramp_steps == 0:
         return float(lambda_e)
     return float(lambda_e) * min(step / ramp_steps, 1.0)
@@ -349,6 +413,8 @@ def other_attribute(attr: torch.Tensor, n_attributes: int, generator: torch.Gene
     With two values this is Fader's flip :math:`1-y`; with more it is what Fader's code does for
     a categorical attribute: shift the code by a random offset in ``1..n-1`` modulo ``n``.
     """
+    n_attributes = _check_n_attributes(n_attributes)
+    _check_codes(attr, n_attributes, "attr")
     shift = torch.randint(1, n_attributes, attr.shape, generator=generator, device="cpu").to(attr.device)
     return (attr + shift) % n_attributes
 
@@ -358,7 +424,9 @@ def _unit_to_pm1(x: torch.Tensor) -> torch.Tensor:
     return x.mul(2.0).sub(1.0)
 
 
-def _check_images(images: torch.Tensor) -> torch.Tensor:
+def _check_images(images: torch.Tensor, name: str = "images") -> torch.Tensor:
+    if not isinstance(images, torch.Tensor) or images.ndim != 4:
+        raise ValueError(f"{name}: expected a tensor (N, C, H, W), got {getattr(images, 'shape', type(images))}")
     if images.dtype != torch.uint8:
         to_unit_range(images)  # validates the [0, 1] range of float images
     return images
@@ -398,6 +466,8 @@ def discriminator_step(model: FaderNet, opt: torch.optim.Optimizer, x: torch.Ten
     ``class_weights`` ``(n_attributes,)`` optionally weights the cross-entropy per attribute value
     (see ``balance_discriminator`` in :func:`train_fader`). Returns the loss before the update.
     """
+    _check_batch(model, x, attr)
+    _check_class_weights(class_weights, model.n_attributes)
     loss = _discriminator_loss(model, x, attr, class_weights)
     _apply(opt, loss)
     return float(loss.detach())
@@ -417,6 +487,9 @@ def autoencoder_step(model: FaderNet, opt: torch.optim.Optimizer, x: torch.Tenso
     parameters are not in ``opt``. ``recon_weight`` scales the MSE term (0 isolates the
     adversarial term, as the tests do). Returns ``(mse, adversarial cross-entropy)``.
     """
+    _check_batch(model, x, attr)
+    _number(lam, "lam", low=0)
+    _number(recon_weight, "recon_weight", low=0)
     mse, adv = _autoencoder_losses(model, x, attr, generator)
     _apply(opt, recon_weight * mse + lam * adv)
     return float(mse.detach()), float(adv.detach())
@@ -430,6 +503,12 @@ def fader_step(*, lambda_e: float, ramp_steps: int, class_weights: torch.Tensor 
     Uses the optimisers named ``"dis"`` and ``"ae"``; draws the adversarial targets from the
     run's generator.
     """
+    _number(lambda_e, "lambda_e", low=0)
+    integer(ramp_steps, "ramp_steps", minimum=0)
+    _number(recon_weight, "recon_weight", low=0)
+    if class_weights is not None and (not isinstance(class_weights, torch.Tensor) or class_weights.ndim != 1):
+        raise ValueError("class_weights: expected a 1-D tensor with one weight per attribute value")
+
     def step(state: TrainState, batch: tuple) -> dict[str, float]:
         x, attr = batch[0], batch[1]
         model = state.model
@@ -443,6 +522,17 @@ def fader_step(*, lambda_e: float, ramp_steps: int, class_weights: torch.Tensor 
     return step
 
 
+def _check_class_weights(class_weights: Any, n: int) -> None:
+    if class_weights is None:
+        return
+    if not isinstance(class_weights, torch.Tensor) or tuple(class_weights.shape) != (n,):
+        got = tuple(class_weights.shape) if isinstance(class_weights, torch.Tensor) else class_weights
+        raise ValueError(f"class_weights: expected a tensor of shape ({n},), one weight per attribute value, "
+                         f"got {got!r}")
+    if not torch.isfinite(class_weights).all() or (class_weights < 0).any():
+        raise ValueError("class_weights: weights must be finite and non-negative")
+
+
 def _check_data(images: torch.Tensor, attr: Any, name: str = "images") -> tuple[torch.Tensor, torch.Tensor]:
     if not isinstance(images, torch.Tensor) or images.ndim != 4:
         raise ValueError(f"{name}: expected a tensor (N, C, H, W), got {getattr(images, 'shape', type(images))}")
@@ -454,6 +544,8 @@ def _check_data(images: torch.Tensor, attr: Any, name: str = "images") -> tuple[
 
 def encode(model: VanillaAutoencoder, images: torch.Tensor, batch_size: int = 512, device: Any = None) -> torch.Tensor:
     """Latents ``(N, C, L, L)`` of uint8 or [0, 1] float images, on the CPU."""
+    if not isinstance(model, VanillaAutoencoder):
+        raise ValueError(f"model: expected a VanillaAutoencoder or FaderNet, got {type(model).__name__}")
     return predict(model.encoder, _check_images(images), batch_size=batch_size, device=device,
                    transform=_unit_to_pm1)
 
@@ -550,11 +642,21 @@ def train_fader(model: FaderNet, images: torch.Tensor, attr: Any, *, epochs: int
         also the balanced accuracy, chance ``1 / n_attributes``), ``dis_loss``, ``adv_loss``,
         ``selected`` (bool).
     """
+    if not isinstance(model, FaderNet):
+        raise ValueError(f"model: expected a FaderNet, got {type(model).__name__}; "
+                         "train a VanillaAutoencoder with train_autoencoder")
     images, a = _check_data(_check_images(images), attr)
     if int(a.max()) >= model.n_attributes or int(a.min()) < 0:
         raise ValueError(f"attr: codes must lie in 0..{model.n_attributes - 1}")
+    _number(lambda_e, "lambda_e", low=0)
+    integer(ramp_steps, "ramp_steps", minimum=0)
+    _number(lr, "lr", low=0, low_open=True, meaning="(learning rate)")
     device = torch.device(device) if device is not None else get_device()
-    vx, va = (images, a) if val is None else _check_data(*val, name="val images")
+    if val is not None and not (isinstance(val, (tuple, list)) and len(val) == 2):
+        raise ValueError("val: expected a pair (images, attr) of the validation set")
+    vx, va = (images, a) if val is None else _check_data(_check_images(val[0], "val"), val[1], name="val images")
+    if val is not None and (int(va.max()) >= model.n_attributes or int(va.min()) < 0):
+        raise ValueError(f"val: attribute codes must lie in 0..{model.n_attributes - 1}")
     cw = None
     if balance_discriminator:
         counts = torch.bincount(a, minlength=model.n_attributes).float().clamp(min=1)
@@ -582,6 +684,9 @@ def train_autoencoder(model: VanillaAutoencoder, images: torch.Tensor, *, epochs
 
     Returns one row per epoch: ``epoch``, ``train_mse``.
     """
+    if not isinstance(model, VanillaAutoencoder):
+        raise ValueError(f"model: expected a VanillaAutoencoder, got {type(model).__name__}")
+    _number(lr, "lr", low=0, low_open=True, meaning="(learning rate)")
     images, _ = _check_data(_check_images(images), np.zeros(len(images), dtype=np.int64))
     history = train(model, images, epochs=epochs, batch_size=batch_size,
                     optimizer=lambda m: torch.optim.Adam(m.parameters(), lr=lr, betas=betas),
@@ -597,9 +702,7 @@ def inverse_frequency_weights(groups: Any) -> np.ndarray:
     Each group's weights sum to :math:`N/G`, so every group contributes equally and the mean
     weight is 1 (the loss keeps its scale). Shape ``(N,)``.
     """
-    g = np.asarray(groups).reshape(-1)
-    if g.size == 0:
-        raise ValueError("groups: is empty")
+    g = as_labels(groups, "groups")
     values, codes, counts = np.unique(g, return_inverse=True, return_counts=True)
     return (len(g) / (len(values) * counts))[codes.reshape(-1)].astype(np.float64)
 
@@ -615,12 +718,22 @@ def train_latent_classifier(latents: torch.Tensor, targets: Any, *, n_classes: i
     Returns the model in eval mode.
     """
     latents, t = _check_data(latents, targets, name="latents")
+    n_classes = integer(n_classes, "n_classes", minimum=2, meaning="(number of target classes)")
+    if int(t.min()) < 0 or int(t.max()) >= n_classes:
+        raise ValueError(f"targets: codes must lie in 0..{n_classes - 1} (n_classes={n_classes}), "
+                         f"got {int(t.min())}..{int(t.max())}")
+    if latents.is_floating_point() and not torch.isfinite(latents).all():
+        raise ValueError("latents: contains NaN or infinite values")
     if sample_weights is None:
         w = torch.ones(len(t))
     else:
-        w = torch.as_tensor(np.asarray(sample_weights), dtype=torch.float32)
+        sw = as_1d(sample_weights, "sample_weights")
+        if sw.dtype.kind not in "iuf" or (sw < 0).any():
+            raise ValueError("sample_weights: expected finite non-negative numbers (e.g. inverse_frequency_weights)")
+        w = torch.as_tensor(np.asarray(sample_weights), dtype=torch.float32).reshape(-1)
     if len(w) != len(t):
         raise ValueError(f"sample_weights: {len(w)} weights for {len(t)} examples")
+    _number(lr, "lr", low=0, low_open=True, meaning="(learning rate)")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = LatentCNN(latents.shape[1], n_classes, latent_size=latents.shape[2], width=width, dropout=dropout)
@@ -651,9 +764,10 @@ def stratified_split(groups: Any, test_per_group: int, *, val_fraction: float = 
     """
     from fairlib.data.groups import GroupTooSmallError
 
-    g = np.asarray(groups).reshape(-1)
+    g = as_labels(groups, "groups")
     test_per_group = positive_int(test_per_group, "test_per_group")
-    if not 0 <= val_fraction < 1:
+    if not isinstance(val_fraction, (int, float, np.integer, np.floating)) or isinstance(val_fraction, bool) \
+            or not 0 <= val_fraction < 1:
         raise ValueError(f"val_fraction: expected a number in [0, 1), got {val_fraction!r}")
     rng = np.random.default_rng(seed)
     test, rest = [], []
@@ -692,11 +806,18 @@ def comparison_table(results: Mapping[str, tuple[Any, Any, Any]], group_names: S
     """A Table-1-like frame: one column per model, rows ``All classes``, each group,
     ``Variance``, ``Worst group``, ``Largest gap``; ``results`` maps a model name to
     ``(y_true, y_pred, groups)``."""
+    if not isinstance(results, Mapping) or not results:
+        raise ValueError("results: expected a non-empty mapping model name -> (y_true, y_pred, groups)")
     cols = {}
-    for name, (yt, yp, g) in results.items():
+    for name, value in results.items():
+        if not isinstance(value, (tuple, list)) or len(value) != 3:
+            raise ValueError(f"results: the entry of {name!r} must be a triple (y_true, y_pred, groups)")
+        yt, yp, g = value
         rep = group_report(yt, yp, groups=g)
         per = rep["per_group"]
         if group_names is not None:
+            if any(int(i) >= len(group_names) for i in per.index):
+                raise ValueError(f"group_names: {len(group_names)} names for group codes {list(per.index)}")
             per.index = [group_names[int(i)] for i in per.index]
         cols[name] = pd.concat([pd.Series({"All classes": rep["overall"]}), per,
                                 pd.Series({"Variance": rep["variance"], "Worst group": rep["worst"],
@@ -717,12 +838,20 @@ def latent_probe(latents: Any, attr: Any, *, folds: int = 5, seed: int = 0, C: f
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    z = latents.detach().cpu().numpy() if isinstance(latents, torch.Tensor) else np.asarray(latents)
+    folds = integer(folds, "folds", minimum=2, meaning="(cross-validation folds)")
+    C = _number(C, "C", low=0, low_open=True, meaning="(inverse regularisation strength)")
+    z = latents.detach().cpu().numpy() if isinstance(latents, torch.Tensor) else to_numpy(latents, "latents")
+    if z.ndim < 2 or len(z) == 0:
+        raise ValueError(f"latents: expected a non-empty array (N, ...), got shape {z.shape}")
     z = z.reshape(len(z), -1)
-    a = np.asarray(attr).reshape(-1)
+    if z.dtype.kind not in "iufb" or not np.isfinite(z).all():
+        raise ValueError("latents: expected finite numbers (no NaN or inf)")
+    a = as_labels(attr, "attr")
     if len(a) != len(z):
         raise ValueError(f"attr: {len(a)} values for {len(z)} latents")
     counts = pd.Series(a).value_counts()
+    if len(counts) < 2:
+        raise ValueError(f"attr: only one value ({show(counts.index[0])!r}); a probe needs at least two groups")
     if counts.min() < folds:
         raise ValueError(f"attr: group {counts.idxmin()!r} has {counts.min()} examples, fewer than folds={folds}")
     clf = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000))
@@ -817,6 +946,11 @@ def imbalanced_synthfaces(n_train: int = 3000, *, test_per_group: int = 60, val_
     unknown = [v for v in levels if v not in PALETTE_LEVELS]
     if unknown:
         raise ValueError(f"levels: unknown palette levels {unknown}; choose from {list(PALETTE_LEVELS)}")
+    if len(set(levels)) != len(levels):
+        raise ValueError(f"levels: each palette level may appear once, got {levels}")
+    for k, (share, strength) in enumerate(zip(train_share, style_strength)):
+        _number(share, f"train_share[{k}]", low=0, high=1)
+        _number(strength, f"style_strength[{k}]", low=0, high=1)
     held_out = positive_int(test_per_group, "test_per_group") + positive_int(val_per_group, "val_per_group")
     positive_int(n_train, "n_train")
     images, groups, targets = [], [], []
@@ -851,6 +985,8 @@ def utkface_split(*, test_per_group: int = 474, val_fraction: float = 0.1, size:
     """
     from fairlib.data import image_tensor, load_dataset
 
+    positive_int(test_per_group, "test_per_group")
+    _number(val_fraction, "val_fraction", low=0, high=1, high_open=True)
     ds = load_dataset("utkface", "all", root=root, size=size)
     images = image_tensor(ds, num_workers=2, show_progress=show_progress)
     groups = ds.attributes["race"].cat.codes.to_numpy().astype(np.int64)
@@ -894,6 +1030,18 @@ def experiment_data(config: Mapping[str, Any]) -> FaceSplit:
     ``test_per_group``, ``val_fraction``). The last two splits are kept in memory, so the runs of
     a sweep render or read their data once; other keys of ``config`` are ignored.
     """
+    if not isinstance(config, Mapping):
+        raise ValueError(f"config: expected a mapping (a configuration of classifier_grid), "
+                         f"got {type(config).__name__}")
+    dataset = config.get("dataset")
+    needed = {"synthfaces": ("size", "n_train", "test_per_group", "val_per_group"),
+              "utkface": ("size", "test_per_group")}
+    if dataset not in needed:
+        raise ValueError(f"dataset: expected 'synthfaces' (quick) or 'utkface' (full), got {dataset!r}")
+    missing = [k for k in needed[dataset] if config.get(k) is None]
+    if missing:
+        raise ValueError(f"config: missing {missing} for dataset {dataset!r} (see classifier_grid for complete "
+                         "configurations)")
     return _DATA.get({k: config.get(k) for k in _DATA_KEYS}, lambda: _experiment_data(config))
 
 
@@ -1037,6 +1185,12 @@ def run_classifier(classifier: str, *, dataset: str, size: int, test_per_group: 
             "probe": latent["probe"]}
 
 
+def _check_seeds(seeds: Any) -> list[int]:
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence) or not len(seeds):
+        raise ValueError(f"seeds: expected a non-empty list of seeds, e.g. [0, 1, 2], got {seeds!r}")
+    return [integer(s, "seeds", minimum=0) for s in seeds]
+
+
 def experiment_settings(profile: str) -> dict[str, Any]:
     """The shared settings of the chapter's runs in a profile (a copy; see :func:`run_classifier`)."""
     return dict(select(_SETTINGS, profile))
@@ -1045,12 +1199,14 @@ def experiment_settings(profile: str) -> dict[str, Any]:
 def classifier_grid(profile: str, seeds: Sequence[int] = (0,)) -> list[dict]:
     """SimpleCNN, SimpleCNN-WL and FaderCNN (the paper's Table 1) with the profile's settings."""
     settings = experiment_settings(profile)
+    seeds = _check_seeds(seeds)
     return sweep.grid(classifier=list(CLASSIFIERS), **{k: [v] for k, v in settings.items()}, seed=list(seeds))
 
 
 def lambda_grid(profile: str, seeds: Sequence[int] = (0,)) -> list[dict]:
     """FaderCNN for every final λ_E of the sweep (0: no adversary), the main value included, ascending."""
     settings = experiment_settings(profile)
+    seeds = _check_seeds(seeds)
     lambdas = sorted({float(v) for v in select(_LAMBDAS, profile)} | {float(settings.pop("lambda_e"))})
     return sweep.grid(classifier=["FaderCNN"], lambda_e=lambdas, **{k: [v] for k, v in settings.items()},
                       seed=list(seeds))
@@ -1069,6 +1225,13 @@ def classifier_table(runs: pd.DataFrame, group_names: Sequence[str], by: str = "
     Rows: ``All classes``, each group, ``Variance``, ``Worst group``, ``Largest gap``. Rows with
     the same ``by`` (several seeds) are averaged entry by entry.
     """
+    if not isinstance(runs, pd.DataFrame):
+        raise ValueError(f"runs: expected a DataFrame of run_classifier rows (sweep.run), got {type(runs).__name__}")
+    needed = [by, "overall", "per_group", "variance", "worst", "gap"]
+    missing = [c for c in needed if c not in runs.columns]
+    if missing:
+        raise ValueError(f"{'by' if by in missing else 'runs'}: missing column(s) {missing}; "
+                         f"columns are {list(runs.columns)}")
     index = ["All classes", *group_names, "Variance", "Worst group", "Largest gap"]
     cols = {}
     for name, rows in runs.groupby(by, sort=False):

@@ -74,6 +74,21 @@ def _check_pred_labels(t: np.ndarray, p: np.ndarray, labels: ArrayLike | None) -
             f"{[show(v) for v in known[:6]]}); encode both the same way, or pass labels= with every class of the task")
 
 
+def _floats(arr: np.ndarray, name: str) -> np.ndarray:
+    """``arr`` as float64, or a ``ValueError`` naming ``name`` (strings, objects)."""
+    try:
+        return arr.astype(np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected numbers, got dtype {arr.dtype}") from None
+
+
+def _finite_number(value: Any, name: str) -> float:
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    if not ok or not np.isfinite(value):
+        raise ValueError(f"{name}: expected a finite number, got {show(value)!r}")
+    return float(value)
+
+
 def _codes(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Sorted unique values and the integer code of each element."""
     uniques, codes = np.unique(x, return_inverse=True)
@@ -101,6 +116,8 @@ def bias_amplification_table(
     g = as_1d(groups, "groups")
     same_length(y_true=t, y_pred=p, groups=g)
     same_label_kind(y_true=t, y_pred=p)
+    if labels is not None:
+        labels = as_labels(labels, "labels")
     _check_pred_labels(t, p, labels)
 
     group_values, g_codes = _codes(g)
@@ -120,7 +137,7 @@ def bias_amplification_table(
     else:
         if not isinstance(reference, (tuple, list)) or len(reference) != 2:
             raise ValueError("reference: expected a pair (y_true, groups) from the reference split")
-        ref_t = as_1d(reference[0], "reference y_true")
+        ref_t = as_labels(reference[0], "reference y_true")
         ref_g = as_1d(reference[1], "reference groups")
         same_length(**{"reference y_true": ref_t, "reference groups": ref_g})
         missing = np.setdiff1d(group_values, ref_g)
@@ -257,9 +274,9 @@ def attribute_bias_amplification(
     tr_y = as_binary(train_true, "train_true")
     tr_i = as_binary(train_identity, "train_identity")
     same_length(train_true=tr_y, train_identity=tr_i)
-    if min_count < 0:
-        raise ValueError(f"min_count: must be non-negative, got {min_count}")
-    if min_rel_diff < 0:
+    if not isinstance(min_count, (int, np.integer)) or isinstance(min_count, (bool, np.bool_)) or min_count < 0:
+        raise ValueError(f"min_count: must be non-negative (an integer count of positives), got {show(min_count)!r}")
+    if _finite_number(min_rel_diff, "min_rel_diff") < 0:
         raise ValueError(f"min_rel_diff: must be non-negative, got {min_rel_diff}")
     for name, arr in (("train_identity", tr_i), ("identity", ident)):
         if np.unique(arr).size < 2:
@@ -374,8 +391,10 @@ def uncertainty_rate(probs: ArrayLike, low: float = 0.1, high: float = 0.9) -> f
     low, high
         The open interval counted as uncertain; ``0 <= low < high <= 1``.
     """
-    arr = to_numpy(probs, "probs").astype(np.float64).reshape(-1)
+    arr = _floats(to_numpy(probs, "probs"), "probs").reshape(-1)
     arr = as_probability(arr, "probs")
+    _finite_number(low, "low")
+    _finite_number(high, "high")
     if not 0 <= low < high <= 1:
         raise ValueError(f"low/high: need 0 <= low < high <= 1, got low={low}, high={high}")
     return float(((arr > low) & (arr < high)).mean())
@@ -399,7 +418,7 @@ def label_interrelation(preds: ArrayLike) -> np.ndarray:
     numpy.ndarray
         Shape ``(K,)``; NaN for a constant column (its variance is zero, so R² is undefined).
     """
-    x = to_numpy(preds, "preds").astype(np.float64)
+    x = _floats(to_numpy(preds, "preds"), "preds")
     if x.ndim != 2:
         raise ValueError(f"preds: expected an (N, K) matrix, got shape {x.shape}")
     n, k = x.shape
@@ -490,8 +509,8 @@ def bias_transfer_score(before: ArrayLike | Sequence[float], after: ArrayLike | 
     before, after
         Shape ``(C,)`` with ``C >= 2``: one association score per concept, in the same order.
     """
-    b = as_1d(before, "before").astype(np.float64)
-    a = as_1d(after, "after").astype(np.float64)
+    b = _floats(as_1d(before, "before"), "before")
+    a = _floats(as_1d(after, "after"), "after")
     same_length(before=b, after=a)
     if len(b) < 2:
         raise ValueError(f"before: needs at least 2 concepts to rank, got {len(b)}")

@@ -18,6 +18,7 @@ r"""Every model of the course, behind one :func:`build_model` (method modules im
 from __future__ import annotations
 
 import inspect
+import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -25,7 +26,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from fairlib._validation import integer, positive_int
+from fairlib._validation import integer, positive_int, show
 
 __all__ = [
     "BasicBlock",
@@ -49,6 +50,9 @@ class BasicBlock(nn.Module):
 
     def __init__(self, c_in: int, c_out: int, stride: int = 1) -> None:
         super().__init__()
+        positive_int(c_in, "c_in")
+        positive_int(c_out, "c_out")
+        positive_int(stride, "stride")
         self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(c_out)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, stride=1, padding=1, bias=False)
@@ -84,9 +88,19 @@ class _ResNet(nn.Module):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_input(x, self.stem[0].in_channels)
         out = self.layers(self.stem(x))
         out = self.head(torch.flatten(F.adaptive_avg_pool2d(out, 1), 1))
         return out.squeeze(1) if self.num_outputs == 1 else out
+
+
+def _check_input(x: Any, channels: int) -> None:
+    """A batch ``(N, C, H, W)`` with the model's ``C``, or a ``ValueError`` naming ``x``."""
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"x: expected a torch tensor of shape (N, C, H, W), got {type(x).__name__}")
+    if x.ndim != 4 or x.shape[1] != channels:
+        raise ValueError(f"x: expected shape (N, {channels}, H, W), got {tuple(x.shape)}"
+                         + ("; add a batch dimension with x[None]" if x.ndim == 3 else ""))
 
 
 def _check_width(width: int) -> int:
@@ -97,9 +111,10 @@ class CifarResNet(_ResNet):
     """CIFAR ResNet of ``depth = 6n + 2`` layers; ``width`` channels in the first stage (paper: 16)."""
 
     def __init__(self, depth: int = 110, width: int = 16, in_channels: int = 3, num_outputs: int = 1) -> None:
-        if not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
+        if not isinstance(depth, numbers.Integral) or isinstance(depth, bool) or depth < 8 or (depth - 2) % 6:
             shown = ", ".join(map(str, VALID_DEPTHS[:6])) + ", …, 110"
-            raise ValueError(f"depth: {depth!r} is not of the form 6n + 2; valid depths are {shown}")
+            raise ValueError(f"depth: {show(depth)!r} is not of the form 6n + 2; valid depths are {shown}")
+        depth = int(depth)
         n = (depth - 2) // 6
         w = _check_width(width)
         super().__init__(in_channels, (w, 2 * w, 4 * w), (n, n, n), num_outputs)
@@ -113,7 +128,9 @@ class SmallResNet(_ResNet):
     def __init__(self, width: int = 64, blocks: Sequence[int] = (2, 2, 2, 2), in_channels: int = 1,
                  num_outputs: int = 1) -> None:
         w = _check_width(width)
-        blocks = tuple(int(b) for b in blocks)
+        if isinstance(blocks, (str, bytes)) or not isinstance(blocks, Sequence):
+            raise ValueError(f"blocks: expected a list of block counts per stage, e.g. (2, 2, 2, 2), got {blocks!r}")
+        blocks = tuple(integer(b, f"blocks[{i}]", minimum=1) for i, b in enumerate(blocks))
         if not blocks or any(b < 1 for b in blocks):
             raise ValueError(f"blocks: need at least one stage with >= 1 block each, got {blocks}")
         super().__init__(in_channels, tuple(w * 2**i for i in range(len(blocks))), blocks, num_outputs)
@@ -129,8 +146,12 @@ class SmallCNN(nn.Module):
 
     def __init__(self, n_outputs: int, widths: Sequence[int] = (16, 32, 64, 64), in_channels: int = 3):
         super().__init__()
-        if len(widths) != 4:
+        positive_int(n_outputs, "n_outputs")
+        positive_int(in_channels, "in_channels")
+        if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence) or len(widths) != 4:
             raise ValueError(f"widths: expected four channel counts, got {widths!r}")
+        for i, w in enumerate(widths):
+            positive_int(w, f"widths[{i}]")
         c = in_channels
         for i, w in enumerate(widths):
             layers = [nn.Conv2d(c, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU()]
@@ -142,6 +163,7 @@ class SmallCNN(nn.Module):
         self.head = nn.Linear(c, n_outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_input(x, self.block1[0].in_channels)
         for i in range(1, 5):
             x = getattr(self, f"block{i}")(x)
         return self.head(self.pool(x))
@@ -238,6 +260,7 @@ def build_model(name: str, *, seed: int | None = None, weights: str | None = Non
         images become [0, 1] floats (``None``: none; torchvision: resize to ``input_size`` and
         ImageNet normalisation), and ``input_size`` (the native side, or ``None``).
     """
+    integer(seed, "seed", minimum=0, allow_none=True)
     key = str(name).lower().replace("-", "_")
     models = _course_models()
     if key.startswith("torchvision."):
@@ -277,6 +300,12 @@ def _construct(builder: Callable[..., nn.Module], name: str, options: dict, seed
         unknown = sorted(set(options) - set(accepted))
         if unknown:
             raise ValueError(f"options: unknown option(s) {unknown} for {name!r}; accepted: {accepted}")
+        required = [p.name for p in inspect.signature(builder).parameters.values()
+                    if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+                    and p.name != "self"]
+        missing = [p for p in required if p not in options]
+        if missing:
+            raise ValueError(f"options: {name!r} needs {', '.join(f'{p}=...' for p in missing)}; accepted: {accepted}")
     if seed is None:
         return builder(**options)
     with torch.random.fork_rng(devices=[]):
@@ -286,4 +315,6 @@ def _construct(builder: Callable[..., nn.Module], name: str, options: dict, seed
 
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -26,6 +26,7 @@ for choosing a layer; under no group effect it is about ``(n_groups - 1) / (N - 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,9 +34,52 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fairlib._validation import integer, positive_int, to_numpy
+
 __all__ = ["neuron_activation_profiles", "StreamingNAPs", "union_profiles", "variance_share", "stream_naps",
            "layer_shares", "category_contrast", "SETTINGS", "NapSample", "nap_sample", "analysed_layers",
            "run_layer_shares", "layer_shares_grid"]
+
+
+def _as_activations(activations, name: str = "activations") -> np.ndarray:
+    """``(N, ...)`` numeric activations as numpy (a tensor on any device, a memmap or a list); N >= 1."""
+    if activations is None:
+        raise ValueError(f"{name}: got None; pass the (N, ...) activations of one layer")
+    a = to_numpy(activations, name)
+    if a.ndim == 0 or len(a) == 0:
+        raise ValueError(f"{name}: expected (N, ...) activations with N >= 1, got shape {a.shape}")
+    if a.dtype.kind not in "biuf":
+        raise ValueError(f"{name}: expected numbers, got dtype {a.dtype}")
+    return a
+
+
+def _frame(table, name: str = "table") -> pd.DataFrame:
+    if not isinstance(table, pd.DataFrame):
+        raise ValueError(f"{name}: expected a pandas DataFrame (intersectional_groups' table), "
+                         f"got {type(table).__name__}")
+    return table
+
+
+def _columns(names, table: pd.DataFrame, name: str) -> list:
+    """Column names: a list (a string is refused with the fix), each a column of ``table``."""
+    if isinstance(names, str) or not isinstance(names, (Sequence, np.ndarray, pd.Index)):
+        raise ValueError(f"{name}: expected a list of column names, got {names!r}; write e.g. [{names!r}]")
+    missing = [v for v in names if v not in table.columns]
+    if missing:
+        raise ValueError(f"{name}: {missing} not in table; columns are {list(table.columns)}")
+    return list(names)
+
+
+@contextlib.contextmanager
+def _renamed(inner: str, outer: str):
+    """Re-raise a ``ValueError`` about a callee's argument ``inner`` as one about this function's ``outer``."""
+    try:
+        yield
+    except ValueError as exc:
+        text = str(exc)
+        if text.startswith(f"{inner}:"):
+            raise ValueError(f"{outer}:{text[len(inner) + 1:]}") from exc
+        raise
 
 
 def _as_groups(groups, n: int) -> np.ndarray:
@@ -64,7 +108,7 @@ def neuron_activation_profiles(activations, groups) -> tuple[np.ndarray, np.ndar
     group_labels : numpy.ndarray
         Sorted unique labels, the row order of ``profiles``.
     """
-    a = np.asarray(activations.detach().cpu() if hasattr(activations, "detach") else activations)
+    a = _as_activations(activations)
     g = _as_groups(groups, len(a))
     s = StreamingNAPs()
     s.update(a, g)
@@ -93,7 +137,7 @@ class StreamingNAPs:
 
     def update(self, activations, groups) -> "StreamingNAPs":
         """Add a batch: ``activations`` ``(B, ...)``, ``groups`` ``(B,)``."""
-        a = activations.detach().cpu().numpy() if hasattr(activations, "detach") else np.asarray(activations)
+        a = _as_activations(activations)
         g = _as_groups(groups, len(a))
         if self.shape is None:
             self.shape = tuple(a.shape[1:])
@@ -179,18 +223,29 @@ def union_profiles(activations_or_nap, groups=None, *, table: pd.DataFrame,
         One row per union (non-empty only), in category order: the ``by`` columns
         (Categorical with the table's categories where the table's are) and ``count``.
     """
-    by = [by] if isinstance(by, str) else list(by)
+    table = _frame(table)
+    by = [by] if isinstance(by, str) else list(by) if isinstance(by, (Sequence, np.ndarray, pd.Index)) else by
+    if not isinstance(by, list) or not by:
+        raise ValueError(f"by: expected one or two column names of table, got {by!r}; "
+                         f"columns are {list(table.columns)}")
     missing = [v for v in by if v not in table.columns]
     if missing:
         raise ValueError(f"by: {missing} not in table; columns are {list(table.columns)}")
+    if group_ids is not None:
+        raise ValueError("group_ids: not used; pass the group ids as groups (with activations) or a fitted "
+                         "StreamingNAPs")
     if isinstance(activations_or_nap, StreamingNAPs):
         s = activations_or_nap
     else:
         if groups is None:
             raise ValueError("groups: pass group ids together with activations")
-        a = np.asarray(activations_or_nap)
+        a = _as_activations(activations_or_nap, "activations_or_nap")
         s = StreamingNAPs().update(a, _as_groups(groups, len(a)))
     means, counts, keys = s.means()
+    if keys.dtype.kind == "f" and (keys == np.round(keys)).all():
+        keys = keys.astype(np.int64)
+    if keys.dtype.kind not in "iu":
+        raise ValueError(f"groups: expected integer group ids (rows of table), got {keys[:3].tolist()!r}")
     if keys.min() < 0 or keys.max() >= len(table):
         raise ValueError(f"groups: ids must be rows of table (0..{len(table) - 1})")
     expected = np.tensordot(counts / counts.sum(), means, axes=1)
@@ -235,6 +290,9 @@ def variance_share(nap: StreamingNAPs, *, table: pd.DataFrame | None = None,
     """
     if not isinstance(nap, StreamingNAPs):
         raise ValueError(f"nap: expected a fitted StreamingNAPs, got {type(nap).__name__}")
+    if by is None and table is not None:
+        raise ValueError("by: pass the variable(s) whose unions to measure together with table, e.g. by='age'; "
+                         "without table and by, the intersectional groups are measured")
     if by is None:
         profiles, _, _ = nap.result()
         counts = nap.means()[1]
@@ -278,7 +336,18 @@ def stream_naps(model: Any, data: Any, groups: np.ndarray, layers: Mapping[str, 
     from fairlib.config import get_device
     from fairlib.notebook import progress
 
+    if not isinstance(layers, Mapping) or not layers:
+        raise ValueError(f"layers: expected a non-empty mapping {{display name: module name}} "
+                         f"(fairlib.activations.layer_preset), got {layers!r}")
+    batch_size = positive_int(batch_size, "batch_size")
+    num_workers = integer(num_workers, "num_workers", minimum=0, meaning="(0: load in this process)")
+    if transform is not None and not callable(transform):
+        raise ValueError(f"transform: expected a function of a batch or None, got {type(transform).__name__}")
+    if not hasattr(data, "__len__") or not hasattr(data, "__getitem__"):
+        raise ValueError(f"data: expected a dataset of (image, ...) items, got {type(data).__name__}")
     groups = np.asarray(groups)
+    if groups.ndim != 1:
+        raise ValueError(f"groups: expected one group id per item, shape (N,), got {groups.shape}")
     if len(groups) != len(data):
         raise ValueError(f"groups: {len(groups)} group ids for {len(data)} items; pass one per item, in order")
     device = torch.device(device) if device is not None else get_device()
@@ -300,6 +369,13 @@ def layer_shares(naps: Mapping[str, StreamingNAPs], table: pd.DataFrame, variabl
 
     Columns ``layer``, ``channels``, ``eta2 (all N groups)``, ``eta2 (<variable>)`` per variable.
     """
+    if not isinstance(naps, Mapping) or not naps:
+        raise ValueError(f"naps: expected a non-empty mapping {{layer: StreamingNAPs}} (stream_naps), "
+                         f"got {type(naps).__name__}")
+    bad = [k for k, v in naps.items() if not isinstance(v, StreamingNAPs)]
+    if bad:
+        raise ValueError(f"naps: the values of {bad} are not fitted StreamingNAPs (use stream_naps)")
+    variables = _columns(variables, _frame(table), "variables")
     rows = []
     for layer, s in naps.items():
         rows.append({"layer": layer, "channels": int(np.prod(s.shape)),
@@ -323,6 +399,23 @@ def category_contrast(profiles: np.ndarray, table: pd.DataFrame, *, within: str,
     pandas.DataFrame
         Rows ``contrast`` and ``noise level``; one column per category of ``within``.
     """
+    table = _frame(table)
+    for name, v in (("within", within), ("contrast", contrast)):
+        _columns([v], table, name)
+    if "count" not in table.columns:
+        raise ValueError("table: lacks the 'count' column; pass the unions table of union_profiles")
+    if not isinstance(table[within].dtype, pd.CategoricalDtype):
+        raise ValueError(f"within: column {within!r} is not categorical; pass the unions table of union_profiles")
+    if len(profiles) != len(table):
+        raise ValueError(f"profiles, table: {len(profiles)} profiles for {len(table)} rows; pass the two outputs "
+                         "of one union_profiles call")
+    try:
+        ok = np.isfinite(float(total_variance)) and float(total_variance) >= 0
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"total_variance: expected a finite number >= 0 (StreamingNAPs.total_variance().sum()), "
+                         f"got {total_variance!r}")
     out = {}
     for cat in table[within].cat.categories:
         rows = table.index[table[within] == cat]
@@ -369,7 +462,13 @@ def nap_sample(dataset: str, data_options: Mapping[str, Any], variables: Sequenc
     """Load the dataset's training split and cap every intersectional group at ``cap`` images."""
     from fairlib.data import cap_groups, intersectional_groups, load_dataset
 
-    data = load_dataset(dataset, "train", **dict(data_options))
+    cap = positive_int(cap, "cap", meaning="(images per intersectional group)")
+    if isinstance(variables, str):
+        raise ValueError(f"variables: expected a list of attribute names, got {variables!r}; write [{variables!r}]")
+    if not isinstance(data_options, Mapping):
+        raise ValueError(f"data_options: expected a mapping of load_dataset options, got {data_options!r}")
+    with _renamed("name", "dataset"):
+        data = load_dataset(dataset, "train", **dict(data_options))
     group_ids, table = intersectional_groups(data.attributes, list(variables))
     keep = cap_groups(data.attributes, list(variables), cap, seed=seed)
     return NapSample(data, table, group_ids, keep)
@@ -379,7 +478,9 @@ def analysed_layers(network: str) -> dict[str, str]:
     """The network's preset layers without its final average pool (the last block's spatial mean again)."""
     from fairlib.activations import layer_preset
 
-    return {name: module for name, module in layer_preset(network).items() if name != "avg_pool"}
+    with _renamed("name", "network"):
+        preset = layer_preset(network)
+    return {name: module for name, module in preset.items() if name != "avg_pool"}
 
 
 def run_layer_shares(network: str, trained: bool, dataset: str, data_options: dict, variables: list, cap: int,
@@ -394,10 +495,12 @@ def run_layer_shares(network: str, trained: bool, dataset: str, data_options: di
     from fairlib.config import get_device
     from fairlib.probes import build_network
 
+    layers = analysed_layers(network)  # an unknown network fails here, before the data is loaded
+    positive_int(batch_size, "batch_size")
     s = nap_sample(dataset, data_options, variables, cap=cap, seed=seed)
     device = get_device()
     net = build_network(network, trained=trained, seed=seed, device=device, **task)
-    naps = stream_naps(net.model, torch.utils.data.Subset(s.data, s.keep), s.groups, analysed_layers(network),
+    naps = stream_naps(net.model, torch.utils.data.Subset(s.data, s.keep), s.groups, layers,
                        transform=net.transform, batch_size=batch_size, num_workers=num_workers, device=device)
     shares = layer_shares(naps, s.table, variables)
     out = {"layer": shares["layer"].tolist(), "channels": shares["channels"].tolist(),
@@ -409,7 +512,9 @@ def run_layer_shares(network: str, trained: bool, dataset: str, data_options: di
 
 def layer_shares_grid(profile: str) -> list[dict]:
     """The profile's network, trained and randomly initialised."""
-    cfg = SETTINGS[profile]
+    from fairlib.config import get_profile
+
+    cfg = SETTINGS[get_profile(profile)]
     common = {k: cfg[k] for k in ("dataset", "data_options", "variables", "cap", "task", "batch_size", "num_workers")}
     return [{"network": cfg["network"], "trained": trained, **common} for trained in (True, False)]
 

@@ -42,6 +42,9 @@ def progress(iterable: Iterable[T], **kwargs: Any) -> Iterable[T]:
     """Wrap a long loop in a ``tqdm.auto`` progress bar that is silent in the book build."""
     from tqdm.auto import tqdm
 
+    if iterable is not None and not isinstance(iterable, Iterable):
+        raise ValueError(f"iterable: expected something to loop over (a list, a range, a DataLoader), "
+                         f"got {type(iterable).__name__}")
     kwargs.setdefault("disable", building_book())
     return tqdm(iterable, **kwargs)
 
@@ -53,6 +56,8 @@ def glue(name: str, value: Any, display: bool = False) -> None:
     stored, and the value is shown if ``display`` is true. Returns ``None``, so that a cell that
     ends with a ``glue`` call prints no stray value (such as ``np.float64(…)``) in the book.
     """
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"name: expected a non-empty string (the key of {{glue:text}}`name`), got {name!r}")
     try:
         from myst_nb import glue as _glue
     except ImportError:

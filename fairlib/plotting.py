@@ -18,6 +18,15 @@ def reliability_diagram(bins: pd.DataFrame, ax: Any = None, *, label: str | None
     """
     import matplotlib.pyplot as plt
 
+    if not isinstance(bins, pd.DataFrame):
+        raise ValueError(f"bins: expected the DataFrame of fairlib.metrics.calibration_bins, got {type(bins).__name__}")
+    missing = [c for c in ("lower", "upper", "count", "accuracy") if c not in bins.columns]
+    if missing:
+        raise ValueError(f"bins: missing column(s) {missing}; pass the frame of fairlib.metrics.calibration_bins")
+    if bins.empty:
+        raise ValueError("bins: is empty; pass the frame of fairlib.metrics.calibration_bins")
+    if ax is not None and not hasattr(ax, "bar"):
+        raise ValueError(f"ax: expected matplotlib axes (e.g. from plt.subplots()) or None, got {type(ax).__name__}")
     if ax is None:
         _, ax = plt.subplots(figsize=(4, 4))
     used = bins[bins["count"] > 0]

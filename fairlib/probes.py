@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from fairlib._validation import as_labels, positive_int
+from fairlib._validation import as_labels, integer, positive_int, show, to_numpy
 from fairlib.config import get_device
 from fairlib.data.synthfaces import MULTI_ATTRIBUTES
 from fairlib.models import TORCHVISION_SIZES, SmallCNN, build_model
@@ -91,9 +91,17 @@ def probe_split(groups: Sequence[int] | np.ndarray, per_group: int = 128, val_fr
     train_idx, val_idx : numpy.ndarray
         Sorted positional indices.
     """
-    g = np.asarray(groups)
+    g = to_numpy(groups, "groups")
     if g.ndim != 1:
         raise ValueError(f"groups: expected a 1-D array of group ids, got shape {g.shape}")
+    g = as_labels(g, "groups")
+    if g.dtype.kind not in "iu":
+        raise ValueError(f"groups: expected integer group ids (-1 = unassigned), got dtype {g.dtype}; "
+                         "encode them first (fairlib.data.intersectional_groups)")
+    if not (g >= 0).any():
+        raise ValueError("groups: no example is assigned to a group (all are -1 or the array is empty)")
+    per_group = integer(per_group, "per_group", minimum=2, meaning="(one validation and one training example)")
+    min_per_group = integer(min_per_group, "min_per_group", minimum=2)
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction: expected a value in (0, 1), got {val_fraction!r}")
     rng = np.random.default_rng(seed)
@@ -115,16 +123,50 @@ class LinearProbe(nn.Module):
 
     def __init__(self, n_features: int, n_groups: int, dropout: float = 0.25):
         super().__init__()
+        n_features = positive_int(n_features, "n_features")
+        n_groups = integer(n_groups, "n_groups", minimum=2)
+        _fraction(dropout, "dropout")
         self.drop = nn.Dropout(dropout)
         self.linear = nn.Linear(n_features, n_groups)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = self.linear.in_features
+        if x.dim() < 2 or x[0].numel() != n:
+            raise ValueError(f"x: expected (N, ...) activations with {n} features per example, got shape "
+                             f"{tuple(x.shape)}")
         return self.linear(self.drop(torch.flatten(x, 1)))
 
     def penalty(self, l1: float, l2: float) -> torch.Tensor:
         """Keras L1L2 kernel regulariser: ``l1 * sum|W| + l2 * sum W^2`` (bias not penalised)."""
+        _nonnegative(l1, "l1")
+        _nonnegative(l2, "l2")
         w = self.linear.weight
         return l1 * w.abs().sum() + l2 * (w * w).sum()
+
+
+def _real(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)) \
+        and bool(np.isfinite(value))
+
+
+def _nonnegative(value: Any, name: str) -> None:
+    if not _real(value) or value < 0:
+        raise ValueError(f"{name}: expected a finite non-negative number, got {show(value)!r}")
+
+
+def _fraction(value: Any, name: str) -> None:
+    if not _real(value) or not 0 <= value < 1:
+        raise ValueError(f"{name}: expected a probability in [0, 1), got {show(value)!r}")
+
+
+def _indices(idx: Any, name: str, n: int) -> np.ndarray:
+    arr = to_numpy(idx, name)
+    if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
+        raise ValueError(f"{name}: expected a 1-D array of integer positions (see probe_split), got "
+                         f"dtype {arr.dtype} and shape {arr.shape}")
+    if arr.size and (arr.min() < -n or arr.max() >= n):
+        raise ValueError(f"{name}: positions must lie in 0..{n - 1}, got {show(arr.min())}..{show(arr.max())}")
+    return arr
 
 
 @dataclass
@@ -240,15 +282,31 @@ def train_probe(x: Any, y: Sequence[int] | np.ndarray, train_idx: np.ndarray, va
     """
     if isinstance(x, torch.Tensor):
         x = x.detach().cpu().numpy()
-    y = as_labels(y, "y").astype(np.int64)
+    elif not hasattr(x, "shape"):
+        x = to_numpy(x, "x")
+    y = as_labels(y, "y")
+    if y.dtype.kind not in "iu":
+        raise ValueError(f"y: expected integer group ids, got dtype {y.dtype}; encode the groups first")
+    y = y.astype(np.int64)
     if len(y) != len(x):
         raise ValueError(f"y: has {len(y)} labels but x has {len(x)} examples")
-    train_idx, val_idx = np.asarray(train_idx), np.asarray(val_idx)
+    train_idx, val_idx = _indices(train_idx, "train_idx", len(y)), _indices(val_idx, "val_idx", len(y))
     if train_idx.size == 0 or val_idx.size == 0:
         raise ValueError("train_idx/val_idx: both splits need examples (see probe_split)")
-    k = int(n_groups) if n_groups is not None else int(y.max()) + 1
+    if np.intersect1d(train_idx % len(y), val_idx % len(y)).size:
+        raise ValueError("val_idx: shares examples with train_idx; the validation accuracy would not be held out "
+                         "(see probe_split)")
+    n_groups = integer(n_groups, "n_groups", minimum=2, allow_none=True)
+    k = n_groups if n_groups is not None else int(y.max()) + 1
     if y[train_idx].min() < 0 or y[train_idx].max() >= k:
         raise ValueError(f"y: group ids must lie in 0..{k - 1}")
+    if y[val_idx].min() < 0 or y[val_idx].max() >= k:
+        raise ValueError(f"y: group ids at val_idx must lie in 0..{k - 1}")
+    _fraction(dropout, "dropout")
+    _nonnegative(l1, "l1")
+    _nonnegative(l2, "l2")
+    if not _real(lr) or lr <= 0:
+        raise ValueError(f"lr: expected a positive finite learning rate, got {show(lr)!r}")
     epochs = positive_int(epochs, "epochs")
     batch_size = positive_int(batch_size, "batch_size")
     device = torch.device(device) if device is not None else get_device()
@@ -290,6 +348,13 @@ def _same_array(a: Any, b: Any, block: int = 1024) -> bool:
                for i in range(0, len(a), block))
 
 
+def _check_probe_kwargs(kwargs: dict, name: str) -> None:
+    accepted = [p for p in inspect.signature(train_probe).parameters if p not in ("x", "y", "train_idx", "val_idx")]
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise ValueError(f"{name}: unknown option(s) {unknown} for train_probe; accepted: {accepted}")
+
+
 def probe_layers(store: Any, y: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray, *,
                  layers: Sequence[str] | None = None, reductions: Sequence[str] | None = None,
                  show_progress: bool = False, reuse_identical: bool = True,
@@ -327,6 +392,10 @@ def probe_layers(store: Any, y: np.ndarray, train_idx: np.ndarray, val_idx: np.n
     """
     from fairlib.notebook import progress
 
+    if not all(hasattr(store, a) for a in ("layers", "reductions", "get")):
+        raise ValueError(f"store: expected an ActivationStore (fairlib.activations.capture_activations), "
+                         f"got {type(store).__name__}")
+    _check_probe_kwargs(kwargs, "kwargs")
     layers = list(layers) if layers is not None else list(store.layers)
     reductions = list(reductions) if reductions is not None else list(store.reductions)
     jobs = [(r, i, layer) for r in reductions for i, layer in enumerate(layers)]
@@ -374,7 +443,19 @@ def frequent_errors(y_true: Sequence[int], y_pred: Sequence[int], table: pd.Data
         confusion's count divided by the number of examples of the true group) and ``differs``
         (the variables whose category is wrong); sorted by error rate, then count.
     """
-    t, p = np.asarray(y_true, np.int64), np.asarray(y_pred, np.int64)
+    if not isinstance(table, pd.DataFrame):
+        raise ValueError(f"table: expected a DataFrame with one row per group, got {type(table).__name__}")
+    if isinstance(variables, str):
+        raise ValueError(f"variables: expected a list of column names, got the string {variables!r}; "
+                         f"use [{variables!r}]")
+    top = positive_int(top, "top")
+    t, p = np.asarray(y_true), np.asarray(y_pred)
+    t = as_labels(t, "y_true") if t.size else t
+    p = as_labels(p, "y_pred") if p.size else p
+    for name, arr in (("y_true", t), ("y_pred", p)):
+        if arr.size and arr.dtype.kind not in "iu":
+            raise ValueError(f"{name}: expected integer group ids (rows of table), got dtype {arr.dtype}")
+    t, p = t.astype(np.int64), p.astype(np.int64)
     if t.shape != p.shape:
         raise ValueError(f"y_pred: shape {p.shape} differs from y_true's {t.shape}")
     variables = [c for c in table.columns if c != "count"] if variables is None else list(variables)
@@ -448,6 +529,10 @@ def probe_network(model: nn.Module, data: Any, y: Sequence[int] | np.ndarray,
     """
     from fairlib.activations import capture_activations, resolve_layers
 
+    if isinstance(reductions, str):
+        raise ValueError(f"reductions: expected a list of reductions, got the string {reductions!r}; "
+                         f"use ({reductions!r},)")
+    _check_probe_kwargs(probe_kwargs, "probe_kwargs")
     resolved = resolve_layers(model, layers)
     names = list(resolved)
     step = positive_int(layers_per_pass, "layers_per_pass", allow_none=True) or len(names)
@@ -492,8 +577,14 @@ def train_small_cnn(images: torch.Tensor, targets: torch.Tensor, *, epochs: int 
     while training on CPU (``None``: unchanged; see :func:`train_probe`). Returns the model
     (eval mode) and the mean loss of each epoch.
     """
+    if not isinstance(images, torch.Tensor) or images.dim() != 4:
+        raise ValueError(f"images: expected a (N, 3, H, W) tensor, got {getattr(images, 'shape', type(images))}")
+    if not isinstance(targets, torch.Tensor):
+        raise ValueError(f"targets: expected a tensor (N, T), got {type(targets).__name__}; use torch.as_tensor")
     if targets.dim() != 2 or len(targets) != len(images):
         raise ValueError("targets: expected (N, T) binary labels matching images")
+    if not bool(((targets == 0) | (targets == 1)).all()):
+        raise ValueError("targets: expected binary 0/1 labels (multi-label BCE); map other codes to 0/1 first")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = SmallCNN(targets.shape[1])
@@ -695,6 +786,12 @@ def probe_sample(dataset_name: str, data_options: dict, variables: Sequence[str]
     """Load the dataset, cap every group at ``cap`` and draw ``per_group`` per group (90/10 train/val)."""
     from fairlib.data import cap_groups, intersectional_groups, load_dataset
 
+    if isinstance(variables, str):
+        raise ValueError(f"variables: expected a list of attribute names, got the string {variables!r}; "
+                         f"use [{variables!r}]")
+    if not isinstance(data_options, dict):
+        raise ValueError(f"data_options: expected a dict of load_dataset options, got {type(data_options).__name__}")
+    positive_int(per_group, "per_group")
     dataset = load_dataset(dataset_name, "train", **data_options)
     ids, groups = intersectional_groups(dataset.attributes, list(variables))
     capped = cap_groups(dataset.attributes, list(variables), cap, seed=seed)
@@ -760,7 +857,9 @@ def run_probing(network: str, trained: bool, dataset: str, data_options: dict, v
 
 def probing_grid(profile: str) -> list[dict]:
     """One configuration per network: the profile's trained networks, then the random control."""
-    cfg = SETTINGS[profile]
+    from fairlib.config import select
+
+    cfg = select(SETTINGS, profile)
     common = {k: cfg[k] for k in ("dataset", "data_options", "variables", "cap", "per_group", "epochs", "task",
                                   "batch_size", "layers_per_pass", "num_workers")}
     configs = [{"network": name, "trained": True, "reductions": list(REDUCTIONS), **common}
@@ -772,11 +871,30 @@ def probing_grid(profile: str) -> list[dict]:
 
 def network_label(network: str, trained: bool) -> str:
     """How the chapter names a probed network: ``"vgg16 (trained)"``, ``"resnet50 (random init)"``."""
+    if not isinstance(network, str):
+        raise ValueError(f"network: expected a network name, got {network!r}")
+    if not isinstance(trained, (bool, np.bool_)):
+        raise ValueError(f"trained: expected True or False, got {trained!r}")
     return f"{network} ({'trained' if trained else 'random init'})"
+
+
+def _check_runs(runs: Any, name: str, columns: Sequence[str], *, frame: bool) -> None:
+    kind = pd.DataFrame if frame else pd.Series
+    what = "the DataFrame of run_probing rows (sweep.run)" if frame else "one run_probing row (a Series)"
+    if not isinstance(runs, kind):
+        raise ValueError(f"{name}: expected {what}, got {type(runs).__name__}")
+    if frame and runs.empty:
+        raise ValueError(f"{name}: is empty; pass the rows of at least one run")
+    present = runs.columns if frame else runs.index
+    missing = [c for c in columns if c not in present]
+    if missing:
+        raise ValueError(f"{name}: missing {missing}; expected {what}")
 
 
 def probing_summary(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per (network, reduction, layer) from :func:`run_probing` rows of a sweep."""
+    _check_runs(runs, "runs", ("network", "trained", "reduction", "layer_index", "layer", "n_features",
+                                "train_accuracy", "val_accuracy"), frame=True)
     parts = []
     for _, r in runs.iterrows():
         part = pd.DataFrame({k: r[k] for k in ("reduction", "layer_index", "layer", "n_features", "train_accuracy",
@@ -789,6 +907,8 @@ def probing_summary(runs: pd.DataFrame) -> pd.DataFrame:
 def probing_curves(run: pd.Series) -> pd.DataFrame:
     """The learning curves of one :func:`run_probing` row: ``reduction``, ``layer``, ``epoch``,
     ``train_accuracy``, ``val_accuracy``."""
+    _check_runs(run, "run", ("reduction", "layer", "curve_row", "curve_epoch", "curve_train", "curve_val"),
+                frame=False)
     rows = np.asarray(run["curve_row"], dtype=int)
     return pd.DataFrame({"reduction": np.asarray(run["reduction"])[rows], "layer": np.asarray(run["layer"])[rows],
                          "epoch": run["curve_epoch"], "train_accuracy": run["curve_train"],
@@ -798,6 +918,9 @@ def probing_curves(run: pd.Series) -> pd.DataFrame:
 def paper_error_table(rows: Sequence[tuple]) -> pd.DataFrame:
     """The paper's frequent-error rows ``(true race, age, gender, predicted race, age, gender, rate %)``
     with a ``differs`` column naming the variables that are wrong."""
+    if isinstance(rows, Mapping) or not all(isinstance(r, (tuple, list)) and len(r) == 7 for r in rows):
+        raise ValueError("rows: expected a list of 7-tuples (true race, age, gender, predicted race, age, gender, "
+                         "rate %), e.g. one value of PAPER_ERROR_ROWS")
     t = pd.DataFrame(rows, columns=["true race", "true age", "true gender", "pred race", "pred age", "pred gender",
                                     "error rate (%)"])
     t["differs"] = [", ".join(v for v in ("race", "age", "gender") if r[f"true {v}"] != r[f"pred {v}"])

@@ -45,7 +45,17 @@ from torch.nn.utils import prune
 
 from fairlib import metrics, sweep
 from fairlib._memo import Memo
-from fairlib._validation import as_matrix, binary, positive_int
+from fairlib._validation import (
+    as_1d,
+    as_binary,
+    as_matrix,
+    binary,
+    integer,
+    positive_int,
+    same_length,
+    show,
+    to_numpy,
+)
 from fairlib.config import get_device
 from fairlib.models import build_model
 from fairlib.training import (
@@ -107,6 +117,39 @@ __all__ = [
 _PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
 
+def _real(value: Any, name: str, *, minimum: float | None = None, meaning: str = "") -> Any:
+    """``value`` unchanged when it is a finite real number (``>= minimum``), else a ``ValueError`` naming ``name``."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    if ok:
+        ok = bool(np.isfinite(value)) and (minimum is None or value >= minimum)
+    if not ok:
+        kind = "a finite number" if minimum is None else f"a finite number >= {minimum}"
+        raise ValueError(f"{name}: expected {kind}{' ' + meaning if meaning else ''}, got {value!r}")
+    return value
+
+
+def _whole(value: Any, name: str, *, minimum: int = 0, meaning: str = "") -> int:
+    """A whole number ``>= minimum`` (an int, or a float such as ``10.0``) as an ``int``."""
+    _real(value, name, meaning=meaning)
+    if float(value) != int(value) or value < minimum:
+        kind = "a positive" if minimum == 1 else "a non-negative" if minimum == 0 else f">= {minimum}"
+        raise ValueError(f"{name}: expected {kind} whole number{' ' + meaning if meaning else ''}, got {value!r}")
+    return int(value)
+
+
+def _module(model: Any, name: str = "model") -> nn.Module:
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"{name}: expected a torch.nn.Module, got {type(model).__name__}")
+    return model
+
+
+def _sequence(values: Any, name: str, example: str) -> list:
+    """A list from a list/tuple/array; a single value or a string is refused with the fix."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, (Sequence, np.ndarray, pd.Series)):
+        raise ValueError(f"{name}: expected a list, got {values!r}; write e.g. {example}")
+    return list(values)
+
+
 # --------------------------------------------------------------------------- schedule
 def cubic_sparsity(step: float, *, final: float, start: float, end: float, initial: float = 0.05) -> float:
     r"""Sparsity target of the cubic GMP schedule at ``step`` (an epoch or an iteration).
@@ -129,8 +172,14 @@ def cubic_sparsity(step: float, *, final: float, start: float, end: float, initi
         :math:`t_0 < t_1`.
     """
     for name, v in (("final", final), ("initial", initial)):
-        if not 0.0 <= float(v) < 1.0:
+        try:
+            fv = float(v)
+        except (TypeError, ValueError):
+            fv = float("nan")
+        if not 0.0 <= fv < 1.0:
             raise ValueError(f"{name}: expected a sparsity fraction in [0, 1), got {v!r} (99% is 0.99)")
+    for name, v in (("step", step), ("start", start), ("end", end)):
+        _real(v, name)
     if initial > final:
         raise ValueError(f"initial: {initial} exceeds final {final}; the schedule only increases sparsity")
     if not end > start:
@@ -147,6 +196,10 @@ def pruning_steps(*, final: float, start: int, end: int, frequency: int = 1,
                   initial: float = 0.05) -> list[tuple[int, float]]:
     """The ``(epoch, sparsity)`` pruning steps: every ``frequency`` epochs from ``start`` to ``end`` inclusive."""
     frequency = positive_int(frequency, "frequency", meaning="(epochs between pruning steps)")
+    _whole(start, "start", meaning="(first pruning epoch)")
+    _whole(end, "end", meaning="(last pruning epoch)")
+    if not end > start:
+        raise ValueError(f"end: must be after start, got start={start}, end={end}")
     steps = list(range(int(start), int(end) + 1, int(frequency)))
     if steps[-1] != end:
         steps.append(int(end))  # always reach the final sparsity
@@ -156,8 +209,7 @@ def pruning_steps(*, final: float, start: int, end: int, frequency: int = 1,
 # --------------------------------------------------------------------------- masks
 def prunable_weights(model: nn.Module) -> list[tuple[nn.Module, str]]:
     """``(module, "weight")`` for every convolution and linear layer; biases and norm layers are excluded."""
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    _module(model)
     params = [(m, "weight") for m in model.modules() if isinstance(m, _PRUNABLE)]
     if not params:
         raise ValueError("model: has no Conv or Linear layers to prune")
@@ -166,6 +218,7 @@ def prunable_weights(model: nn.Module) -> list[tuple[nn.Module, str]]:
 
 def is_pruned(module: nn.Module) -> bool:
     """True when ``module.weight`` is reparametrised by :mod:`torch.nn.utils.prune`."""
+    _module(module, "module")
     return hasattr(module, "weight_mask")
 
 
@@ -248,7 +301,8 @@ def nm_prune(model: nn.Module, n: int, m: int, *, skip_incompatible: bool = True
     float
         The measured sparsity over all prunable weights (below ``1 - n/m`` when layers were skipped).
     """
-    if not all(isinstance(v, (int, np.integer)) for v in (n, m)) or not 1 <= n < m:
+    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in (n, m)) \
+            or not 1 <= n < m:
         raise ValueError(f"n, m: need integers with 1 <= n < m (e.g. 2:4), got {n}:{m}")
     for module, name in prunable_weights(model):
         if is_pruned(module):
@@ -279,9 +333,10 @@ def clone_model(model: nn.Module) -> nn.Module:
     which ``copy.deepcopy`` refuses; it is recomputed here without a graph first (the next
     forward pass recomputes it anyway).
     """
+    _module(model)
     with torch.no_grad():
         for module in model.modules():
-            if is_pruned(module):
+            if hasattr(module, "weight_mask"):
                 module.weight = module.weight_orig * module.weight_mask
     return copy.deepcopy(model)
 
@@ -295,11 +350,15 @@ def make_permanent(model: nn.Module) -> nn.Module:
 
 
 # --------------------------------------------------------------------------- training
-def _check_data(x: torch.Tensor, y: torch.Tensor) -> None:
+def _check_data(model: Any, x: torch.Tensor, y: torch.Tensor) -> None:
+    _module(model)
     if not torch.is_tensor(x) or not torch.is_tensor(y):
         raise ValueError("x, y: expected torch tensors (images (N, C, H, W) and 0/1 labels (N,) or (N, K))")
     if len(x) != len(y) or len(x) < 2:
         raise ValueError(f"x, y: need the same number (>= 2) of examples, got {len(x)} and {len(y)}")
+    if y.dim() not in (1, 2):
+        raise ValueError(f"y: expected 0/1 labels of shape (N,) or (N, K), got {tuple(y.shape)}")
+    binary(y.detach().cpu().numpy(), "y")
 
 
 def train_multilabel(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: float, lr: float,
@@ -312,7 +371,7 @@ def train_multilabel(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epoc
     ``"adam"`` or an optimiser to keep training with. Returns the optimizer, so a caller can keep
     its state. uint8 images are scaled to [0, 1] batch by batch.
     """
-    _check_data(x, y)
+    _check_data(model, x, y)
     if isinstance(optimizer, str):
         opt = make_optimizer(model.parameters(), optimizer, lr=lr, weight_decay=weight_decay)
     else:
@@ -381,12 +440,19 @@ def train_gmp(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, targets: Se
         ``{target: pruned model}``, masks still attached: deep copies, except the highest
         target, which is ``model`` itself at the end of the run.
     """
-    _check_data(x, y)
-    tgts = sorted({_check_fraction(t, "targets") for t in targets})
+    _check_data(model, x, y)
+    tgts = sorted({_check_fraction(t, "targets") for t in _sequence(targets, "targets", "[0.9, 0.99]")})
     if not tgts:
         raise ValueError("targets: give at least one sparsity")
     if variant not in ("ri", "pt"):
         raise ValueError(f"variant: unknown GMP variant {variant!r}; choose 'ri' (random init) or 'pt' (pretrained)")
+    for name, v in (("epochs", epochs), ("start", start), ("end", end)):
+        _whole(v, name)
+    _real(finetune_epochs, "finetune_epochs", minimum=0, meaning="(0: no fine-tuning of the snapshots)")
+    if finetune_lr is not None and not (_real(finetune_lr, "finetune_lr") > 0):
+        raise ValueError(f"finetune_lr: expected a positive learning rate or None, got {finetune_lr!r}")
+    if callback is not None and not callable(callback):
+        raise ValueError(f"callback: expected a function callback(sparsity, model) or None, got {callback!r}")
     if not 0 <= start < end < epochs:
         raise ValueError(f"start, end, epochs: need 0 <= start < end < epochs, got {start}, {end}, {epochs}")
     opt_name = "sgd" if variant == "ri" else "adam"
@@ -460,7 +526,13 @@ def calibrate_thresholds(val_logits: Any, val_labels: Any) -> np.ndarray:
 def apply_thresholds(logits: Any, thresholds: Any) -> np.ndarray:
     """Hard predictions ``logit > threshold`` per attribute; shape ``(N, K)``."""
     z = as_matrix(logits, "logits").astype(np.float64)
-    t = np.asarray(thresholds, dtype=np.float64).reshape(-1)
+    t = to_numpy(thresholds, "thresholds")
+    if t.dtype.kind not in "biuf":
+        raise ValueError("thresholds: expected numbers (one per attribute, from calibrate_thresholds), "
+                         f"got {type(thresholds).__name__}")
+    t = t.astype(np.float64).reshape(-1)
+    if not np.isfinite(t).all():
+        raise ValueError(f"thresholds: contains {t[~np.isfinite(t)][0]}; pass finite thresholds")
     if t.shape[0] != z.shape[1]:
         raise ValueError(f"thresholds: expected {z.shape[1]} (one per attribute), got {t.shape[0]}")
     return (z > t[None, :]).astype(np.int64)
@@ -470,6 +542,13 @@ def _runs(preds: Any, name: str) -> np.ndarray:
     arr = preds.detach().cpu().numpy() if torch.is_tensor(preds) else np.asarray(preds)
     if arr.ndim not in (2, 3) or arr.shape[0] < 1 or arr.shape[1] < 1:
         raise ValueError(f"{name}: expected shape (runs, N) or (runs, N, K) of hard predictions, got {arr.shape}")
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"{name}: expected hard predictions (class codes), got dtype {arr.dtype}")
+    if arr.dtype.kind == "f":
+        frac = ~np.isfinite(arr) | (arr != np.round(arr))
+        if frac.any():
+            raise ValueError(f"{name}: expected hard predictions (class codes), found {show(arr[frac][0])!r}; "
+                             "apply a threshold (logit > 0) or argmax to scores first")
     return arr
 
 
@@ -511,7 +590,10 @@ def most_uncertain(probs: Any, fraction: float) -> np.ndarray:
     p = as_matrix(probs, "probs").astype(np.float64)
     if (p < 0).any() or (p > 1).any():
         raise ValueError("probs: probabilities must lie in [0, 1] (apply a sigmoid to logits first)")
-    f = float(fraction)
+    try:
+        f = float(fraction)
+    except (TypeError, ValueError):
+        f = float("nan")
     if not 0.0 <= f <= 1.0:
         raise ValueError(f"fraction: expected a fraction in [0, 1] (5% is 0.05), got {fraction!r}")
     n = int(round(f * p.shape[0]))
@@ -546,6 +628,8 @@ def override_uncertain(sparse_preds: Any, dense_probs: Any, replacement: Any,
     sp = binary(as_matrix(sparse_preds, "sparse_preds"), "sparse_preds")
     rep = binary(as_matrix(replacement, "replacement"), "replacement")
     dp = as_matrix(dense_probs, "dense_probs")
+    if dp.dtype.kind not in "biuf" or (dp < 0).any() or (dp > 1).any():
+        raise ValueError("dense_probs: probabilities must lie in [0, 1] (apply a sigmoid to the dense logits first)")
     if not sp.shape == rep.shape == dp.shape:
         raise ValueError(
             f"sparse_preds, dense_probs, replacement: shapes differ, {sp.shape}, {dp.shape}, {rep.shape}"
@@ -618,10 +702,26 @@ def load_attribute_splits(data: str, data_options: Mapping[str, Any] | None = No
         Cached by its arguments: the run functions of one sweep share one copy.
     """
 
+    drop = _sequence(drop, "drop", "['smile']")
+    identities = _sequence(identities, "identities", "['Male', 'Young']")
+    integer(workers, "workers", minimum=0, meaning="(0: read in this process)")
     parts = {"data": data, "data_options": data_options or {}, "split_options": split_options or {},
              "drop": list(drop), "identities": list(identities), "workers": workers}
-    return _SPLITS_MEMO.get(parts, lambda: _load_attribute_splits(data, data_options, split_options, drop, identities,
-                                                                  workers, show_progress))
+    with _renamed("name", "data"):
+        return _SPLITS_MEMO.get(parts, lambda: _load_attribute_splits(data, data_options, split_options, drop,
+                                                                      identities, workers, show_progress))
+
+
+@contextlib.contextmanager
+def _renamed(inner: str, outer: str) -> Iterator[None]:
+    """Re-raise a ``ValueError`` about a callee's argument ``inner`` as one about this function's ``outer``."""
+    try:
+        yield
+    except ValueError as exc:
+        text = str(exc)
+        if text.startswith(f"{inner}:"):
+            raise ValueError(f"{outer}:{text[len(inner) + 1:]}") from exc
+        raise
 
 
 def _load_attribute_splits(data, data_options, split_options, drop, identities, workers, show_progress
@@ -652,6 +752,7 @@ def build_multilabel_model(name: str, n_outputs: int, *, image_size: int, seed: 
     ``"torchvision.resnet18"`` (the paper's network, random initialisation) gets ``num_classes``;
     the course's models (``"spatial_resnet"``) get ``num_outputs`` and ``image_size``.
     """
+    positive_int(n_outputs, "n_outputs", meaning="(one logit per attribute)")
     if str(name).startswith("torchvision."):
         return build_model(name, seed=seed, num_classes=n_outputs, **options)
     return build_model(name, seed=seed, num_outputs=n_outputs, image_size=image_size, **options)
@@ -660,7 +761,12 @@ def build_multilabel_model(name: str, n_outputs: int, *, image_size: int, seed: 
 # --------------------------------------------------------------------------- analysis
 def sigmoid(z: Any) -> np.ndarray:
     """The logistic function, elementwise (``scipy.special.expit``: no overflow warnings)."""
-    return special.expit(np.asarray(z))
+    arr = to_numpy(z, "z")
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"z: expected numbers (logits), got dtype {arr.dtype}")
+    if arr.dtype.kind == "f" and np.isnan(arr).any():
+        raise ValueError("z: contains NaN; the model's logits must be finite")
+    return special.expit(arr)
 
 
 def ba_table(pred: Any, labels: Any, identity: Mapping[str, Any], train_labels: Any,
@@ -687,13 +793,21 @@ def ba_table(pred: Any, labels: Any, identity: Mapping[str, Any], train_labels: 
     p = binary(as_matrix(pred, "pred"), "pred")
     y = binary(as_matrix(labels, "labels"), "labels")
     yt = binary(as_matrix(train_labels, "train_labels"), "train_labels")
-    attributes = list(attributes)
+    attributes = _sequence(attributes, "attributes", "['Smiling', 'Young']")
+    for name, value in (("identity", identity), ("train_identity", train_identity)):
+        if not isinstance(value, Mapping):
+            raise ValueError(f"{name}: expected a mapping {{identity name: 0/1 array}}, got {type(value).__name__}")
     if not p.shape == y.shape or yt.shape[1] != p.shape[1] or len(attributes) != p.shape[1]:
         raise ValueError(f"pred, labels, train_labels, attributes: need the same K columns, got {p.shape}, "
                          f"{y.shape}, {yt.shape} and {len(attributes)} names")
     if set(identity) != set(train_identity):
         raise ValueError(f"identity, train_identity: different categories {sorted(identity)} vs "
                          f"{sorted(train_identity)}")
+    for where, mapping, n in (("identity", identity, len(p)), ("train_identity", train_identity, len(yt))):
+        for key, values in mapping.items():
+            if len(to_numpy(values, where)) != n:
+                raise ValueError(f"{where}: {key!r} has {len(to_numpy(values, where))} values for {n} examples; "
+                                 "pass one 0/1 value per example of the same split")
     out = {}
     for name, values in identity.items():
         out[name] = [np.nan if a == name else
@@ -703,11 +817,34 @@ def ba_table(pred: Any, labels: Any, identity: Mapping[str, Any], train_labels: 
     return pd.DataFrame(out, index=attributes, dtype=float)
 
 
+def _ba_values(ba: Any) -> np.ndarray:
+    try:
+        values = np.asarray(ba.to_numpy() if isinstance(ba, pd.DataFrame) else ba, dtype=float)
+    except (TypeError, ValueError):
+        values = None
+    if ba is None or values is None:
+        raise ValueError(f"ba: expected a BA table of numbers (ba_table), got {type(ba).__name__}")
+    if values.size == 0:
+        raise ValueError("ba: is empty; pass a BA table (ba_table)")
+    return values
+
+
+def _pairs(pairs: Any) -> np.ndarray:
+    """A boolean mask of pairs; numbers other than 0/1 (a BA table itself) are refused."""
+    mask = to_numpy(pairs, "pairs")
+    if mask.dtype != bool:
+        if mask.dtype.kind not in "iuf" or not np.isin(mask, (0, 1)).all():
+            raise ValueError("pairs: expected a boolean mask of (attribute, identity) pairs, e.g. dense_ba > 0, "
+                             f"got {mask.dtype} values")
+        mask = mask.astype(bool)
+    return mask
+
+
 def mean_ba(ba: Any, pairs: Any = None) -> float:
     """Mean of the finite entries of a BA table (or of those where ``pairs`` is True); NaN if none."""
-    values = np.asarray(ba, dtype=float)
+    values = _ba_values(ba)
     if pairs is not None:
-        mask = np.asarray(pairs, dtype=bool)
+        mask = _pairs(pairs)
         if mask.shape != values.shape[-mask.ndim:]:
             raise ValueError(f"pairs: shape {mask.shape} does not match the BA table {values.shape}")
         values = np.where(mask, values, np.nan)
@@ -716,7 +853,7 @@ def mean_ba(ba: Any, pairs: Any = None) -> float:
 
 def worst_ba(ba: Any) -> float:
     """Largest finite entry of a BA table (the worst-case amplification); NaN if none."""
-    values = np.asarray(ba, dtype=float)
+    values = _ba_values(ba)
     return float(np.nanmax(values)) if np.isfinite(values).any() else float("nan")
 
 
@@ -769,7 +906,7 @@ def stamp(images: torch.Tensor, mask: Any) -> torch.Tensor:
     """
     if not torch.is_tensor(images) or images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"images: expected a tensor (N, 3, H, W), got {getattr(images, 'shape', type(images))}")
-    sel = torch.as_tensor(np.asarray(mask), dtype=torch.bool)
+    sel = torch.as_tensor(binary(to_numpy(mask, "mask"), "mask"), dtype=torch.bool)
     if sel.shape != (len(images),):
         raise ValueError(f"mask: expected shape ({len(images)},), got {tuple(sel.shape)}")
     out = images.clone()
@@ -777,6 +914,14 @@ def stamp(images: torch.Tensor, mask: Any) -> torch.Tensor:
     high = 255 if images.dtype == torch.uint8 else 1
     out[sel, :, :k, :k] = torch.tensor([high, high, 0], dtype=images.dtype)[:, None, None]
     return out
+
+
+def _rates(rates: Any, name: str) -> tuple[float, float]:
+    values = _sequence(rates, name, "(0.95, 0.05)")
+    if len(values) != 2 or not all(_real(r, name) == r and 0 <= r <= 1 for r in values):
+        raise ValueError(f"{name}: expected (share of positives, share of negatives), two fractions in [0, 1], "
+                         f"got {rates!r}")
+    return float(values[0]), float(values[1])
 
 
 def backdoor_flags(train_labels: Any, n_test: int, rates: Sequence[float] = (0.95, 0.05),
@@ -802,7 +947,8 @@ def backdoor_flags(train_labels: Any, n_test: int, rates: Sequence[float] = (0.9
     y = binary(as_matrix(train_labels, "train_labels"), "train_labels")
     if y.shape[1] != 1:
         raise ValueError(f"train_labels: expected one attribute (M,), got {y.shape}")
-    pos_rate, neg_rate = (float(r) for r in rates)
+    n_test = positive_int(n_test, "n_test", meaning="(number of test images)")
+    pos_rate, neg_rate = _rates(rates, "rates")
     g = np.random.default_rng(seed)
     n = len(y)
     train = np.where(y[:, 0] == 1, g.random(n) < pos_rate, g.random(n) < neg_rate).astype(np.int64)
@@ -830,8 +976,11 @@ def backdoor_row(z_triggered: Any, z_clean: Any, labels: Any, flags: Any, train_
         ``accuracy_triggered``, ``accuracy_clean``, ``positive_rate`` (on the triggered images) and
         ``ba``: bias amplification with "backdoored" as the identity category.
     """
-    zt, zc = (np.asarray(v, dtype=float).reshape(-1) for v in (z_triggered, z_clean))
-    y = np.asarray(labels).reshape(-1)
+    zt, zc = (as_1d(v, name).astype(float) for v, name in ((z_triggered, "z_triggered"), (z_clean, "z_clean")))
+    y, flags = as_binary(labels, "labels"), as_binary(flags, "flags")
+    same_length(z_triggered=zt, z_clean=zc, labels=y, flags=flags)
+    train_labels, train_flags = as_binary(train_labels, "train_labels"), as_binary(train_flags, "train_flags")
+    same_length(train_labels=train_labels, train_flags=train_flags)
     pred = (zt > 0).astype(int)
     return {"accuracy_triggered": float((pred == y).mean()),
             "accuracy_clean": float(((zc > 0).astype(int) == y).mean()),
@@ -888,6 +1037,12 @@ class _Recipe:
         return train_gmp(start, x, y, targets=targets, epochs=self.prune_epochs, start=self.prune_start,
                          end=self.prune_end, frequency=self.prune_frequency, lr=self.prune_lr, variant=self.variant,
                          finetune_epochs=self.finetune_epochs, batch_size=self.batch_size, seed=seed + 2)
+
+
+def _known(names: Sequence[str], attributes: Sequence[str], argument: str) -> None:
+    unknown = [n for n in names if n not in attributes]
+    if unknown:
+        raise ValueError(f"{argument}: {unknown} are not targets of the data; choose from {list(attributes)}")
 
 
 def _logits(model: nn.Module, x: torch.Tensor) -> np.ndarray:
@@ -959,7 +1114,20 @@ def run_seed(seed: int, *, data: str, data_options: dict, split_options: dict, d
         - ``nm_pattern``, ``nm_sparsity`` and ``nm_<metric>`` per pattern;
         - with ``backdoor``: ``control_<key>`` of :func:`backdoor_row` for the dense joint model.
     """
+    for t in _sequence(sparsities, "sparsities", "[0.9, 0.99]"):
+        _check_fraction(t, "sparsities")
+    for pattern in _sequence(nm_patterns, "nm_patterns", "[[2, 4], [1, 4]]"):
+        if isinstance(pattern, (str, bytes)) or not isinstance(pattern, (Sequence, np.ndarray)) or len(pattern) != 2:
+            raise ValueError(f"nm_patterns: expected [n, m] pairs such as [2, 4], got {pattern!r}")
+    for f in _sequence(override_fractions, "override_fractions", "[0.05, 0.1]"):
+        if not _real(f, "override_fractions") == f or not 0 <= f <= 1:
+            raise ValueError(f"override_fractions: expected fractions in [0, 1] (5% is 0.05), got {f!r}")
+    _rates(backdoor_split, "backdoor_split")
+    single = _sequence(single, "single", "['earrings']")
     d = load_attribute_splits(data, data_options, split_options, drop=drop, identities=identities, workers=workers)
+    _known(single, d.attributes, "single")
+    if backdoor is not None:
+        _known([backdoor], d.attributes, "backdoor")
     device = get_device()
     recipe = _Recipe(model, dict(model_options), d.image_size, device, batch_size, dense_optimizer, lr, variant,
                      prune_lr, prune_epochs, prune_start, prune_end, prune_frequency, finetune_epochs)
@@ -1065,7 +1233,11 @@ def run_backdoor(seed: int, *, data: str, data_options: dict, split_options: dic
         the keys of :func:`backdoor_row` (``accuracy_triggered``, ``accuracy_clean``,
         ``positive_rate``, ``ba`` with "backdoored" as the identity).
     """
+    for t in _sequence(sparsities, "sparsities", "[0.9, 0.99]"):
+        _check_fraction(t, "sparsities")
+    _rates(split, "split")
     d = load_attribute_splits(data, data_options, split_options, drop=drop, identities=identities, workers=workers)
+    _known([attribute], d.attributes, "attribute")
     device = get_device()
     recipe = _Recipe(model, dict(model_options), d.image_size, device, batch_size, dense_optimizer, lr, variant,
                      prune_lr, prune_epochs, prune_start, prune_end, prune_frequency, finetune_epochs)
@@ -1169,9 +1341,13 @@ sweep.register("05_pruning_bias", "backdoor", run_backdoor, backdoor_grid,
 
 
 # --------------------------------------------------------------------------- tables from the sweeps
-def _rows(frame: pd.DataFrame) -> list[pd.Series]:
+def _rows(frame: pd.DataFrame, *columns: str, name: str = "frame", producer: str = "run_seed") -> list[pd.Series]:
     if not isinstance(frame, pd.DataFrame) or frame.empty:
-        raise ValueError("frame: expected the non-empty frame that sweep.run returned for run_seed")
+        raise ValueError(f"{name}: expected the non-empty frame that sweep.run returned for {producer}")
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{name}: lacks the column(s) {missing}; pass the frame that sweep.run returned for "
+                         f"{producer}")
     return [r for _, r in frame.iterrows()]
 
 
@@ -1184,8 +1360,11 @@ def ba_cube(frame: pd.DataFrame, key: str = "ba") -> np.ndarray:
         ``key="ba"``: shape ``(seeds, models, K, I)``; ``key="mitigation_ba"``:
         ``(seeds, models, methods, K, I)``. Models are dense, then each sparsity.
     """
+    if key not in ("ba", "mitigation_ba"):
+        raise ValueError(f"key: unknown BA column {key!r}; choose 'ba' or 'mitigation_ba'")
+    extra = ("mitigation_methods",) if key == "mitigation_ba" else ()
     cubes = []
-    for r in _rows(frame):
+    for r in _rows(frame, "sparsity", "attributes", "identities", key, *extra):
         shape = (len(r["sparsity"]),) + ((len(r["mitigation_methods"]),) if key == "mitigation_ba" else ()) \
             + (len(r["attributes"]), len(r["identities"]))
         cubes.append(np.asarray(r[key], dtype=float).reshape(shape))
@@ -1196,12 +1375,13 @@ def sparsity_table(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per (seed, model): ``seed``, ``sparsity`` (0: dense), ``measured_sparsity``, :data:`SUMMARY_METRICS`."""
     return pd.DataFrame([{"seed": r["seed"], "sparsity": s, "measured_sparsity": r["measured_sparsity"][i],
                           **{k: r[k][i] for k in SUMMARY_METRICS}}
-                         for r in _rows(frame) for i, s in enumerate(r["sparsity"])])
+                         for r in _rows(frame, "seed", "sparsity", "measured_sparsity", *SUMMARY_METRICS)
+                         for i, s in enumerate(r["sparsity"])])
 
 
 def dense_ba_table(frame: pd.DataFrame) -> pd.DataFrame:
     """BA of the dense joint models per (attribute, identity), mean over seeds (NaN where every seed is NaN)."""
-    first = _rows(frame)[0]
+    first = _rows(frame, "attributes", "identities")[0]
     cube = ba_cube(frame)[:, 0]
     counts = np.isfinite(cube).sum(0)
     mean = np.where(counts > 0, np.nansum(cube, 0) / np.maximum(counts, 1), np.nan)
@@ -1212,7 +1392,7 @@ def worst_ba_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Worst-case BA of each attribute over the identities: one row per (seed, sparsity, attribute) where defined."""
     cube = ba_cube(frame)
     rows = []
-    for r, per_seed in zip(_rows(frame), cube):
+    for r, per_seed in zip(_rows(frame, "seed"), cube):
         for s, table in zip(r["sparsity"], per_seed):
             for a, values in zip(r["attributes"], table):
                 if np.isfinite(values).any():
@@ -1227,7 +1407,9 @@ def single_table(frame: pd.DataFrame) -> pd.DataFrame:
     uncertainty, ece and ``BA <identity>`` for each identity category.
     """
     rows = []
-    for r in _rows(frame):
+    needed = ("seed", "identities", "single_ba", "single_attribute", "single_training",
+              *(f"single_{k}" for k in ("accuracy", "auc", "tcb", "uncertainty", "ece")))
+    for r in _rows(frame, *needed):
         n_id = len(r["identities"])
         ba = np.asarray(r["single_ba"], dtype=float).reshape(-1, n_id)
         for i, (a, t) in enumerate(zip(r["single_attribute"], r["single_training"])):
@@ -1250,7 +1432,7 @@ def cie_table(frame: pd.DataFrame) -> pd.DataFrame:
         Index ``sparsity``; columns ``share of CIEs``, ``dense uncertainty on CIEs`` (NaN when
         there are none) and ``dense uncertainty on all``.
     """
-    rows = _rows(frame)
+    rows = _rows(frame, "attributes", "sparsity", "test_predictions", "dense_test_logits")
     preds, dense_prob = [], []
     for r in rows:
         k = len(r["attributes"])
@@ -1283,17 +1465,19 @@ def mitigation_table(frame: pd.DataFrame, pairs: Any) -> pd.DataFrame:
         One row per (seed, model): ``seed``, ``sparsity``, then one column per method of
         :func:`run_seed` (default threshold, calibrated thresholds, overrides).
     """
-    mask = np.asarray(pairs, dtype=bool)
+    mask = _pairs(pairs)
     cube = ba_cube(frame, "mitigation_ba")
     return pd.DataFrame([{"seed": r["seed"], "sparsity": s,
                           **{m: mean_ba(per_model[j], mask) for j, m in enumerate(r["mitigation_methods"])}}
-                         for r, per_seed in zip(_rows(frame), cube) for s, per_model in zip(r["sparsity"], per_seed)])
+                         for r, per_seed in zip(_rows(frame, "seed"), cube)
+                         for s, per_model in zip(r["sparsity"], per_seed)])
 
 
 def nm_table(frame: pd.DataFrame) -> pd.DataFrame:
     """N:M patterns applied one-shot to the dense models: mean over seeds of the measured sparsity and metrics."""
     rows = [{"pattern": p, "measured sparsity": r["nm_sparsity"][i], **{k: r[f"nm_{k}"][i] for k in SUMMARY_METRICS}}
-            for r in _rows(frame) for i, p in enumerate(r["nm_pattern"])]
+            for r in _rows(frame, "nm_pattern", "nm_sparsity", *(f"nm_{k}" for k in SUMMARY_METRICS))
+            for i, p in enumerate(r["nm_pattern"])]
     return pd.DataFrame(rows).groupby("pattern", sort=False).mean()
 
 
@@ -1318,10 +1502,11 @@ def backdoor_table(backdoor: pd.DataFrame, main: pd.DataFrame | None = None) -> 
         Index ``(model, sparsity)``; columns accuracy with the trigger on half the test images,
         accuracy on clean images, predicted positive rate, BA (backdoored).
     """
-    r = _rows(backdoor)[0]
+    r = _rows(backdoor, "seed", "sparsity", *_BACKDOOR_COLUMNS, name="backdoor", producer="run_backdoor")[0]
     rows = [{"model": "trained with trigger", "sparsity": s, **{v: r[k][i] for k, v in _BACKDOOR_COLUMNS.items()}}
             for i, s in enumerate(r["sparsity"])]
     if main is not None:
+        _rows(main, "seed", name="main")
         same = main[main["seed"] == r["seed"]]
         if same.empty or "control_ba" not in same:
             raise ValueError(f"main: no run_seed row of seed {r['seed']} with the backdoor control")

@@ -86,6 +86,8 @@ def grid(**axes: Sequence[Any]) -> list[dict[str, Any]]:
         An axis is empty (the product would be empty).
     """
     names = list(axes)
+    if not names:
+        raise ValueError("axes: pass at least one axis, e.g. grid(seed=[0, 1, 2])")
     values = []
     for name in names:
         v = axes[name]
@@ -149,6 +151,8 @@ def config_key(config: Mapping[str, Any]) -> str:
     The first 20 hex digits of the SHA-256 of its canonical JSON (sorted keys, no whitespace):
     the same configuration gives the same key in any process, whatever the order of its keys.
     """
+    if not isinstance(config, Mapping):
+        raise TypeError(f"config: expected a dict of parameters, got {type(config).__name__}")
     return hashlib.sha256(_canonical(_check_config(config)).encode()).hexdigest()[:20]
 
 
@@ -175,12 +179,27 @@ _EXPERIMENTS: dict[tuple[str, str], Experiment] = {}
 def register(chapter: str, name: str, fn: Callable[..., Mapping[str, Any]], grid: Callable[[str], list[dict]],
              description: str = "") -> Experiment:
     """Declare an experiment of ``chapter`` (a notebook's file stem, e.g. ``"05_pruning_bias"``)."""
+    for arg, value in (("chapter", chapter), ("name", name)):
+        _check_name(value, arg)
+    if not callable(fn):
+        raise ValueError(f"fn: expected a run function fn(**config) -> dict, got {type(fn).__name__}")
+    if not callable(grid):
+        raise ValueError(f"grid: expected a function grid(profile) -> list of configurations, "
+                         f"got {type(grid).__name__}")
     if getattr(fn, "__qualname__", "").count("<locals>"):
         raise ValueError(f"fn: {fn.__qualname__} is not a module-level function; other processes must be able "
                          "to import it")
     experiment = Experiment(chapter, name, fn, grid, description)
     _EXPERIMENTS[(chapter, name)] = experiment
     return experiment
+
+
+def _check_name(value: Any, name: str) -> str:
+    """A chapter or experiment name: a non-empty string that is also a folder name."""
+    if not isinstance(value, str) or not value.strip() or "/" in value or "\\" in value or value in (".", ".."):
+        raise ValueError(f"{name}: expected a non-empty name without '/' (e.g. '02_bias_amplification'), "
+                         f"got {value!r}")
+    return value
 
 
 def experiments(chapter: str | None = None) -> dict[str, Experiment]:
@@ -261,6 +280,8 @@ def default_store(chapter: str, experiment: str = "main") -> Path:
     when ``FAIRLIB_RESULTS`` is set (in Colab, a folder on Google Drive, so that a reconnect
     resumes where the sweep stopped), else a fresh temporary directory.
     """
+    _check_name(chapter, "chapter")
+    _check_name(experiment, "experiment")
     results = os.environ.get("FAIRLIB_RESULTS")
     if results and not os.environ.get("FAIRLIB_BOOK"):
         return Path(results).expanduser() / chapter / experiment
@@ -372,6 +393,12 @@ def run(
         raise ValueError(f"executor: unknown executor {executor!r}; available: {sorted(EXECUTORS)}")
     if not callable(fn):
         raise TypeError(f"fn: expected a function, got {type(fn).__name__}")
+    for arg, value in (("retry_failed", retry_failed), ("progress", progress)):
+        if not isinstance(value, (bool, np.bool_)):
+            raise ValueError(f"{arg}: expected True or False, got {value!r}")
+    if executor == "local" and executor_options:
+        raise ValueError(f"executor_options: the 'local' executor takes no options, got {sorted(executor_options)}; "
+                         "check the spelling of run()'s keyword arguments")
     if isinstance(configs, Mapping) or not isinstance(configs, Sequence):
         raise TypeError("configs: expected a list of dicts (e.g. fairlib.sweep.grid(...))")
     checked = [_check_config(c, i) for i, c in enumerate(configs)]

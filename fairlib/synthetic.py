@@ -19,10 +19,13 @@ Bayes posterior log-odds, i.e. the probabilities are perfectly calibrated.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy.special import expit
+
+from fairlib._validation import integer, positive_int, show
 
 __all__ = [
     "simulate_predictions",
@@ -38,8 +41,20 @@ __all__ = [
 
 
 def _check_prob(value: float, name: str) -> None:
-    if not 0 <= value <= 1:
+    if not 0 <= _number(value, name) <= 1:
         raise ValueError(f"{name}: must lie in [0, 1], got {value}")
+
+
+def _number(value: Any, name: str) -> float:
+    """``value`` as a finite float, or a ``ValueError`` naming ``name``."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    if not ok or not np.isfinite(value):
+        raise ValueError(f"{name}: expected a finite number, got {show(value)!r}")
+    return float(value)
+
+
+def _seed(seed: Any) -> int:
+    return integer(seed, "seed", minimum=0)
 
 
 def simulate_predictions(
@@ -86,8 +101,12 @@ def simulate_predictions(
         ``n`` rows with ``group`` (0/1), ``target`` (0/1), ``logit``, ``prob`` (sigmoid of the
         logit) and ``pred`` (0/1).
     """
-    if n < 1:
-        raise ValueError(f"n: need at least one example, got {n}")
+    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"n: need at least one example (a positive integer), got {show(n)!r}")
+    for name, value in (("label_bias", label_bias), ("lean", lean), ("signal", signal), ("offset", offset),
+                        ("sharpness", sharpness)):
+        _number(value, name)
+    seed = _seed(seed)
     _check_prob(base_rate, "base_rate")
     _check_prob(group_share, "group_share")
     hi, lo = base_rate + label_bias, base_rate - label_bias
@@ -129,17 +148,24 @@ def simulate_group_predictions(
         ``sum(group_sizes)`` rows with ``group`` (0 … G−1), ``target`` and ``pred`` (0/1;
         the targets are balanced coin flips).
     """
-    sizes = np.asarray(group_sizes, dtype=np.int64)
-    accs = np.asarray(accuracies, dtype=np.float64)
+    for name, value in (("group_sizes", group_sizes), ("accuracies", accuracies)):
+        if value is None or isinstance(value, (str, bytes)) or np.ndim(value) != 1 or len(value) == 0:
+            raise ValueError(f"{name}: expected a non-empty list (one entry per group), got {value!r}")
+    sizes = np.asarray([positive_int(v, f"group_sizes[{i}]", meaning="(examples in the group)")
+                        for i, v in enumerate(group_sizes)], dtype=np.int64)
+    try:
+        accs = np.asarray(accuracies, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"accuracies: expected numbers in [0, 1], got {accuracies!r}") from None
     if sizes.shape != accs.shape or sizes.ndim != 1:
         raise ValueError(
             f"group_sizes/accuracies: need two 1-D sequences of equal length, got {sizes.shape} and {accs.shape}"
         )
     if (sizes < 1).any():
         raise ValueError(f"group_sizes: every group needs at least one example, got {sizes.tolist()}")
-    if ((accs < 0) | (accs > 1)).any():
+    if not ((accs >= 0) & (accs <= 1)).all():
         raise ValueError(f"accuracies: must lie in [0, 1], got {accs.tolist()}")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(_seed(seed))
     group = np.repeat(np.arange(len(sizes)), sizes)
     target = rng.integers(0, 2, group.size)
     correct = rng.random(group.size) < accs[group]
@@ -161,9 +187,14 @@ def simulate_multilabel(
     (targets, probs)
         Both of shape ``(n, n_labels)``: 0/1 labels and sigmoid probabilities.
     """
+    for name, value in (("n", n), ("n_labels", n_labels)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+            raise ValueError(f"{name}: expected an integer >= 2, got {show(value)!r}")
     if n < 2 or n_labels < 2:
         raise ValueError(f"n/n_labels: need at least 2 of each, got n={n}, n_labels={n_labels}")
-    rng = np.random.default_rng(seed)
+    _number(shared, "shared")
+    _number(signal, "signal")
+    rng = np.random.default_rng(_seed(seed))
     targets = rng.integers(0, 2, (n, n_labels))
     u = rng.standard_normal((n, 1))
     x = (2 * targets - 1) * signal + shared * u + rng.standard_normal((n, n_labels))
@@ -184,11 +215,11 @@ def simulate_association_scores(
     (before, after)
         Both of shape ``(n_concepts,)``.
     """
-    if n_concepts < 2:
-        raise ValueError(f"n_concepts: need at least 2, got {n_concepts}")
-    if not -1 <= retention <= 1:
+    if not isinstance(n_concepts, (int, np.integer)) or isinstance(n_concepts, bool) or n_concepts < 2:
+        raise ValueError(f"n_concepts: need at least 2 (an integer), got {show(n_concepts)!r}")
+    if not -1 <= _number(retention, "retention") <= 1:
         raise ValueError(f"retention: must lie in [-1, 1], got {retention}")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(_seed(seed))
     before = rng.standard_normal(n_concepts)
     after = retention * before + np.sqrt(1 - retention**2) * rng.standard_normal(n_concepts)
     return before, after
@@ -213,6 +244,13 @@ def run_group_accuracy(spread: float, per_group: int, repeat: int, seed: int = 0
     """
     from fairlib import metrics
 
+    limit = round(1 - PAPER_ACCURACY, 6)
+    if abs(_number(spread, "spread")) > limit:
+        raise ValueError(f"spread: {spread} puts a group's accuracy outside [0, 1] around {PAPER_ACCURACY}; "
+                         f"use |spread| <= {limit}")
+    positive_int(per_group, "per_group")
+    integer(repeat, "repeat", minimum=0)
+    _seed(seed)
     true_acc = PAPER_ACCURACY + spread * np.linspace(-1, 1, PAPER_GROUPS)
     d = simulate_group_predictions([per_group] * PAPER_GROUPS, true_acc,
                                    seed=seed + 1000 * repeat + int(round(spread * 1e4)))
@@ -220,11 +258,17 @@ def run_group_accuracy(spread: float, per_group: int, repeat: int, seed: int = 0
             "worst": metrics.worst_group_accuracy(d.target, d.pred, groups=d.group)}
 
 
+def _profile(profile: str | None) -> str:
+    from fairlib.config import get_profile
+
+    return get_profile(profile)
+
+
 def group_accuracy_grid(profile: str) -> list[dict]:
     """Spreads 0-10 pp, the paper's 474 per group and a small 20 per group, ``repeats`` samples each."""
     from fairlib import sweep
 
-    cfg = SETTINGS[profile]
+    cfg = SETTINGS[_profile(profile)]
     return sweep.grid(spread=np.linspace(0, 0.10, cfg["sweep_points"]).round(6).tolist(),
                       per_group=[PAPER_PER_GROUP, 20], repeat=list(range(cfg["repeats"])))
 
@@ -233,6 +277,8 @@ def run_biasamp(label_bias: float, lean: float, repeat: int, n: int, seed: int =
     """BiasAmp of :func:`simulate_predictions` with label bias ``label_bias`` and a model lean ``lean``."""
     from fairlib import metrics
 
+    integer(repeat, "repeat", minimum=0)
+    _seed(seed)
     d = simulate_predictions(n, label_bias=label_bias, lean=lean, seed=seed + 100 * repeat + 1)
     return {"biasamp": metrics.bias_amplification(d.target, d.pred, groups=d.group),
             "accuracy": float((d.target == d.pred).mean())}
@@ -242,7 +288,7 @@ def biasamp_grid(profile: str) -> list[dict]:
     """Label bias 0-0.3 against leans -1.5…1.5, ``repeats / 4`` samples each."""
     from fairlib import sweep
 
-    cfg = SETTINGS[profile]
+    cfg = SETTINGS[_profile(profile)]
     leans = np.linspace(-1.5, 1.5, cfg["sweep_points"]).round(6).tolist()
     return sweep.grid(label_bias=[0.0, 0.1, 0.2, 0.3], lean=leans, repeat=list(range(cfg["repeats"] // 4)),
                       n=[cfg["n"]])

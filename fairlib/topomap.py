@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fairlib._validation import integer
+from fairlib._validation import integer, positive_int, show, to_numpy
 
 __all__ = [
     "force",
@@ -47,17 +47,38 @@ __all__ = [
 ]
 
 
+def _numeric(x: Any, name: str, *, finite: bool = True) -> np.ndarray:
+    """``x`` as a float64 array, or a ``ValueError`` naming ``name`` (non-numbers, NaN/inf)."""
+    arr = to_numpy(x, name)
+    if arr.dtype.kind not in "iufb":
+        raise ValueError(f"{name}: expected numbers, got {arr.dtype} values")
+    arr = arr.astype(np.float64)
+    if finite and not np.isfinite(arr).all():
+        bad = arr[~np.isfinite(arr)][0]
+        raise ValueError(f"{name}: contains {'NaN' if np.isnan(bad) else show(bad)}; pass finite values")
+    return arr
+
+
+def _positions(x: Any, name: str) -> np.ndarray:
+    p = _numeric(x, name, finite=False)
+    if p.ndim != 2 or p.shape[1] != 2 or len(p) < 1:
+        raise ValueError(f"{name}: expected shape (N, 2), got {p.shape}")
+    return _numeric(p, name)
+
+
 def force(d):
     """The paper's pairwise force :math:`1.5 (d+1)^{-3} - 15 e^{-d/2}` (negative = repulsion)."""
     if isinstance(d, torch.Tensor):
         return 1.5 * (d + 1) ** -3 - 15 * torch.exp(-d / 2)
-    d = np.asarray(d, dtype=np.float64)
+    d = _numeric(d, "d")
+    if (d < 0).any():
+        raise ValueError(f"d: distances must be non-negative, found {show(d[d < 0][0])!r}")
     return 1.5 * (d + 1) ** -3 - 15 * np.exp(-d / 2)
 
 
 def scale_unit(positions: np.ndarray) -> np.ndarray:
     """Shift and scale ``(N, 2)`` positions into [0, 1] (one factor for both axes keeps shapes)."""
-    p = np.asarray(positions, dtype=np.float64)
+    p = _positions(positions, "positions")
     p = p - p.min(axis=0)
     span = p.max()
     return p / span if span > 0 else p
@@ -82,10 +103,9 @@ def relax(positions, n_steps: int = 1000, *, rescale: bool = True, chunk: int = 
     numpy.ndarray
         ``(N, 2)`` float64 positions.
     """
-    p0 = np.asarray(positions, dtype=np.float64)
-    if p0.ndim != 2 or p0.shape[1] != 2 or len(p0) < 1:
-        raise ValueError(f"positions: expected shape (N, 2), got {p0.shape}")
+    p0 = _positions(positions, "positions")
     n_steps = integer(n_steps, "n_steps", minimum=0)
+    chunk = positive_int(chunk, "chunk")
     p = torch.from_numpy(p0).float()
     n = len(p)
     xs = np.linspace(-3, 6, n_steps) if n_steps else np.zeros(0)
@@ -112,20 +132,28 @@ def relax(positions, n_steps: int = 1000, *, rescale: bool = True, chunk: int = 
 
 def channel_profiles(profiles: np.ndarray) -> np.ndarray:
     """Rearrange group NAPs ``(G, C, ...)`` into one vector per channel ``(C, G * ...)``."""
-    a = np.asarray(profiles)
+    a = to_numpy(profiles, "profiles")
     if a.ndim < 2:
         raise ValueError(f"profiles: expected (groups, channels, ...), got shape {a.shape}")
+    if a.size == 0:
+        raise ValueError(f"profiles: is empty (shape {a.shape}); pass at least one group and channel")
+    _numeric(a, "profiles")
     return np.moveaxis(a, 1, 0).reshape(a.shape[1], -1)
 
 
 def umap_positions(vectors: np.ndarray, seed: int = 0, n_neighbors: int = 15,
                    min_dist: float = 0.1) -> np.ndarray:
     """UMAP of ``(C, D)`` channel vectors to 2-D, scaled to [0, 1] (umap-learn)."""
-    import umap
-
-    v = np.asarray(vectors, dtype=np.float32)
+    v = _numeric(vectors, "vectors").astype(np.float32)
     if v.ndim != 2 or len(v) < 4:
         raise ValueError(f"vectors: expected (channels >= 4, features), got shape {v.shape}")
+    seed = integer(seed, "seed", minimum=0, allow_none=True)
+    n_neighbors = integer(n_neighbors, "n_neighbors", minimum=2)
+    if isinstance(min_dist, bool) or not isinstance(min_dist, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(min_dist) or min_dist < 0:
+        raise ValueError(f"min_dist: expected a finite number >= 0, got {min_dist!r}")
+    import umap
+
     reducer = umap.UMAP(n_components=2, n_neighbors=min(n_neighbors, len(v) - 1),
                         min_dist=min_dist, random_state=seed, n_jobs=1,
                         init="random" if len(v) < 16 else "spectral")
@@ -138,13 +166,14 @@ def topographic_layout(profiles: np.ndarray, *, n_steps: int = 1000, seed: int =
     Parameters
     ----------
     profiles
-        Group NAPs ``(G, C)`` (spatially averaged) or ``(G, C, H, W)``.
+        Group NAPs ``(G, C)`` (spatially averaged) or ``(G, C, H, W)``; finite values.
 
     Returns
     -------
     numpy.ndarray
         ``(C, 2)`` in [0, 1].
     """
+    n_steps = integer(n_steps, "n_steps", minimum=0)
     return relax(umap_positions(channel_profiles(profiles), seed=seed), n_steps)
 
 
@@ -155,7 +184,8 @@ def render_maps(values: np.ndarray, positions: np.ndarray, resolution: int = 100
     ----------
     values
         ``(G, C)`` each channel's spatially averaged NAP value per group (``(G, C, H, W)``
-        inputs are averaged over space first).
+        inputs are averaged over space first). A NaN value (a group without data) gives NaN
+        around that channel in that group's map.
     positions
         ``(C, 2)`` in [0, 1] (:func:`topographic_layout`).
     resolution
@@ -169,10 +199,11 @@ def render_maps(values: np.ndarray, positions: np.ndarray, resolution: int = 100
     """
     from scipy.interpolate import LinearNDInterpolator
 
-    v = np.asarray(values, dtype=np.float64)
+    resolution = positive_int(resolution, "resolution", meaning="(grid side)")
+    v = _numeric(values, "values", finite=False)
     if v.ndim > 2:
         v = v.reshape(v.shape[0], v.shape[1], -1).mean(axis=2)
-    pos = np.asarray(positions, dtype=np.float64)
+    pos = _numeric(positions, "positions")
     if v.ndim != 2 or pos.shape != (v.shape[1], 2):
         raise ValueError(f"values/positions: need (G, C) and (C, 2), got {v.shape} and {pos.shape}")
     g = np.linspace(0, 1, resolution)
@@ -189,7 +220,7 @@ def color_limit(values: np.ndarray, mode: str = "percentile") -> float:
     ``"percentile"``: the 0.5th or 99.5th percentile of all values, whichever has the larger
     magnitude (the paper's contrast setting); ``"max"``: the largest absolute value.
     """
-    v = np.asarray(values, dtype=np.float64)
+    v = _numeric(values, "values", finite=False)
     v = v[np.isfinite(v)]
     if v.size == 0:
         raise ValueError("values: no finite values")
@@ -226,8 +257,28 @@ def plot_map_grid(maps: np.ndarray, labels: pd.DataFrame, rows: Sequence[str] | 
     """
     import matplotlib.pyplot as plt
 
+    if not isinstance(labels, pd.DataFrame):
+        raise TypeError(f"labels: expected a DataFrame with one row per map, got {type(labels).__name__}")
+    maps = to_numpy(maps, "maps")
+    if maps.ndim != 3:
+        raise ValueError(f"maps: expected (G, R, R) maps from render_maps, got shape {maps.shape}")
     rows = [rows] if isinstance(rows, str) else list(rows)
     cols = [cols] if isinstance(cols, str) else list(cols)
+    for name, vs in (("rows", rows), ("cols", cols)):
+        unknown = [v for v in vs if v not in labels.columns]
+        if unknown:
+            raise ValueError(f"{name}: unknown variable(s) {unknown}; labels has columns {list(labels.columns)}")
+    if isinstance(vmax, bool) or not isinstance(vmax, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(vmax) or vmax <= 0:
+        raise ValueError(f"vmax: expected a positive finite colour limit (see color_limit), got {vmax!r}")
+    if isinstance(cell, bool) or not isinstance(cell, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(cell) or cell <= 0:
+        raise ValueError(f"cell: expected a positive size in inches, got {cell!r}")
+    import matplotlib
+
+    if isinstance(cmap, str) and cmap not in matplotlib.colormaps:
+        raise ValueError(f"cmap: unknown colour map {cmap!r}; e.g. 'bwr', 'RdBu_r', 'coolwarm' "
+                         "(list(matplotlib.colormaps) has them all)")
     if len(labels) != len(maps):
         raise ValueError(f"labels: {len(labels)} rows for {len(maps)} maps")
 

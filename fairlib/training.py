@@ -72,7 +72,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from fairlib import metrics
-from fairlib._validation import positive_int
+from fairlib._validation import integer, positive_int
 from fairlib.config import get_device
 from fairlib.notebook import progress
 
@@ -95,6 +95,44 @@ __all__ = [
 ]
 
 OUTPUTS = ("logits", "probs", "labels")
+
+
+def _callable(value: Any, name: str, *, allow_none: bool = True, what: str = "a function") -> None:
+    """Raise a ``TypeError`` naming ``name`` unless ``value`` is callable (or ``None`` when allowed)."""
+    if value is None and allow_none:
+        return
+    if not callable(value):
+        raise TypeError(f"{name}: expected {what}{' or None' if allow_none else ''}, got {type(value).__name__}")
+
+
+def _module(model: Any, name: str = "model") -> None:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{name}: expected a torch.nn.Module, got {type(model).__name__}")
+
+
+def _number(value: Any, name: str, *, minimum: float = 0.0, strict: bool = False, what: str = "") -> float:
+    """A finite real number >= ``minimum`` (> with ``strict``), or a ``ValueError`` naming ``name``."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)) \
+        and math.isfinite(value) and (value > minimum if strict else value >= minimum)
+    if not ok:
+        kind = what or (f"a finite number {'>' if strict else '>='} {minimum:g}")
+        raise ValueError(f"{name}: expected {kind}, got {value!r}")
+    return float(value)
+
+
+def _device(device: Any) -> torch.device:
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise ValueError(f"device: cannot use {device!r} as a device ({exc}); pass 'cpu', 'cuda' or None "
+                         "(fairlib.get_device())") from None
+
+
+def _task(task: Any, name: str) -> None:
+    missing = [a for a in ("x", "y", "group") if not hasattr(task, a)]
+    if missing:
+        raise TypeError(f"{name}: expected a task with tensors x, y and group (fairlib.amplification.Task), "
+                        f"got {type(task).__name__} without {missing}")
 
 
 class CheckpointError(ValueError):
@@ -217,6 +255,13 @@ def make_optimizer(params: Any, name: str, *, lr: float, weight_decay: float = 0
     """``"sgd"`` (Nesterov momentum, He et al.'s recipe) or ``"adam"`` (coupled L2 weight decay)."""
     if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
         raise ValueError(f"lr: expected a positive finite learning rate, got {lr!r}")
+    if isinstance(params, nn.Module):
+        raise TypeError("params: got a model; pass model.parameters() (or a list of parameter groups)")
+    _number(weight_decay, "weight_decay", what="a finite, non-negative weight decay")
+    _number(momentum, "momentum", what="a finite, non-negative momentum")
+    if not (isinstance(betas, (tuple, list)) and len(betas) == 2
+            and all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas)):
+        raise ValueError(f"betas: expected two numbers in [0, 1), e.g. (0.9, 0.999), got {betas!r}")
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=momentum > 0, weight_decay=weight_decay)
     if name == "adam":
@@ -227,6 +272,8 @@ def make_optimizer(params: Any, name: str, *, lr: float, weight_decay: float = 0
 def lr_at_epoch(epoch: int, epochs: int, lr: float, warmup: bool = True) -> float:
     """Learning rate of 0-based ``epoch``: lr/10 for the warm-up epoch, ×0.1 from 50%, ×0.01 from 75%."""
     epochs = positive_int(epochs, "epochs")
+    epoch = integer(epoch, "epoch", minimum=0, meaning="(0-based)")
+    _number(lr, "lr", strict=True, what="a positive finite learning rate")
     if warmup and epoch == 0 and epochs > 1:
         return lr / 10
     if epoch >= int(round(0.75 * epochs)) and epochs >= 4:
@@ -238,6 +285,8 @@ def lr_at_epoch(epoch: int, epochs: int, lr: float, warmup: bool = True) -> floa
 
 def step_decay_schedule(warmup: bool = True) -> Callable[[TrainState], float]:
     """Hall et al.'s per-epoch multiplier (:func:`lr_at_epoch` with ``lr = 1``)."""
+    if not isinstance(warmup, (bool, np.bool_)):
+        raise TypeError(f"warmup: expected True or False, got {warmup!r}")
     def schedule(state: TrainState) -> float:
         return lr_at_epoch(state.epoch, state.epochs, 1.0, warmup=warmup)
     return schedule
@@ -245,6 +294,9 @@ def step_decay_schedule(warmup: bool = True) -> Callable[[TrainState], float]:
 
 def cosine_schedule(state: TrainState) -> float:
     r"""Per-step cosine decay :math:`\tfrac12(1 + \cos(\pi\,t/T))` over the run's ``T`` steps."""
+    if not (hasattr(state, "step") and hasattr(state, "total_steps")):
+        raise TypeError(f"state: expected the run's TrainState (pass cosine_schedule itself as schedule=, "
+                        f"without calling it), got {type(state).__name__}")
     return 0.5 * (1 + math.cos(math.pi * state.step / state.total_steps))
 
 
@@ -274,6 +326,12 @@ class TrainState:
 
     def optimize(self, loss: torch.Tensor, optimizer: str = "main") -> None:
         """Zero the gradients, backpropagate ``loss`` (scaled under AMP) and step ``optimizer``."""
+        if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+            raise TypeError(f"loss: expected a scalar tensor, got {type(loss).__name__}"
+                            f"{' of shape ' + str(tuple(loss.shape)) if isinstance(loss, torch.Tensor) else ''}; "
+                            "reduce it with .mean() or .sum() first")
+        if optimizer not in self.optimizers:
+            raise ValueError(f"optimizer: unknown optimiser {optimizer!r}; this run has {list(self.optimizers)}")
         if not torch.isfinite(loss.detach()).all():
             raise FloatingPointError(
                 f"the loss is {float(loss.detach())} at step {self.step + 1} (epoch {self.epoch + 1}); "
@@ -342,6 +400,10 @@ def supervised_step(loss: str | Callable = "cross_entropy", *,
     """
     if isinstance(loss, str) and loss not in _LOSSES:
         raise ValueError(f"loss: unknown loss {loss!r}; choose one of {list(_LOSSES)} or pass a function")
+    if not isinstance(loss, str):
+        _callable(loss, "loss", allow_none=False, what=f"one of {list(_LOSSES)} or a function loss(outputs, batch)")
+    _callable(penalty, "penalty", what="a function penalty(model)")
+    _callable(augment, "augment", what="a function augment(inputs, generator)")
 
     def step(state: TrainState, batch: tuple) -> dict[str, float]:
         x = batch[0]
@@ -367,8 +429,21 @@ def _loss(loss: str | Callable, out: torch.Tensor, batch: tuple) -> torch.Tensor
         per = F.binary_cross_entropy_with_logits(out.float(), batch[1].float().reshape(out.shape), reduction="none")
         per = per.flatten(1).mean(1) if per.dim() > 1 else per
     else:
-        per = F.cross_entropy(out.float(), batch[1].long(), reduction="none")
+        per = F.cross_entropy(out.float(), _class_targets(batch[1], out.shape[-1]), reduction="none")
     return (per * weights).mean() if weights is not None else per.mean()
+
+
+def _class_targets(y: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """Cross-entropy targets as class indices in [0, n_classes), or a ``ValueError`` naming them."""
+    if y.is_floating_point() and not bool((y == y.round()).all()):
+        raise ValueError("targets: expected class indices for loss='cross_entropy', found fractional values; "
+                         "pass hard labels (argmax of probabilities) or use loss='bce' / 'mse' for soft targets")
+    y = y.long()
+    if y.numel() and bool(((y < 0) | (y >= n_classes)).any()):
+        bad = int(y[(y < 0) | (y >= n_classes)][0])
+        raise ValueError(f"targets: class {bad} is outside [0, {n_classes}) for a model with {n_classes} outputs; "
+                         "encode the classes as 0..C-1 or give the model more outputs")
+    return y
 
 
 # --------------------------------------------------------------------------- global state
@@ -516,9 +591,17 @@ def train(
     CheckpointError
         ``checkpoint`` belongs to another model.
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    _module(model)
     batch_size = positive_int(batch_size, "batch_size")
+    _callable(step, "step", what="a function step(state, batch)")
+    _callable(schedule, "schedule", what="a function schedule(state) -> factor (e.g. cosine_schedule, uncalled)")
+    _callable(transform, "transform", what="a function of the input batch")
+    callbacks = list(callbacks) if isinstance(callbacks, (list, tuple)) else callbacks
+    if not isinstance(callbacks, list) or not all(isinstance(cb, Callback) for cb in callbacks):
+        raise TypeError(f"callbacks: expected a list of fairlib.training.Callback objects, got {callbacks!r}")
+    seed = integer(seed, "seed")
+    num_threads = positive_int(num_threads, "num_threads", allow_none=True)
+    num_workers = integer(num_workers, "num_workers", minimum=0)
     if isinstance(epochs, bool) or not isinstance(epochs, (int, float, np.integer, np.floating)) \
             or not math.isfinite(epochs) or epochs <= 0:
         raise ValueError(f"epochs: expected a positive number of epochs, got {epochs!r}")
@@ -526,7 +609,7 @@ def train(
     n = len(dataset)
     if n == 0:
         raise ValueError("data: is empty; there is nothing to train on")
-    device = torch.device(device) if device is not None else get_device()
+    device = _device(device) if device is not None else get_device()
     step = step or supervised_step()
     steps_per_epoch = len(batch_plan(n, batch_size))
     whole = float(epochs).is_integer()
@@ -552,7 +635,7 @@ def train(
             if not all(isinstance(r, (int, float)) and math.isfinite(r) and r >= 0 for r in rates):
                 raise ValueError(f"lr: optimiser {k!r} has learning rate(s) {rates}; pass a finite, non-negative rate")
         initial_lr = {k: [g.get("initial_lr", g["lr"]) for g in o.param_groups] for k, o in optimizers.items()}
-        generator = torch.Generator().manual_seed(int(seed))
+        generator = torch.Generator().manual_seed(seed)
         scaler = torch.amp.GradScaler("cuda") if amp else None
         state = TrainState(model=model, optimizers=optimizers, device=device, generator=generator,
                            epochs=n_epochs, total_steps=total_steps, steps_per_epoch=steps_per_epoch,
@@ -675,9 +758,12 @@ def predict(
     torch.Tensor
         On the CPU: float32 for logits and probabilities, int64 for labels.
     """
+    _module(model)
     if output not in OUTPUTS:
         raise ValueError(f"output: expected one of {list(OUTPUTS)}, got {output!r}")
     batch_size = positive_int(batch_size, "batch_size")
+    _callable(transform, "transform", what="a function of the input batch")
+    num_workers = integer(num_workers, "num_workers", minimum=0)
     n_inputs = positive_int(n_inputs, "n_inputs")
     if isinstance(data, (tuple, list)) and data and isinstance(data[0], (torch.Tensor, np.ndarray)):
         data = tuple(data[:n_inputs]) if n_inputs > 1 else data[0]
@@ -686,7 +772,7 @@ def predict(
         raise ValueError("data: is empty; there is nothing to predict")
     params = next(iter(model.parameters()), None)
     home = params.device if params is not None else torch.device("cpu")
-    device = torch.device(device) if device is not None else home
+    device = _device(device) if device is not None else home
     was_training = model.training
     model.to(device).eval()
     loader = torch.utils.data.DataLoader(
@@ -734,6 +820,8 @@ def evaluate(model: nn.Module, task: Any, *, batch_size: int = 1024, device: Any
     returned dict also holds ``preds`` (numpy) for further analysis. There is one
     ``acc_c{c}_g{g}`` entry per class ``c`` and group ``g`` present in ``task``.
     """
+    _module(model)
+    _task(task, "task")
     logits = predict(model, task.x, batch_size=batch_size, device=device)
     preds, conf = _probabilities(logits)
     y = task.y.cpu().numpy()
@@ -754,6 +842,13 @@ def evaluate(model: nn.Module, task: Any, *, batch_size: int = 1024, device: Any
 
 def augment_batch(x: torch.Tensor, generator: torch.Generator, pad: int = 4, flip: bool = True) -> torch.Tensor:
     """Random crops (zero padding of ``pad``, a random shift per image) and horizontal flips (p = 1/2)."""
+    if not isinstance(x, torch.Tensor) or x.dim() != 4:
+        got = f"shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"x: expected a torch tensor of images (N, C, H, W), got {got}")
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator: expected a torch.Generator (state.generator in a step), "
+                        f"got {type(generator).__name__}")
+    pad = integer(pad, "pad", minimum=0, meaning="(pixels)")
     n, _, h, w = x.shape
     if pad > 0:
         padded = F.pad(x, (pad, pad, pad, pad))
@@ -819,6 +914,9 @@ def train_and_evaluate(
         Defaults to :func:`fairlib.get_device`.
     """
     epochs = positive_int(epochs, "epochs")
+    _task(train_task, "train_task")
+    _task(test_task, "test_task")
+    eval_every = positive_int(eval_every, "eval_every", allow_none=True)
     n = len(train_task.y)
     bs = n if batch_size is None else min(positive_int(batch_size, "batch_size"), n)
     history = train(
@@ -847,7 +945,16 @@ def fit(
     """
     from fairlib.models import build_model
 
+    if not isinstance(model_kwargs, Mapping):
+        raise TypeError(f"model_kwargs: expected a dict of the model's keyword arguments ({{}} for none), "
+                        f"got {type(model_kwargs).__name__}")
+    seed = integer(seed, "seed")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = build_model(arch, **dict(model_kwargs))
+        try:
+            model = build_model(arch, **dict(model_kwargs))
+        except ValueError as exc:
+            if str(exc).startswith("name: "):
+                raise ValueError("arch: " + str(exc)[len("name: "):]) from None
+            raise
     return train_and_evaluate(model, train_task, test_task, seed=seed, **train_kwargs)

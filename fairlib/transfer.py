@@ -56,7 +56,7 @@ from torch.nn import functional as F
 
 from fairlib import sweep
 from fairlib._memo import Memo
-from fairlib._validation import positive_int, to_numpy
+from fairlib._validation import as_labels, binary, integer, positive_int, to_numpy
 from fairlib.activations import capture_activations
 from fairlib.config import get_device
 from fairlib.data.coco import MAN_WORDS, WOMAN_WORDS, multilabel_targets
@@ -129,6 +129,17 @@ class CanonicalSets:
     names: tuple[str, str] = ("a", "b")
     ids: dict[str, list[int]] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.concepts, Mapping):
+            raise ValueError("concepts: expected a mapping concept name -> (n, 3, H, W) images")
+        for name in ("attribute_a", "attribute_b"):
+            x = getattr(self, name)
+            if not isinstance(x, torch.Tensor) or x.dim() != 4:
+                raise ValueError(f"{name}: expected a (n, 3, H, W) image tensor, got "
+                                 f"{getattr(x, 'shape', type(x).__name__)}")
+        if len(tuple(self.names)) != 2:
+            raise ValueError(f"names: expected the two attribute values' names, got {self.names!r}")
+
     def sizes(self) -> pd.DataFrame:
         """Images per concept and set: one row per concept."""
         rows = {c: {"alone": len(x), f"with {self.names[0]}": len(self.paired_a.get(c, ())),
@@ -160,6 +171,8 @@ def scene_canonical_sets(n: int, *, n_objects: int = 8, size: int = 32, seed: in
     """
     from fairlib.data.synthfaces import OBJECT_NAMES, canonical_sets
 
+    if isinstance(n_objects, (int, np.integer)) and not isinstance(n_objects, bool):
+        integer(n, "n", minimum=max(2, int(n_objects)), meaning="(at least one image per icon)")
     raw = canonical_sets(n, n_objects=n_objects, size=size, seed=seed)
     obj_imgs, obj_attr = raw["object_alone"]
     sty_imgs, sty_attr = raw["style_alone"]
@@ -420,6 +433,7 @@ def association_effect_sizes(concept_embeddings: Mapping[str, ArrayLike], attrib
         every :math:`m_c(y)` is equal) and ``p_value``.
     """
     n_permutations = positive_int(n_permutations, "n_permutations")
+    seed = integer(seed, "seed", minimum=0)
     concepts, a, b = _inputs(concept_embeddings, attribute_a, attribute_b)
     if len(a) + len(b) < 3:
         raise ValueError("attribute_a/attribute_b: need at least 3 attribute images in all for a standard deviation")
@@ -520,6 +534,7 @@ def bias_transfer_interval(before: ArrayLike, after: ArrayLike, *, n_boot: int =
     (rho, low, high)
     """
     n_boot = positive_int(n_boot, "n_boot")
+    seed = integer(seed, "seed", minimum=0)
     if not 0 < level < 1:
         raise ValueError(f"level: expected a confidence level in (0, 1), got {level!r}")
     b, a = _aligned(before, after)
@@ -551,7 +566,8 @@ def association_changes(before: pd.Series, after: pd.Series, *, threshold: float
     """
     if not isinstance(before, pd.Series) or not isinstance(after, pd.Series):
         raise ValueError("before/after: expected pandas Series indexed by concept")
-    if not (isinstance(threshold, (int, float, np.floating)) and threshold > 0):
+    if not (isinstance(threshold, (int, float, np.integer, np.floating)) and not isinstance(threshold, bool)
+            and np.isfinite(threshold) and threshold > 0):
         raise ValueError(f"threshold: expected a positive number, got {threshold!r}")
     b, a = _aligned(before, after)
     for name, arr in (("before", b), ("after", a)):
@@ -596,6 +612,21 @@ def _fine_tune_data(data: Any) -> Any:
     return data
 
 
+def _check_targets(data: Any, n_outputs: int, multilabel: bool) -> None:
+    """Labels of ``(images, labels)`` data: class codes in ``0..n_outputs-1`` or 0/1 rows."""
+    if not (isinstance(data, tuple) and isinstance(data[1], torch.Tensor)):
+        return
+    y = data[1].detach().cpu().numpy()
+    if multilabel:
+        if y.ndim == 2 and y.shape[1] == n_outputs:
+            binary(y, "data")
+        return
+    codes = as_labels(y, "data")
+    if codes.dtype.kind not in "iu" or codes.min() < 0 or codes.max() >= n_outputs:
+        raise ValueError(f"data: labels must be class codes in 0..{n_outputs - 1} (n_outputs={n_outputs}), "
+                         f"got {codes.min()!r}..{codes.max()!r}")
+
+
 class _FrozenBackbone(Callback):
     """Linear probing: the backbone stays in eval mode, so its batch-norm statistics never move."""
 
@@ -635,6 +666,11 @@ def fine_tune(model: nn.Module, data: Any, *, head: str, n_outputs: int, mode: s
     if mode not in ("linear", "full"):
         raise ValueError(f"mode: expected 'linear' (frozen backbone) or 'full', got {mode!r}")
     epochs = positive_int(epochs, "epochs")
+    if not isinstance(lr, (int, float, np.integer, np.floating)) or isinstance(lr, bool) or not 0 < lr < np.inf:
+        raise ValueError(f"lr: expected a positive finite learning rate, got {lr!r}")
+    n_outputs = positive_int(n_outputs, "n_outputs")
+    data = _fine_tune_data(data)
+    _check_targets(data, n_outputs, multilabel)
     device = torch.device(device) if device is not None else get_device()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -656,7 +692,7 @@ def fine_tune(model: nn.Module, data: Any, *, head: str, n_outputs: int, mode: s
         return F.binary_cross_entropy_with_logits(out.float(), yb.float())
 
     try:
-        history = train(net, _fine_tune_data(data), epochs=epochs, batch_size=batch_size,
+        history = train(net, data, epochs=epochs, batch_size=batch_size,
                         optimizer=torch.optim.Adam(params, lr=lr), step=supervised_step(loss),
                         callbacks=[_FrozenBackbone()] if mode == "linear" else [], transform=transform,
                         seed=seed, device=device, num_workers=num_workers, amp=amp, checkpoint=checkpoint,
@@ -681,6 +717,8 @@ class TransferResult:
 
     def table(self, column: str = "score") -> pd.DataFrame:
         """``before`` and ``after`` values of one column side by side."""
+        if column not in self.before.columns or column not in self.after.columns:
+            raise ValueError(f"column: unknown column {column!r}; available: {list(self.before.columns)}")
         return pd.DataFrame({"before": self.before[column], "after": self.after[column]})
 
 
@@ -716,6 +754,8 @@ def planted_association(p_b: ArrayLike) -> np.ndarray:
     figure is style A otherwise); positive values: the icon goes with style A.
     """
     p_b = np.asarray(to_numpy(p_b, "p_b"), dtype=np.float64)
+    if p_b.ndim == 1 and p_b.size == 0:
+        raise ValueError("p_b: is empty; pass one probability per icon")
     if p_b.ndim != 1 or not ((p_b >= 0) & (p_b <= 1)).all():
         raise ValueError(f"p_b: expected a 1-D array of probabilities in [0, 1], got {p_b!r}")
     return (1 - p_b) - p_b
@@ -795,6 +835,8 @@ def scene_transfer_data(*, n_objects: int = 8, size: int = 32, canonical_n: int 
     ``seed + 100``, the pretraining scenes from ``seed``. The targets are rendered with
     :func:`scene_task` from ``target_pb`` (see :func:`transfer_target`).
     """
+    positive_int(canonical_n, "canonical_n")
+    positive_int(pretrain_n, "pretrain_n")
     pretrain_pb, target_pb = cooccurrence_tables(n_objects, seed=seed)
     sets = scene_canonical_sets(canonical_n, n_objects=n_objects, size=size, seed=seed + 100)
     pretrain = scene_task(pretrain_n, pretrain_pb, n_objects=n_objects, size=size, seed=seed)
@@ -831,6 +873,8 @@ def _cached(kind: str, config: Mapping[str, Any], keys: Sequence[str], build: Ca
 
 
 def _source(config: Mapping[str, Any]) -> str:
+    if not isinstance(config, Mapping):
+        raise ValueError(f"config: expected a mapping (a configuration of transfer_grid), got {type(config).__name__}")
     source = config.get("source")
     if source not in _SETUP_KEYS:
         raise ValueError(f"source: expected 'scenes' (quick) or 'coco' (full), got {source!r}")
@@ -1015,7 +1059,7 @@ def transfer_grid(profile: str, seed: int = 0) -> list[dict[str, Any]]:
     from fairlib.config import get_profile
 
     profile = get_profile(profile)
-    seed = int(seed)
+    seed = integer(seed, "seed", minimum=0)
     if profile == "quick":
         common = {"source": "scenes", "data_seed": seed, "n_objects": 8, "size": 32, "canonical_n": 400,
                   "pretrain_n": 4000, "pretrain_epochs": 5, "pretrain_lr": 3e-3, "epochs": 5, "lr": 1e-3,
@@ -1047,6 +1091,14 @@ def run_table(row: Mapping[str, Any]) -> pd.DataFrame:
         (:func:`association_changes` of the effect sizes at the run's ``threshold``).
     """
     cols = ("score_before", "score_after", "effect_before", "effect_after", "p_before", "p_after")
+    if not isinstance(row, Mapping) and not isinstance(row, pd.Series):
+        raise ValueError(f"row: expected a row of sweep.run(run_transfer, ...), got {type(row).__name__}")
+    missing = [c for c in ("concepts", "threshold", *cols) if c not in row]
+    if missing:
+        raise ValueError(f"row: missing {missing}; pass a row of the frame sweep.run(run_transfer, ...) returns")
+    for c in cols:
+        if len(row[c]) != len(row["concepts"]):
+            raise ValueError(f"row: {c} has {len(row[c])} values for {len(row['concepts'])} concepts")
     table = pd.DataFrame({c: list(row[c]) for c in cols}, index=pd.Index(list(row["concepts"]), name="concept"))
     table["status"] = association_changes(table["effect_before"], table["effect_after"],
                                           threshold=float(row["threshold"]))["status"]

@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from fairlib._validation import integer, positive_int
+
 __all__ = ["cache_dir", "image_tensor"]
 
 
@@ -89,6 +91,12 @@ def image_tensor(dataset: Any, *, directory: str | os.PathLike | None = None, ba
         The dataset has no ``cache_key`` (it did not come from ``load_dataset``), or its images
         differ in size.
     """
+    if not isinstance(dataset, torch.utils.data.Dataset):
+        raise TypeError(f"dataset: expected a dataset from fairlib.data.load_dataset, got {type(dataset).__name__}")
+    batch_size = positive_int(batch_size, "batch_size")
+    num_workers = integer(num_workers, "num_workers", minimum=0)
+    if directory is not None and (not isinstance(directory, (str, os.PathLike)) or str(directory).strip() == ""):
+        raise TypeError(f"directory: expected a directory path or None, got {directory!r}")
     images = getattr(dataset, "images", None)
     if isinstance(images, torch.Tensor) and images.dtype == torch.uint8:
         return images

@@ -47,6 +47,10 @@ def gender_of_captions(captions: Sequence[str]) -> str | None:
 
     Words are whole lower-case words (``"mannequin"`` is not ``"man"``).
     """
+    if isinstance(captions, str):
+        raise ValueError(f"captions: expected a list of caption strings, got one string; use [{captions[:30]!r}...]")
+    if captions is None or not all(isinstance(c, str) for c in captions):
+        raise ValueError(f"captions: expected a list of caption strings, got {captions!r}")
     words: set[str] = set()
     for c in captions:
         words.update(re.findall(r"[a-z]+", c.lower()))
@@ -114,6 +118,10 @@ def load_coco(split: str = "val2017", *, root=None, transform: Callable | None =
         Unknown split.
     """
     split = _check_split("coco", split, COCO_SPLITS, {"val": "val2017", "train": "train2017"})
+    if transform is not None and not callable(transform):
+        raise ValueError(f"transform: expected a callable or None, got {type(transform).__name__}")
+    if not isinstance(captions, (bool, np.bool_)):
+        raise ValueError(f"captions: expected True or False, got {captions!r}")
     size = _check_size_option(size)
     base = data_root(root)
     directory = dataset_dir("coco", root).expanduser()
@@ -182,11 +190,21 @@ def multilabel_targets(dataset: AttributeDataset, *, n: int | None = None, exclu
         dataset's column order; attributes ``labels`` (all rows, ``(N, K)``), ``categories`` and
         ``image_ids``.
     """
-    if dataset.metadata is None or "image_id" not in dataset.metadata:
+    if getattr(dataset, "metadata", None) is None or "image_id" not in dataset.metadata:
         raise ValueError("dataset: expected a COCO dataset from load_dataset('coco', ...) (metadata with image_id)")
+    if isinstance(exclude, (str, bytes)) or not hasattr(exclude, "__iter__"):
+        raise ValueError(f"exclude: expected a list of image ids, got {exclude!r}")
+    exclude = list(exclude)
+    bad = [i for i in exclude if not isinstance(i, (int, np.integer)) or isinstance(i, bool)]
+    if bad:
+        raise ValueError(f"exclude: expected integer COCO image ids, found {bad[0]!r}")
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed: expected a non-negative integer, got {seed!r}")
     excluded = {int(i) for i in exclude}
     ids = dataset.metadata["image_id"].to_numpy()
     rows = np.flatnonzero(~np.isin(ids, list(excluded))) if excluded else np.arange(len(ids))
+    if len(rows) == 0:
+        raise ValueError(f"exclude: leaves none of the {len(ids)} images; exclude fewer ids")
     if n is not None:
         if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or not 1 <= n <= len(rows):
             raise ValueError(f"n: expected 1..{len(rows)} images, got {n!r}")

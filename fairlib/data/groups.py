@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from fairlib._validation import positive_int
+from fairlib._validation import integer, positive_int
 
 __all__ = ["GroupTooSmallError", "intersectional_groups", "cap_groups", "balanced_sample"]
 
@@ -21,6 +21,8 @@ def _variables(attributes: pd.DataFrame, variables: Sequence[str] | str) -> list
         raise ValueError(f"attributes: expected a pandas DataFrame, got {type(attributes).__name__}")
     if isinstance(variables, str):
         variables = [variables]
+    if not isinstance(variables, (list, tuple, pd.Index)):
+        raise ValueError(f"variables: expected a column name or a list of them, got {variables!r}")
     variables = list(variables)
     if not variables:
         raise ValueError("variables: name at least one attribute column")
@@ -114,6 +116,7 @@ def cap_groups(
     """
     variables = _variables(attributes, variables)
     cap = _check_count(max_per_group, "max_per_group")
+    seed = integer(seed, "seed", minimum=0)
     ids, table = intersectional_groups(attributes, variables)
     return _at_most_per_group(ids, len(table), cap, seed)
 
@@ -147,6 +150,9 @@ def balanced_sample(
     """
     variables = _variables(attributes, variables)
     k = _check_count(per_group, "per_group")
+    seed = integer(seed, "seed", minimum=0)
+    if not isinstance(allow_smaller, (bool, np.bool_)):
+        raise TypeError(f"allow_smaller: expected True or False, got {allow_smaller!r}")
     ids, table = intersectional_groups(attributes, variables)
     counts = table["count"].to_numpy()
     short = np.flatnonzero(counts < k)

@@ -15,6 +15,8 @@ celeba                  ``list_attr_celeba.txt``, ``list_eval_partition.txt``, `
 from __future__ import annotations
 
 import gzip
+import operator
+import os
 import pickle
 import re
 from collections.abc import Callable, Sequence
@@ -25,7 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fairlib._validation import positive_int
+from fairlib._validation import integer, positive_int
 from fairlib.data.paths import DatasetNotFoundError, data_root, dataset_dir
 
 __all__ = [
@@ -86,6 +88,25 @@ class AttributeDataset(torch.utils.data.Dataset):
     def __init__(self, attributes: pd.DataFrame, image_fn: Callable[[int], torch.Tensor] | None = None, *,
                  name: str, split: str, transform: Callable | None = None,
                  metadata: pd.DataFrame | None = None, images: torch.Tensor | None = None):
+        if not isinstance(attributes, pd.DataFrame):
+            raise TypeError("attributes: expected a pandas DataFrame (one row per sample), "
+                            f"got {type(attributes).__name__}")
+        plain = [c for c in attributes if not isinstance(attributes[c].dtype, pd.CategoricalDtype)]
+        if plain:
+            raise ValueError(f"attributes: columns {plain} are not Categorical; convert with .astype('category') "
+                             "(non-categorical extras belong in metadata)")
+        if image_fn is not None and not callable(image_fn):
+            raise TypeError("image_fn: expected a function image_fn(i) -> uint8 (C, H, W), "
+                            f"got {type(image_fn).__name__}")
+        if images is not None:
+            if not isinstance(images, torch.Tensor) or images.dim() != 4:
+                raise TypeError("images: expected a torch tensor (N, C, H, W), got "
+                                f"{type(images).__name__} {tuple(getattr(images, 'shape', ()))}")
+            if len(images) != len(attributes):
+                raise ValueError(f"mismatched lengths: images has {len(images)}, attributes has {len(attributes)}; "
+                                 "all must describe the same examples")
+        if transform is not None and not callable(transform):
+            raise TypeError(f"transform: expected a function of one image or None, got {type(transform).__name__}")
         if image_fn is None:
             if images is None:
                 raise ValueError("image_fn/images: give a function that reads one image, or the images")
@@ -114,6 +135,10 @@ class AttributeDataset(torch.utils.data.Dataset):
 
     def raw_image(self, i: int) -> torch.Tensor:
         """Sample ``i`` as stored: ``uint8 (C, H, W)``, before any transform."""
+        try:
+            i = operator.index(i)
+        except TypeError:
+            raise TypeError(f"i: expected an integer index, got {i!r}") from None
         if not -len(self) <= i < len(self):
             raise IndexError(f"index {i} out of range for {len(self)} samples")
         return self._image_fn(int(i) % len(self))
@@ -163,6 +188,12 @@ def _pil_loader(size: int | None) -> Callable[[Path], torch.Tensor]:
     return load
 
 
+def _check_fraction(value: Any, name: str = "test_fraction") -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not 0 < value < 1:
+        raise ValueError(f"{name}: expected a fraction strictly between 0 and 1 (e.g. 0.25), got {value!r}")
+    return value
+
+
 def _check_size_option(size: Any) -> int | None:
     return positive_int(size, "size", allow_none=True, meaning="(resize images to size x size)")
 
@@ -184,6 +215,7 @@ def load_digits_dataset(split: str = "train", *, transform=None, test_fraction: 
     from sklearn.model_selection import train_test_split
 
     split = _check_split("digits", split, ("train", "test", "all"))
+    test_fraction, seed = _check_fraction(test_fraction), integer(seed, "seed", minimum=0)
     d = load_digits()
     images = np.round(d.images * (255 / 16)).astype(np.uint8)[:, None]
     idx = np.arange(len(images))
@@ -336,6 +368,8 @@ _UTK_RE = re.compile(r"^(\d{1,3})_([01])_([0-4])_(\d+)[^/]*\.jpg$", re.IGNORECAS
 def parse_utkface_name(filename: str) -> tuple[int, int, int] | None:
     """``(age, gender, race)`` from ``[age]_[gender]_[race]_[date&time].jpg``; ``None`` for
     a malformed name (the real archive has a few, e.g. a missing race field)."""
+    if not isinstance(filename, (str, os.PathLike)):
+        raise TypeError(f"filename: expected a file name such as '25_0_1_2017.jpg', got {filename!r}")
     m = _UTK_RE.match(Path(filename).name)
     if not m:
         return None
@@ -354,6 +388,7 @@ def load_utkface(split: str = "train", *, root=None, transform=None, size: int |
     ``metadata["age_years"]``. Malformed names are skipped.
     """
     split = _check_split("utkface", split, ("train", "test", "all"))
+    test_fraction, seed = _check_fraction(test_fraction), integer(seed, "seed", minimum=0)
     size = _check_size_option(size)
     base = data_root(root)
     d = dataset_dir("utkface", root)

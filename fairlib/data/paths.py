@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "COMPLETE_MARKER",
@@ -24,6 +25,16 @@ def _repo_root() -> Path:
     return Path(__file__).resolve().parents[2]
 
 
+def _check_root(root: Any, name: str = "root") -> None:
+    if root is not None and (not isinstance(root, (str, os.PathLike)) or str(root).strip() == ""):
+        raise TypeError(f"{name}: expected a directory path (str or pathlib.Path) or None, got {root!r}")
+
+
+def _check_name(name: Any) -> None:
+    if not isinstance(name, str) or not name or "/" in name or "\\" in name or name in (".", ".."):
+        raise ValueError(f"name: expected a dataset name such as 'fairface', got {name!r}")
+
+
 def data_root(root: str | os.PathLike | None = None) -> Path:
     """The directory holding every real dataset (one sub-directory per dataset).
 
@@ -33,6 +44,7 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
         An explicit directory. ``None`` reads the ``FAIRLIB_DATA`` environment variable and
         falls back to ``data/`` beside the repository (ignored by git).
     """
+    _check_root(root)
     if root is not None:
         return Path(root).expanduser()
     env = os.environ.get("FAIRLIB_DATA")
@@ -43,6 +55,7 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
 
 def dataset_dir(name: str, root: str | os.PathLike | None = None) -> Path:
     """The directory of one dataset under :func:`data_root`, e.g. ``<root>/fairface``."""
+    _check_name(name)
     return data_root(root) / name
 
 
@@ -69,6 +82,11 @@ def configure_weights_cache(root: str | os.PathLike | None = None) -> Path:
 
 def fetch_command(name: str, root: str | os.PathLike | None = None) -> str:
     """The shell command that downloads dataset ``name`` into ``root``."""
+    from fairlib.data.registry import FETCHABLE
+
+    if name not in FETCHABLE:
+        hint = f" ({_BY_HAND[name]})" if name in _BY_HAND else ""
+        raise ValueError(f"name: no fetcher for {name!r}{hint}; fetchable datasets: {', '.join(FETCHABLE)}")
     return f"python -m data_scripts.fetch {name} --root {data_root(root)}"
 
 
@@ -83,6 +101,9 @@ class DatasetNotFoundError(FileNotFoundError):
     """A real dataset is not on disk; the message says where we looked and how to fetch it."""
 
     def __init__(self, name: str, directory: Path, missing: str, root: Path):
+        _check_name(name)
+        _check_root(directory, "directory")
+        _check_root(root)
         self.name = name
         self.directory = Path(directory)
         if name in _BY_HAND:

@@ -89,7 +89,8 @@ def load_dataset(name: str, split: str = "train", root=None, **options: Any) -> 
     if key not in DATASETS:
         raise ValueError(f"name: unknown dataset {name!r}; available: {', '.join(DATASETS)}")
     fn = DATASETS[key]
-    params = inspect.signature(fn).parameters
+    # the wrappers take **options; check against the function they pass them to
+    params = inspect.signature({"digits": loaders.load_digits_dataset}.get(key, fn)).parameters
     takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
     if not takes_any:
         allowed = [p for p in params if p not in ("split", "root")]

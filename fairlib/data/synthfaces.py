@@ -217,6 +217,9 @@ def _check_group_weights(group_weights: Any) -> np.ndarray:
         return default_group_weights()
     if isinstance(group_weights, str) and group_weights == "uniform":
         return np.full((7, 9, 2), 1.0 / 126)
+    if isinstance(group_weights, str):
+        raise ValueError(f"group_weights: unknown name {group_weights!r}; pass 'uniform', None or an array of "
+                         "shape (7, 9, 2)")
     w = np.asarray(group_weights, dtype=np.float64)
     if w.shape != (7, 9, 2):
         raise ValueError(
