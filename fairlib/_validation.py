@@ -8,6 +8,9 @@ one-column matrix is a vector) is handled, in exactly one place.
 
 from __future__ import annotations
 
+import contextlib
+import math
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -26,6 +29,9 @@ __all__ = [
     "as_labels",
     "same_label_kind",
     "show",
+    "number",
+    "device",
+    "renamed",
 ]
 
 ArrayLike = Any  # numpy array, torch tensor, pandas Series or list
@@ -198,3 +204,52 @@ def as_probability(x: ArrayLike, name: str) -> np.ndarray:
             "(apply a sigmoid or softmax to logits first)"
         )
     return arr
+
+
+# --------------------------------------------------------------------------- numbers, devices, names
+def number(value: Any, name: str, *, low: float | None = None, high: float | None = None, low_open: bool = False,
+           high_open: bool = False, expected: str | None = None, meaning: str = "") -> float:
+    """``value`` as a finite float within the given interval, or a ``ValueError`` naming ``name``.
+
+    Booleans are refused. The message says ``expected`` when given (e.g. ``"a probability in [0, 1)"``),
+    else the interval (``"a finite number in [0, 1]"``) or ``"a finite number"``.
+    """
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    if ok:
+        v = float(value)
+        ok = math.isfinite(v) and (low is None or (v > low if low_open else v >= low)) and (
+            high is None or (v < high if high_open else v <= high))
+    if not ok:
+        if expected is None:
+            if low is None and high is None:
+                expected = "a finite number"
+            else:
+                lo = "(-inf" if low is None else f"{'(' if low_open else '['}{low:g}"
+                hi = "inf)" if high is None else f"{high:g}{')' if high_open else ']'}"
+                expected = f"a finite number in {lo}, {hi}"
+        suffix = f" {meaning}" if meaning else ""
+        raise ValueError(f"{name}: expected {expected}{suffix}, got {show(value)!r}")
+    return v
+
+
+def device(value: Any) -> Any:
+    """``torch.device(value)``, or a ``ValueError`` naming ``device`` and the usual choices."""
+    import torch
+
+    try:
+        return torch.device(value)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise ValueError(f"device: cannot use {value!r} as a device ({exc}); pass 'cpu', 'cuda' or None "
+                         "(fairlib.get_device())") from None
+
+
+@contextlib.contextmanager
+def renamed(inner: str, outer: str) -> Iterator[None]:
+    """Re-raise a ``ValueError`` about a callee's argument ``inner`` as one about the caller's ``outer``."""
+    try:
+        yield
+    except ValueError as exc:
+        text = str(exc)
+        if text.startswith(f"{inner}:"):
+            raise ValueError(f"{outer}:{text[len(inner) + 1:]}") from exc
+        raise

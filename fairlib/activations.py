@@ -33,6 +33,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from fairlib._validation import device as as_device
 from fairlib._validation import integer, positive_int
 from fairlib.config import get_device
 
@@ -67,12 +68,8 @@ def _tensor(x: Any, name: str) -> None:
         raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}; convert with torch.as_tensor")
 
 
-def _device(device: Any) -> torch.device:
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError, ValueError) as exc:
-        raise ValueError(f"device: cannot use {device!r} as a device ({exc}); pass 'cpu', 'cuda' or None "
-                         "(fairlib.get_device())") from None
+def _device(value: Any) -> torch.device:
+    return as_device(value)
 
 
 def _vgg16() -> "OrderedDict[str, str]":

@@ -58,7 +58,7 @@ from torch.nn import functional as F
 
 from fairlib import metrics, sweep
 from fairlib._memo import Memo
-from fairlib._validation import as_1d, as_labels, integer, positive_int, show, to_numpy
+from fairlib._validation import as_1d, as_labels, integer, number, positive_int, show, to_numpy
 from fairlib.config import get_device, select
 from fairlib.training import Callback, TrainState, predict, supervised_step, train
 
@@ -206,19 +206,7 @@ def _check_n_attributes(n: Any) -> int:
 
 def _number(value: Any, name: str, *, low: float | None = None, high: float | None = None,
             low_open: bool = False, high_open: bool = False, meaning: str = "") -> float:
-    """``value`` as a finite float in the given interval, or a ``ValueError`` naming ``name``."""
-    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
-    if ok:
-        v = float(value)
-        ok = math.isfinite(v) and (low is None or (v > low if low_open else v >= low)) and (
-            high is None or (v < high if high_open else v <= high))
-    if not ok:
-        lo = "-inf" if low is None else f"{'(' if low_open else '['}{low:g}"
-        hi = "inf)" if high is None else f"{high:g}{')' if high_open else ']'}"
-        lo = lo if low is not None else "(-inf"
-        suffix = f" {meaning}" if meaning else ""
-        raise ValueError(f"{name}: expected a finite number in {lo}, {hi}{suffix}, got {show(value)!r}")
-    return v
+    return number(value, name, low=low, high=high, low_open=low_open, high_open=high_open, meaning=meaning)
 
 
 def _check_codes(attr: Any, n: int, name: str, length: int | None = None) -> None:

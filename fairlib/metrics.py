@@ -37,6 +37,7 @@ from fairlib._validation import (
     as_binary,
     as_labels,
     as_probability,
+    number,
     positive_int,
     same_label_kind,
     same_length,
@@ -83,10 +84,7 @@ def _floats(arr: np.ndarray, name: str) -> np.ndarray:
 
 
 def _finite_number(value: Any, name: str) -> float:
-    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
-    if not ok or not np.isfinite(value):
-        raise ValueError(f"{name}: expected a finite number, got {show(value)!r}")
-    return float(value)
+    return number(value, name)
 
 
 def _codes(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -26,7 +26,6 @@ for choosing a layer; under no group effect it is about ``(n_groups - 1) / (N - 
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fairlib._validation import integer, positive_int, to_numpy
+from fairlib._validation import integer, positive_int, renamed, to_numpy
 
 __all__ = ["neuron_activation_profiles", "StreamingNAPs", "union_profiles", "variance_share", "stream_naps",
            "layer_shares", "category_contrast", "SETTINGS", "NapSample", "nap_sample", "analysed_layers",
@@ -70,16 +69,6 @@ def _columns(names, table: pd.DataFrame, name: str) -> list:
     return list(names)
 
 
-@contextlib.contextmanager
-def _renamed(inner: str, outer: str):
-    """Re-raise a ``ValueError`` about a callee's argument ``inner`` as one about this function's ``outer``."""
-    try:
-        yield
-    except ValueError as exc:
-        text = str(exc)
-        if text.startswith(f"{inner}:"):
-            raise ValueError(f"{outer}:{text[len(inner) + 1:]}") from exc
-        raise
 
 
 def _as_groups(groups, n: int) -> np.ndarray:
@@ -467,7 +456,7 @@ def nap_sample(dataset: str, data_options: Mapping[str, Any], variables: Sequenc
         raise ValueError(f"variables: expected a list of attribute names, got {variables!r}; write [{variables!r}]")
     if not isinstance(data_options, Mapping):
         raise ValueError(f"data_options: expected a mapping of load_dataset options, got {data_options!r}")
-    with _renamed("name", "dataset"):
+    with renamed("name", "dataset"):
         data = load_dataset(dataset, "train", **dict(data_options))
     group_ids, table = intersectional_groups(data.attributes, list(variables))
     keep = cap_groups(data.attributes, list(variables), cap, seed=seed)
@@ -478,7 +467,7 @@ def analysed_layers(network: str) -> dict[str, str]:
     """The network's preset layers without its final average pool (the last block's spatial mean again)."""
     from fairlib.activations import layer_preset
 
-    with _renamed("name", "network"):
+    with renamed("name", "network"):
         preset = layer_preset(network)
     return {name: module for name, module in preset.items() if name != "avg_pool"}
 

@@ -37,7 +37,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from fairlib._validation import as_labels, integer, positive_int, show, to_numpy
+from fairlib._validation import as_labels, integer, number, positive_int, show, to_numpy
 from fairlib.config import get_device
 from fairlib.data.synthfaces import MULTI_ATTRIBUTES
 from fairlib.models import TORCHVISION_SIZES, SmallCNN, build_model
@@ -144,19 +144,12 @@ class LinearProbe(nn.Module):
         return l1 * w.abs().sum() + l2 * (w * w).sum()
 
 
-def _real(value: Any) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)) \
-        and bool(np.isfinite(value))
-
-
 def _nonnegative(value: Any, name: str) -> None:
-    if not _real(value) or value < 0:
-        raise ValueError(f"{name}: expected a finite non-negative number, got {show(value)!r}")
+    number(value, name, low=0, expected="a finite non-negative number")
 
 
 def _fraction(value: Any, name: str) -> None:
-    if not _real(value) or not 0 <= value < 1:
-        raise ValueError(f"{name}: expected a probability in [0, 1), got {show(value)!r}")
+    number(value, name, low=0, high=1, high_open=True, expected="a probability in [0, 1)")
 
 
 def _indices(idx: Any, name: str, n: int) -> np.ndarray:
@@ -305,8 +298,7 @@ def train_probe(x: Any, y: Sequence[int] | np.ndarray, train_idx: np.ndarray, va
     _fraction(dropout, "dropout")
     _nonnegative(l1, "l1")
     _nonnegative(l2, "l2")
-    if not _real(lr) or lr <= 0:
-        raise ValueError(f"lr: expected a positive finite learning rate, got {show(lr)!r}")
+    number(lr, "lr", low=0, low_open=True, expected="a positive finite learning rate")
     epochs = positive_int(epochs, "epochs")
     batch_size = positive_int(batch_size, "batch_size")
     device = torch.device(device) if device is not None else get_device()

@@ -51,7 +51,9 @@ from fairlib._validation import (
     as_matrix,
     binary,
     integer,
+    number,
     positive_int,
+    renamed,
     same_length,
     show,
     to_numpy,
@@ -119,12 +121,8 @@ _PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
 def _real(value: Any, name: str, *, minimum: float | None = None, meaning: str = "") -> Any:
     """``value`` unchanged when it is a finite real number (``>= minimum``), else a ``ValueError`` naming ``name``."""
-    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
-    if ok:
-        ok = bool(np.isfinite(value)) and (minimum is None or value >= minimum)
-    if not ok:
-        kind = "a finite number" if minimum is None else f"a finite number >= {minimum}"
-        raise ValueError(f"{name}: expected {kind}{' ' + meaning if meaning else ''}, got {value!r}")
+    number(value, name, low=minimum, meaning=meaning,
+           expected="a finite number" if minimum is None else f"a finite number >= {minimum}")
     return value
 
 
@@ -707,21 +705,11 @@ def load_attribute_splits(data: str, data_options: Mapping[str, Any] | None = No
     integer(workers, "workers", minimum=0, meaning="(0: read in this process)")
     parts = {"data": data, "data_options": data_options or {}, "split_options": split_options or {},
              "drop": list(drop), "identities": list(identities), "workers": workers}
-    with _renamed("name", "data"):
+    with renamed("name", "data"):
         return _SPLITS_MEMO.get(parts, lambda: _load_attribute_splits(data, data_options, split_options, drop,
                                                                       identities, workers, show_progress))
 
 
-@contextlib.contextmanager
-def _renamed(inner: str, outer: str) -> Iterator[None]:
-    """Re-raise a ``ValueError`` about a callee's argument ``inner`` as one about this function's ``outer``."""
-    try:
-        yield
-    except ValueError as exc:
-        text = str(exc)
-        if text.startswith(f"{inner}:"):
-            raise ValueError(f"{outer}:{text[len(inner) + 1:]}") from exc
-        raise
 
 
 def _load_attribute_splits(data, data_options, split_options, drop, identities, workers, show_progress

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
-from fairlib._validation import integer, positive_int, show
+from fairlib._validation import integer, number, positive_int, show
 
 __all__ = [
     "simulate_predictions",
@@ -46,11 +46,7 @@ def _check_prob(value: float, name: str) -> None:
 
 
 def _number(value: Any, name: str) -> float:
-    """``value`` as a finite float, or a ``ValueError`` naming ``name``."""
-    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
-    if not ok or not np.isfinite(value):
-        raise ValueError(f"{name}: expected a finite number, got {show(value)!r}")
-    return float(value)
+    return number(value, name)
 
 
 def _seed(seed: Any) -> int:

@@ -72,7 +72,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from fairlib import metrics
-from fairlib._validation import integer, positive_int
+from fairlib._validation import device as as_device
+from fairlib._validation import integer, number, positive_int
 from fairlib.config import get_device
 from fairlib.notebook import progress
 
@@ -112,20 +113,12 @@ def _module(model: Any, name: str = "model") -> None:
 
 def _number(value: Any, name: str, *, minimum: float = 0.0, strict: bool = False, what: str = "") -> float:
     """A finite real number >= ``minimum`` (> with ``strict``), or a ``ValueError`` naming ``name``."""
-    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)) \
-        and math.isfinite(value) and (value > minimum if strict else value >= minimum)
-    if not ok:
-        kind = what or (f"a finite number {'>' if strict else '>='} {minimum:g}")
-        raise ValueError(f"{name}: expected {kind}, got {value!r}")
-    return float(value)
+    return number(value, name, low=minimum, low_open=strict,
+                  expected=what or f"a finite number {'>' if strict else '>='} {minimum:g}")
 
 
-def _device(device: Any) -> torch.device:
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError, ValueError) as exc:
-        raise ValueError(f"device: cannot use {device!r} as a device ({exc}); pass 'cpu', 'cuda' or None "
-                         "(fairlib.get_device())") from None
+def _device(value: Any) -> torch.device:
+    return as_device(value)
 
 
 def _task(task: Any, name: str) -> None:
