@@ -62,7 +62,10 @@ HF_MIRRORS: dict[str, HFMirror] = {
     ),
     "celeba": HFMirror(
         repo_id="flwrlabs/celeba",
-        prefix="data/",
+        # verified from the repository's file listing: img_align+identity+attr/ holds
+        # train-000NN-of-00019, valid-0000N-of-00003 and test-0000N-of-00003 parquet shards
+        # (about 500 / 390 MB each); there is no data/ folder
+        prefix="img_align+identity+attr/",
         splits={"train": "train", "valid": "val", "test": "test"},
         license="CelebA Dataset Release Agreement (non-commercial research only)",
     ),

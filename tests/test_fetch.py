@@ -139,9 +139,11 @@ def test_celeba_from_parquet(tmp_path):
         for a in CELEBA_ATTRIBUTES:
             c[a] = [a == "Male" and male] * n
         return c
-    _shard(repo / "data" / "train-00000-of-00001.parquet", cols(2, True, (200, 0, 0)), feats)
-    _shard(repo / "data" / "valid-00000-of-00001.parquet", cols(1, False, (0, 200, 0)), feats)
-    _shard(repo / "data" / "test-00000-of-00001.parquet", cols(1, True, (0, 0, 200)), feats)
+    # the mirror's layout: shards under img_align+identity+attr/, named train-/valid-/test-NNNNN-of-NNNNN
+    shards = repo / "img_align+identity+attr"
+    _shard(shards / "train-00000-of-00019.parquet", cols(2, True, (200, 0, 0)), feats)
+    _shard(shards / "valid-00000-of-00003.parquet", cols(1, False, (0, 200, 0)), feats)
+    _shard(shards / "test-00000-of-00003.parquet", cols(1, True, (0, 0, 200)), feats)
     root = tmp_path / "data"
     fetch("celeba", root, source=LocalSource(tmp_path / "mirror"))
     tr, va, te = (load_dataset("celeba", s, root=root) for s in ("train", "val", "test"))
