@@ -754,9 +754,7 @@ def stratified_split(groups: Any, test_per_group: int, *, val_fraction: float = 
 
     g = as_labels(groups, "groups")
     test_per_group = positive_int(test_per_group, "test_per_group")
-    if not isinstance(val_fraction, (int, float, np.integer, np.floating)) or isinstance(val_fraction, bool) \
-            or not 0 <= val_fraction < 1:
-        raise ValueError(f"val_fraction: expected a number in [0, 1), got {val_fraction!r}")
+    number(val_fraction, "val_fraction", low=0, high=1, high_open=True, expected="a number in [0, 1)")
     rng = np.random.default_rng(seed)
     test, rest = [], []
     for value in pd.unique(g):

@@ -41,7 +41,7 @@ from fairlib._validation import as_labels, integer, number, positive_int, show, 
 from fairlib.config import get_device
 from fairlib.data.synthfaces import MULTI_ATTRIBUTES
 from fairlib.models import TORCHVISION_SIZES, SmallCNN, build_model
-from fairlib.training import Callback, TrainState, predict, supervised_step, train
+from fairlib.training import Callback, TrainState, gather_rows, predict, supervised_step, train
 
 __all__ = [
     "probe_split",
@@ -191,12 +191,8 @@ class ProbeResult:
 
 
 def _rows(x, idx: np.ndarray) -> torch.Tensor:
-    # sorted fancy indexing reads memory maps sequentially
-    order = np.argsort(idx)
-    block = np.asarray(x[idx[order]], dtype=np.float32)
-    out = np.empty_like(block)
-    out[order] = block
-    return torch.from_numpy(out.reshape(len(idx), -1))
+    """Rows ``idx`` of the activations, flattened to float32 ``(len(idx), features)``."""
+    return gather_rows(x, idx).float().reshape(len(idx), -1)
 
 
 class _RowData(torch.utils.data.Dataset):

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fairlib._validation import integer, positive_int, show, to_numpy
+from fairlib._validation import integer, number, positive_int, show, to_numpy
 
 __all__ = [
     "force",
@@ -149,9 +149,7 @@ def umap_positions(vectors: np.ndarray, seed: int = 0, n_neighbors: int = 15,
         raise ValueError(f"vectors: expected (channels >= 4, features), got shape {v.shape}")
     seed = integer(seed, "seed", minimum=0, allow_none=True)
     n_neighbors = integer(n_neighbors, "n_neighbors", minimum=2)
-    if isinstance(min_dist, bool) or not isinstance(min_dist, (int, float, np.integer, np.floating)) \
-            or not np.isfinite(min_dist) or min_dist < 0:
-        raise ValueError(f"min_dist: expected a finite number >= 0, got {min_dist!r}")
+    number(min_dist, "min_dist", low=0, expected="a finite number >= 0")
     import umap
 
     reducer = umap.UMAP(n_components=2, n_neighbors=min(n_neighbors, len(v) - 1),
@@ -268,12 +266,8 @@ def plot_map_grid(maps: np.ndarray, labels: pd.DataFrame, rows: Sequence[str] | 
         unknown = [v for v in vs if v not in labels.columns]
         if unknown:
             raise ValueError(f"{name}: unknown variable(s) {unknown}; labels has columns {list(labels.columns)}")
-    if isinstance(vmax, bool) or not isinstance(vmax, (int, float, np.integer, np.floating)) \
-            or not np.isfinite(vmax) or vmax <= 0:
-        raise ValueError(f"vmax: expected a positive finite colour limit (see color_limit), got {vmax!r}")
-    if isinstance(cell, bool) or not isinstance(cell, (int, float, np.integer, np.floating)) \
-            or not np.isfinite(cell) or cell <= 0:
-        raise ValueError(f"cell: expected a positive size in inches, got {cell!r}")
+    number(vmax, "vmax", low=0, low_open=True, expected="a positive finite colour limit (see color_limit)")
+    number(cell, "cell", low=0, low_open=True, expected="a positive size in inches")
     import matplotlib
 
     if isinstance(cmap, str) and cmap not in matplotlib.colormaps:

@@ -152,13 +152,17 @@ class TensorBatches(torch.utils.data.Dataset):
         return len(self.tensors[0])
 
     def __getitem__(self, i: int) -> tuple:
-        return tuple(_gather(t, [i])[0] for t in self.tensors)
+        return tuple(gather_rows(t, [i])[0] for t in self.tensors)
 
     def __getitems__(self, indices: Sequence[int]) -> tuple:
-        return tuple(_gather(t, indices) for t in self.tensors)
+        return tuple(gather_rows(t, indices) for t in self.tensors)
 
 
-def _gather(t: Any, indices: Sequence[int]) -> torch.Tensor:
+def gather_rows(t: Any, indices: Sequence[int]) -> torch.Tensor:
+    """Rows ``indices`` of a tensor, array or memory map as a tensor, in the order given.
+
+    Arrays and memory maps are read with sorted indices (sequential reads) and put back in order.
+    """
     if isinstance(t, torch.Tensor):
         return t[torch.as_tensor(indices, dtype=torch.long, device=t.device)]
     idx = np.asarray(indices, dtype=np.int64)
@@ -246,8 +250,7 @@ def _split_batch(batch: Any) -> tuple:
 def make_optimizer(params: Any, name: str, *, lr: float, weight_decay: float = 0.0,
                    betas: tuple[float, float] = (0.9, 0.999), momentum: float = 0.9) -> torch.optim.Optimizer:
     """``"sgd"`` (Nesterov momentum, He et al.'s recipe) or ``"adam"`` (coupled L2 weight decay)."""
-    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr: expected a positive finite learning rate, got {lr!r}")
+    number(lr, "lr", low=0, low_open=True, expected="a positive finite learning rate")
     if isinstance(params, nn.Module):
         raise TypeError("params: got a model; pass model.parameters() (or a list of parameter groups)")
     _number(weight_decay, "weight_decay", what="a finite, non-negative weight decay")
@@ -595,9 +598,7 @@ def train(
     seed = integer(seed, "seed")
     num_threads = positive_int(num_threads, "num_threads", allow_none=True)
     num_workers = integer(num_workers, "num_workers", minimum=0)
-    if isinstance(epochs, bool) or not isinstance(epochs, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(epochs) or epochs <= 0:
-        raise ValueError(f"epochs: expected a positive number of epochs, got {epochs!r}")
+    number(epochs, "epochs", low=0, low_open=True, expected="a positive number of epochs")
     dataset, batched = _as_dataset(data)
     n = len(dataset)
     if n == 0:

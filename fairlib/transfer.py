@@ -56,7 +56,7 @@ from torch.nn import functional as F
 
 from fairlib import sweep
 from fairlib._memo import Memo
-from fairlib._validation import as_labels, binary, integer, positive_int, to_numpy
+from fairlib._validation import as_labels, binary, integer, number, positive_int, to_numpy
 from fairlib.activations import capture_activations
 from fairlib.config import get_device
 from fairlib.data.coco import MAN_WORDS, WOMAN_WORDS, multilabel_targets
@@ -566,9 +566,7 @@ def association_changes(before: pd.Series, after: pd.Series, *, threshold: float
     """
     if not isinstance(before, pd.Series) or not isinstance(after, pd.Series):
         raise ValueError("before/after: expected pandas Series indexed by concept")
-    if not (isinstance(threshold, (int, float, np.integer, np.floating)) and not isinstance(threshold, bool)
-            and np.isfinite(threshold) and threshold > 0):
-        raise ValueError(f"threshold: expected a positive number, got {threshold!r}")
+    number(threshold, "threshold", low=0, low_open=True, expected="a positive number")
     b, a = _aligned(before, after)
     for name, arr in (("before", b), ("after", a)):
         if not np.isfinite(arr).all():
@@ -666,8 +664,7 @@ def fine_tune(model: nn.Module, data: Any, *, head: str, n_outputs: int, mode: s
     if mode not in ("linear", "full"):
         raise ValueError(f"mode: expected 'linear' (frozen backbone) or 'full', got {mode!r}")
     epochs = positive_int(epochs, "epochs")
-    if not isinstance(lr, (int, float, np.integer, np.floating)) or isinstance(lr, bool) or not 0 < lr < np.inf:
-        raise ValueError(f"lr: expected a positive finite learning rate, got {lr!r}")
+    number(lr, "lr", low=0, low_open=True, expected="a positive finite learning rate")
     n_outputs = positive_int(n_outputs, "n_outputs")
     data = _fine_tune_data(data)
     _check_targets(data, n_outputs, multilabel)

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fairlib._validation import integer, positive_int
+from fairlib._validation import integer, number, positive_int
 from fairlib.data.paths import DatasetNotFoundError, data_root, dataset_dir
 
 __all__ = [
@@ -189,8 +189,8 @@ def _pil_loader(size: int | None) -> Callable[[Path], torch.Tensor]:
 
 
 def _check_fraction(value: Any, name: str = "test_fraction") -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not 0 < value < 1:
-        raise ValueError(f"{name}: expected a fraction strictly between 0 and 1 (e.g. 0.25), got {value!r}")
+    number(value, name, low=0, high=1, low_open=True, high_open=True,
+           expected="a fraction strictly between 0 and 1 (e.g. 0.25)")
     return value
 
 
