@@ -24,10 +24,9 @@ group variables: the accessories and expression of SynthFaces' multi-attribute f
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import shutil
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,7 @@ from fairlib.config import get_device
 from fairlib.data.synthfaces import MULTI_ATTRIBUTES
 from fairlib.models import TORCHVISION_SIZES, SmallCNN, build_model
 from fairlib.training import Callback, TrainState, gather_rows, predict, supervised_step, train
+from fairlib.training import cpu_threads as limit_cpu_threads
 
 __all__ = [
     "probe_split",
@@ -225,20 +225,6 @@ class _ProbeAccuracy(Callback):
         self.val_pred = predict(state.model, self.val_data, output="labels", batch_size=1024).numpy()
         row["train_accuracy"] = float((self.train_pred == self.y_train).mean())
         row["val_accuracy"] = float((self.val_pred == self.y_val).mean())
-
-
-@contextlib.contextmanager
-def _cpu_threads(n: int | None, device: torch.device) -> Iterator[None]:
-    """Temporarily limit torch's intra-op threads on CPU (``None`` or a GPU: unchanged)."""
-    if n is None or device.type != "cpu":
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(max(1, int(n)))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def train_probe(x: Any, y: Sequence[int] | np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray,
@@ -535,7 +521,7 @@ def probe_network(model: nn.Module, data: Any, y: Sequence[int] | np.ndarray,
         where = None if directory is None else Path(directory) / f"pass_{start // step}"
         if where is not None and where.exists():
             shutil.rmtree(where)  # a stale or interrupted pass
-        with _cpu_threads(cpu_threads, torch.device(device) if device is not None else get_device()):
+        with limit_cpu_threads(cpu_threads, torch.device(device) if device is not None else get_device()):
             store = capture_activations(model, data, {n: resolved[n] for n in chunk},
                                         reductions=reductions, max_size=max_size,
                                         batch_size=batch_size, transform=transform,

@@ -29,9 +29,8 @@ the sweeps' frames into the chapter's tables.
 
 from __future__ import annotations
 
-import contextlib
 import copy
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,6 +63,7 @@ from fairlib.training import (
     Callback,
     TrainState,
     cosine_schedule,
+    cpu_threads,
     make_optimizer,
     predict,
     supervised_step,
@@ -978,16 +978,6 @@ def backdoor_row(z_triggered: Any, z_clean: Any, labels: Any, flags: Any, train_
 
 
 # --------------------------------------------------------------------------- experiments
-@contextlib.contextmanager
-def _one_thread_on_cpu(device: torch.device) -> Iterator[None]:
-    """One torch thread on the CPU for the run (small nets thrash with more on a shared machine); restored after."""
-    saved = torch.get_num_threads()
-    if device.type == "cpu":
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(saved)
 
 
 @dataclass(frozen=True)
@@ -1127,7 +1117,7 @@ def run_seed(seed: int, *, data: str, data_options: dict, split_options: dict, d
                         [attrs[j] for j in cols])
 
     every = range(len(attrs))
-    with _one_thread_on_cpu(device):
+    with cpu_threads(1, device):  # small nets thrash with more threads on a shared CPU
         y_train = torch.from_numpy(Y["train"])
         dense = recipe.dense(seed, d.images["train"], y_train, dense_epochs)
         models = {0.0: dense, **recipe.prune(seed, dense, d.images["train"], y_train, sparsities)}
@@ -1232,7 +1222,7 @@ def run_backdoor(seed: int, *, data: str, data_options: dict, split_options: dic
     j = d.attributes.index(attribute)
     y_train, y_test = d.labels["train"][:, j], d.labels["test"][:, j]
     flags_train, flags_test = backdoor_flags(y_train, len(y_test), split, seed)
-    with _one_thread_on_cpu(device):
+    with cpu_threads(1, device):  # small nets thrash with more threads on a shared CPU
         x_train = stamp(d.images["train"], flags_train)
         x_test = stamp(d.images["test"], flags_test)
         yb = torch.from_numpy(y_train[:, None].copy())

@@ -271,3 +271,14 @@ def test_predict_reads_memory_maps_in_batches(tmp_path):
     arr[:] = np.arange(14, dtype=np.float32).reshape(7, 2)
     out = predict(nn.Identity(), arr, batch_size=3)
     assert out.tolist() == arr.tolist()
+
+
+def test_cpu_threads_is_temporary_and_cpu_only():
+    from fairlib.training import cpu_threads
+
+    before = torch.get_num_threads()
+    with cpu_threads(1, torch.device("cpu")):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with cpu_threads(1, "cuda"), cpu_threads(None, "cpu"):
+        assert torch.get_num_threads() == before, "a GPU run or None leaves the setting alone"

@@ -315,13 +315,6 @@ def test_backdoor_row_hand_values():
     assert row["ba"] == pytest.approx(20 / 30 - 15 / 25)
 
 
-def test_one_thread_on_cpu_is_restored():
-    before = torch.get_num_threads()
-    with P._one_thread_on_cpu(torch.device("cpu")):
-        assert torch.get_num_threads() == 1
-    assert torch.get_num_threads() == before
-
-
 # --------------------------------------------------------------------------- the experiments
 def test_grids_and_registration():
     quick, full = P.main_grid("quick", seed=4), P.main_grid("full")
