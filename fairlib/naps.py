@@ -33,11 +33,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fairlib._memo import Memo
 from fairlib._validation import integer, positive_int, renamed, to_numpy
 
 __all__ = ["neuron_activation_profiles", "StreamingNAPs", "union_profiles", "variance_share", "stream_naps",
            "layer_shares", "category_contrast", "SETTINGS", "NapSample", "nap_sample", "analysed_layers",
-           "run_layer_shares", "layer_shares_grid"]
+           "run_layer_shares", "layer_shares_grid", "shared_network"]
 
 
 def _as_activations(activations, name: str = "activations") -> np.ndarray:
@@ -416,6 +417,9 @@ def category_contrast(profiles: np.ndarray, table: pd.DataFrame, *, within: str,
 
 
 # --------------------------------------------------------------------------- experiments (Chapter 4)
+_SAMPLES = Memo(1)  # the capped sample of the last dataset
+_NETWORKS = Memo(2)  # the trained and the random network
+
 #: Chapter 4's settings. quick: SynthFaces (FairFace's 126-group schema, 32 x 32) and Chapter 3's
 #: small CNN trained on an unrelated task; full: FairFace capped at 640 per group and torchvision's
 #: ImageNet ResNet-50 at 224 x 224.
@@ -456,11 +460,33 @@ def nap_sample(dataset: str, data_options: Mapping[str, Any], variables: Sequenc
         raise ValueError(f"variables: expected a list of attribute names, got {variables!r}; write [{variables!r}]")
     if not isinstance(data_options, Mapping):
         raise ValueError(f"data_options: expected a mapping of load_dataset options, got {data_options!r}")
-    with renamed("name", "dataset"):
-        data = load_dataset(dataset, "train", **dict(data_options))
-    group_ids, table = intersectional_groups(data.attributes, list(variables))
-    keep = cap_groups(data.attributes, list(variables), cap, seed=seed)
-    return NapSample(data, table, group_ids, keep)
+    def build() -> NapSample:
+        with renamed("name", "dataset"):
+            data = load_dataset(dataset, "train", **dict(data_options))
+        group_ids, table = intersectional_groups(data.attributes, list(variables))
+        keep = cap_groups(data.attributes, list(variables), cap, seed=seed)
+        return NapSample(data, table, group_ids, keep)
+
+    # the sweep's runs and the chapter share one sample (the runs only read it)
+    parts = {"dataset": dataset, "data_options": dict(data_options), "variables": list(variables), "cap": cap,
+             "seed": seed}
+    return _SAMPLES.get(parts, build)
+
+
+def shared_network(name: str, *, trained: bool, seed: int = 0, task: Mapping[str, Any] | None = None,
+            device: Any = None) -> Any:
+    """:func:`fairlib.probes.build_network`, remembered: the sweep's runs and the chapter's maps use
+    the same network, which is built (for the quick profile's small CNN: trained) once per process.
+
+    The networks are only read (activations), never trained further.
+    """
+    from fairlib.config import get_device
+    from fairlib.probes import build_network
+
+    device = device if device is not None else get_device()
+    task = dict(task or {})
+    parts = {"name": name, "trained": trained, "seed": seed, "task": task, "device": str(device)}
+    return _NETWORKS.get(parts, lambda: build_network(name, trained=trained, seed=seed, device=device, **task))
 
 
 def analysed_layers(network: str) -> dict[str, str]:
@@ -482,13 +508,12 @@ def run_layer_shares(network: str, trained: bool, dataset: str, data_options: di
     import torch
 
     from fairlib.config import get_device
-    from fairlib.probes import build_network
 
     layers = analysed_layers(network)  # an unknown network fails here, before the data is loaded
     positive_int(batch_size, "batch_size")
     s = nap_sample(dataset, data_options, variables, cap=cap, seed=seed)
     device = get_device()
-    net = build_network(network, trained=trained, seed=seed, device=device, **task)
+    net = shared_network(network, trained=trained, seed=seed, task=task, device=device)
     naps = stream_naps(net.model, torch.utils.data.Subset(s.data, s.keep), s.groups, layers,
                        transform=net.transform, batch_size=batch_size, num_workers=num_workers, device=device)
     shares = layer_shares(naps, s.table, variables)

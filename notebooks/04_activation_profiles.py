@@ -68,7 +68,6 @@ from fairlib import naps as N
 from fairlib import sweep
 from fairlib.naps import neuron_activation_profiles, union_profiles
 from fairlib.notebook import glue
-from fairlib.probes import build_network
 from fairlib.topomap import color_limit, force, plot_map_grid, relax, render_maps, topographic_layout
 
 # The settings of both profiles live in fairlib.naps.SETTINGS. quick: SynthFaces (FairFace's
@@ -256,8 +255,8 @@ candidates = shares[(shares.network == "trained") & (shares.channels >= cfg["min
 LAYER = candidates.loc[candidates[f"eta2 (all {len(table)} groups)"].idxmax(), "layer"]
 print("chosen layer:", LAYER)
 # the maps need the chosen layer's NAPs themselves: one more pass, through that layer only
-nets = {m: build_network(cfg["network"], trained=m == "trained", seed=SEED, device=device, **cfg["task"])
-        for m in ("trained", "random")}
+nets = {m: N.shared_network(cfg["network"], trained=m == "trained", seed=SEED, task=cfg["task"], device=device)
+        for m in ("trained", "random")}  # the sweep's own networks, not built (or trained) again
 naps = {m: N.stream_naps(net.model, torch.utils.data.Subset(data, keep), groups_kept, {LAYER: LAYERS[LAYER]},
                          transform=net.transform, batch_size=cfg["batch_size"], num_workers=cfg["num_workers"],
                          device=device) for m, net in nets.items()}

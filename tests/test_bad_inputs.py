@@ -174,6 +174,8 @@ def _modules_table():
         ("naps.neuron_activation_profiles", lambda: naps.neuron_activation_profiles(np.ones((3, 2)), [0, 1]),
          ValueError, "groups: expected one label per example"),
         ("naps.variance_share", lambda: naps.variance_share(np.ones(3)), ValueError, "nap: expected a fitted"),
+        ("naps.shared_network", lambda: naps.shared_network("alexnet", trained=False), ValueError,
+         "name: expected 'small_cnn' or one of"),
         ("topomap.relax positions", lambda: topomap.relax(np.ones((3, 3))), ValueError, "positions: expected shape"),
         ("topomap.relax n_steps", lambda: topomap.relax(np.ones((3, 2)), n_steps=-1), ValueError,
          "n_steps: expected a non-negative integer"),

@@ -151,3 +151,11 @@ def test_streaming_naps_refuse_non_finite_activations():
     acts[2, 1] = np.nan
     with pytest.raises(ValueError, match="activations: example 2 of this batch holds NaN or inf"):
         StreamingNAPs().update(acts, [0, 0, 1, 1])
+
+
+def test_shared_network_is_built_once_per_setting():
+    from fairlib.naps import shared_network
+
+    a = shared_network("small_cnn", trained=False, seed=3, device="cpu")
+    assert shared_network("small_cnn", trained=False, seed=3, device="cpu") is a
+    assert shared_network("small_cnn", trained=False, seed=4, device="cpu") is not a
