@@ -6,7 +6,18 @@ A chapter keeps one settings dict per profile and picks one with :func:`select`:
     cfg = fairlib.select(SETTINGS, PROFILE)
 
 ``quick`` is offline, CPU-only and uses embedded data (what CI and the rendered book run);
-``full`` uses the papers' real datasets and pretrained weights on a GPU.
+``full`` uses the papers' real datasets and pretrained weights at the largest scale one free Colab
+session (one T4) finishes; ``paper`` runs the papers' complete grids, as resumable sweeps.
+
+Two more switches serve the build machines, which have neither a GPU nor the network:
+
+``FAIRLIB_SCALE=rehearsal``
+    Rehearse ``full`` (or ``paper``): the same code path with every size shrunk (a few images
+    per group, one epoch), on the miniature copies of the sources that
+    ``python -m data_scripts.rehearse`` writes. :func:`rehearsing` tells the settings to shrink.
+``FAIRLIB_WEIGHTS=random``
+    Random initialisations instead of pretrained weights (nothing is downloaded);
+    :func:`pretrained` returns ``None`` for every weights name.
 """
 
 from __future__ import annotations
@@ -29,16 +40,27 @@ __all__ = [
     "get_device",
     "seed_everything",
     "profile_note",
+    "rehearsing",
+    "pretrained",
+    "SCALES",
+    "WEIGHT_MODES",
 ]
 
-PROFILES: tuple[str, ...] = ("quick", "full")
+PROFILES: tuple[str, ...] = ("quick", "full", "paper")
+#: ``FAIRLIB_SCALE``: ``normal`` (default) or ``rehearsal`` (see the module docstring).
+SCALES: tuple[str, ...] = ("normal", "rehearsal")
+#: ``FAIRLIB_WEIGHTS``: ``pretrained`` (default) or ``random``.
+WEIGHT_MODES: tuple[str, ...] = ("pretrained", "random")
 DEFAULT_PROFILE = "quick"
 
 #: What each profile's data is, said in every figure title or caption made from it.
 _PROFILE_NOTES = {
     "quick": "quick profile: synthetic data, not a finding about real people",
     "full": "full profile",
+    "paper": "paper profile",
 }
+_REHEARSAL_NOTE = ("REHEARSAL of the {profile} profile: miniature stand-in data"
+                   "{weights}; the numbers mean nothing")
 
 T = TypeVar("T")
 
@@ -49,7 +71,7 @@ def get_profile(profile: str | None = None) -> str:
     Parameters
     ----------
     profile
-        ``"quick"`` or ``"full"``. ``None`` reads the ``FAIRLIB_PROFILE`` environment
+        ``"quick"``, ``"full"`` or ``"paper"``. ``None`` reads the ``FAIRLIB_PROFILE`` environment
         variable and falls back to ``"quick"``.
     """
     name = profile if profile is not None else os.environ.get("FAIRLIB_PROFILE", DEFAULT_PROFILE)
@@ -65,6 +87,11 @@ def get_profile(profile: str | None = None) -> str:
 def select(settings: Mapping[str, T], profile: str | None = None) -> T:
     """Pick the settings of one profile from a ``{profile: settings}`` mapping.
 
+    ``"paper"`` falls back to ``"full"`` when the mapping has no entry for it (the full settings
+    are then the paper's). An optional ``"rehearsal"`` entry holds the values that replace a
+    real-data profile's under ``FAIRLIB_SCALE=rehearsal`` (sizes, epochs; nested dicts merged key
+    by key); the result is then a merged copy.
+
     Raises
     ------
     ValueError
@@ -74,16 +101,58 @@ def select(settings: Mapping[str, T], profile: str | None = None) -> T:
         raise ValueError(f"settings: expected a dict {{profile: settings}}, e.g. {{'quick': ..., 'full': ...}}, "
                          f"got {type(settings).__name__}")
     name = get_profile(profile)
-    if name not in settings:
+    key = "full" if name == "paper" and name not in settings else name
+    if key not in settings:
         raise ValueError(
             f"settings: no entry for profile {name!r}; the mapping has {sorted(settings)}"
         )
-    return settings[name]
+    value = settings[key]
+    if rehearsing(name) and "rehearsal" in settings and isinstance(value, Mapping):
+        from copy import deepcopy
+
+        merged = deepcopy(dict(value))
+        for k, v in settings["rehearsal"].items():
+            if isinstance(v, Mapping) and isinstance(merged.get(k), Mapping):
+                merged[k] = {**merged[k], **deepcopy(dict(v))}
+            else:
+                merged[k] = deepcopy(v)
+        return merged  # type: ignore[return-value]
+    return value
 
 
 def profile_note(profile: str | None = None) -> str:
-    """A short phrase for figure titles and captions naming where the numbers come from."""
-    return _PROFILE_NOTES[get_profile(profile)]
+    """A short phrase for figure titles and captions naming where the numbers come from.
+
+    A rehearsal says so, so that no figure of miniature data reads as a result.
+    """
+    name = get_profile(profile)
+    if rehearsing(name):
+        random_weights = _switch("FAIRLIB_WEIGHTS", WEIGHT_MODES, "pretrained") == "random"
+        return _REHEARSAL_NOTE.format(profile=name, weights=" and random weights" if random_weights else "")
+    return _PROFILE_NOTES[name]
+
+
+def _switch(variable: str, allowed: tuple[str, ...], default: str) -> str:
+    value = os.environ.get(variable, "").strip().lower() or default
+    if value not in allowed:
+        raise ValueError(f"{variable}: unknown value {value!r}; choose one of {', '.join(allowed)} (or unset it)")
+    return value
+
+
+def rehearsing(profile: str | None = None) -> bool:
+    """True when ``FAIRLIB_SCALE=rehearsal`` and ``profile`` is not ``quick``.
+
+    The quick profile is already small; a rehearsal shrinks the real-data profiles only.
+    """
+    return get_profile(profile) != "quick" and _switch("FAIRLIB_SCALE", SCALES, "normal") == "rehearsal"
+
+
+def pretrained(weights: str | None) -> str | None:
+    """The weights name to load: ``weights`` itself, or ``None`` under ``FAIRLIB_WEIGHTS=random``."""
+    if _switch("FAIRLIB_WEIGHTS", WEIGHT_MODES, "pretrained") == "random":
+        return None
+    return weights
+
 
 
 def get_device(prefer: str | None = None) -> torch.device:

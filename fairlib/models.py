@@ -250,6 +250,8 @@ def build_model(name: str, *, seed: int | None = None, weights: str | None = Non
     weights
         Torchvision only: a weights name (e.g. ``"IMAGENET1K_V1"``), downloaded into the course's
         weights cache; ``None`` gives a random initialisation (``num_classes`` may then be set).
+        Under ``FAIRLIB_WEIGHTS=random`` (a rehearsal) every name gives a random initialisation
+        and nothing is downloaded (:func:`fairlib.config.pretrained`).
     options
         The constructor's keyword arguments; an unknown one is an error that lists the accepted.
 
@@ -270,8 +272,16 @@ def build_model(name: str, *, seed: int | None = None, weights: str | None = Non
         import torchvision
 
         from fairlib.activations import imagenet_transform
+        from fairlib.config import pretrained
 
         builder = getattr(torchvision.models, arch)
+        if weights is not None:
+            try:
+                torchvision.models.get_model_weights(builder)[str(weights)]
+            except KeyError:
+                names = list(torchvision.models.get_model_weights(builder).__members__)
+                raise ValueError(f"weights: {name!r} has no weights {weights!r}; available: {names}") from None
+        weights = pretrained(weights)
         if weights is not None:
             from fairlib.data import configure_weights_cache
 

@@ -49,15 +49,36 @@ def progress(iterable: Iterable[T], **kwargs: Any) -> Iterable[T]:
     return tqdm(iterable, **kwargs)
 
 
-def glue(name: str, value: Any, display: bool = False) -> None:
+def glue(name: str, value: Any, display: bool = False, *, missing: str | None = None) -> None:
     """Store a result for the book's prose (``{glue:text}`name```) via myst-nb.
 
     Outside a myst-nb environment (e.g. a plain Colab runtime without myst-nb) nothing is
     stored, and the value is shown if ``display`` is true. Returns ``None``, so that a cell that
     ends with a ``glue`` call prints no stray value (such as ``np.float64(…)``) in the book.
+
+    Parameters
+    ----------
+    missing
+        A missing value (``None`` or NaN) is refused, because the prose would print "nan" as if
+        it were a result. When a missing value is expected, pass what it means in words (e.g.
+        ``missing="not defined: no group had a positive"``): that text is glued instead, so the
+        prose shows the explanation. The prose must then glue the name without a number format.
+
+    Raises
+    ------
+    ValueError
+        ``value`` is ``None`` or NaN and ``missing`` is not given.
     """
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"name: expected a non-empty string (the key of {{glue:text}}`name`), got {name!r}")
+    if missing is not None and (not isinstance(missing, str) or not missing.strip()):
+        raise ValueError(f"missing: expected the words that explain a missing {name}, got {missing!r}")
+    if _is_missing(value):
+        if missing is None:
+            raise ValueError(
+                f"{name}: the value is {value!r}, which the prose would print as if it were a result; "
+                f"find why it is missing, or pass missing='what it means' to glue that explanation instead")
+        value = missing
     try:
         from myst_nb import glue as _glue
     except ImportError:
@@ -70,6 +91,15 @@ def glue(name: str, value: Any, display: bool = False) -> None:
     # a str's repr carries quotes ("'block2'"), which {glue:text} would print in the prose
     _glue(name, _Text(plain) if isinstance(plain, str) else plain, display=display)
     return None
+
+
+def _is_missing(value: Any) -> bool:
+    """``None``, or a real scalar that is NaN (a float, a numpy scalar or a 0-d array/tensor)."""
+    if value is None:
+        return True
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+        value = value.item()
+    return isinstance(value, float) and value != value
 
 
 class _Text(str):

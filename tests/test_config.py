@@ -11,7 +11,7 @@ def test_profile_from_environment_and_validation(monkeypatch):
     assert fairlib.get_profile() == "quick"
     monkeypatch.setenv("FAIRLIB_PROFILE", "FULL")
     assert fairlib.get_profile() == "full"
-    with pytest.raises(ValueError, match="profile: unknown profile 'gpu'; choose one of quick, full"):
+    with pytest.raises(ValueError, match="profile: unknown profile 'gpu'; choose one of quick, full, paper"):
         fairlib.get_profile("gpu")
 
 
@@ -68,3 +68,54 @@ def test_glue_stores_strings_without_quotes(monkeypatch):
     assert repr(stored["layer"]) == "block2", "{glue:text} shows the repr: it must not carry quotes"
     glue("acc", np.float64(0.25))
     assert type(stored["acc"]) is float
+
+
+@pytest.mark.parametrize("value", [None, float("nan"), np.float64("nan"), np.array(np.nan), torch.tensor(float("nan"))])
+def test_glue_refuses_missing_values_unless_explained(monkeypatch, value):
+    import myst_nb
+
+    stored = {}
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display=False: stored.update({name: value}))
+    from fairlib.notebook import glue
+
+    with pytest.raises(ValueError, match="gain: the value is .* pass missing='what it means'"):
+        glue("gain", value)
+    assert stored == {}, "nothing may be glued when the value is refused"
+    glue("gain", value, missing="not defined: the control shares no layer with the network")
+    assert repr(stored["gain"]) == "not defined: the control shares no layer with the network"
+    glue("gain", 0.5, missing="not defined")  # a present value is glued as it is
+    assert stored["gain"] == 0.5
+    with pytest.raises(ValueError, match="missing: expected the words"):
+        glue("gain", value, missing="  ")
+
+
+def test_paper_profile_falls_back_to_full_and_rehearsal_shrinks_real_profiles(monkeypatch):
+    table = {"quick": {"n": 1, "train": {"epochs": 2, "lr": 0.1}},
+             "full": {"n": 1000, "train": {"epochs": 50, "lr": 0.1}},
+             "rehearsal": {"n": 8, "train": {"epochs": 1}}}
+    monkeypatch.delenv("FAIRLIB_SCALE", raising=False)
+    assert fairlib.select(table, "paper") == table["full"]
+    assert fairlib.select({**table, "paper": {"n": 5}}, "paper") == {"n": 5}
+    monkeypatch.setenv("FAIRLIB_SCALE", "rehearsal")
+    assert fairlib.select(table, "full") == {"n": 8, "train": {"epochs": 1, "lr": 0.1}}
+    assert fairlib.select(table, "quick") == table["quick"], "quick is never shrunk"
+    assert table["full"]["train"]["epochs"] == 50, "the table itself must not change"
+    assert "REHEARSAL" in fairlib.profile_note("full") and "synthetic" in fairlib.profile_note("quick")
+    monkeypatch.setenv("FAIRLIB_SCALE", "tiny")
+    with pytest.raises(ValueError, match="FAIRLIB_SCALE: unknown value 'tiny'; choose one of normal, rehearsal"):
+        fairlib.select(table, "full")
+
+
+def test_random_weights_mode_loads_no_pretrained_weights(monkeypatch):
+    from fairlib.config import pretrained
+    from fairlib.models import build_model
+
+    monkeypatch.delenv("FAIRLIB_WEIGHTS", raising=False)
+    assert pretrained("IMAGENET1K_V1") == "IMAGENET1K_V1"
+    with pytest.raises(ValueError, match=r"has no weights 'NOPE'; available: \['IMAGENET1K_V1'"):
+        build_model("torchvision.resnet18", weights="NOPE")
+    monkeypatch.setenv("FAIRLIB_WEIGHTS", "random")
+    assert pretrained("IMAGENET1K_V1") is None
+    a = build_model("torchvision.resnet18", weights="IMAGENET1K_V1", seed=3)
+    b = build_model("torchvision.resnet18", seed=3)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
