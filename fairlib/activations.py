@@ -586,19 +586,26 @@ _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def imagenet_transform(size: int) -> Callable[[torch.Tensor], torch.Tensor]:
+def imagenet_transform(size: int, *, mean: Sequence[float] | None = None, std: Sequence[float] | None = None
+                       ) -> Callable[[torch.Tensor], torch.Tensor]:
     """Batch transform for torchvision's ImageNet models: [0, 1] floats, bilinear resize to
-    ``size x size`` (the paper scales square images without cropping), ImageNet normalisation."""
+    ``size x size`` (the paper scales square images without cropping), then normalisation with
+    ``mean`` and ``std`` (per channel; default ImageNet's, which every torchvision ImageNet weight
+    uses; :func:`fairlib.models.build_model` passes the weights' own values)."""
     if not isinstance(size, (int, np.integer)) or isinstance(size, (bool, np.bool_)) or size < 8:
         raise ValueError(f"size: expected an image side >= 8, got {size!r}")
     size = int(size)
+    mean_values = tuple(float(v) for v in (_IMAGENET_MEAN if mean is None else mean))
+    std_values = tuple(float(v) for v in (_IMAGENET_STD if std is None else std))
+    if len(mean_values) != 3 or len(std_values) != 3 or min(std_values) <= 0:
+        raise ValueError(f"mean, std: expected three values each (std > 0), got {mean!r}, {std!r}")
 
     def fn(x: torch.Tensor) -> torch.Tensor:
         x = x.float() / 255 if x.dtype == torch.uint8 else x.float()
         if x.shape[-2:] != (size, size):
             x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
-        mean = x.new_tensor(_IMAGENET_MEAN).view(1, 3, 1, 1)
-        std = x.new_tensor(_IMAGENET_STD).view(1, 3, 1, 1)
-        return (x - mean) / std
+        m = x.new_tensor(mean_values).view(1, 3, 1, 1)
+        sd = x.new_tensor(std_values).view(1, 3, 1, 1)
+        return (x - m) / sd
 
     return fn

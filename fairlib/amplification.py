@@ -506,8 +506,9 @@ _SETTINGS: dict[str, dict[str, Any]] = {
         "depths": [8, 14, 20], "widths": [2, 4, 8, 16], "weight_decays": [1e-5, 1e-4, 1e-3, 1e-2],
         "fractions": [0.25, 0.5, 1.0], "etas": [0.0, 0.25, 0.5, 0.75, 1.0],
     },
-    "full": {
-        # the paper: Fashion-MNIST (ResNet-18-style) and CIFAR-100 (ResNet-110), CIFAR-10 overlay
+    "paper": {
+        # the paper's complete grids: Fashion-MNIST (ResNet-18-style) and CIFAR-100 (ResNet-110),
+        # CIFAR-10 overlay, 500 epochs, 20 seeds (thousands of GPU-hours: run as a sweep)
         "rq1_data": ["fashionmnist", "cifar100"], "main_data": "cifar100", "overlay_data": "cifar10",
         "models": {"fashionmnist": {"arch": "resnet18", "depth": None, "width": 64, "in_channels": 1},
                    "cifar100": {"arch": "cifar_resnet", "depth": 110, "width": 16, "in_channels": 3},
@@ -522,6 +523,31 @@ _SETTINGS: dict[str, dict[str, Any]] = {
         "weight_decays": [float(v) for v in np.logspace(-5, -2, 7)],
         "fractions": [0.1, 0.2, 0.4, 0.6, 0.8, 1.0], "etas": [0.0, 0.2, 0.4, 0.5, 0.6, 0.8, 1.0],
     },
+    "full": {
+        # one Colab session (<= 3 T4-hours, `python -m fairlib.sweep plan 02_bias_amplification`):
+        # the paper's datasets; ResNet-20 instead of ResNet-110 and a narrower ResNet-18 for
+        # Fashion-MNIST, 15 epochs instead of 500, 3 seeds instead of 20, fewer grid points
+        "rq1_data": ["fashionmnist", "cifar100"], "main_data": "cifar100", "overlay_data": "cifar10",
+        "models": {"fashionmnist": {"arch": "resnet18", "depth": None, "width": 16, "in_channels": 1},
+                   "cifar100": {"arch": "cifar_resnet", "depth": 20, "width": 16, "in_channels": 3},
+                   "cifar10": {"arch": "cifar_resnet", "depth": 20, "width": 16, "in_channels": 3}},
+        "train": {"epochs": 15, "batch_size": 128, "lr": 0.1, "weight_decay": 1e-4, "augment": True},
+        "overlay_train": {"epochs": 15, "batch_size": 128, "lr": 0.1, "weight_decay": 1e-4, "augment": True},
+        "eval_every": 3,
+        "seeds": 3, "rq2_seeds": 2,
+        "eps": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5], "sweep_eps": [0.3],
+        "rq5_eps": 0.3,
+        "depths": [8, 20, 56], "widths": [4, 16, 32],
+        "weight_decays": [1e-5, 1e-4, 1e-3],
+        "fractions": [0.25, 0.5, 1.0], "etas": [0.0, 0.5, 1.0],
+    },
+    # FAIRLIB_SCALE=rehearsal: the full code on the miniature mirrors, a run in seconds on a CPU
+    "rehearsal": {
+        "eps": [0.0, 0.4], "sweep_eps": [0.3], "seeds": 1, "rq2_seeds": 1, "eval_every": 1,
+        "train": {"epochs": 1}, "overlay_train": {"epochs": 1},
+        "depths": [8, 20], "widths": [4, 16], "weight_decays": [1e-4, 1e-3],
+        "fractions": [0.5, 1.0], "etas": [0.0, 1.0],
+    },
 }
 
 #: The capacity knobs of RQ2, in the order the chapter draws them.
@@ -534,13 +560,15 @@ def settings(profile: str | None = None) -> dict[str, Any]:
     Parameters
     ----------
     profile
-        ``"quick"`` or ``"full"``; ``None`` reads ``FAIRLIB_PROFILE`` (:func:`fairlib.config.get_profile`).
+        ``"quick"``, ``"full"`` or ``"paper"``; ``None`` reads ``FAIRLIB_PROFILE``. Under
+        ``FAIRLIB_SCALE=rehearsal`` the real-data profiles take the ``"rehearsal"`` sizes
+        (:func:`fairlib.config.select`).
     """
     from copy import deepcopy
 
-    from fairlib.config import get_profile
+    from fairlib.config import select
 
-    return deepcopy(_SETTINGS[get_profile(profile)])
+    return deepcopy(select(_SETTINGS, profile))
 
 
 @functools.lru_cache(maxsize=4)

@@ -281,6 +281,12 @@ def build_model(name: str, *, seed: int | None = None, weights: str | None = Non
             except KeyError:
                 names = list(torchvision.models.get_model_weights(builder).__members__)
                 raise ValueError(f"weights: {name!r} has no weights {weights!r}; available: {names}") from None
+        # the normalisation the weights were trained with, from their own metadata (torchvision's
+        # ImageNet weights all use ImageNet's mean and std; another backbone may not)
+        norm = {}
+        if weights is not None:
+            tf = torchvision.models.get_model_weights(builder)[str(weights)].transforms()
+            norm = {"mean": tuple(tf.mean), "std": tuple(tf.std)}
         weights = pretrained(weights)
         if weights is not None:
             from fairlib.data import configure_weights_cache
@@ -290,7 +296,7 @@ def build_model(name: str, *, seed: int | None = None, weights: str | None = Non
         else:
             options = {"weights": None, **({"init_weights": True} if arch == "inception_v3" else {}), **options}
         model = _construct(builder, name, options, seed, check=False)
-        model.preprocess = imagenet_transform(TORCHVISION_SIZES[arch])
+        model.preprocess = imagenet_transform(TORCHVISION_SIZES[arch], **norm)
         model.input_size = TORCHVISION_SIZES[arch]
         return model
     if key not in models:

@@ -432,6 +432,8 @@ SETTINGS: dict[str, dict[str, Any]] = {
              "variables": ["race", "age", "gender"], "cap": 640,
              "network": "resnet50", "task": {},
              "batch_size": 128, "num_workers": 4, "relax_steps": 1000, "min_channels": 16},
+    # FAIRLIB_SCALE=rehearsal: the full code on the miniature FairFace mirror
+    "rehearsal": {"cap": 3, "batch_size": 32, "relax_steps": 100},
 }
 
 
@@ -490,12 +492,18 @@ def shared_network(name: str, *, trained: bool, seed: int = 0, task: Mapping[str
 
 
 def analysed_layers(network: str) -> dict[str, str]:
-    """The network's preset layers without its final average pool (the last block's spatial mean again)."""
+    """The network's preset layers without its final average pool and its output layer.
+
+    The average pool is the last block's spatial mean again. The output layer's units are the
+    class scores of the network's own task (1,000 ImageNet logits for torchvision's weights), not
+    channels of a feature map: with that many units and no spatial extent its eta^2 is the
+    highest of all and would win the layer choice, while the paper's maps are of hidden layers.
+    """
     from fairlib.activations import layer_preset
 
     with renamed("name", "network"):
         preset = layer_preset(network)
-    return {name: module for name, module in preset.items() if name != "avg_pool"}
+    return {name: module for name, module in preset.items() if name not in ("avg_pool", "predictions")}
 
 
 def run_layer_shares(network: str, trained: bool, dataset: str, data_options: dict, variables: list, cap: int,
@@ -526,9 +534,9 @@ def run_layer_shares(network: str, trained: bool, dataset: str, data_options: di
 
 def layer_shares_grid(profile: str) -> list[dict]:
     """The profile's network, trained and randomly initialised."""
-    from fairlib.config import get_profile
+    from fairlib.config import select
 
-    cfg = SETTINGS[get_profile(profile)]
+    cfg = select(SETTINGS, profile)
     common = {k: cfg[k] for k in ("dataset", "data_options", "variables", "cap", "task", "batch_size", "num_workers")}
     return [{"network": cfg["network"], "trained": trained, **common} for trained in (True, False)]
 

@@ -727,10 +727,12 @@ SETTINGS: dict[str, dict[str, Any]] = {
               "networks": ["small_cnn"], "control": "small_cnn", "control_reductions": ["subsample"],
               "task": {"n": 4000, "size": 32, "epochs": 6}, "layers_per_pass": None,
               "batch_size": 256, "num_workers": 0},
-    "full": {"dataset": "fairface", "data_options": {}, "variables": ["race", "age", "gender"], "cap": 640,
+    "full": {"dataset": "fairface", "data_options": {"size": 224}, "variables": ["race", "age", "gender"], "cap": 640,
              "per_group": 128, "epochs": 50, "networks": ["vgg16", "resnet50", "inception_v3"],
              "control": "resnet50", "control_reductions": ["subsample", "avgpool"], "task": {},
              "layers_per_pass": 4, "batch_size": 64, "num_workers": 2},
+    # FAIRLIB_SCALE=rehearsal: the full code on the miniature FairFace mirror (3 images per group)
+    "rehearsal": {"cap": 3, "per_group": 3, "epochs": 1, "batch_size": 32},
 }
 
 #: The two ways of shrinking a feature map that the paper compares.

@@ -1268,7 +1268,11 @@ _FULL = {
     "finetune_epochs": 2, "seeds": 5,
     "backdoor": "Smiling", "backdoor_split": [0.95, 0.05], "backdoor_sparsities": [0.9, 0.98, 0.995],
 }
-#: The target sparsities of the paper's sweep (both profiles).
+#: FAIRLIB_SCALE=rehearsal: the full code on the miniature CelebA mirror, two seeds of a few epochs.
+_REHEARSAL = {"dense_epochs": 1, "single_epochs": 1, "prune_epochs": 2, "prune_start": 0, "prune_end": 1,
+              "prune_frequency": 1, "finetune_epochs": 1, "seeds": 2, "batch_size": 32, "workers": 2,
+              "backdoor_sparsities": [0.9, 0.995]}
+#: The target sparsities of the paper's sweep (every profile).
 SPARSITIES = [0.8, 0.9, 0.95, 0.98, 0.99, 0.995]
 # the data and the training/pruning recipe, shared by both experiments
 _SHARED = ("data", "data_options", "split_options", "drop", "identities", "workers", "model", "model_options",
@@ -1277,9 +1281,9 @@ _SHARED = ("data", "data_options", "split_options", "drop", "identities", "worke
 
 
 def _settings(profile: str, seed: int) -> dict[str, Any]:
-    from fairlib.config import get_profile
+    from fairlib.config import select
 
-    s = copy.deepcopy(_QUICK if get_profile(profile) == "quick" else _FULL)
+    s = copy.deepcopy(select({"quick": _QUICK, "full": _FULL, "rehearsal": _REHEARSAL}, profile))
     sizes = s.pop("split_sizes")
     s["split_options"] = {k: {"n": n, "seed": int(seed)} for k, n in sizes.items()} if sizes else {}
     return s

@@ -1039,6 +1039,28 @@ def run_transfer(target: str, mode: str, seed: int, *, source: str = "scenes", d
     }
 
 
+#: :func:`transfer_grid`'s settings; ``target_seed`` is an offset from the chapter's seed.
+_GRID_SETTINGS: dict[str, dict[str, Any]] = {
+    "quick": {"common": {"source": "scenes", "n_objects": 8, "size": 32, "canonical_n": 400, "pretrain_n": 4000,
+                         "pretrain_epochs": 5, "pretrain_lr": 3e-3, "epochs": 5, "lr": 1e-3, "batch_size": 64,
+                         "layer": "pool", "head": "head", "n_permutations": 1000, "n_boot": 2000, "threshold": 0.5},
+              "targets": {"small": {"target_n": 400, "target_seed": 1}, "large": {"target_n": 4000, "target_seed": 2}}},
+    "full": {"common": {"source": "coco", "arch": "resnet50", "weights": "IMAGENET1K_V2", "size": 224,
+                        "canonical_n": 50, "min_images": 15, "canonical_split": "val2017", "epochs": 3, "lr": 1e-4,
+                        "batch_size": 64, "layer": "avgpool", "head": "fc", "n_permutations": 2000, "n_boot": 2000,
+                        "threshold": 0.5, "num_workers": 2},
+             "targets": {"small": {"target_split": "val2017", "target_n": 1000, "target_seed": 0},
+                         "large": {"target_split": "train2017", "target_n": 20000, "target_seed": 0}}},
+    # FAIRLIB_SCALE=rehearsal: the full code on the miniature COCO mirror
+    "rehearsal": {"common": {"source": "coco", "arch": "resnet50", "weights": "IMAGENET1K_V2", "size": 224,
+                             "canonical_n": 6, "min_images": 2, "canonical_split": "val2017", "epochs": 1,
+                             "lr": 1e-4, "batch_size": 8, "layer": "avgpool", "head": "fc", "n_permutations": 200,
+                             "n_boot": 200, "threshold": 0.5, "num_workers": 2},
+                  "targets": {"small": {"target_split": "val2017", "target_n": 24, "target_seed": 0},
+                              "large": {"target_split": "train2017", "target_n": 48, "target_seed": 0}}},
+}
+
+
 def transfer_grid(profile: str, seed: int = 0) -> list[dict[str, Any]]:
     """Configurations of :func:`run_transfer` for one profile (``seed``: the chapter's ``SEED``).
 
@@ -1051,26 +1073,14 @@ def transfer_grid(profile: str, seed: int = 0) -> list[dict[str, Any]]:
     * ``full``: torchvision's ImageNet ResNet-50 (``IMAGENET1K_V2``), canonical sets from COCO
       val2017 (at most 50 images per set, concepts with at least 15 in each), targets of 1,000
       val2017 and 20,000 train2017 images (without the canonical images); 3 epochs at lr 1e-4,
-      batch 64, 4 loader workers; layer ``avgpool``. Roughly 1 GPU-hour.
+      batch 64, 2 loader workers (Colab has two cores); layer ``avgpool``.
     """
-    from fairlib.config import get_profile
+    from fairlib.config import select
 
-    profile = get_profile(profile)
     seed = integer(seed, "seed", minimum=0)
-    if profile == "quick":
-        common = {"source": "scenes", "data_seed": seed, "n_objects": 8, "size": 32, "canonical_n": 400,
-                  "pretrain_n": 4000, "pretrain_epochs": 5, "pretrain_lr": 3e-3, "epochs": 5, "lr": 1e-3,
-                  "batch_size": 64, "layer": "pool", "head": "head", "n_permutations": 1000, "n_boot": 2000,
-                  "threshold": 0.5}
-        targets = {"small": {"target_n": 400, "target_seed": seed + 1},
-                   "large": {"target_n": 4000, "target_seed": seed + 2}}
-    else:
-        common = {"source": "coco", "data_seed": seed, "arch": "resnet50", "weights": "IMAGENET1K_V2", "size": 224,
-                  "canonical_n": 50, "min_images": 15, "canonical_split": "val2017", "epochs": 3, "lr": 1e-4,
-                  "batch_size": 64, "layer": "avgpool", "head": "fc", "n_permutations": 2000, "n_boot": 2000,
-                  "threshold": 0.5, "num_workers": 4}
-        targets = {"small": {"target_split": "val2017", "target_n": 1000, "target_seed": seed},
-                   "large": {"target_split": "train2017", "target_n": 20000, "target_seed": seed}}
+    s = select(_GRID_SETTINGS, profile)
+    common = {**s["common"], "data_seed": seed}
+    targets = {name: {**t, "target_seed": seed + t["target_seed"]} for name, t in s["targets"].items()}
     configs = [{"target": "small", "mode": "linear", "seed": seed, **common, **targets["small"]}]
     configs += [{"target": name, "mode": "full", "seed": seed + r, **common, **t}
                 for r in range(3) for name, t in targets.items()]

@@ -237,7 +237,9 @@ trained_labels = [k for k, trained in networks.items() if trained]
 control_label = next(k for k, trained in networks.items() if not trained)
 sub = summary[summary.reduction == "subsample"]
 best = {label: sub[sub.network == label].sort_values("val_accuracy").iloc[-1] for label in networks}
-main = trained_labels[0]
+# the network we read in detail is the trained twin of the control (same architecture, same layers),
+# so that "trained minus random" compares each layer with itself
+main = P.network_label(cfg["control"], True)
 glue("best_layer", best[main]["layer"])
 glue("best_val", 100 * best[main]["val_accuracy"])
 glue("best_train", 100 * best[main]["train_accuracy"])
@@ -405,8 +407,7 @@ common = [layer for layer in trn.index if layer in rand.index]
 control_table = pd.DataFrame({"trained": trn.loc[common, "val_accuracy"],
                               "random init": rand.loc[common, "val_accuracy"]})
 control_table["trained − random"] = control_table["trained"] - control_table["random init"]
-glue("learned_gain", 100 * control_table.loc[best[main]["layer"], "trained − random"]
-     if best[main]["layer"] in control_table.index else float("nan"))
+glue("learned_gain", 100 * control_table.loc[best[main]["layer"], "trained − random"])
 control_table.style.format("{:.3f}").set_caption(
     f"Validation accuracy, trained vs random control, subsampling ({NOTE})")
 

@@ -230,13 +230,15 @@ capped.pivot_table(index=VARS[0], columns=VARS[2:0:-1], values="count", aggfunc=
 # one run of the sweep per network (trained, random): stream every analysed layer's NAPs, keep eta^2
 runs = sweep.run(N.run_layer_shares, N.layer_shares_grid(PROFILE),
                  store=sweep.default_store("04_activation_profiles", "layer_shares"))
-glue("task_auc", runs.loc[runs.trained, "task_auc"].iloc[0])  # NaN for ImageNet weights (their task is ImageNet)
+task_auc = runs.loc[runs.trained, "task_auc"].iloc[0]  # NaN for ImageNet weights: their task is ImageNet
+glue("task_note", f"it learned its own task, with a held-out ROC AUC averaging {task_auc:.2f} over the twelve "
+     "attributes (0.5 is chance)" if np.isfinite(task_auc) else
+     "its task is ImageNet classification (torchvision's weights), which this chapter does not evaluate again")
 LAYERS = N.analysed_layers(cfg["network"])  # the final average pool is the last block's spatial mean again
 print("layers:", list(LAYERS))
 
 # %% [markdown]
-# The trained network learned its own task: its held-out ROC AUC averages
-# {glue:text}`task_auc:.2f` over the twelve attributes (0.5 is chance).
+# The trained network: {glue:text}`task_note`.
 #
 # ## Streaming NAPs over all layers
 #

@@ -151,7 +151,7 @@ def test_registered_experiments_and_their_functions():
     assert found["rq1"].configs("quick") == A.rq1_grid("quick")
 
 
-@pytest.mark.parametrize("profile", ["quick", "full"])
+@pytest.mark.parametrize("profile", ["quick", "full", "paper"])
 def test_grids_are_complete_unique_and_serialisable(profile):
     s = A.settings(profile)
     sizes = {"rq1": len(s["rq1_data"]) * len(s["eps"]) * s["seeds"],
@@ -183,12 +183,19 @@ def test_rq2_grid_changes_one_knob_at_a_time():
     assert sorted({c["width"] for c in configs}) == [2, 4, 8, 16]
 
 
-def test_full_grid_uses_the_papers_models():
-    rq1 = A.rq1_grid("full")
+def test_paper_grid_uses_the_papers_models_and_rehearsal_shrinks_full(monkeypatch):
+    rq1 = A.rq1_grid("paper")
     fashion = next(c for c in rq1 if c["dataset"] == "fashionmnist")
     assert fashion["arch"] == "resnet18" and fashion["depth"] is None and fashion["in_channels"] == 1
-    assert {c["depth"] for c in A.rq2_grid("full")} == {8, 20, 32, 44, 56, 110}
-    assert A.settings("full")["train"]["epochs"] == 500
+    assert fashion["width"] == 64 and {c["depth"] for c in rq1 if c["dataset"] == "cifar100"} == {110}
+    assert {c["depth"] for c in A.rq2_grid("paper")} == {8, 20, 32, 44, 56, 110}
+    assert A.settings("paper")["train"]["epochs"] == 500 and A.settings("paper")["seeds"] == 20
+    full = A.rq1_grid("full")
+    monkeypatch.setenv("FAIRLIB_SCALE", "rehearsal")
+    small = A.rq1_grid("full")
+    assert {c["epochs"] for c in small} == {1} and len(small) < len(full)
+    assert {c["dataset"] for c in small} == {c["dataset"] for c in full}, "a rehearsal keeps every dataset"
+    assert A.rq1_grid("quick") == A.rq1_grid("quick")
 
 
 def test_inversion_tasks_subsample_is_stratified_and_the_test_set_whole():

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
+import fairlib.naps as N
 from fairlib.naps import StreamingNAPs, neuron_activation_profiles, union_profiles, variance_share
 
 
@@ -159,3 +160,14 @@ def test_shared_network_is_built_once_per_setting():
     a = shared_network("small_cnn", trained=False, seed=3, device="cpu")
     assert shared_network("small_cnn", trained=False, seed=3, device="cpu") is a
     assert shared_network("small_cnn", trained=False, seed=4, device="cpu") is not a
+
+
+@pytest.mark.parametrize("network", ["resnet50", "vgg16", "inception_v3", "small_cnn"])
+def test_analysed_layers_leave_out_the_output_layer_and_the_final_pool(network):
+    from fairlib.activations import layer_preset
+
+    layers = N.analysed_layers(network)
+    preset = layer_preset(network)
+    assert "predictions" in preset and "predictions" not in layers, "class scores are not a feature map"
+    assert "avg_pool" not in layers
+    assert list(layers) == [k for k in preset if k not in ("avg_pool", "predictions")], "order kept"
