@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # would lose every figure.
 BOOK_ENV := FAIRLIB_PROFILE=quick FAIRLIB_BOOK=1 FAIRLIB_DEVICE=cpu PYDEVD_DISABLE_FILE_VALIDATION=1
 
-.PHONY: test lint book sync clean bench venv
+.PHONY: test lint book sync clean bench venv rehearse
 
 venv: $(STAMP)
 
@@ -46,3 +46,25 @@ clean:
 .PHONY: assignments
 assignments: $(STAMP)
 	$(BIN)/python -m fairlib.classroom assign notebooks/[0-9][0-9]_*.py --out _build/assignments
+
+# The real path, rehearsed: the full profile's code on miniature copies of every source (written by
+# data_scripts.rehearse in each source's published format, fetched through the real fetch code's
+# local-source path), with random weights, in a venv that holds only what Colab preinstalls plus
+# what the chapters' setup cell installs (".[colab]"), so that a missing dependency fails here.
+# nbclient/nbformat only drive the kernel. Never rendered into the book.
+COLAB_VENV := .venv-colab
+COLAB_STAMP := $(COLAB_VENV)/.installed
+COLAB_PREINSTALLED := torch torchvision numpy scipy pandas scikit-learn matplotlib tqdm ipykernel
+REHEARSAL := _build/rehearsal
+
+$(COLAB_STAMP): pyproject.toml
+	test -d $(COLAB_VENV) || $(PYTHON) -m venv $(COLAB_VENV)
+	$(COLAB_VENV)/bin/python -m pip install -q $(COLAB_PREINSTALLED) nbclient nbformat
+	$(COLAB_VENV)/bin/python -m pip install -q ".[colab]"
+	touch $(COLAB_STAMP)
+
+rehearse: $(COLAB_STAMP)
+	rm -rf $(REHEARSAL)
+	$(COLAB_VENV)/bin/python -m data_scripts.rehearse --root $(REHEARSAL)/mirror
+	$(COLAB_VENV)/bin/python -m data_scripts.fetch all --root $(REHEARSAL)/data --source $(REHEARSAL)/mirror
+	$(COLAB_VENV)/bin/python book/_scripts/run_rehearsal.py --data $(REHEARSAL)/data --out $(REHEARSAL)/executed

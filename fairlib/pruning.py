@@ -58,6 +58,7 @@ from fairlib._validation import (
     to_numpy,
 )
 from fairlib.config import get_device
+from fairlib.data.cache import file_backed_copy
 from fairlib.models import build_model
 from fairlib.training import (
     Callback,
@@ -887,6 +888,10 @@ def summarise(logits: Any, labels: Any, ba: Any = None) -> dict[str, float]:
     }
 
 
+#: Above this many bytes, :func:`stamp` copies into a file-backed memory map instead of RAM.
+_STAMP_IN_MEMORY = 512 * 2**20
+
+
 def stamp(images: torch.Tensor, mask: Any) -> torch.Tensor:
     """A copy of uint8 RGB ``images`` with a yellow square in the top-left corner of those selected by ``mask``.
 
@@ -897,7 +902,9 @@ def stamp(images: torch.Tensor, mask: Any) -> torch.Tensor:
     sel = torch.as_tensor(binary(to_numpy(mask, "mask"), "mask"), dtype=torch.bool)
     if sel.shape != (len(images),):
         raise ValueError(f"mask: expected shape ({len(images)},), got {tuple(sel.shape)}")
-    out = images.clone()
+    # a large uint8 split (CelebA's training set) is copied into a file-backed map, not into RAM
+    large = images.dtype == torch.uint8 and images.numel() > _STAMP_IN_MEMORY
+    out = file_backed_copy(images) if large else images.clone()
     k = max(2, images.shape[-1] // 8)
     high = 255 if images.dtype == torch.uint8 else 1
     out[sel, :, :k, :k] = torch.tensor([high, high, 0], dtype=images.dtype)[:, None, None]
@@ -1255,17 +1262,31 @@ _QUICK = {
     "finetune_epochs": 0.5, "seeds": 3,
     "backdoor": "fringe", "backdoor_split": [0.95, 0.05], "backdoor_sparsities": [0.9, 0.995],
 }
-_FULL = {
-    # CelebA (40 attributes, identities Male, Young, Chubby, Pale_Skin), torchvision ResNet18 from
-    # random initialisation as in the paper, GMP-RI (100 epochs, pruning from epoch 10), 5 seeds.
-    # Roughly a GPU-day for everything on one modern GPU at 128x128.
+_PAPER = {
+    # The paper's setting: CelebA (40 attributes, identities Male, Young, Chubby, Pale_Skin),
+    # torchvision ResNet18 from random initialisation, GMP-RI (100 epochs, pruning from epoch 10),
+    # 5 seeds: tens of T4-hours, a sweep (`python -m fairlib.sweep plan 05_pruning_bias --profile paper`).
     "data": "celeba", "data_options": {"size": 128}, "split_sizes": None,
-    "drop": [], "identities": ["Male", "Young", "Chubby", "Pale_Skin"], "workers": 8,
+    "drop": [], "identities": ["Male", "Young", "Chubby", "Pale_Skin"], "workers": 2,
     "model": "torchvision.resnet18", "model_options": {}, "batch_size": 256,
     "dense_optimizer": "sgd", "lr": 0.1, "dense_epochs": 100,
     "single": ["Oval_Face", "Big_Nose"], "single_epochs": 20,
     "variant": "ri", "prune_lr": 0.1, "prune_epochs": 100, "prune_start": 10, "prune_end": 80, "prune_frequency": 2,
     "finetune_epochs": 2, "seeds": 5,
+    "backdoor": "Smiling", "backdoor_split": [0.95, 0.05], "backdoor_sparsities": [0.9, 0.98, 0.995],
+}
+_FULL = {
+    # One Colab session (<= 3 T4-hours, `python -m fairlib.sweep plan 05_pruning_bias`): the paper's
+    # data, network and identities, but GMP-PT (pruning starts from each seed's dense model, so one
+    # dense training serves every sparsity), a random 40,000 of CelebA's 162,770 training images,
+    # 15 dense epochs and 5 pruning epochs per sparsity, 3 seeds.
+    "data": "celeba", "data_options": {"size": 128}, "split_sizes": {"train": 40_000},
+    "drop": [], "identities": ["Male", "Young", "Chubby", "Pale_Skin"], "workers": 2,
+    "model": "torchvision.resnet18", "model_options": {}, "batch_size": 256,
+    "dense_optimizer": "sgd", "lr": 0.1, "dense_epochs": 15,
+    "single": ["Oval_Face", "Big_Nose"], "single_epochs": 5,
+    "variant": "pt", "prune_lr": 0.01, "prune_epochs": 5, "prune_start": 0, "prune_end": 4, "prune_frequency": 1,
+    "finetune_epochs": 1, "seeds": 3,
     "backdoor": "Smiling", "backdoor_split": [0.95, 0.05], "backdoor_sparsities": [0.9, 0.98, 0.995],
 }
 #: FAIRLIB_SCALE=rehearsal: the full code on the miniature CelebA mirror, two seeds of a few epochs.
@@ -1283,19 +1304,21 @@ _SHARED = ("data", "data_options", "split_options", "drop", "identities", "worke
 def _settings(profile: str, seed: int) -> dict[str, Any]:
     from fairlib.config import select
 
-    s = copy.deepcopy(select({"quick": _QUICK, "full": _FULL, "rehearsal": _REHEARSAL}, profile))
+    s = copy.deepcopy(select({"quick": _QUICK, "full": _FULL, "paper": _PAPER, "rehearsal": _REHEARSAL}, profile))
     sizes = s.pop("split_sizes")
     s["split_options"] = {k: {"n": n, "seed": int(seed)} for k, n in sizes.items()} if sizes else {}
     return s
 
 
 def main_grid(profile: str, seed: int = 0) -> list[dict[str, Any]]:
-    """Configurations of :func:`run_seed`: one per seed (3 in quick, 5 in full), from ``seed`` on.
+    """Configurations of :func:`run_seed`: one per seed (3 in quick and full, 5 in paper), from ``seed`` on.
 
     quick: SynthFaces (multi-attribute, 24x24, 2,500/1,000/2,000 images generated with ``seed``),
     ``spatial_resnet`` (width 8, hidden 256), Adam, 8 dense epochs, GMP-PT over 5 epochs.
-    full: CelebA at 128x128, torchvision ResNet18 from random initialisation, SGD, 100 dense
-    epochs, GMP-RI over 100 epochs (pruning from epoch 10 to 80, every 2).
+    full: CelebA at 128x128 (40,000 training images), torchvision ResNet18 from random
+    initialisation, SGD, 15 dense epochs, GMP-PT over 5 epochs per sparsity. paper: the whole
+    training split, 100 dense epochs, GMP-RI over 100 epochs (pruning from epoch 10 to 80, every 2),
+    5 seeds.
     """
     s = _settings(profile, seed)
     fixed = {k: s[k] for k in (*_SHARED, "dense_epochs", "single", "single_epochs", "backdoor", "backdoor_split")}

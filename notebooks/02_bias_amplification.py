@@ -47,7 +47,8 @@ if "google.colab" in sys.modules:
 
     REPO = "https://github.com/fairlib-course/bias-in-vision"
     subprocess.run(["git", "clone", "--depth", "1", REPO, "/content/course"], check=False)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "/content/course"], check=True)
+    # the [colab] extra: the fetchers' and Chapter 4's dependencies, which Colab may not preinstall
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "/content/course[colab]"], check=True)
     sys.path.insert(0, "/content/course")  # makes data_scripts importable
 
 # %% tags=["parameters"]
@@ -55,13 +56,10 @@ import os
 
 PROFILE = os.environ.get("FAIRLIB_PROFILE", "quick")
 SEED = 0
-# Full profile only: Fashion-MNIST, CIFAR-10 and CIFAR-100, read through fairlib.load_dataset
-# from the data root (FAIRLIB_DATA); fetch them once with
-#   python -m data_scripts.fetch fashionmnist cifar10 cifar100
-# The full profile trains about 1,400 models for 500 epochs each (a ResNet-110 on CIFAR-100 takes
-# roughly 1-2 GPU-hours on one modern GPU), i.e. on the order of 2,000 GPU-hours in total: shrink
-# the grids (fairlib.amplification.settings("full"), rq1_grid … rq6_grid) to reproduce one research
-# question at a time.
+# full: Fashion-MNIST, CIFAR-10 and CIFAR-100 (the data cell below fetches them), at the scale one
+# Colab session finishes (ResNet-20, 15 epochs, 3 seeds; the plan printed below says how long).
+# paper: the paper's complete grids (ResNet-110, 500 epochs, 20 seeds: thousands of GPU-hours), run
+# as a resumable sweep (fairlib.amplification.settings("paper"), rq1_grid … rq6_grid).
 
 # %%
 import time

@@ -47,7 +47,8 @@ if "google.colab" in sys.modules:
 
     REPO = "https://github.com/fairlib-course/bias-in-vision"
     subprocess.run(["git", "clone", "--depth", "1", REPO, "/content/course"], check=False)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "/content/course"], check=True)
+    # the [colab] extra: the fetchers' and Chapter 4's dependencies, which Colab may not preinstall
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "/content/course[colab]"], check=True)
     sys.path.insert(0, "/content/course")  # makes data_scripts importable
 
 # %% tags=["parameters"]

@@ -317,10 +317,13 @@ def test_backdoor_row_hand_values():
 
 # --------------------------------------------------------------------------- the experiments
 def test_grids_and_registration():
-    quick, full = P.main_grid("quick", seed=4), P.main_grid("full")
-    assert [c["seed"] for c in quick] == [4, 5, 6] and [c["seed"] for c in full] == list(range(5))
+    quick, full, paper = P.main_grid("quick", seed=4), P.main_grid("full"), P.main_grid("paper")
+    assert [c["seed"] for c in quick] == [4, 5, 6] and [c["seed"] for c in paper] == list(range(5))
+    assert [c["seed"] for c in full] == [0, 1, 2]
     assert quick[0]["split_options"]["train"] == {"n": 2500, "seed": 4}
-    assert quick[0]["sparsities"] == P.SPARSITIES and full[0]["variant"] == "ri"
+    assert full[0]["split_options"] == {"train": {"n": 40_000, "seed": 0}}, "full: a subset of CelebA's training split"
+    assert paper[0]["split_options"] == {} and paper[0]["dense_epochs"] == 100, "paper: the whole split, 100 epochs"
+    assert quick[0]["sparsities"] == P.SPARSITIES and paper[0]["variant"] == "ri" and full[0]["variant"] == "pt"
     assert len({sweep.config_key(c) for c in quick}) == 3  # JSON-serialisable and distinct
     (bd,) = P.backdoor_grid("quick")
     assert bd["attribute"] == "fringe" and bd["epochs"] == quick[0]["single_epochs"]
@@ -435,3 +438,14 @@ def test_load_attribute_splits_is_cached_and_checks_names():
     assert a.labels["test"].shape == (40, len(a.attributes)) and set(a.identity["val"]) == {"angular"}
     with pytest.raises(ValueError, match="not attributes"):
         P.load_attribute_splits("synthfaces", opts, splits, identities=["Male"])
+
+
+def test_stamp_copies_large_splits_into_a_file_backed_map(monkeypatch, tmp_path):
+    monkeypatch.setenv("FAIRLIB_CACHE", str(tmp_path))
+    monkeypatch.setattr(P, "_STAMP_IN_MEMORY", 10)  # every split counts as large
+    images = torch.zeros(5, 3, 16, 16, dtype=torch.uint8)
+    out = P.stamp(images, [True, False, True, False, False])
+    assert int(images.sum()) == 0, "the input is not changed"
+    assert out[0, :, 0, 0].tolist() == [255, 255, 0] and int(out[1].sum()) == 0
+    assert out[0, :, :2, :2].sum() == 2 * 2 * 2 * 255 and int(out[0, :, 2:, :].sum()) == 0, "a 2-pixel square (16 // 8)"
+    assert list((tmp_path / "scratch").iterdir()) == [], "the map's file is unlinked at once"

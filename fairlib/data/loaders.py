@@ -441,12 +441,18 @@ def read_celeba_attributes(path: Path) -> pd.DataFrame:
 
 
 def load_celeba(split: str = "train", *, root=None, transform=None,
-                size: int | None = None) -> AttributeDataset:
+                size: int | None = None, n: int | None = None, seed: int = 0) -> AttributeDataset:
     """CelebA: the 40 binary attributes (categories ``[0, 1]``: -1 in the file is 0) and the
-    official partition (0 train, 1 valid, 2 test); images from ``img_align_celeba/``."""
+    official partition (0 train, 1 valid, 2 test); images from ``img_align_celeba/``.
+
+    ``n`` keeps a uniformly random subset of ``n`` images of the split (drawn with ``seed``, in file
+    order); ``None`` or an ``n`` at least the split's size keeps the whole split.
+    """
     split = _check_split("celeba", split, tuple(CELEBA_SPLITS), {"valid": "val",
                                                                  "validation": "val"})
     size = _check_size_option(size)
+    positive_int(n, "n", allow_none=True, meaning="(images kept of the split)")
+    integer(seed, "seed", minimum=0)
     base = data_root(root)
     d = dataset_dir("celeba", root)
     attr_p, part_p = d / "list_attr_celeba.txt", d / "list_eval_partition.txt"
@@ -458,6 +464,9 @@ def load_celeba(split: str = "train", *, root=None, transform=None,
     if table["partition"].isna().any():
         raise ValueError(f"{part_p}: no partition for {table['file'][table['partition'].isna()].iloc[0]}")
     table = table[table["partition"] == CELEBA_SPLITS[split]].reset_index(drop=True)
+    if n is not None and n < len(table):
+        keep = np.sort(np.random.default_rng(seed).choice(len(table), size=n, replace=False))
+        table = table.iloc[keep].reset_index(drop=True)
     names = [c for c in table.columns if c not in ("file", "partition")]
     attrs = pd.DataFrame({c: _codes_cat((table[c].to_numpy() > 0).astype(np.int64), [0, 1])
                           for c in names})
