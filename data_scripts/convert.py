@@ -1,7 +1,16 @@
-"""Convert downloaded parquet shards into the on-disk layouts ``fairlib.data`` reads.
+"""Turn downloaded source files into the on-disk layouts ``fairlib.data`` reads.
 
-Hugging Face mirrors store an image column as a struct ``{bytes, path}`` and labels as
-integers whose class names live in the parquet schema metadata (key ``huggingface``).
+The same functions run on the bytes of the real sources and on the miniature copies that
+``python -m data_scripts.rehearse`` writes; see ``data_scripts.sources`` for the files.
+
+* Parquet shards (FairFace, CelebA): Hugging Face mirrors store an image column as a struct
+  ``{bytes, path}`` and labels as integers whose class names live in the parquet schema metadata
+  (key ``huggingface``) -- :func:`convert_fairface`, :func:`convert_celeba`.
+* Archives (UTKFace's ``UTKFace.tar.gz``, torchvision's CIFAR tarballs and Fashion-MNIST's ``.gz``
+  idx files, COCO's zips) -- :func:`convert_utkface`, :func:`extract_torchvision`,
+  :func:`extract_coco`. Every member name is checked first (:func:`member_path`): an absolute path,
+  a ``..`` component or a link refuses the whole archive, so nothing is written outside the
+  dataset's folder.
 """
 
 from __future__ import annotations
@@ -9,16 +18,19 @@ from __future__ import annotations
 import io
 import json
 import re
+import shutil
+import tarfile
+import zipfile
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pandas as pd
 from tqdm.auto import tqdm
 
 from fairlib.data.loaders import FAIRFACE_AGES, FAIRFACE_GENDERS, FAIRFACE_RACES, parse_utkface_name
 
-__all__ = ["CELEBA_ATTRIBUTES", "convert_fairface", "convert_celeba", "convert_utkface",
-           "class_names"]
+__all__ = ["CELEBA_ATTRIBUTES", "COCO_MEMBER", "UTKFACE_NAME", "class_names", "convert_celeba",
+           "convert_fairface", "convert_utkface", "extract_coco", "extract_torchvision", "member_path"]
 
 CELEBA_ATTRIBUTES = (
     "5_o_Clock_Shadow", "Arched_Eyebrows", "Attractive", "Bags_Under_Eyes", "Bald", "Bangs",
@@ -170,45 +182,151 @@ def _truthy(v) -> bool:
     return bool(v) and v != -1
 
 
-_UTK_GENDER = {"male": 0, "female": 1}
-_UTK_RACE = {"white": 0, "black": 1, "asian": 2, "indian": 3, "others": 4, "other": 4}
 
 
-def _utk_code(value, table: dict[str, int], names: list[str] | None) -> int:
-    if isinstance(value, str):
-        v = value.strip().lower()
-        if v.isdigit():
-            return int(v)
-        return table[v]
-    if names is not None:
-        return table[names[int(value)].lower()]
-    return int(value)
+# --------------------------------------------------------------------------------------------
+# archives
 
 
-def convert_utkface(shards: list[Path], out: Path, splits: dict[str, str]) -> None:
-    """Write ``UTKFace/[age]_[gender]_[race]_[date&time].jpg``: the original file name when
-    the shard keeps it, otherwise one built from ``age``/``gender``/``race`` columns (the
-    date field then holds a running number). Rows without valid labels are skipped."""
+def member_path(name: str) -> PurePosixPath:
+    """The relative path of an archive member, refusing names that would escape the target folder.
+
+    Raises
+    ------
+    ValueError
+        ``name`` is absolute (``/x``, ``C:/x``) or has a ``..`` component.
+    """
+    path = PurePosixPath(name.replace("\\", "/"))
+    if path.is_absolute() or ".." in path.parts or (path.parts and ":" in path.parts[0]):
+        raise ValueError(f"unsafe member {name!r} (an absolute path or '..'): refusing to extract the archive")
+    return path
+
+
+def _tar_members(tar: tarfile.TarFile) -> Iterator[tuple[tarfile.TarInfo, PurePosixPath]]:
+    """Regular-file members with their checked paths; refuses links and unsafe names."""
+    for member in tar:
+        path = member_path(member.name)
+        if member.issym() or member.islnk() or member.isdev():
+            raise ValueError(f"member {member.name!r} is a link or device: refusing to extract the archive")
+        if member.isfile():
+            yield member, path
+
+
+#: A UTKFace file name: ``[age]_[gender]_[race]_[date&time].jpg``, in the cropped release with
+#: ``.jpg.chip.jpg`` (the member names of ``UTKFace.tar.gz`` are ``UTKFace/<name>``).
+UTKFACE_NAME = re.compile(r"^\d{1,3}_[01]_[0-4]_\d+\.jpg(\.chip\.jpg)?$", re.IGNORECASE)
+
+
+def convert_utkface(archives: list[Path], out: Path, splits: dict[str, str]) -> None:
+    """Extract ``UTKFace/<name>`` from ``UTKFace.tar.gz`` archives.
+
+    Only regular files whose name matches :data:`UTKFACE_NAME` (labels parse, age at most 116) are
+    written, flat under ``out/UTKFace/`` with their original name (``.jpg.chip.jpg`` kept); the
+    folder inside the archive (``UTKFace/`` or none) does not matter. The few malformed names of the
+    real archive (e.g. a missing race field) are skipped, as the loader would skip them.
+
+    Raises
+    ------
+    ValueError
+        An unsafe member (see :func:`member_path`), or no UTKFace image at all.
+    """
     del splits
-    written = 0
-    for shard in sorted(shards):
-        names = class_names(shard)
-        for row in _rows(shard, "utkface"):
-            data, path = _image_bytes(row[_image_column(row)])
-            fname = Path(path).name if path else ""
-            if not (fname and parse_utkface_name(fname)):
-                try:
-                    age = int(row["age"])
-                    g = _utk_code(row["gender"], _UTK_GENDER, names.get("gender"))
-                    r = _utk_code(row.get("race", row.get("ethnicity")), _UTK_RACE,
-                                  names.get("race") or names.get("ethnicity"))
-                except (KeyError, TypeError, ValueError):
+    written = skipped = 0
+    target = out / "UTKFace"
+    target.mkdir(parents=True, exist_ok=True)
+    for archive in sorted(archives):
+        with tarfile.open(archive, "r:*") as tar, tqdm(desc=f"utkface {archive.name}", unit="img") as bar:
+            for member, path in _tar_members(tar):
+                name = path.name
+                if not UTKFACE_NAME.match(name) or parse_utkface_name(name) is None or (target / name).exists():
+                    skipped += 1
                     continue
-                fname = f"{age}_{g}_{r}_{written:017d}.jpg"
-                if parse_utkface_name(fname) is None:
+                src = tar.extractfile(member)
+                if src is None:
                     continue
-            fname = re.sub(r"\.jpg\.chip\.jpg$", ".jpg", fname)
-            _write_jpeg(data, out / "UTKFace" / fname)
-            written += 1
+                with src, open(target / name, "wb") as f:
+                    shutil.copyfileobj(src, f)
+                written += 1
+                bar.update(1)
     if written == 0:
-        raise ValueError("utkface: no row had a valid label")
+        raise ValueError("utkface: no [age]_[gender]_[race]_[date&time].jpg(.chip.jpg) file in the archive "
+                         f"({skipped} other members)")
+
+
+_TORCHVISION_LAYOUT = {
+    "cifar10": ["cifar-10-batches-py/" + f for f in
+                [f"data_batch_{k}" for k in range(1, 6)] + ["test_batch", "batches.meta"]],
+    "cifar100": ["cifar-100-python/" + f for f in ("train", "test", "meta")],
+    "fashionmnist": ["FashionMNIST/raw/" + f for f in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                                                       "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")],
+}
+
+
+def extract_torchvision(name: str, archives: list[Path], out: Path) -> None:
+    """Extract torchvision's downloads into the layout torchvision itself leaves.
+
+    The archives are unpacked with torchvision's own ``torchvision.datasets.utils.extract_archive``
+    (a tarball into ``out/``, a ``.gz`` idx file into ``out/FashionMNIST/raw/``), after every tar
+    member name has been checked (:func:`member_path`; torchvision does not check them).
+
+    Raises
+    ------
+    ValueError
+        An unsafe member, or a file of the expected layout missing afterwards.
+    """
+    from torchvision.datasets.utils import extract_archive
+
+    for archive in archives:
+        if archive.name.endswith((".tar.gz", ".tgz", ".tar")):
+            with tarfile.open(archive, "r:*") as tar:
+                for _ in _tar_members(tar):
+                    pass
+            extract_archive(str(archive), str(out))
+        elif archive.name.endswith(".gz"):
+            raw = out / "FashionMNIST" / "raw"
+            raw.mkdir(parents=True, exist_ok=True)
+            extract_archive(str(archive), str(raw))
+        else:
+            raise ValueError(f"{archive.name}: not a torchvision archive (.tar.gz or .gz)")
+    missing = [f for f in _TORCHVISION_LAYOUT[name] if not (out / f).is_file()]
+    if missing:
+        raise ValueError(f"{name}: the archives hold no {', '.join(missing[:3])}")
+
+
+#: The members of COCO's zips that ``fairlib.data.coco`` reads; the rest (keypoints) are skipped.
+COCO_MEMBER = re.compile(r"^(annotations/(captions|instances)_(train|val)2017\.json"
+                         r"|(train|val)2017/\d{12}\.jpg)$")
+
+
+def extract_coco(archive: Path, out: Path) -> int:
+    """Extract the members of a COCO 2017 zip that :data:`COCO_MEMBER` names into ``out``.
+
+    ``annotations_trainval2017.zip`` gives ``annotations/{captions,instances}_{train,val}2017.json``
+    (the keypoint files are skipped); ``val2017.zip`` and ``train2017.zip`` give
+    ``<split>/<12-digit id>.jpg``: COCO's own layout, as ``fairlib.data.coco`` reads it.
+
+    Returns
+    -------
+    int
+        The number of files written.
+
+    Raises
+    ------
+    ValueError
+        An unsafe member name (see :func:`member_path`).
+    """
+    written = 0
+    with zipfile.ZipFile(archive) as zf:
+        infos = zf.infolist()
+        for info in infos:
+            member_path(info.filename)  # refuse the whole archive before writing anything
+        for info in tqdm(infos, desc=f"coco {archive.name}", unit="file"):
+            path = member_path(info.filename)
+            if info.is_dir() or not COCO_MEMBER.match(path.as_posix()):
+                continue
+            dest = out.joinpath(*path.parts)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(info) as src, open(dest, "wb") as f:
+                shutil.copyfileobj(src, f)
+            written += 1
+    return written

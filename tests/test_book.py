@@ -93,6 +93,24 @@ def test_colab_setup_cell_installs_from_this_repository(py: Path):
     assert '"fairlib"' not in code, "install from the repository, never the PyPI name `fairlib`"
     first_code = next(c for c in cells if c["cell_type"] == "code")
     assert first_code is setup[0], "the Colab setup cell must be the first code cell"
+    assert '"/content/course[colab]"' in code, (
+        "install the [colab] extra: the fetchers' and Chapter 4's dependencies are not all preinstalled on Colab")
+
+
+#: The real datasets each chapter's full profile reads (Chapter 1 constructs its data).
+REAL_DATA = {"02_bias_amplification": ["fashionmnist", "cifar10", "cifar100"], "03_linear_probes": ["fairface"],
+             "04_activation_profiles": ["fairface"], "05_pruning_bias": ["celeba"],
+             "06_adversarial_invariance": ["utkface"], "07_bias_transfer": ["coco"]}
+
+
+@pytest.mark.parametrize("stem", sorted(REAL_DATA))
+def test_full_chapter_has_a_data_cell_that_fetches_what_it_reads(stem):
+    cells = jupytext.read(ROOT / "notebooks" / f"{stem}.py")["cells"]
+    data = [_source(c) for c in cells if c["cell_type"] == "code" and "ensure(" in _source(c)]
+    assert len(data) == 1, "one data cell"
+    assert 'if PROFILE != "quick":' in data[0], "the data cell does nothing in the quick profile"
+    assert f"ensure({REAL_DATA[stem]!r})".replace("'", '"') in data[0]
+    assert "use_drive()" in data[0], "on Colab the data and finished runs live on Drive"
 
 
 @pytest.mark.parametrize("py", CHAPTERS, ids=lambda p: p.stem)

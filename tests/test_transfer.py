@@ -354,7 +354,7 @@ def test_coco_canonical_sets_keep_their_image_ids(tmp_path):
 
 
 def test_coco_builder_errors(tmp_path):
-    with pytest.raises(DatasetNotFoundError, match="no fetcher for it yet: place COCO 2017"):
+    with pytest.raises(DatasetNotFoundError, match="python -m data_scripts.fetch coco --root"):
         T.coco_canonical_sets(tmp_path / "absent")
     _write_coco(tmp_path / "coco")
     with pytest.raises(ValueError, match="unknown COCO categories \\['surf'\\]"):

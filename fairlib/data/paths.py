@@ -75,6 +75,7 @@ def configure_weights_cache(root: str | os.PathLike | None = None) -> Path:
     pathlib.Path
         The ``TORCH_HOME`` now in effect.
     """
+    _check_root(root)  # a bad argument is an error even when TORCH_HOME is already set
     if not os.environ.get("TORCH_HOME"):
         os.environ["TORCH_HOME"] = str(weights_root(root))
     return Path(os.environ["TORCH_HOME"])
@@ -90,11 +91,9 @@ def fetch_command(name: str, root: str | os.PathLike | None = None) -> str:
     return f"python -m data_scripts.fetch {name} --root {data_root(root)}"
 
 
-#: Datasets without a fetcher, and how to put them in place by hand.
-_BY_HAND = {
-    "coco": "place COCO 2017 in <data root>/coco/ in its release layout (annotations/instances_*.json, "
-            "annotations/captions_*.json, val2017/, train2017/)",
-}
+#: Datasets without a fetcher, and how to put them in place by hand (none at present: every
+#: dataset of ``fairlib.data.registry.FETCHABLE`` has one).
+_BY_HAND: dict[str, str] = {}
 
 
 class DatasetNotFoundError(FileNotFoundError):

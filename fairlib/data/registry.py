@@ -14,9 +14,10 @@ from fairlib.data.loaders import AttributeDataset
 
 __all__ = ["DATASETS", "FETCHABLE", "list_datasets", "load_dataset"]
 
-#: Datasets that ``python -m data_scripts.fetch NAME`` can download.
+#: Datasets that ``python -m data_scripts.fetch NAME`` can download: the one list of them
+#: (``data_scripts.fetch.FETCHERS`` is this tuple; fairlib never imports data_scripts).
 FETCHABLE: tuple[str, ...] = ("fairface", "utkface", "celeba", "cifar10", "cifar100",
-                              "fashionmnist")
+                              "fashionmnist", "coco")
 
 
 def _load_synthfaces(split: str = "train", *, root=None, transform=None, n: int = 10_000,
