@@ -83,6 +83,22 @@ NOTE = fairlib.profile_note(PROFILE)
 DEVICE = fairlib.get_device()
 print(f"profile={PROFILE}, device={DEVICE}, {S['seeds']} random class assignments per setting")
 
+
+# %% [markdown]
+# **Data.** The full and paper profiles read fashionmnist, cifar10, cifar100 from the data root; the next cell
+# fetches what is missing (it prints the download size) and does nothing in the quick profile. On
+# Colab, `use_drive()` first puts the data root, the image cache and the sweep's finished runs on
+# Google Drive (`FAIRLIB_DATA`, `FAIRLIB_CACHE`, `FAIRLIB_RESULTS`): after a disconnect, a new
+# session reuses the data and resumes the sweep where it stopped.
+
+# %%
+if PROFILE != "quick":
+    from data_scripts.fetch import ensure
+    from fairlib.notebook import use_drive
+
+    use_drive()
+    ensure(["fashionmnist", "cifar10", "cifar100"])
+
 # %% [markdown]
 # ## The idea
 #

@@ -88,6 +88,22 @@ NOTE = fairlib.profile_note(PROFILE)
 REDUCTIONS = list(P.REDUCTIONS)
 print(f"profile={PROFILE}: {cfg}")
 
+
+# %% [markdown]
+# **Data.** The full and paper profiles read fairface from the data root; the next cell
+# fetches what is missing (it prints the download size) and does nothing in the quick profile. On
+# Colab, `use_drive()` first puts the data root, the image cache and the sweep's finished runs on
+# Google Drive (`FAIRLIB_DATA`, `FAIRLIB_CACHE`, `FAIRLIB_RESULTS`): after a disconnect, a new
+# session reuses the data and resumes the sweep where it stopped.
+
+# %%
+if PROFILE != "quick":
+    from data_scripts.fetch import ensure
+    from fairlib.notebook import use_drive
+
+    use_drive()
+    ensure(["fairface"])
+
 # %% [markdown]
 # ## The idea
 #

@@ -85,6 +85,21 @@ print(f"profile={PROFILE} on {fairlib.get_device()}: {len(MAIN)} seeds, {cfg['da
       f"GMP-{cfg['variant'].upper()}")
 
 # %% [markdown]
+# **Data.** The full and paper profiles read celeba from the data root; the next cell
+# fetches what is missing (it prints the download size) and does nothing in the quick profile. On
+# Colab, `use_drive()` first puts the data root, the image cache and the sweep's finished runs on
+# Google Drive (`FAIRLIB_DATA`, `FAIRLIB_CACHE`, `FAIRLIB_RESULTS`): after a disconnect, a new
+# session reuses the data and resumes the sweep where it stopped.
+
+# %%
+if PROFILE != "quick":
+    from data_scripts.fetch import ensure
+    from fairlib.notebook import use_drive
+
+    use_drive()
+    ensure(["celeba"])
+
+# %% [markdown]
 # ## The idea
 #
 # **Gradual magnitude pruning (GMP).** Every few epochs, the weights of all convolutions and

@@ -77,6 +77,22 @@ if DEVICE.type == "cpu":
     torch.set_num_threads(1)  # small nets: one thread avoids thrashing on a shared 2-core machine
 print(f"profile={PROFILE} on {DEVICE}:", {k: v for k, v in cfg.items() if k != "classifier"})
 
+
+# %% [markdown]
+# **Data.** The full and paper profiles read utkface from the data root; the next cell
+# fetches what is missing (it prints the download size) and does nothing in the quick profile. On
+# Colab, `use_drive()` first puts the data root, the image cache and the sweep's finished runs on
+# Google Drive (`FAIRLIB_DATA`, `FAIRLIB_CACHE`, `FAIRLIB_RESULTS`): after a disconnect, a new
+# session reuses the data and resumes the sweep where it stopped.
+
+# %%
+if PROFILE != "quick":
+    from data_scripts.fetch import ensure
+    from fairlib.notebook import use_drive
+
+    use_drive()
+    ensure(["utkface"])
+
 # %% [markdown]
 # ## The idea
 #

@@ -80,6 +80,22 @@ varying = list(grid_frame.columns[grid_frame.nunique() > 1])
 print(f"profile={PROFILE}, shared by every run:", {k: v for k, v in cfg.items() if k not in varying})
 grid_frame[varying]  # one fine-tuning run per row
 
+
+# %% [markdown]
+# **Data.** The full and paper profiles read coco from the data root; the next cell
+# fetches what is missing (it prints the download size) and does nothing in the quick profile. On
+# Colab, `use_drive()` first puts the data root, the image cache and the sweep's finished runs on
+# Google Drive (`FAIRLIB_DATA`, `FAIRLIB_CACHE`, `FAIRLIB_RESULTS`): after a disconnect, a new
+# session reuses the data and resumes the sweep where it stopped.
+
+# %%
+if PROFILE != "quick":
+    from data_scripts.fetch import ensure
+    from fairlib.notebook import use_drive
+
+    use_drive()
+    ensure(["coco"])
+
 # %% [markdown]
 # ## The idea
 #

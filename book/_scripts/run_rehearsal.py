@@ -42,8 +42,10 @@ def run_chapter(notebook: Path, out: Path, timeout: int) -> tuple[float, str | N
     try:
         client.execute()
     except CellExecutionError as err:
-        lines = str(err).strip().splitlines()
-        error = "\n".join(lines[-12:])
+        error = f"{err.ename}: {err.evalue}"
+        for cell in nb.cells:  # the failing cell's first lines, to find it in the chapter
+            if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
+                error = "\n".join(["in the cell:", *("    " + line for line in cell.source.splitlines()[:8]), error])
     except Exception as err:  # a dead kernel or a timeout: the chapter failed, say how
         error = f"{type(err).__name__}: {err}"
     seconds = time.perf_counter() - start
