@@ -29,6 +29,7 @@ lint: $(STAMP)
 
 book: $(STAMP)
 	rm -rf _build/html _build/.doctrees _build/jupyter_execute
+	$(BIN)/python book/_scripts/plan_table.py
 	$(BOOK_ENV) $(BIN)/jupyter-book build . --all -W --keep-going
 	@test -f _build/html/index.html && echo "Book built: _build/html/index.html"
 	$(BIN)/python book/_scripts/check_executed.py _build

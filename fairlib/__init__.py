@@ -162,3 +162,9 @@ __all__ = [
     "uncertainty_rate",
     "worst_group_accuracy",
 ]
+
+# `python -m fairlib.sweep` runs a module that this package has already imported (the method
+# modules register their experiments with it); runpy's warning about that is harmless here.
+import warnings as _warnings  # noqa: E402
+
+_warnings.filterwarnings("ignore", message="'fairlib.sweep' found in sys.modules", category=RuntimeWarning)

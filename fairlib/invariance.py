@@ -1205,10 +1205,160 @@ def lambda_grid(profile: str, seeds: Sequence[int] = (0,)) -> list[dict]:
                       seed=list(seeds))
 
 
+# --------------------------------------------------------------------------- compute plans (fairlib.plan)
+#: UTKFace's aligned and cropped release: 23,708 files of 200 x 200 pixels, 3 of them with a
+#: malformed name (skipped by the loader), in 5 race groups.
+_UTKFACE_IMAGES, _UTKFACE_SOURCE_PIXELS, _UTKFACE_GROUPS = 23_705, 200 * 200, 5
+
+
+class _FaderStepCost(nn.Module):
+    """The work of one :func:`fader_step` as one module (a cost model, never trained).
+
+    Discriminator update: the encoder without gradient, the discriminator forward and backward.
+    Encoder/decoder update: encoder, decoder and discriminator forward, backward through all three
+    (the discriminator's parameters get gradients too; only the "ae" optimiser steps).
+    """
+
+    def __init__(self, image_size: int, n_attributes: int, max_channels: int):
+        super().__init__()
+        self.net = FaderNet(image_size, n_attributes, max_channels=max_channels)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        net = self.net
+        with torch.no_grad():
+            z = net.encoder(x)
+        onehot = x.new_zeros((x.shape[0], net.n_attributes))
+        z2 = net.encoder(x)
+        return net.discriminator(z), net.decoder(z2, onehot), net.discriminator(z2)
+
+
+class _FaderEpochCost(nn.Module):
+    """The forward passes of :class:`_FaderEpoch` per validation image: reconstruction, encoding, discriminator."""
+
+    def __init__(self, image_size: int, n_attributes: int, max_channels: int):
+        super().__init__()
+        self.net = FaderNet(image_size, n_attributes, max_channels=max_channels)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        net = self.net
+        onehot = x.new_zeros((x.shape[0], net.n_attributes))
+        return net.decoder(net.encoder(x), onehot), net.discriminator(net.encoder(x))
+
+
+class _ReconstructionCost(nn.Module):
+    """Encoder then decoder of a :class:`VanillaAutoencoder` (a reconstruction's forward pass)."""
+
+    def __init__(self, image_size: int, max_channels: int):
+        super().__init__()
+        self.net = VanillaAutoencoder(image_size, max_channels=max_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def _encoder(image_size: int, max_channels: int) -> nn.Module:
+    return VanillaAutoencoder(image_size, max_channels=max_channels).encoder
+
+
+def _split_sizes(config: Mapping[str, Any]) -> tuple[int, int, int, int]:
+    """``(all, train, val, test)`` images of :func:`experiment_data` for ``config``, and the group count.
+
+    UTKFace: ``test_per_group`` per race, ``round(val_fraction * rest)`` for validation. SynthFaces:
+    ``round(share * n_train)`` per group plus ``test_per_group + val_per_group`` held out.
+    """
+    if config["dataset"] == "utkface":
+        n_all, test = _UTKFACE_IMAGES, _UTKFACE_GROUPS * int(config["test_per_group"])
+        val = int(round(float(config.get("val_fraction") or 0.1) * (n_all - test)))
+        return n_all, n_all - test - val, val, test
+    groups = len(SYNTH_LEVELS)
+    train = sum(int(round(share * int(config["n_train"]))) for share in PAPER_TRAIN_SHARE)
+    test, val = groups * int(config["test_per_group"]), groups * int(config["val_per_group"])
+    return train + test + val, train, val, test
+
+
+def _run_classifier_cost(config: Mapping[str, Any]) -> list:
+    """The work of one :func:`run_classifier` configuration.
+
+    Memoised in the run function, so counted once per chapter: the data (UTKFace decoded once into
+    the ``uint8`` cache by 2 workers; SynthFaces rendered into RAM), each autoencoder (vanilla, or
+    Fader with its λ_E) and its latent summary (encoding every image at batch 512, and the
+    scikit-learn probe on the test latents, on the CPU). Per configuration: the
+    :class:`LatentCNN` (``cls_epochs`` epochs of batch 128, Adam) and its test prediction.
+
+    Host memory: training an autoencoder copies the training images out of the cache
+    (``images[train]``, and ``images[val]`` for the Fader's per-epoch validation), and the last three
+    trained autoencoders stay memoised with the latents of every image (float32, C x 4 x 4), so up
+    to three latent arrays are resident while the next one trains.
+    """
+    import json
+
+    from fairlib.plan import Stage, amp_default, builder, measure
+    from fairlib.training import batch_plan, train
+
+    # mixed precision as the engine runs it on a GPU: train()'s and predict()'s defaults
+    amp = {"train": amp_default(train), "predict": amp_default(predict)}
+
+    size, channels, bs = int(config["size"]), int(config["max_channels"]), int(config["batch_size"])
+    n_all, n_train, n_val, n_test = _split_sizes(config)
+    groups = _UTKFACE_GROUPS if config["dataset"] == "utkface" else len(SYNTH_LEVELS)
+    pixels = 3 * size * size
+    latents = 4 * channels * 4 * 4
+    resident = _AUTOENCODERS.maxsize * latents * n_all + (pixels * n_all if config["dataset"] == "synthfaces" else 0)
+    keys = json.dumps({k: config.get(k) for k in _DATA_KEYS}, sort_keys=True)
+    shape = (3, size, size)
+    stages = []
+    if config["dataset"] == "utkface":
+        stages.append(Stage("cache UTKFace", images=n_all, pipeline="decode", source_pixels=_UTKFACE_SOURCE_PIXELS,
+                            workers=2, data=("utkface",), shared=f"06:data:{keys}"))
+    else:
+        stages.append(Stage("render faces", host_bytes=2 * pixels * n_all, shared=f"06:data:{keys}"))
+    fader = config["classifier"] == "FaderCNN"
+    kind = "fader" if fader else "vanilla"
+    ae_keys = _DATA_KEYS + _AE_KEYS + (_FADER_KEYS if fader else ())
+    shared = f"06:{kind}:" + json.dumps({k: config.get(k) for k in ae_keys}, sort_keys=True)
+    epochs = int(config["ae_epochs"])
+    train_samples = epochs * sum(batch_plan(n_train, bs))
+    io = {"pipeline": "cache", "source_pixels": size * size} if config["dataset"] == "utkface" else {}
+    if fader:
+        host = resident + pixels * (n_train + n_val)
+        step = builder(_FaderStepCost, size, groups, channels)
+        best = measure(step, shape, 1).param_bytes  # the selected epoch's weights, copied on the GPU
+        stages += [Stage("train the Fader network", step, shape, train_samples=train_samples, batch_size=bs,
+                         optimizer_state=2, amp=amp["train"], host_bytes=host, gpu_bytes=best, shared=shared),
+                   Stage("validation passes", builder(_FaderEpochCost, size, groups, channels), shape,
+                         eval_samples=epochs * n_val, eval_batch_size=512, amp=amp["predict"], host_bytes=host,
+                         gpu_bytes=best, shared=shared)]
+    else:
+        host = resident + pixels * n_train
+        stages += [Stage("train the autoencoder", builder(_ReconstructionCost, size, channels), shape,
+                         train_samples=train_samples, batch_size=bs, optimizer_state=2, amp=amp["train"],
+                         host_bytes=host, shared=shared),
+                   Stage("validation passes", builder(_ReconstructionCost, size, channels), shape,
+                         eval_samples=n_val, eval_batch_size=512, amp=amp["predict"], host_bytes=host, shared=shared)]
+    features = channels * 4 * 4
+    stages += [Stage("encode every image", builder(_encoder, size, channels), shape, eval_samples=n_all,
+                     eval_batch_size=512, amp=amp["predict"], host_bytes=resident, shared=shared, **io),
+               # scikit-learn's LogisticRegression (lbfgs, max_iter=2000) in 5-fold cross-validation on
+               # the test latents: counted as max_iter passes of a linear layer, an upper bound
+               Stage("latent probe (CPU)", builder(nn.Linear, features, groups), (features,), device="cpu",
+                     train_samples=5 * 2000 * (n_test - n_test // 5), batch_size=n_test - n_test // 5,
+                     host_bytes=resident + 3 * 4 * features * n_test, shared=shared)]
+    cls = builder(LatentCNN, channels, 2, latent_size=4, width=channels)
+    host = resident + latents * n_train
+    stages += [Stage("train the classifier", cls, (channels, 4, 4), batch_size=128, optimizer_state=2,
+                     train_samples=int(config["cls_epochs"]) * sum(batch_plan(n_train, 128)), amp=amp["train"],
+                     host_bytes=host),
+               Stage("test the classifier", cls, (channels, 4, 4), eval_samples=n_test, eval_batch_size=1024,
+                     amp=amp["predict"], host_bytes=host)]
+    return stages
+
+
 sweep.register("06_adversarial_invariance", "classifiers", run_classifier, classifier_grid,
-               "SimpleCNN, SimpleCNN-WL and FaderCNN on frozen latents: per-group test accuracy (Table 1)")
+               "SimpleCNN, SimpleCNN-WL and FaderCNN on frozen latents: per-group test accuracy (Table 1)",
+               cost=_run_classifier_cost)
 sweep.register("06_adversarial_invariance", "lambda_sweep", run_classifier, lambda_grid,
-               "FaderCNN and the Fader latent over the final λ_E: invariance, reconstruction and accuracy")
+               "FaderCNN and the Fader latent over the final λ_E: invariance, reconstruction and accuracy",
+               cost=_run_classifier_cost)
 
 
 # --------------------------------------------------------------------------- figures

@@ -433,7 +433,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
              "network": "resnet50", "task": {},
              "batch_size": 128, "num_workers": 4, "relax_steps": 1000, "min_channels": 16},
     # FAIRLIB_SCALE=rehearsal: the full code on the miniature FairFace mirror
-    "rehearsal": {"cap": 3, "batch_size": 32, "relax_steps": 100},
+    "rehearsal": {"cap": 2, "batch_size": 64, "relax_steps": 100},
 }
 
 
@@ -541,11 +541,53 @@ def layer_shares_grid(profile: str) -> list[dict]:
     return [{"network": cfg["network"], "trained": trained, **common} for trained in (True, False)]
 
 
+# --------------------------------------------------------------------------- compute plans (fairlib.plan)
+def _layer_shares_cost(config: Mapping[str, Any]) -> list:
+    """The work of one :func:`run_layer_shares` configuration.
+
+    One forward pass (under autocast, as :class:`fairlib.activations.ActivationExtractor` runs on
+    CUDA) of the capped sample through the network, up to the last analysed layer. The sample
+    holds at most ``cap`` images per intersectional group and no more than the split (an upper
+    bound: FairFace's small groups hold fewer). FairFace's JPEGs are decoded on the fly by
+    ``num_workers`` loader processes; the quick profile's rendered faces stay in RAM (the sample
+    is memoised, :func:`nap_sample`), as does the trained small CNN, trained once for both runs
+    (:func:`shared_network`, Chapter 3's :func:`fairlib.probes.train_unrelated_cnn`). The
+    streaming accumulators (group x channel sums) are negligible.
+    """
+    from fairlib.activations import ActivationExtractor
+    from fairlib.plan import Stage, amp_default, builder, stop_at
+    from fairlib.probes import _SOURCE_SIDES, _TRAIN_SIZES, _n_groups, _network_builder, _unrelated_cnn_stages
+
+    network, dataset = str(config["network"]), str(config["dataset"])
+    options = dict(config.get("data_options") or {})
+    groups = _n_groups(dataset, config["variables"])
+    n_images = int(options.get("n", _TRAIN_SIZES.get(dataset, 10_000)))
+    sample = min(n_images, groups * int(config["cap"]))
+    side = int(options.get("size", 32)) if network == "small_cnn" else 224
+    stored = int(options.get("size") or _SOURCE_SIDES.get(dataset, side))
+    in_memory = dataset == "synthfaces"
+    stages: list = []
+    if network == "small_cnn" and config.get("trained"):
+        stages += _unrelated_cnn_stages(config.get("task") or {}, shared=f"04:small_cnn:{config.get('task')}")
+    layers = analysed_layers(network)
+    pipeline = {"pipeline": "memory"} if in_memory else {
+        "pipeline": "decode", "source_pixels": stored * stored, "workers": int(config.get("num_workers", 0)),
+        "data": (dataset,)}
+    weights = (f"{network}.IMAGENET1K_V1",) if config.get("trained") and network != "small_cnn" else ()
+    stages.append(Stage("neuron activation profiles", builder(stop_at, _network_builder(network),
+                                                               list(layers.values())[-1]),
+                        (3, side, side), eval_samples=sample, eval_batch_size=int(config.get("batch_size", 256)),
+                        amp=amp_default(ActivationExtractor), weights=weights,
+                        host_bytes=3 * stored * stored * n_images if in_memory else 0, **pipeline))
+    return stages
+
+
 def _register() -> None:
     from fairlib import sweep
 
     sweep.register("04_activation_profiles", "layer_shares", run_layer_shares, layer_shares_grid,
-                   "between-group variance share (eta^2) of every layer, trained and random network")
+                   "between-group variance share (eta^2) of every layer, trained and random network",
+                   cost=_layer_shares_cost)
 
 
 _register()

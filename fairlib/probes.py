@@ -25,6 +25,7 @@ group variables: the accessories and expression of SynthFaces' multi-attribute f
 from __future__ import annotations
 
 import inspect
+import math
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -732,7 +733,8 @@ SETTINGS: dict[str, dict[str, Any]] = {
              "control": "resnet50", "control_reductions": ["subsample", "avgpool"], "task": {},
              "layers_per_pass": 4, "batch_size": 64, "num_workers": 2},
     # FAIRLIB_SCALE=rehearsal: the full code on the miniature FairFace mirror (3 images per group)
-    "rehearsal": {"cap": 3, "per_group": 3, "epochs": 1, "batch_size": 32},
+    # (2 per group; 8 layers per pass keeps the multi-pass capture but 2-3 passes on a CPU)
+    "rehearsal": {"cap": 2, "per_group": 2, "epochs": 1, "batch_size": 64, "layers_per_pass": 8},
 }
 
 #: The two ways of shrinking a feature map that the paper compares.
@@ -943,11 +945,144 @@ PAPER_ERROR_ROWS: dict[str, list[tuple]] = {
 }
 
 
+# --------------------------------------------------------------------------- compute plans (fairlib.plan)
+#: Training images of the datasets the chapter may read (FairFace's train split; SynthFaces: ``n``).
+_TRAIN_SIZES = {"fairface": 86_744}
+#: Side of a source image as stored (FairFace's 0.25-padding crops are 224 x 224 JPEGs).
+_SOURCE_SIDES = {"fairface": 224}
+
+
+def _n_groups(dataset: str, variables: Sequence[str]) -> int:
+    """Intersectional groups of ``variables``: the product of their category counts (schemas in fairlib.data)."""
+    from fairlib.data.loaders import FAIRFACE_AGES, FAIRFACE_GENDERS, FAIRFACE_RACES
+    from fairlib.data.synthfaces import FACE_SCHEMA
+
+    schemas = {"fairface": {"race": len(FAIRFACE_RACES), "age": len(FAIRFACE_AGES), "gender": len(FAIRFACE_GENDERS)},
+               "synthfaces": {k: len(v) for k, v in FACE_SCHEMA.items()}}
+    if dataset not in schemas:
+        raise ValueError(f"dataset: no schema for {dataset!r} in the cost model; add it to _n_groups")
+    return math.prod(schemas[dataset][v] for v in variables)
+
+
+def _unrelated_cnn_stages(task: Mapping[str, Any], shared: str | None = None) -> list:
+    """:func:`train_unrelated_cnn` with ``task``'s options: render, train a :class:`SmallCNN`, evaluate.
+
+    ``n`` rendered images trained ``epochs`` epochs (Adam: two states per parameter, BCE on 12
+    attributes) at ``batch_size``; ``n_eval`` more rendered and predicted at batch 512. Host: the
+    ``uint8`` images and float targets of both renders.
+    """
+    from fairlib.plan import Stage, amp_default, builder
+    from fairlib.training import batch_plan
+
+    defaults = {p: v.default for p, v in inspect.signature(train_unrelated_cnn).parameters.items()
+                if v.default is not inspect.Parameter.empty}
+    o = {**defaults, **dict(task)}
+    size, k = int(o["size"]), len(UNRELATED_TASK_ATTRIBUTES)
+    host = (3 * size * size + 4 * k) * (int(o["n"]) + int(o["n_eval"]))
+    model = builder(SmallCNN, k)
+    return [Stage("train the unrelated-task CNN", model, (3, size, size), batch_size=int(o["batch_size"]),
+                  train_samples=int(o["epochs"]) * sum(batch_plan(int(o["n"]), int(o["batch_size"]))),
+                  optimizer_state=2, amp=amp_default(train), host_bytes=host, shared=shared),
+            Stage("evaluate the unrelated-task CNN", model, (3, size, size), eval_samples=int(o["n_eval"]),
+                  eval_batch_size=512, amp=amp_default(predict), host_bytes=host, shared=shared)]
+
+
+def _network_builder(network: str) -> Any:
+    """The architecture of :func:`build_network` (random weights: the cost is the same)."""
+    import torchvision
+
+    from fairlib.plan import builder
+
+    if network == "small_cnn":
+        return builder(SmallCNN, len(UNRELATED_TASK_ATTRIBUTES))
+    options = {"init_weights": True} if network == "inception_v3" else {}
+    return builder(getattr(torchvision.models, network), weights=None, **options)
+
+
+def _probing_cost(config: Mapping[str, Any]) -> list:
+    r"""The work of one :func:`run_probing` configuration.
+
+    * The probe sample holds at most ``per_group`` images of each intersectional group (an upper
+      bound: small groups hold fewer), ``max(1, round(0.1 m))`` of a group's ``m`` for validation.
+    * :func:`probe_network` captures ``layers_per_pass`` layers per pass: each pass decodes every
+      sample image again and runs the network up to the pass's last layer (under autocast), then
+      trains one probe per layer and reduction (one when both reductions keep every value: a flat
+      layer or a map of at most 8 x 8).
+    * A probe (:func:`train_probe`) is ``Linear(features, groups)``: ``epochs`` epochs of batches
+      of 32 (Adam), and after every epoch a prediction of its training rows (batch 4096) and
+      validation rows (batch 1024). Rows of at most 1 GiB are copied to the GPU once (host and
+      device hold them), larger ones are read from the float16 memory map (page cache).
+    * Quick profile: the trained small CNN is trained here first (:func:`train_unrelated_cnn`).
+    """
+    from fairlib.activations import capture_activations, layer_preset
+    from fairlib.plan import Stage, amp_default, builder, output_shapes, stop_at
+    from fairlib.training import batch_plan
+
+    network, dataset = str(config["network"]), str(config["dataset"])
+    options = dict(config.get("data_options") or {})
+    groups = _n_groups(dataset, config["variables"])
+    per_group = int(config["per_group"])
+    n_images = int(options.get("n", _TRAIN_SIZES.get(dataset, groups * per_group)))
+    m = min(per_group, max(1, n_images // groups))
+    n_val_group = max(1, int(round(0.1 * m)))
+    n_train, n_val = groups * (m - n_val_group), groups * n_val_group
+    sample = n_train + n_val
+    side = int(TORCHVISION_SIZES.get(network, options.get("size", 32)))
+    stored = int(options.get("size") or _SOURCE_SIDES.get(dataset, side))
+    in_memory = dataset == "synthfaces"
+    host = 3 * stored * stored * n_images if in_memory else 0  # rendered faces stay in RAM; files are read lazily
+    stages: list = []
+    if network == "small_cnn" and config.get("trained"):
+        stages += _unrelated_cnn_stages(config.get("task") or {})
+    model = _network_builder(network)
+    preset = layer_preset(network)
+    shapes = output_shapes(model, (3, side, side), preset)
+    names = list(preset)
+    step = int(config.get("layers_per_pass") or len(names))
+    reductions = list(config["reductions"])
+    batch = int(config["batch_size"])
+    pipeline = {"pipeline": "memory"} if in_memory else {
+        "pipeline": "decode", "source_pixels": stored * stored, "workers": int(config.get("num_workers", 0)),
+        "data": (dataset,)}
+    weights = (f"{network}.IMAGENET1K_V1",) if config.get("trained") and network != "small_cnn" else ()
+    for start in range(0, len(names), step):
+        chunk = names[start:start + step]
+        stages.append(Stage("capture activations", builder(stop_at, model, preset[chunk[-1]]), (3, side, side),
+                            eval_samples=sample, eval_batch_size=batch, amp=amp_default(capture_activations),
+                            host_bytes=host,
+                            weights=weights, **pipeline))
+        for layer in chunk:
+            shape = shapes[layer]
+            if len(shape) == 1 or (shape[-1] <= 8 and shape[-2] <= 8):
+                features = [math.prod(shape)]  # both reductions keep every value: one probe
+            else:
+                c, h, w = shape
+                k_h, k_w = math.ceil(h / 8), math.ceil(w / 8)
+                sizes = {"subsample": c * math.ceil(h / k_h) * math.ceil(w / k_w),
+                         "avgpool": c * min(h, 8) * min(w, 8)}
+                features = [sizes[r] for r in reductions]
+            for f in features:
+                rows = 4 * f * n_train
+                on_gpu = rows if rows <= 2**30 else 0
+                epochs = int(config["epochs"])
+                probe = builder(LinearProbe, f, groups)
+                stages.append(Stage("train probes", probe, (f,), batch_size=32, optimizer_state=2,
+                                    train_samples=epochs * sum(batch_plan(n_train, 32)), amp=amp_default(train),
+                                    host_bytes=host + on_gpu, gpu_bytes=on_gpu))
+                stages.append(Stage("probe accuracies", probe, (f,), eval_samples=epochs * n_train,
+                                    eval_batch_size=4096, amp=amp_default(predict), host_bytes=host + on_gpu,
+                                    gpu_bytes=on_gpu))
+                stages.append(Stage("probe accuracies", probe, (f,), eval_samples=epochs * n_val,
+                                    eval_batch_size=1024, amp=amp_default(predict), host_bytes=host,
+                                    gpu_bytes=on_gpu))
+    return stages
+
+
 def _register() -> None:
     from fairlib import sweep
 
     sweep.register("03_linear_probes", "probing", run_probing, probing_grid,
-                   "linear probes on every layer of each network (and a random-init control)")
+                   "linear probes on every layer of each network (and a random-init control)", cost=_probing_cost)
 
 
 _register()

@@ -1339,10 +1339,174 @@ def backdoor_grid(profile: str, seed: int = 0) -> list[dict[str, Any]]:
     return [config]
 
 
+# --------------------------------------------------------------------------- compute plans (fairlib.plan)
+#: CelebA's official partition (train, val, test) and its attribute count; SynthFaces' multi-attribute
+#: mode has 4 identities and 12 attributes.
+_CELEBA_SPLITS = {"train": 162_770, "val": 19_867, "test": 19_962}
+_N_ATTRIBUTES = {"celeba": 40, "synthfaces": 16}
+#: CelebA's aligned crops are 178 x 218 JPEGs.
+_CELEBA_SOURCE_PIXELS = 178 * 218
+
+
+def _recipe_stages(config: Mapping[str, Any], n_outputs: int, sparsities: Sequence[float], dense_epochs: float,
+                   host: float) -> tuple[list, dict[str, Any]]:
+    """Dense training and one :func:`train_gmp` run (the part :func:`run_seed` and :func:`run_backdoor` share).
+
+    Dense: ``dense_epochs`` epochs of the training split (fractional epochs are that share of the
+    steps). GMP: ``prune_epochs`` epochs, and for each target but the largest a snapshot fine-tuned
+    ``finetune_epochs`` epochs. The images are read from the ``uint8`` cache (a memory map) by the
+    training process (no loader workers); SGD keeps one state per parameter, Adam two. On the GPU
+    beside the model being pruned (whose masks double its weights): the dense model and the
+    snapshots, each with its masks.
+    """
+    from fairlib.plan import Stage, amp_default, builder, measure
+    from fairlib.training import batch_plan
+
+    size = int(dict(config.get("data_options") or {}).get("size", 24))
+    n_train = _split_size(config, "train")
+    batch = int(config["batch_size"])
+    model = builder(build_multilabel_model, config["model"], n_outputs, image_size=size, seed=0,
+                    **dict(config.get("model_options") or {}))
+    shape = (3, size, size)
+    per_epoch = batch_plan(n_train, batch)
+
+    def samples(epochs: float) -> int:
+        steps = int(epochs) * len(per_epoch) if float(epochs).is_integer() else \
+            max(1, int(round(float(epochs) * len(per_epoch))))
+        return steps * batch
+
+    state = {"sgd": 1, "adam": 2}
+    weights = measure(model, shape, 1).param_bytes
+    io = {**_pipeline(config, size), "amp": amp_default(train)}  # the engine's mixed precision on a GPU
+    gmp_state = state["sgd" if config["variant"] == "ri" else "adam"]
+    snapshots = len(set(sparsities)) - 1
+    stages = [Stage("dense training", model, shape, train_samples=samples(dense_epochs), batch_size=batch,
+                    optimizer_state=state[str(config["dense_optimizer"])], host_bytes=host, **io),
+              Stage("GMP training", model, shape, train_samples=int(config["prune_epochs"]) * sum(per_epoch),
+                    batch_size=batch, optimizer_state=gmp_state, host_bytes=host,
+                    gpu_bytes=weights * (2 + 2 * snapshots), **io),
+              Stage("fine-tune snapshots", model, shape, train_samples=snapshots * samples(config["finetune_epochs"]),
+                    batch_size=batch, optimizer_state=gmp_state, host_bytes=host,
+                    gpu_bytes=weights * (2 + 2 * snapshots), **io)]
+    return stages, {"model": model, "shape": shape, "io": io, "weights": weights, "snapshots": snapshots}
+
+
+def _split_size(config: Mapping[str, Any], split: str) -> int:
+    n = dict(dict(config.get("split_options") or {}).get(split) or {}).get("n")
+    if config["data"] == "celeba":
+        return min(int(n), _CELEBA_SPLITS[split]) if n else _CELEBA_SPLITS[split]
+    if not n:
+        raise ValueError(f"split_options: the cost model needs the size of the {split!r} split of {config['data']!r}")
+    return int(n)
+
+
+def _pipeline(config: Mapping[str, Any], size: int) -> dict[str, Any]:
+    """File-based images come from the cache (a memory map); rendered ones are tensors in RAM."""
+    if config["data"] == "synthfaces":
+        return {"pipeline": "memory"}
+    return {"pipeline": "cache", "source_pixels": size * size, "data": (str(config["data"]),)}
+
+
+def _cache_stage(config: Mapping[str, Any]) -> Any:
+    """The one pass that decodes every split into the ``uint8`` cache (memoised: once per chapter)."""
+    from fairlib.plan import Stage
+
+    if config["data"] == "synthfaces":
+        return None
+    n = sum(_split_size(config, split) for split in _SPLITS)
+    return Stage("cache the splits", images=n, pipeline="decode", source_pixels=_CELEBA_SOURCE_PIXELS,
+                 workers=int(config.get("workers", 0)), data=(str(config["data"]),),
+                 shared=f"05:cache:{config['data']}:{config.get('data_options')}:{config.get('split_options')}")
+
+
+def _resident(config: Mapping[str, Any], n_outputs: int, models: int) -> float:
+    """Host bytes a run holds: rendered images (quick), labels, logits and the result's lists.
+
+    Labels: int64 (N x K) per split; logits: float32 (val + test) x K per model; the result keeps
+    every model's test predictions and the dense logits as Python lists (8-byte references, 24-byte
+    floats) and serialises them to JSON (about as large again).
+    """
+    size = int(dict(config.get("data_options") or {}).get("size", 24))
+    n = {split: _split_size(config, split) for split in _SPLITS}
+    images = 3 * size * size * sum(n.values()) if config["data"] == "synthfaces" else 0
+    labels = 8 * n_outputs * sum(n.values())
+    logits = 4 * n_outputs * models * (n["val"] + n["test"])
+    results = 2 * (8 * models + 32) * n_outputs * n["test"]
+    return images + labels + logits + results
+
+
+def _run_seed_cost(config: Mapping[str, Any]) -> list:
+    """The work of one :func:`run_seed` configuration: cache, dense + GMP models, then every measurement.
+
+    After training, every joint model (dense and one per sparsity) predicts the validation and test
+    splits (batch 1024); each attribute of ``single`` gets its own dense model (``single_epochs``)
+    and a test prediction; each N:M pattern one test prediction of a pruned copy; the backdoor's
+    control one more of the stamped test split (a file-backed copy: page cache). The metrics, BA
+    tables and countermeasures are NumPy over (test images x attributes) arrays, a few per model
+    and method: negligible next to the networks.
+    """
+    from fairlib.plan import Stage, amp_default
+
+    k = _N_ATTRIBUTES[str(config["data"])] - len(config.get("drop") or ())
+    sparsities = list(config["sparsities"])
+    models = 1 + len(set(sparsities))
+    host = _resident(config, k, models)
+    stages, r = _recipe_stages(config, k, sparsities, config["dense_epochs"], host)
+    n_val, n_test = _split_size(config, "val"), _split_size(config, "test")
+    common = {"eval_batch_size": 1024, "host_bytes": host, **r["io"], "amp": amp_default(predict)}
+    extra = r["weights"] * (1 + 2 * r["snapshots"])
+    stages.append(Stage("validation and test logits", r["model"], r["shape"], eval_samples=models * (n_val + n_test),
+                        gpu_bytes=extra, **common))
+    single = list(config.get("single") or ())
+    if single:
+        from fairlib.plan import builder
+
+        size = r["shape"][-1]
+        alone = builder(build_multilabel_model, config["model"], 1, image_size=size, seed=0,
+                        **dict(config.get("model_options") or {}))
+        dense, _ = _recipe_stages({**config}, 1, [0.0], config["single_epochs"], host)
+        stages.append(Stage("single-attribute models", alone, r["shape"],
+                            train_samples=len(single) * dense[0].train_samples, batch_size=int(config["batch_size"]),
+                            optimizer_state=dense[0].optimizer_state, host_bytes=host, gpu_bytes=extra, **r["io"]))
+        stages.append(Stage("single-attribute models", alone, r["shape"], eval_samples=len(single) * n_test,
+                            gpu_bytes=extra, **common))
+    n_masks = len(config.get("nm_patterns") or ())
+    controls = n_masks + (1 if config.get("backdoor") is not None else 0)
+    stages.append(Stage("N:M masks and backdoor control", r["model"], r["shape"], eval_samples=controls * n_test,
+                        gpu_bytes=extra + r["weights"], **common))
+    cache = _cache_stage(config)
+    return ([cache] if cache else []) + stages
+
+
+def _run_backdoor_cost(config: Mapping[str, Any]) -> list:
+    """The work of one :func:`run_backdoor` configuration.
+
+    The trigger is stamped on copies of the training and test splits (file-backed maps above
+    512 MiB: page cache, not RAM); a one-attribute model is trained ``epochs`` on them and pruned
+    with the GMP recipe; every model (dense and each sparsity) predicts the test split twice, with
+    and without the trigger.
+    """
+    from fairlib.plan import Stage, amp_default
+
+    sparsities = list(config["sparsities"])
+    models = 1 + len(set(sparsities))
+    size = int(dict(config.get("data_options") or {}).get("size", 24))
+    n_test = _split_size(config, "test")
+    stamped = 3 * size * size * (_split_size(config, "train") + n_test)
+    host = _resident(config, 1, models) + (stamped if stamped <= _STAMP_IN_MEMORY else 0)
+    stages, r = _recipe_stages(config, 1, sparsities, config["epochs"], host)
+    stages.append(Stage("test with and without the trigger", r["model"], r["shape"], eval_samples=2 * models * n_test,
+                        eval_batch_size=1024, host_bytes=host, gpu_bytes=r["weights"] * (1 + 2 * r["snapshots"]),
+                        **{**r["io"], "amp": amp_default(predict)}))
+    cache = _cache_stage(config)
+    return ([cache] if cache else []) + stages
+
+
 sweep.register("05_pruning_bias", "main", run_seed, main_grid,
-               "per seed: dense joint and single-attribute models and one GMP run, with every metric")
+               "per seed: dense joint and single-attribute models and one GMP run, with every metric",
+               cost=_run_seed_cost)
 sweep.register("05_pruning_bias", "backdoor", run_backdoor, backdoor_grid,
-               "a backdoor trigger planted in training, measured with BA, dense and pruned")
+               "a backdoor trigger planted in training, measured with BA, dense and pruned", cost=_run_backdoor_cost)
 
 
 # --------------------------------------------------------------------------- tables from the sweeps

@@ -58,7 +58,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["grid", "run", "load", "config_key", "default_store", "register", "experiments", "Experiment",
-           "SweepError", "EXECUTORS"]
+           "SweepError", "EXECUTORS", "main"]
 
 _FAILED = "failed"
 
@@ -166,6 +166,8 @@ class Experiment:
     fn: Callable[..., Mapping[str, Any]]
     grid: Callable[[str], list[dict]]
     description: str = ""
+    #: ``cost(config) -> list[fairlib.plan.Stage]``: the work of one configuration (compute plans).
+    cost: Callable[[Mapping[str, Any]], list] | None = None
 
     def configs(self, profile: str) -> list[dict]:
         from fairlib.config import get_profile
@@ -177,8 +179,12 @@ _EXPERIMENTS: dict[tuple[str, str], Experiment] = {}
 
 
 def register(chapter: str, name: str, fn: Callable[..., Mapping[str, Any]], grid: Callable[[str], list[dict]],
-             description: str = "") -> Experiment:
-    """Declare an experiment of ``chapter`` (a notebook's file stem, e.g. ``"05_pruning_bias"``)."""
+             description: str = "", *, cost: Callable[[Mapping[str, Any]], list] | None = None) -> Experiment:
+    """Declare an experiment of ``chapter`` (a notebook's file stem, e.g. ``"05_pruning_bias"``).
+
+    ``cost(config) -> list[fairlib.plan.Stage]`` describes the work of one configuration, phase by
+    phase, for the compute plans (:func:`fairlib.plan.plan`, ``python -m fairlib.sweep plan``).
+    """
     for arg, value in (("chapter", chapter), ("name", name)):
         _check_name(value, arg)
     if not callable(fn):
@@ -189,7 +195,10 @@ def register(chapter: str, name: str, fn: Callable[..., Mapping[str, Any]], grid
     if getattr(fn, "__qualname__", "").count("<locals>"):
         raise ValueError(f"fn: {fn.__qualname__} is not a module-level function; other processes must be able "
                          "to import it")
-    experiment = Experiment(chapter, name, fn, grid, description)
+    if cost is not None and not callable(cost):
+        raise ValueError(f"cost: expected a function cost(config) -> list of fairlib.plan.Stage, "
+                         f"got {type(cost).__name__}")
+    experiment = Experiment(chapter, name, fn, grid, description, cost)
     _EXPERIMENTS[(chapter, name)] = experiment
     return experiment
 
@@ -477,3 +486,52 @@ def _version() -> str:
     from fairlib import __version__
 
     return __version__
+
+
+# --------------------------------------------------------------------------- command line
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m fairlib.sweep <command>``: ``plan NOTEBOOK --profile PROFILE [--json] [--stages]``.
+
+    Subcommands are argparse subparsers, one function each, so that ``run`` and ``status`` can join
+    ``plan``. Returns the exit status (0; 2 for a usage error such as an unknown chapter).
+    """
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m fairlib.sweep",
+                                     description="The course's registered experiments (fairlib.sweep).")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    plan_cmd = commands.add_parser(
+        "plan", help="the compute plan of a chapter: runs, FLOPs, T4-hours, peak host and GPU memory",
+        description="Print the compute plan of one chapter's registered experiments under a profile.")
+    plan_cmd.add_argument("notebook", help="a chapter's file stem, e.g. 05_pruning_bias")
+    plan_cmd.add_argument("--profile", default=None,
+                          help="quick, full or paper (default: FAIRLIB_PROFILE, else quick)")
+    plan_cmd.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    plan_cmd.add_argument("--stages", action="store_true", help="also print each experiment's stages")
+    plan_cmd.set_defaults(handler=_plan_command)
+    args = parser.parse_args(argv)
+    from fairlib.plan import PlanError
+
+    try:
+        print(args.handler(args))
+    except PlanError as exc:  # an unknown chapter or profile: a usage error, not a crash
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _plan_command(args: Any) -> str:
+    from fairlib import plan
+
+    return plan.main(args.notebook, args.profile, as_json=args.json, stages=args.stages)
+
+
+if __name__ == "__main__":
+    # run as a script this file is __main__, a second copy of the module: the experiments register in
+    # fairlib.sweep, so the command line must run there
+    import sys
+
+    from fairlib.sweep import main as _main
+
+    sys.exit(_main())

@@ -1112,5 +1112,101 @@ def run_table(row: Mapping[str, Any]) -> pd.DataFrame:
     return table
 
 
+# --------------------------------------------------------------------------- compute plans (fairlib.plan)
+#: Upper bound on COCO's concepts: every category but ``person``. The canonical sets keep those with
+#: ``min_images`` images in each of their three sets, fewer in val2017; the plan assumes all.
+_COCO_CONCEPTS = 79
+#: Images of each COCO split, and the typical source image (at most 640 pixels on its long side).
+_COCO_IMAGES = {"val2017": 5_000, "train2017": 118_287}
+_COCO_SOURCE_PIXELS = 640 * 480
+#: Approximate sizes of the COCO 2017 annotation files load_coco parses (bytes), and the resident
+#: memory of json.loads per byte of file: 4.8 for the parsed objects plus 1 for the text
+#: (measured on a synthetic file with COCO's structure: polygons of floats, image records).
+_COCO_JSON_BYTES = {("instances", "val2017"): 20e6, ("captions", "val2017"): 3.9e6,
+                    ("instances", "train2017"): 448e6, ("captions", "train2017"): 92e6}
+_JSON_RAM_PER_BYTE = 5.8
+
+
+def _transfer_cost(config: Mapping[str, Any]) -> list:
+    """The work of one :func:`run_transfer` configuration.
+
+    Memoised in the run function (counted once per chapter): the setup (canonical sets; quick: the
+    small CNN pretrained on ``pretrain_n`` scenes, Adam; full: COCO's annotations parsed and the
+    canonical images decoded and held in RAM, ResNet-50's weights) with the scores before
+    fine-tuning (every canonical image embedded at batch 256, under autocast, up to ``layer``), and
+    each fine-tuning target (COCO: its annotation file parsed; the images are decoded every epoch
+    by ``num_workers`` loader processes). Per configuration: ``epochs`` epochs of fine-tuning (Adam;
+    ``linear`` trains the head only) and the scores after it. The permutation test and the bootstrap
+    are NumPy on concept-by-image similarity matrices (at most 79 x 100 x 2,000 multiply-adds):
+    negligible. On the GPU the pretrained backbone stays beside its fine-tuned copy.
+    """
+    import json
+
+    import torchvision
+
+    from fairlib.models import SmallCNN
+    from fairlib.plan import Stage, amp_default, builder, measure, stop_at
+    from fairlib.training import batch_plan
+
+    source = _source(config)
+    # mixed precision as the code runs it on a GPU: fine_tune's default (passed on to train) and
+    # capture_activations' (the embeddings)
+    amp_tune = bool(config.get("amp", amp_default(fine_tune)))
+    amp_embed = amp_default(capture_activations)
+    size, bs, epochs = int(config["size"]), int(config["batch_size"]), int(config["epochs"])
+    shape = (3, size, size)
+    pixels = 3 * size * size
+    setup = "07:setup:" + json.dumps({k: config.get(k) for k in _SETUP_KEYS[source]}, sort_keys=True)
+    target = setup + ":target:" + json.dumps({k: config.get(k) for k in _TARGET_KEYS[source]}, sort_keys=True)
+    n_target = int(config["target_n"])
+    stages = []
+    if source == "scenes":
+        n_canonical = 4 * int(config["canonical_n"])
+        model = builder(SmallCNN, int(config["n_objects"]))
+        canonical = pixels * n_canonical
+        pretrain_n = int(config["pretrain_n"])
+        held = canonical + pixels * (pretrain_n + n_target)
+        stages.append(Stage("pretrain the small CNN", model, shape, batch_size=bs, optimizer_state=2,
+                            train_samples=int(config["pretrain_epochs"]) * sum(batch_plan(pretrain_n, bs)),
+                            amp=amp_tune, host_bytes=held, shared=setup))
+        io: dict[str, Any] = {}
+        weights: tuple[str, ...] = ()
+        data: tuple[str, ...] = ()
+        trainable = "head" if config["mode"] == "linear" else None
+    else:
+        n_canonical = _COCO_CONCEPTS * 3 * int(config["canonical_n"]) + 2 * int(config["canonical_n"])
+        model = builder(getattr(torchvision.models, str(config["arch"])), weights=None)
+        canonical = pixels * n_canonical
+        split = str(config["target_split"])
+        parse = _JSON_RAM_PER_BYTE * (_COCO_JSON_BYTES[("instances", config["canonical_split"])]
+                                      + _COCO_JSON_BYTES[("captions", config["canonical_split"])])
+        weights = (f"{config['arch']}.{config['weights']}",)
+        data = (f"coco/{config['canonical_split']}",)
+        stages.append(Stage("parse annotations, decode canonical sets", images=n_canonical, pipeline="decode",
+                            source_pixels=_COCO_SOURCE_PIXELS, host_bytes=canonical + parse, data=data,
+                            weights=weights, shared=setup))
+        # the target's labels (N x 80 int64) and metadata stay memoised; its annotation file is
+        # parsed while the canonical images are held
+        labels = 2 * 8 * 80 * _COCO_IMAGES[split]
+        held = canonical + labels
+        stages.append(Stage("parse the target's annotations",
+                            host_bytes=held + _JSON_RAM_PER_BYTE * _COCO_JSON_BYTES[("instances", split)],
+                            data=(f"coco/{split}",), shared=target))
+        io = {"pipeline": "decode", "source_pixels": _COCO_SOURCE_PIXELS, "workers": int(config.get("num_workers", 0)),
+              "data": (f"coco/{split}",)}
+        trainable = str(config["head"]) if config["mode"] == "linear" else None
+    embed = builder(stop_at, model, str(config["layer"]))
+    backbone = measure(model, shape, 1).param_bytes
+    stages.append(Stage("score the pretrained model", embed, shape, eval_samples=n_canonical, eval_batch_size=256,
+                        amp=amp_embed, host_bytes=held, weights=weights, data=data, shared=setup))
+    stages.append(Stage("fine-tune", model, shape, train_samples=epochs * sum(batch_plan(n_target, bs)), batch_size=bs,
+                        optimizer_state=2, trainable=trainable, amp=amp_tune, host_bytes=held,
+                        gpu_bytes=backbone, **io))
+    stages.append(Stage("score the fine-tuned model", embed, shape, eval_samples=n_canonical, eval_batch_size=256,
+                        amp=amp_embed, host_bytes=held, gpu_bytes=backbone))
+    return stages
+
+
 sweep.register("07_bias_transfer", "transfer", run_transfer, transfer_grid,
-               "BTS of a linear probe and of full fine-tuning on a small and a large target, over fine-tuning seeds")
+               "BTS of a linear probe and of full fine-tuning on a small and a large target, over fine-tuning seeds",
+               cost=_transfer_cost)
