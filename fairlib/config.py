@@ -180,7 +180,7 @@ def get_device(prefer: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
-def seed_everything(seed: int, *, deterministic: bool = True) -> np.random.Generator:
+def seed_everything(seed: int, *, deterministic: bool | None = None) -> np.random.Generator:
     """Seed Python, NumPy and PyTorch so that a quick-profile run repeats exactly.
 
     Parameters
@@ -189,7 +189,9 @@ def seed_everything(seed: int, *, deterministic: bool = True) -> np.random.Gener
         A non-negative integer.
     deterministic
         Also ask PyTorch for deterministic kernels (``warn_only`` so that an op without a
-        deterministic implementation warns instead of failing).
+        deterministic implementation warns instead of failing) and turn cuDNN benchmarking off.
+        ``None`` (default): only in the quick profile (``FAIRLIB_PROFILE``), which must repeat
+        exactly; a full or paper run on a GPU keeps the fast kernels and ``cudnn.benchmark``.
 
     Returns
     -------
@@ -197,8 +199,10 @@ def seed_everything(seed: int, *, deterministic: bool = True) -> np.random.Gener
         A generator seeded with ``seed``, for code that prefers explicit generators.
     """
     seed = integer(seed, "seed", minimum=0)
+    if deterministic is None:
+        deterministic = get_profile() == "quick"
     if not isinstance(deterministic, (bool, np.bool_)):
-        raise ValueError(f"deterministic: expected True or False, got {deterministic!r}")
+        raise ValueError(f"deterministic: expected True, False or None, got {deterministic!r}")
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -211,6 +215,11 @@ def seed_everything(seed: int, *, deterministic: bool = True) -> np.random.Gener
         if hasattr(torch.backends, "cudnn"):
             torch.backends.cudnn.benchmark = False
             torch.backends.cudnn.deterministic = True
+    else:
+        torch.use_deterministic_algorithms(False)
+        if hasattr(torch.backends, "cudnn"):
+            torch.backends.cudnn.benchmark = True
+            torch.backends.cudnn.deterministic = False
     return np.random.default_rng(seed)
 
 

@@ -26,9 +26,10 @@ State
     reproducible without touching the caller's RNG; thread counts, flush-to-zero, cuDNN and
     determinism flags are restored.
 CUDA
-    ``amp=True`` runs the step under autocast (float16) with a ``GradScaler``;
-    ``channels_last=True`` converts model and inputs; ``cudnn.benchmark`` is on unless
-    ``deterministic``.
+    ``amp`` runs the step under autocast (float16) with a ``GradScaler``;
+    ``channels_last`` converts model and inputs; both default to on for CUDA (off on a CPU),
+    and :func:`predict` autocasts on CUDA unless ``amp=False``. ``cudnn.benchmark`` is on
+    unless ``deterministic``.
 Checkpoints
     With ``checkpoint=PATH`` the run writes its complete state (model, optimizers, scaler,
     generators, history, callback states) atomically after every finished epoch and, when
@@ -542,8 +543,8 @@ def train(
     shuffle: bool = True,
     seed: int = 0,
     device: Any = None,
-    amp: bool = False,
-    channels_last: bool = False,
+    amp: bool | None = None,
+    channels_last: bool | None = None,
     deterministic: bool = False,
     num_threads: int | None = None,
     flush_denormal: bool = False,
@@ -581,7 +582,10 @@ def train(
         Seeds the shuffling generator and, inside a forked RNG, torch's global RNG (dropout,
         anything the step draws without the generator).
     amp, channels_last, deterministic
-        CUDA options; ``deterministic`` also turns cuDNN benchmarking off (restored afterwards).
+        CUDA options. ``amp`` (autocast to float16 with a gradient scaler) and ``channels_last``
+        default to ``None``: on for CUDA, off elsewhere, so that a full run on a GPU gets both
+        without every caller asking; on the CPU they are always off. cuDNN benchmarking is on
+        unless ``deterministic``, which also turns it off (restored afterwards).
     num_threads, flush_denormal
         CPU options for the run only (restored afterwards). Flushing denormals helps when tiny
         activations drive Adam's state into denormal floats, ~100x slower on CPU.
@@ -623,8 +627,9 @@ def train(
     whole = float(epochs).is_integer()
     total_steps = int(epochs) * steps_per_epoch if whole else max(1, int(round(epochs * steps_per_epoch)))
     n_epochs = math.ceil(total_steps / steps_per_epoch)
-    amp = bool(amp and device.type == "cuda")
-    channels_last = bool(channels_last and device.type == "cuda")
+    on_cuda = device.type == "cuda"
+    amp = on_cuda if amp is None else bool(amp and on_cuda)
+    channels_last = on_cuda if channels_last is None else bool(channels_last and on_cuda)
 
     with _isolated(seed, device=device, num_threads=num_threads, flush_denormal=flush_denormal,
                    deterministic=deterministic):
@@ -739,7 +744,7 @@ def predict(
     transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
     multilabel: bool = False,
     n_inputs: int = 1,
-    amp: bool = False,
+    amp: bool | None = None,
     num_workers: int = 0,
 ) -> torch.Tensor:
     """The model's outputs on ``data``, batch by batch, in eval mode and without gradients.
@@ -793,7 +798,7 @@ def predict(
             if len(batch) < n_inputs:
                 raise ValueError(f"n_inputs: the model takes {n_inputs} inputs but a batch holds {len(batch)}")
             rest = [b.to(device) for b in batch[1:n_inputs]]
-            with torch.autocast(device.type, dtype=torch.float16, enabled=amp and device.type == "cuda"):
+            with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda" and amp is not False):
                 out = model(_prepare(batch[0], device, transform, False), *rest).float()
             outs.append(_decide(out, output, multilabel).cpu())
     finally:

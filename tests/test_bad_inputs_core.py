@@ -223,7 +223,7 @@ CASES = [
      "prefer: unknown device 'gpu'; use 'cpu', 'cuda', 'cuda:0' or 'mps'"),
     ("get_device, a number", lambda: C.get_device(3), ValueError, "prefer: expected a device name"),
     ("seed_everything, deterministic string", lambda: C.seed_everything(0, deterministic="no"), ValueError,
-     "deterministic: expected True or False"),
+     "deterministic: expected True, False or None"),
     ("profile_note, unknown", lambda: C.profile_note("fast"), ValueError, "profile: unknown profile 'fast'"),
     # ------------------------------------------------------------------ notebook
     ("progress, an int", lambda: N.progress(5), ValueError, "iterable: expected something to loop over"),

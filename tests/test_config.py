@@ -119,3 +119,19 @@ def test_random_weights_mode_loads_no_pretrained_weights(monkeypatch):
     a = build_model("torchvision.resnet18", weights="IMAGENET1K_V1", seed=3)
     b = build_model("torchvision.resnet18", seed=3)
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_seed_everything_is_deterministic_only_in_quick_by_default(monkeypatch):
+    before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark)
+    try:
+        monkeypatch.setenv("FAIRLIB_PROFILE", "quick")
+        fairlib.seed_everything(0)
+        assert torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.benchmark
+        monkeypatch.setenv("FAIRLIB_PROFILE", "full")
+        fairlib.seed_everything(0)
+        assert not torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.benchmark
+        fairlib.seed_everything(0, deterministic=True)
+        assert torch.are_deterministic_algorithms_enabled(), "an explicit choice wins"
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=True)
+        torch.backends.cudnn.benchmark = before[1]
