@@ -65,6 +65,7 @@ from fairlib import metrics as M
 from fairlib import sweep
 from fairlib import synthetic as S
 from fairlib.notebook import glue, interactive
+from fairlib.plan import plan
 from fairlib.plotting import reliability_diagram
 from fairlib.synthetic import (
     simulate_association_scores,
@@ -79,6 +80,7 @@ cfg = fairlib.select(S.SETTINGS, PROFILE)
 rng = fairlib.seed_everything(SEED)
 NOTE = fairlib.profile_note(PROFILE)
 print(f"profile={PROFILE}: {cfg}")
+print(plan("01_measuring_bias", PROFILE).summary())  # runs and time, computed from the code
 
 # %% [markdown]
 # ## The idea

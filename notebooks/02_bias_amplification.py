@@ -57,7 +57,7 @@ import os
 PROFILE = os.environ.get("FAIRLIB_PROFILE", "quick")
 SEED = 0
 # full: Fashion-MNIST, CIFAR-10 and CIFAR-100 (the data cell below fetches them), at the scale one
-# Colab session finishes (ResNet-20, 15 epochs, 3 seeds; the plan printed below says how long).
+# Colab session finishes (ResNet-20, 30 epochs, 3 seeds; the plan printed below says how long).
 # paper: the paper's complete grids (ResNet-110, 500 epochs, 20 seeds: thousands of GPU-hours), run
 # as a resumable sweep (fairlib.amplification.settings("paper"), rq1_grid … rq6_grid).
 
@@ -85,13 +85,17 @@ print(f"profile={PROFILE}, device={DEVICE}, {S['seeds']} random class assignment
 
 
 # %% [markdown]
-# **Data.** The full and paper profiles read fashionmnist, cifar10, cifar100 from the data root; the next cell
+# **Compute and data.** The next cell prints this profile's compute plan (`python -m fairlib.sweep
+# plan` gives the detail). The full and paper profiles read fashionmnist, cifar10, cifar100 from the data root; the next cell
 # fetches what is missing (it prints the download size) and does nothing in the quick profile. On
 # Colab, `use_drive()` first puts the data root, the image cache and the sweep's finished runs on
 # Google Drive (`FAIRLIB_DATA`, `FAIRLIB_CACHE`, `FAIRLIB_RESULTS`): after a disconnect, a new
 # session reuses the data and resumes the sweep where it stopped.
 
 # %%
+from fairlib.plan import plan
+
+print(plan("02_bias_amplification", PROFILE).summary())  # runs, T4-hours and peak memory, computed from the code
 if PROFILE != "quick":
     from data_scripts.fetch import ensure
     from fairlib.notebook import use_drive

@@ -85,13 +85,17 @@ print(f"profile={PROFILE} on {fairlib.get_device()}: {len(MAIN)} seeds, {cfg['da
       f"GMP-{cfg['variant'].upper()}")
 
 # %% [markdown]
-# **Data.** The full and paper profiles read celeba from the data root; the next cell
+# **Compute and data.** The next cell prints this profile's compute plan (`python -m fairlib.sweep
+# plan` gives the detail). The full and paper profiles read celeba from the data root; the next cell
 # fetches what is missing (it prints the download size) and does nothing in the quick profile. On
 # Colab, `use_drive()` first puts the data root, the image cache and the sweep's finished runs on
 # Google Drive (`FAIRLIB_DATA`, `FAIRLIB_CACHE`, `FAIRLIB_RESULTS`): after a disconnect, a new
 # session reuses the data and resumes the sweep where it stopped.
 
 # %%
+from fairlib.plan import plan
+
+print(plan("05_pruning_bias", PROFILE).summary())  # runs, T4-hours and peak memory, computed from the code
 if PROFILE != "quick":
     from data_scripts.fetch import ensure
     from fairlib.notebook import use_drive
