@@ -13,8 +13,9 @@ Two more switches serve the build machines, which have neither a GPU nor the net
 
 ``FAIRLIB_SCALE=rehearsal``
     Rehearse ``full`` (or ``paper``): the same code path with every size shrunk (a few images
-    per group, one epoch), on the miniature copies of the sources that
-    ``python -m data_scripts.rehearse`` writes. :func:`rehearsing` tells the settings to shrink.
+    per group, one epoch, torchvision backbones fed 64-pixel inputs), on the miniature copies of
+    the sources that ``python -m data_scripts.rehearse`` writes. :func:`rehearsing` tells the
+    settings to shrink.
 ``FAIRLIB_WEIGHTS=random``
     Random initialisations instead of pretrained weights (nothing is downloaded);
     :func:`pretrained` returns ``None`` for every weights name.

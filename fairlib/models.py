@@ -216,6 +216,9 @@ def spatial_resnet(num_outputs: int, *, image_size: int, width: int = 8,
 
 #: Torchvision backbones and their native input side (the ImageNet preprocessing resizes to it).
 TORCHVISION_SIZES: dict[str, int] = {"vgg16": 224, "resnet18": 224, "resnet50": 224, "inception_v3": 299}
+#: The input side of each backbone in a rehearsal (``FAIRLIB_SCALE=rehearsal``): a size shrunk like
+#: the others, so that the full profile's code runs on a CPU in minutes (Inception v3 needs >= 75).
+REHEARSAL_SIZES: dict[str, int] = {"vgg16": 64, "resnet18": 64, "resnet50": 64, "inception_v3": 80}
 
 _COURSE_MODELS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -260,7 +263,8 @@ def build_model(name: str, *, seed: int | None = None, weights: str | None = Non
     torch.nn.Module
         With two attributes: ``preprocess``, the batch transform its inputs need after uint8
         images become [0, 1] floats (``None``: none; torchvision: resize to ``input_size`` and
-        ImageNet normalisation), and ``input_size`` (the native side, or ``None``).
+        ImageNet normalisation), and ``input_size`` (the native side, or ``None``; in a rehearsal
+        :data:`REHEARSAL_SIZES`).
     """
     integer(seed, "seed", minimum=0, allow_none=True)
     key = str(name).lower().replace("-", "_")
@@ -296,8 +300,11 @@ def build_model(name: str, *, seed: int | None = None, weights: str | None = Non
         else:
             options = {"weights": None, **({"init_weights": True} if arch == "inception_v3" else {}), **options}
         model = _construct(builder, name, options, seed, check=False)
-        model.preprocess = imagenet_transform(TORCHVISION_SIZES[arch], **norm)
-        model.input_size = TORCHVISION_SIZES[arch]
+        from fairlib.config import rehearsing
+
+        side = REHEARSAL_SIZES[arch] if rehearsing() else TORCHVISION_SIZES[arch]
+        model.preprocess = imagenet_transform(side, **norm)
+        model.input_size = side
         return model
     if key not in models:
         raise ValueError(f"name: unknown model {name!r}; available: {available_models()}")

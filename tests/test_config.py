@@ -135,3 +135,17 @@ def test_seed_everything_is_deterministic_only_in_quick_by_default(monkeypatch):
     finally:
         torch.use_deterministic_algorithms(before[0], warn_only=True)
         torch.backends.cudnn.benchmark = before[1]
+
+
+def test_rehearsal_feeds_backbones_small_inputs(monkeypatch):
+    from fairlib.models import REHEARSAL_SIZES, build_model
+
+    monkeypatch.setenv("FAIRLIB_PROFILE", "full")
+    monkeypatch.delenv("FAIRLIB_SCALE", raising=False)
+    assert build_model("torchvision.resnet18").input_size == 224
+    monkeypatch.setenv("FAIRLIB_SCALE", "rehearsal")
+    model = build_model("torchvision.resnet18")
+    assert model.input_size == REHEARSAL_SIZES["resnet18"] == 64
+    assert model.preprocess(torch.zeros(2, 3, 224, 224, dtype=torch.uint8)).shape == (2, 3, 64, 64)
+    monkeypatch.setenv("FAIRLIB_PROFILE", "quick")
+    assert build_model("torchvision.resnet18").input_size == 224, "quick is never a rehearsal"
