@@ -993,8 +993,8 @@ CLASSIFIERS: tuple[str, ...] = ("SimpleCNN", "SimpleCNN-WL", "FaderCNN")
 
 # quick: SynthFaces at 32×32 (64×64 does not fit the chapter's 3-minute CPU budget with five
 # autoencoders), nets narrowed to a 64×4×4 latent, a few epochs. full: UTKFace at 256×256 with the
-# paper's 512×4×4 latent and split (474 test images per race); roughly 2-4 hours on one recent GPU
-# for both experiments (an estimate, not measured).
+# paper's 512×4×4 latent and split (474 test images per race); planned at about half a T4-hour for
+# both experiments (`python -m fairlib.sweep plan 06_adversarial_invariance`), so ``paper`` is ``full``.
 _SETTINGS: dict[str, dict[str, Any]] = {
     "quick": {"dataset": "synthfaces", "size": 32, "n_train": 3000, "test_per_group": 60, "val_per_group": 30,
               "max_channels": 64, "ae_epochs": 6, "batch_size": 64, "lr": 1e-3, "lambda_e": 1.0, "ramp_steps": 100,
@@ -1003,7 +1003,7 @@ _SETTINGS: dict[str, dict[str, Any]] = {
              "max_channels": 512, "ae_epochs": 40, "batch_size": 32, "lr": 2e-4, "lambda_e": 0.01,
              "ramp_steps": 10_000, "balance_discriminator": True, "cls_epochs": 30},
     # FAIRLIB_SCALE=rehearsal: the full code on the miniature UTKFace mirror
-    "rehearsal": {"test_per_group": 2, "ae_epochs": 1, "cls_epochs": 1, "batch_size": 8, "ramp_steps": 2},
+    "rehearsal": {"test_per_group": 6, "ae_epochs": 1, "cls_epochs": 1, "batch_size": 8, "ramp_steps": 2},
 }
 #: The other final values of λ_E in the sweep (the main value is added).
 _LAMBDAS: dict[str, list[float]] = {"quick": [0.0, 0.1, 3.0], "full": [0.0, 0.001, 0.1]}

@@ -431,7 +431,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "full": {"dataset": "fairface", "data_options": {"size": 224},
              "variables": ["race", "age", "gender"], "cap": 640,
              "network": "resnet50", "task": {},
-             "batch_size": 128, "num_workers": 4, "relax_steps": 1000, "min_channels": 16},
+             "batch_size": 128, "num_workers": 2, "relax_steps": 1000, "min_channels": 16},
     # FAIRLIB_SCALE=rehearsal: the full code on the miniature FairFace mirror
     "rehearsal": {"cap": 2, "batch_size": 64, "relax_steps": 100},
 }

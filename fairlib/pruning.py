@@ -1289,10 +1289,10 @@ _FULL = {
     "finetune_epochs": 1, "seeds": 3,
     "backdoor": "Smiling", "backdoor_split": [0.95, 0.05], "backdoor_sparsities": [0.9, 0.98, 0.995],
 }
-#: FAIRLIB_SCALE=rehearsal: the full code on the miniature CelebA mirror, two seeds of a few epochs.
+#: FAIRLIB_SCALE=rehearsal: the full code on the miniature CelebA mirror, two seeds of a few epochs, 64 px.
 _REHEARSAL = {"dense_epochs": 1, "single_epochs": 1, "prune_epochs": 2, "prune_start": 0, "prune_end": 1,
               "prune_frequency": 1, "finetune_epochs": 1, "seeds": 2, "batch_size": 32, "workers": 2,
-              "backdoor_sparsities": [0.9, 0.995]}
+              "backdoor_sparsities": [0.9, 0.995], "data_options": {"size": 64}}
 #: The target sparsities of the paper's sweep (every profile).
 SPARSITIES = [0.8, 0.9, 0.95, 0.98, 0.99, 0.995]
 # the data and the training/pruning recipe, shared by both experiments

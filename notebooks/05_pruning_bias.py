@@ -74,7 +74,8 @@ T0 = time.perf_counter()
 # The experiments live in fairlib.pruning: P.run_seed trains and measures one seed (dense joint and
 # single-attribute models, one GMP run), P.run_backdoor the planted bias. Their configurations for
 # both profiles come from P.main_grid and P.backdoor_grid (quick: SynthFaces at 24x24, a small
-# spatial ResNet, GMP-PT, 3 seeds; full: CelebA, ResNet18, GMP-RI, 5 seeds, about a GPU-day).
+# spatial ResNet, GMP-PT, 3 seeds; full: CelebA (40,000 training images), ResNet18, GMP-PT, 3 seeds;
+# paper: the whole of CelebA, GMP-RI over 100 epochs, 5 seeds; the plan below says how long each takes).
 MAIN = P.main_grid(PROFILE, seed=SEED)  # one configuration per seed
 BACKDOOR = P.backdoor_grid(PROFILE, seed=SEED)
 cfg = MAIN[0]
@@ -374,16 +375,21 @@ nm_table[["measured sparsity", "accuracy", "auc", "tcb", "mean_ba"]].round(3)
 # %%
 backdoor = sweep.run(P.run_backdoor, BACKDOOR, store=sweep.default_store("05_pruning_bias", "backdoor"))
 bd_table = P.backdoor_table(backdoor, main)
-glue("bd_dense", float(bd_table.loc[("trained with trigger", 0.0), "BA (backdoored)"]))
-glue("bd_sparse", float(bd_table.loc[("trained with trigger", max(BACKDOOR[0]["sparsities"])), "BA (backdoored)"]))
-glue("bd_clean", float(bd_table.loc[("clean joint model", 0.0), "BA (backdoored)"]))
+# BiasAmp is undefined (NaN) when a model predicts no positives or a group has too few test
+# positives; the prose then says so instead of printing a number
+for name, key in {"bd_dense": ("trained with trigger", 0.0),
+                  "bd_sparse": ("trained with trigger", max(BACKDOOR[0]["sparsities"])),
+                  "bd_clean": ("clean joint model", 0.0)}.items():
+    value = float(bd_table.loc[key, "BA (backdoored)"])
+    glue(name, f"{value:.3f}" if np.isfinite(value) else
+         "undefined (the model predicts no positives, or a group has too few test positives)")
 print(f"backdoor on {BACKDOOR[0]['attribute']!r}, one seed ({NOTE}):")
 bd_table.round(3)
 
 # %% [markdown]
-# The model trained on backdoored data has a BA of {glue:text}`bd_dense:.3f` with respect to the
-# trigger (dense) and {glue:text}`bd_sparse:.3f` at the highest sparsity, against
-# {glue:text}`bd_clean:.3f` for the clean joint model of the same seed (never shown the trigger): it predicts
+# The model trained on backdoored data has a BA of {glue:text}`bd_dense` with respect to the
+# trigger (dense) and {glue:text}`bd_sparse` at the highest sparsity, against
+# {glue:text}`bd_clean` for the clean joint model of the same seed (never shown the trigger): it predicts
 # the attribute far more often on stamped test images than the labels warrant. One seed and one
 # attribute are a demonstration, not a measurement of how sparsity changes the effect.
 #
@@ -416,10 +422,14 @@ POS = ba_dense.fillna(0) > 0  # pairs with positive dense BA
 glue("n_pos", int(POS.to_numpy().sum()))
 mitigation = P.mitigation_table(main, POS).groupby("sparsity").mean().drop(columns="seed")
 change = 100 * (mitigation.loc[0.995] / mitigation.loc[0.995, "default threshold"] - 1)
-for name, value in {"chg5": change["human override 5%"], "chg10": change["human override 10%"],
-                    "def_995": mitigation.loc[0.995, "default threshold"],
-                    "cal_995": mitigation.loc[0.995, "calibrated thresholds"]}.items():
-    glue(name, float(value))
+# a mean BA is undefined (NaN) when no pair's BiasAmp is (a model that predicts too few positives);
+# the prose then says so instead of printing "nan"
+for name, (value, form) in {"chg5": (change["human override 5%"], "{:.0f}%"),
+                            "chg10": (change["human override 10%"], "{:.0f}%"),
+                            "def_995": (mitigation.loc[0.995, "default threshold"], "{:.3f}"),
+                            "cal_995": (mitigation.loc[0.995, "calibrated thresholds"], "{:.3f}")}.items():
+    glue(name, form.format(float(value)) if np.isfinite(value) else
+         "undefined (no pair's BiasAmp is defined: the models predict too few positives)")
 
 # %% tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(8, 3.8))
@@ -438,9 +448,9 @@ shown.round(4)
 
 # %% [markdown]
 # For our 99.5% models, human overrides of the 5% most uncertain examples change the mean BA by
-# {glue:text}`chg5:.0f`% and of the 10% most uncertain by {glue:text}`chg10:.0f`% (negative is a
-# reduction); threshold calibration moves it from {glue:text}`def_995:.3f` to
-# {glue:text}`cal_995:.3f`. When the mean BA is close to zero, relative changes are noisy: read
+# {glue:text}`chg5` and of the 10% most uncertain by {glue:text}`chg10` (negative is a
+# reduction); threshold calibration moves it from {glue:text}`def_995` to
+# {glue:text}`cal_995`. When the mean BA is close to zero, relative changes are noisy: read
 # the curves, not only the percentages. The comparison that counts is with the default-threshold
 # curve of the *same* pairs: pairs selected because their dense BA was positive tend to drift back
 # towards zero in any other model (regression to the mean), countermeasure or not.

@@ -67,7 +67,7 @@ from fairlib.notebook import glue
 
 # Both experiments' settings live in fairlib.invariance (classifier_grid, lambda_grid). quick:
 # SynthFaces at 32×32, nets narrowed to a 64×4×4 latent, a few epochs. full: UTKFace at 256×256 with
-# the paper's 512×4×4 latent and split, roughly 2–4 hours on one recent GPU (an estimate, not measured).
+# the paper's 512×4×4 latent and split (the plan printed below says how long it takes).
 CLASSIFIER_RUNS = inv.classifier_grid(PROFILE, seeds=[SEED])
 cfg = CLASSIFIER_RUNS[0]  # the data and autoencoder settings the three classifiers share
 rng = fairlib.seed_everything(SEED)
@@ -173,8 +173,9 @@ counts.style.set_caption(f"Group sizes per split ({NOTE})")
 fig, axes = plt.subplots(2, 5, figsize=(8, 3.5))
 for k in range(5):
     for j in range(2):
-        i = test_idx[(G[test_idx] == k) & (T[test_idx] == j)][0]
-        axes[j, k].imshow(X[i].permute(1, 2, 0).numpy())
+        found = test_idx[(G[test_idx] == k) & (T[test_idx] == j)]
+        if len(found):  # (a tiny test split may lack a combination)
+            axes[j, k].imshow(X[found[0]].permute(1, 2, 0).numpy())
         axes[j, k].set_title(f"{GROUP_NAMES[k]}, {TARGET_NAMES[j]}", fontsize=8)
         axes[j, k].axis("off")
 fig.suptitle(f"One test image per group (columns) and target (rows) ({NOTE})", fontsize=9)

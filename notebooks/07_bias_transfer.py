@@ -231,10 +231,12 @@ plt.show()
 
 # %%
 rho_planted = stats.spearmanr(before["score"], planted["pretraining"])[0] if planted is not None else np.nan
-glue("rho_planted", rho_planted)  # unknown (NaN) for real data
-glue("planted_clause", "has learned" if rho_planted >= 0.7 else
-     "has picked up part of" if rho_planted > 0 else "has not picked up")
-print(f"Spearman ρ(pretrained scores, planted data association) = {rho_planted:.3f}")
+# real data (COCO) has no planted association: these values are unknown there, and glue says so
+UNKNOWN = "unknown (real data has no planted association to compare with)"
+glue("rho_planted", rho_planted, missing=UNKNOWN)
+glue("planted_clause", "cannot be checked against a planted association for" if np.isnan(rho_planted) else
+     "has learned" if rho_planted >= 0.7 else "has picked up part of" if rho_planted > 0 else "has not picked up")
+print(f"Spearman ρ(pretrained scores, planted data association) = {rho_planted:.3f}")  # nan: unknown
 
 # %% [markdown]
 # In the quick profile the rank correlation between the backbone's scores and the data's planted
@@ -326,8 +328,8 @@ for name, sub in repeats.groupby("target"):
     glue(f"bts_min_{name}", sub["BTS"].min())
     glue(f"bts_max_{name}", sub["BTS"].max())
     glue(f"intro_max_{name}", int(sub["introduced"].max()))
-    glue(f"follow_min_{name}", sub["ρ with target data"].min())
-    glue(f"follow_max_{name}", sub["ρ with target data"].max())
+    glue(f"follow_min_{name}", sub["ρ with target data"].min(), missing=UNKNOWN)
+    glue(f"follow_max_{name}", sub["ρ with target data"].max(), missing=UNKNOWN)
 repeats.pivot(index="fine-tuning seed", columns="target").style.format(precision=2).set_caption(
     f"BTS and threshold crossings over fine-tuning seeds ({NOTE})")
 
@@ -358,11 +360,15 @@ follow = main[["rho_pretraining_data", "rho_target_data"]].set_axis(
     ["ρ with pretraining data", "ρ with target data"], axis=1)  # NaN for real data: unknown
 mean_follow = results[results["mode"] == "full"].groupby("target")[["rho_pretraining_data", "rho_target_data"]].mean()
 for name, r in follow.iterrows():
-    glue(f"follow_target_{name}", r["ρ with target data"])
-    glue(f"follow_pre_{name}", r["ρ with pretraining data"])
-    glue(f"follower_{name}", "pretraining" if r["ρ with pretraining data"] > r["ρ with target data"] else "target")
+    glue(f"follow_target_{name}", r["ρ with target data"], missing=UNKNOWN)
+    glue(f"follow_pre_{name}", r["ρ with pretraining data"], missing=UNKNOWN)
+    known = np.isfinite([r["ρ with pretraining data"], r["ρ with target data"]]).all()
+    glue(f"follower_{name}", UNKNOWN if not known else
+         "pretraining" if r["ρ with pretraining data"] > r["ρ with target data"] else "target")
     m = mean_follow.loc[name]
-    glue(f"closer_{name}", "pretraining" if m["rho_pretraining_data"] > m["rho_target_data"] else "target")
+    known = np.isfinite([m["rho_pretraining_data"], m["rho_target_data"]]).all()
+    glue(f"closer_{name}", UNKNOWN if not known else
+         "pretraining" if m["rho_pretraining_data"] > m["rho_target_data"] else "target")
 for name, sub in repeats.groupby("target"):
     glue(f"bts_range_{name}", sub["BTS"].max() - sub["BTS"].min())
 if planted is not None:
