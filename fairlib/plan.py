@@ -946,8 +946,9 @@ def format_plan(chapter: ChapterPlan, *, stages: bool = False) -> str:
     r = rates()
     lines.append(f"rates: T4 sustained {r['t4_amp_flops'] / 1e12:.1f} TFLOP/s with AMP, "
                  f"{r['t4_fp32_flops'] / 1e12:.1f} TFLOP/s in FP32 (ResNet-50 training FLOPs x "
-                 f"{T4_AMP_TRAIN_IMAGES_PER_S:.0f} / {T4_FP32_TRAIN_IMAGES_PER_S:.0f} img/s, NVIDIA "
-                 f"DeepLearningExamples); input {CACHE_IMAGES_PER_S:,} img/s at 128 px from the cache, "
+                 f"{T4_AMP_TRAIN_IMAGES_PER_S:.0f} / {T4_FP32_TRAIN_IMAGES_PER_S:.0f} img/s, derived from "
+                 "NVIDIA DeepLearningExamples' T4 inference and V100 train/infer ratio); "
+                 f"input {CACHE_IMAGES_PER_S:,} img/s at 128 px from the cache, "
                  f"{DECODE_PIXELS_PER_S / 1e6:.0f} Mpixel/s per core decoding JPEGs; dispatch "
                  f"{OP_DISPATCH_S * 1e6:.0f} us per operator + {STEP_OVERHEAD_S * 1e3:.1f} ms per batch; "
                  f"CPU {CPU_FLOPS / 1e9:.0f} GFLOP/s; baselines {HOST_BASELINE_GB:g} GB host, "

@@ -79,8 +79,10 @@ def table() -> str:
     note = (f"Computed from the code by `python -m fairlib.sweep plan CHAPTER --profile full` (the `full` "
             f"profile's limits: {plan.LIMIT_T4_HOURS:g} T4-hours, {plan.LIMIT_HOST_GB:g} GB RAM, "
             f"{plan.LIMIT_GPU_GB:g} GB GPU memory per chapter). T4-hours at {r['t4_amp_flops'] / 1e12:.1f} TFLOP/s "
-            f"with mixed precision and {r['t4_fp32_flops'] / 1e12:.1f} TFLOP/s in FP32, sustained (NVIDIA's "
-            "ResNet-50 measurements), bounded below by the input pipeline; peak RAM includes "
+            f"with mixed precision and {r['t4_fp32_flops'] / 1e12:.1f} TFLOP/s in FP32, sustained: ResNet-50's "
+            "training FLOPs times a T4 training throughput derived from NVIDIA's published T4 inference "
+            "and V100 training-to-inference ratio (DeepLearningExamples; no measured T4 training figure "
+            "is published), bounded below by the input pipeline; peak RAM includes "
             f"{plan.HOST_BASELINE_GB:g} GB for Python and PyTorch. Downloads include pretrained weights.")
     return "\n".join(rows) + "\n\n" + note + "\n"
 
