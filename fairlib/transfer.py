@@ -635,7 +635,7 @@ class _FrozenBackbone(Callback):
 def fine_tune(model: nn.Module, data: Any, *, head: str, n_outputs: int, mode: str = "full",
               epochs: int = 3, lr: float = 1e-3, batch_size: int = 128, multilabel: bool = False,
               transform: Callable[[torch.Tensor], torch.Tensor] | None = None, seed: int = 0,
-              device: Any = None, show_progress: bool = False, num_workers: int = 0, amp: bool = False,
+              device: Any = None, show_progress: bool = False, num_workers: int = 0, amp: bool | None = None,
               checkpoint: Any = None) -> tuple[nn.Module, list[float]]:
     """Fine-tune a copy of ``model`` with a new head on a target dataset (Adam).
 
@@ -653,8 +653,8 @@ def fine_tune(model: nn.Module, data: Any, *, head: str, n_outputs: int, mode: s
     transform
         Batch transform after uint8 images are scaled to [0, 1] (e.g. a normalisation).
     num_workers, amp, checkpoint
-        Passed to :func:`fairlib.training.train` (data-loading workers, mixed precision on
-        CUDA, a resumable checkpoint file).
+        Passed to :func:`fairlib.training.train` (data-loading workers, mixed precision: by default on
+        for CUDA, off on a CPU; a resumable checkpoint file).
 
     Returns
     -------
