@@ -201,6 +201,16 @@ def resolve_layers(model: nn.Module, layers: str | Sequence[str] | Mapping[str, 
 def downsample(x: torch.Tensor, max_size: int = 8, mode: str = "subsample") -> torch.Tensor:
     """Reduce each feature map to at most ``max_size x max_size`` (Krug & Stober, Sec. 5.3).
 
+    As the authors' code (``iNNtrospect``, ``experiments/jair/03_classifier_probes.py``): with
+    ``k = ceil(H / max_size)`` for rows (likewise ``W`` for columns),
+
+    * ``"subsample"`` (their "grid"): every ``k``-th value starting at index ``k // 2``, so a
+      ``17 x 17`` map keeps indices 1, 4, ..., 16 (``6 x 6``): ``D(A)[c, i, j] = A[c, k//2 + k i, k//2 + k j]``;
+    * ``"avgpool"`` (their "pooling", Keras ``AveragePooling2D(pool_size=k)``): the mean of each
+      ``k x k`` block, stride ``k``, no padding, so ``56 -> 8``, ``28 -> 7``, ``17 -> 5``.
+
+    Maps no larger than ``max_size`` are unchanged (``k = 1``).
+
     Parameters
     ----------
     x
@@ -208,9 +218,7 @@ def downsample(x: torch.Tensor, max_size: int = 8, mode: str = "subsample") -> t
     max_size
         Largest side kept.
     mode
-        ``"subsample"``: every ``k``-th value with ``k = ceil(H / max_size)`` (likewise ``W``),
-        starting at index 0, so the result is ``ceil(H / k) x ceil(W / k)``;
-        ``"avgpool"``: adaptive average pooling to ``(min(H, max_size), min(W, max_size))``.
+        ``"subsample"`` or ``"avgpool"``.
 
     Returns
     -------
@@ -226,10 +234,12 @@ def downsample(x: torch.Tensor, max_size: int = 8, mode: str = "subsample") -> t
     if x.dim() != 4:
         raise ValueError(f"x: expected (N, C, H, W) or (N, D), got shape {tuple(x.shape)}")
     h, w = x.shape[-2:]
+    kh, kw = math.ceil(h / max_size), math.ceil(w / max_size)
+    if kh == 1 and kw == 1:
+        return x
     if mode == "subsample":
-        kh, kw = math.ceil(h / max_size), math.ceil(w / max_size)
-        return x[:, :, ::kh, ::kw]
-    return F.adaptive_avg_pool2d(x, (min(h, max_size), min(w, max_size)))
+        return x[:, :, kh // 2::kh, kw // 2::kw]
+    return F.avg_pool2d(x, kernel_size=(kh, kw), stride=(kh, kw))
 
 
 def spatial_mean(x: torch.Tensor) -> torch.Tensor:

@@ -120,7 +120,12 @@ def probe_split(groups: Sequence[int] | np.ndarray, per_group: int = 128, val_fr
 
 
 class LinearProbe(nn.Module):
-    """Flatten -> dropout(``p``) -> linear layer to ``n_groups`` logits (the paper's probe)."""
+    """Flatten -> (standardise) -> dropout(``p``) -> linear layer to ``n_groups`` logits (the paper's probe).
+
+    ``shift`` and ``scale`` (buffers, ``(n_features,)``; identity by default) standardise each
+    feature as ``(x - shift) / scale`` before the dropout: :func:`train_probe` with
+    ``standardize=True`` sets them to the training split's mean and standard deviation.
+    """
 
     def __init__(self, n_features: int, n_groups: int, dropout: float = 0.25):
         super().__init__()
@@ -129,13 +134,16 @@ class LinearProbe(nn.Module):
         _fraction(dropout, "dropout")
         self.drop = nn.Dropout(dropout)
         self.linear = nn.Linear(n_features, n_groups)
+        self.register_buffer("shift", torch.zeros(n_features))
+        self.register_buffer("scale", torch.ones(n_features))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = self.linear.in_features
         if x.dim() < 2 or x[0].numel() != n:
             raise ValueError(f"x: expected (N, ...) activations with {n} features per example, got shape "
                              f"{tuple(x.shape)}")
-        return self.linear(self.drop(torch.flatten(x, 1)))
+        z = (torch.flatten(x, 1) - self.shift) / self.scale
+        return self.linear(self.drop(z))
 
     def penalty(self, l1: float, l2: float) -> torch.Tensor:
         """Keras L1L2 kernel regulariser: ``l1 * sum|W| + l2 * sum W^2`` (bias not penalised)."""
@@ -231,7 +239,8 @@ class _ProbeAccuracy(Callback):
 def train_probe(x: Any, y: Sequence[int] | np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray,
                 *, n_groups: int | None = None, epochs: int = 50, batch_size: int = 32,
                 dropout: float = 0.25, l1: float = 1e-5, l2: float = 1e-4, lr: float = 1e-3,
-                seed: int = 0, device: Any = None, cpu_threads: int | None = 1) -> ProbeResult:
+                seed: int = 0, device: Any = None, cpu_threads: int | None = 1,
+                standardize: bool = False) -> ProbeResult:
     """Train the paper's linear probe on ``x[train_idx]`` and track accuracies per epoch.
 
     Parameters
@@ -249,6 +258,13 @@ def train_probe(x: Any, y: Sequence[int] | np.ndarray, train_idx: np.ndarray, va
         small matrix products for which thread synchronisation costs more than it saves: one
         thread was 2-10x cheaper in CPU time than two on a 2-core machine. ``None`` keeps
         torch's setting.
+    standardize
+        Standardise every feature with the mean and standard deviation of the *training* split
+        (a constant feature is only centred), inside the probe (:class:`LinearProbe`), so that
+        validation examples are scaled with training statistics. Not the paper's recipe: it
+        takes the activations' scale out of the comparison, which matters when one network's
+        activations barely vary between images (a randomly initialised one) and the raw probe
+        cannot fit in the paper's 50 epochs.
 
     Returns
     -------
@@ -284,17 +300,35 @@ def train_probe(x: Any, y: Sequence[int] | np.ndarray, train_idx: np.ndarray, va
     number(lr, "lr", low=0, low_open=True, expected="a positive finite learning rate")
     epochs = positive_int(epochs, "epochs")
     batch_size = positive_int(batch_size, "batch_size")
+    if not isinstance(standardize, (bool, np.bool_)):
+        raise ValueError(f"standardize: expected True or False, got {standardize!r}")
     device = torch.device(device) if device is not None else get_device()
     return _train_probe(x, y, train_idx, val_idx, k, epochs, batch_size, dropout, l1, l2, lr, seed, device,
-                        cpu_threads)
+                        cpu_threads, bool(standardize))
+
+
+def _feature_statistics(x: Any, rows: np.ndarray, block: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-feature mean and standard deviation (population) of ``x[rows]``, read ``block`` rows at a
+    time (memmap-friendly), in float64; a zero standard deviation becomes 1 (the feature is only centred)."""
+    total = sq = None
+    for i in range(0, len(rows), block):
+        part = _rows(x, rows[i:i + block]).double().flatten(1)
+        total = part.sum(0) if total is None else total + part.sum(0)
+        sq = (part * part).sum(0) if sq is None else sq + (part * part).sum(0)
+    mean = total / len(rows)
+    std = (sq / len(rows) - mean * mean).clamp_min(0).sqrt()
+    std[std == 0] = 1.0
+    return mean.float(), std.float()
 
 
 def _train_probe(x, y, train_idx, val_idx, k, epochs, batch_size, dropout, l1, l2, lr, seed,
-                 device, cpu_threads) -> ProbeResult:
+                 device, cpu_threads, standardize=False) -> ProbeResult:
     n_features = int(np.prod(x.shape[1:]))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         probe = LinearProbe(n_features, k, dropout)
+    if standardize:
+        probe.shift, probe.scale = _feature_statistics(x, train_idx)
     # small training sets fit in memory: load once instead of re-reading the memmap every epoch
     if len(train_idx) * n_features * 4 <= 2**30:
         train_data = (_rows(x, train_idx).to(device), torch.from_numpy(y[train_idx]).to(device))
@@ -323,6 +357,21 @@ def _same_array(a: Any, b: Any, block: int = 1024) -> bool:
                for i in range(0, len(a), block))
 
 
+#: How a probe sees the activations: as they are (the paper), or standardised with the training
+#: split's statistics (:func:`train_probe`'s ``standardize``).
+SCALINGS = ("raw", "standardized")
+
+
+def _scalings(scalings: Any) -> list[str]:
+    if isinstance(scalings, str):
+        raise ValueError(f"scalings: expected a list, got the string {scalings!r}; use ({scalings!r},)")
+    out = list(scalings)
+    bad = [v for v in out if v not in SCALINGS]
+    if not out or bad or len(set(out)) != len(out):
+        raise ValueError(f"scalings: expected distinct values of {list(SCALINGS)}, got {scalings!r}")
+    return out
+
+
 def _check_probe_kwargs(kwargs: dict, name: str) -> None:
     accepted = [p for p in inspect.signature(train_probe).parameters if p not in ("x", "y", "train_idx", "val_idx")]
     unknown = sorted(set(kwargs) - set(accepted))
@@ -333,7 +382,7 @@ def _check_probe_kwargs(kwargs: dict, name: str) -> None:
 def probe_layers(store: Any, y: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray, *,
                  layers: Sequence[str] | None = None, reductions: Sequence[str] | None = None,
                  show_progress: bool = False, reuse_identical: bool = True,
-                 keep_probes: bool = True, layer_offset: int = 0,
+                 keep_probes: bool = True, layer_offset: int = 0, scalings: Sequence[str] = ("raw",),
                  **kwargs: Any) -> tuple[pd.DataFrame, dict]:
     """Train one probe per (layer, reduction) of an :class:`~fairlib.activations.ActivationStore`.
 
@@ -354,16 +403,20 @@ def probe_layers(store: Any, y: np.ndarray, train_idx: np.ndarray, val_idx: np.n
         ``None``): for large layers of large networks, whose probes hold millions of weights.
     layer_offset
         Added to ``layer_index`` (when the store holds a later slice of a network's layers).
+    scalings
+        ``"raw"`` (the paper's probe on the activations as they are) and/or ``"standardized"``
+        (:func:`train_probe` with ``standardize=True``): one probe per (layer, reduction) each.
     **kwargs
         Passed to :func:`train_probe` (``epochs``, ``n_groups``, ``device``, ...).
 
     Returns
     -------
     summary : pandas.DataFrame
-        One row per probe: ``reduction``, ``layer_index`` (0 = input), ``layer``,
+        One row per probe: ``scaling``, ``reduction``, ``layer_index`` (0 = input), ``layer``,
         ``n_features``, ``train_accuracy``, ``val_accuracy``, ``chance``, ``shared_with``.
     results : dict
-        ``(reduction, layer) -> ProbeResult`` (learning curves, predictions).
+        ``(reduction, layer) -> ProbeResult`` for raw probes, ``(reduction, layer, scaling)`` for
+        the others (learning curves, predictions).
     """
     from fairlib.notebook import progress
 
@@ -371,24 +424,31 @@ def probe_layers(store: Any, y: np.ndarray, train_idx: np.ndarray, val_idx: np.n
         raise ValueError(f"store: expected an ActivationStore (fairlib.activations.capture_activations), "
                          f"got {type(store).__name__}")
     _check_probe_kwargs(kwargs, "kwargs")
+    scalings = _scalings(scalings)
+    if "standardize" in kwargs:
+        raise ValueError("kwargs: pass scalings=('standardized',) instead of standardize=")
     layers = list(layers) if layers is not None else list(store.layers)
     reductions = list(reductions) if reductions is not None else list(store.reductions)
-    jobs = [(r, i, layer) for r in reductions for i, layer in enumerate(layers)]
+    jobs = [(sc, r, i, layer) for sc in scalings for r in reductions for i, layer in enumerate(layers)]
     results, rows = {}, []
-    for r, i, layer in (progress(jobs, desc="probes") if show_progress else jobs):
+
+    def key(sc: str, r: str, layer: str) -> tuple:
+        return (r, layer) if sc == "raw" else (r, layer, sc)
+
+    for sc, r, i, layer in (progress(jobs, desc="probes") if show_progress else jobs):
         x = store.get(layer, r)
         twin = None
         if reuse_identical:
             twin = next((q for q in reductions[:reductions.index(r)]
-                         if (q, layer) in results and _same_array(x, store.get(layer, q))), None)
+                         if key(sc, q, layer) in results and _same_array(x, store.get(layer, q))), None)
         if twin is not None:
-            res = results[(twin, layer)]
+            res = results[key(sc, twin, layer)]
         else:
-            res = train_probe(x, y, train_idx, val_idx, **kwargs)
+            res = train_probe(x, y, train_idx, val_idx, standardize=sc == "standardized", **kwargs)
             if not keep_probes:
                 res.probe = None
-        results[(r, layer)] = res
-        rows.append({"reduction": r, "layer_index": i + layer_offset, "layer": layer,
+        results[key(sc, r, layer)] = res
+        rows.append({"scaling": sc, "reduction": r, "layer_index": i + layer_offset, "layer": layer,
                      "n_features": int(np.prod(x.shape[1:])), "train_accuracy": res.train_accuracy,
                      "val_accuracy": res.val_accuracy, "chance": res.chance,
                      "shared_with": twin or ""})
@@ -463,7 +523,7 @@ def probe_network(model: nn.Module, data: Any, y: Sequence[int] | np.ndarray,
                   transform: Any = None, directory: str | Path | None = None,
                   layers_per_pass: int | None = None, batch_size: int = 64, num_workers: int = 0,
                   keep_store: bool = False, keep_probes: bool = True, device: Any = None,
-                  cpu_threads: int | None = 1, show_progress: bool = False,
+                  cpu_threads: int | None = 1, show_progress: bool = False, scalings: Sequence[str] = ("raw",),
                   **probe_kwargs: Any) -> tuple[pd.DataFrame, dict]:
     r"""Capture a network's activations layer by layer and probe each layer (Sec. 5.3).
 
@@ -494,6 +554,8 @@ def probe_network(model: nn.Module, data: Any, y: Sequence[int] | np.ndarray,
         Layers captured per forward sweep over ``data``; ``None``: all in one pass.
     cpu_threads
         Torch threads for capture and probes on CPU (see :func:`train_probe`).
+    scalings
+        Passed to :func:`probe_layers` (raw and/or standardised probes).
     **probe_kwargs
         Passed to :func:`train_probe` (``epochs``, ``n_groups``, ...).
 
@@ -530,16 +592,16 @@ def probe_network(model: nn.Module, data: Any, y: Sequence[int] | np.ndarray,
                                         show_progress=show_progress)
         summary, res = probe_layers(store, y, train_idx, val_idx, layer_offset=start,
                                     keep_probes=keep_probes, show_progress=show_progress,
-                                    cpu_threads=cpu_threads, **probe_kwargs)
+                                    cpu_threads=cpu_threads, scalings=scalings, **probe_kwargs)
         summaries.append(summary)
         results.update(res)
         del store
         if where is not None and not keep_store:
             shutil.rmtree(where, ignore_errors=True)
     summary = pd.concat(summaries, ignore_index=True)
-    order = {r: i for i, r in enumerate(reductions)}
-    summary = summary.sort_values(["reduction", "layer_index"], key=lambda c: c.map(order)
-                                  if c.name == "reduction" else c, kind="stable")
+    order = {**{r: i for i, r in enumerate(reductions)}, **{sc: i for i, sc in enumerate(SCALINGS)}}
+    summary = summary.sort_values(["scaling", "reduction", "layer_index"], key=lambda c: c.map(order)
+                                  if c.name in ("reduction", "scaling") else c, kind="stable")
     return summary.reset_index(drop=True), results
 
 
@@ -783,13 +845,15 @@ def probe_sample(dataset_name: str, data_options: dict, variables: Sequence[str]
 def run_probing(network: str, trained: bool, dataset: str, data_options: dict, variables: list, cap: int,
                 per_group: int, epochs: int, reductions: list, task: dict, batch_size: int,
                 layers_per_pass: int | None = None, num_workers: int = 0, seed: int = 0,
-                store: str | None = None) -> dict[str, Any]:
+                store: str | None = None, scalings: Sequence[str] = ("raw",)) -> dict[str, Any]:
     """Probe every layer of one network (trained or randomly initialised) for the intersectional groups.
 
-    Returns flat lists, one entry per (reduction, layer): ``reduction``, ``layer``, ``layer_index``,
+    Returns flat lists, one entry per (scaling, reduction, layer): ``scaling`` (``scalings``: raw
+    and/or standardised probes, :func:`probe_layers`), ``reduction``, ``layer``, ``layer_index``,
     ``n_features``, ``train_accuracy``, ``val_accuracy``; the learning curves as ``curve_row`` (the
     entry's position), ``curve_epoch``, ``curve_train``, ``curve_val``; the best subsampled
-    layer's predictions ``best_layer``, ``train_pred``, ``val_pred``; and, for a network trained here
+    layer's predictions ``best_layer``, ``train_pred``, ``val_pred`` (of the first scaling's
+    probes); and, for a network trained here
     (the quick profile's small CNN), its own task's evaluation ``task_attribute``, ``task_auc``,
     ``task_accuracy``, ``task_majority``.
     """
@@ -808,23 +872,25 @@ def run_probing(network: str, trained: bool, dataset: str, data_options: dict, v
             reductions=tuple(reductions), transform=net.transform,
             directory=directory / f"{network}_{'trained' if trained else 'random'}", layers_per_pass=layers_per_pass,
             batch_size=batch_size, num_workers=num_workers, device=device, n_groups=len(s.groups),
-            epochs=epochs, seed=seed, keep_probes=False)
+            epochs=epochs, seed=seed, keep_probes=False, scalings=tuple(scalings))
     finally:
         if not store:
             shutil.rmtree(directory, ignore_errors=True)
-    out: dict[str, Any] = {k: summary[k].tolist() for k in
-                           ("reduction", "layer", "layer_index", "n_features", "train_accuracy", "val_accuracy")}
+    out: dict[str, Any] = {k: summary[k].tolist() for k in ("scaling", "reduction", "layer", "layer_index",
+                                                            "n_features", "train_accuracy", "val_accuracy")}
     rows, epochs_, tr, va = [], [], [], []
-    for i, (red, layer) in enumerate(zip(summary["reduction"], summary["layer"])):
-        h = results[(red, layer)].history
+    for i, (sc, red, layer) in enumerate(zip(summary["scaling"], summary["reduction"], summary["layer"])):
+        h = results[(red, layer) if sc == "raw" else (red, layer, sc)].history
         rows += [i] * len(h)
         epochs_ += h["epoch"].tolist()
         tr += h["train_accuracy"].tolist()
         va += h["val_accuracy"].tolist()
     out.update(curve_row=rows, curve_epoch=epochs_, curve_train=tr, curve_val=va)
-    sub = summary[summary["reduction"] == "subsample"] if (summary["reduction"] == "subsample").any() else summary
+    first = summary[summary["scaling"] == scalings[0]]
+    sub = first[first["reduction"] == "subsample"] if (first["reduction"] == "subsample").any() else first
     best = sub.sort_values("val_accuracy").iloc[-1]
-    res = results[(best["reduction"], best["layer"])]
+    res = results[(best["reduction"], best["layer"]) if scalings[0] == "raw"
+                  else (best["reduction"], best["layer"], scalings[0])]
     out.update(best_layer=str(best["layer"]), train_pred=res.train_pred.tolist(), val_pred=res.val_pred.tolist())
     if net.task is not None:
         ev = net.task.evaluation
@@ -840,6 +906,9 @@ def probing_grid(profile: str) -> list[dict]:
     cfg = select(SETTINGS, profile)
     common = {k: cfg[k] for k in ("dataset", "data_options", "variables", "cap", "per_group", "epochs", "task",
                                   "batch_size", "layers_per_pass", "num_workers")}
+    # every network's probes on raw activations (the paper) and standardised ones (our control of
+    # the activations' scale, see train_probe)
+    common["scalings"] = list(SCALINGS)
     configs = [{"network": name, "trained": True, "reductions": list(REDUCTIONS), **common}
                for name in cfg["networks"]]
     configs.append({"network": cfg["control"], "trained": False, "reductions": list(cfg["control_reductions"]),
@@ -870,25 +939,28 @@ def _check_runs(runs: Any, name: str, columns: Sequence[str], *, frame: bool) ->
 
 
 def probing_summary(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (network, reduction, layer) from :func:`run_probing` rows of a sweep."""
+    """One row per (network, scaling, reduction, layer) from :func:`run_probing` rows of a sweep."""
     _check_runs(runs, "runs", ("network", "trained", "reduction", "layer_index", "layer", "n_features",
                                 "train_accuracy", "val_accuracy"), frame=True)
     parts = []
     for _, r in runs.iterrows():
         part = pd.DataFrame({k: r[k] for k in ("reduction", "layer_index", "layer", "n_features", "train_accuracy",
                                                "val_accuracy")})
+        part.insert(0, "scaling", r["scaling"] if isinstance(r.get("scaling"), list) else "raw")
         part.insert(0, "network", network_label(r["network"], r["trained"]))
         parts.append(part)
     return pd.concat(parts, ignore_index=True)
 
 
 def probing_curves(run: pd.Series) -> pd.DataFrame:
-    """The learning curves of one :func:`run_probing` row: ``reduction``, ``layer``, ``epoch``,
+    """The learning curves of one :func:`run_probing` row: ``scaling``, ``reduction``, ``layer``, ``epoch``,
     ``train_accuracy``, ``val_accuracy``."""
     _check_runs(run, "run", ("reduction", "layer", "curve_row", "curve_epoch", "curve_train", "curve_val"),
                 frame=False)
     rows = np.asarray(run["curve_row"], dtype=int)
-    return pd.DataFrame({"reduction": np.asarray(run["reduction"])[rows], "layer": np.asarray(run["layer"])[rows],
+    scaling = np.asarray(run["scaling"] if isinstance(run.get("scaling"), list) else ["raw"] * len(run["layer"]))
+    return pd.DataFrame({"scaling": scaling[rows], "reduction": np.asarray(run["reduction"])[rows],
+                         "layer": np.asarray(run["layer"])[rows],
                          "epoch": run["curve_epoch"], "train_accuracy": run["curve_train"],
                          "val_accuracy": run["curve_val"]})
 
@@ -1014,7 +1086,7 @@ def _probing_cost(config: Mapping[str, Any]) -> list:
       device hold them), larger ones are read from the float16 memory map (page cache).
     * Quick profile: the trained small CNN is trained here first (:func:`train_unrelated_cnn`).
     """
-    from fairlib.activations import capture_activations, layer_preset
+    from fairlib.activations import capture_activations, downsample, layer_preset
     from fairlib.plan import Stage, amp_default, builder, output_shapes, stop_at
     from fairlib.training import batch_plan
 
@@ -1056,12 +1128,11 @@ def _probing_cost(config: Mapping[str, Any]) -> list:
             if len(shape) == 1 or (shape[-1] <= 8 and shape[-2] <= 8):
                 features = [math.prod(shape)]  # both reductions keep every value: one probe
             else:
-                c, h, w = shape
-                k_h, k_w = math.ceil(h / 8), math.ceil(w / 8)
-                sizes = {"subsample": c * math.ceil(h / k_h) * math.ceil(w / k_w),
-                         "avgpool": c * min(h, 8) * min(w, 8)}
-                features = [sizes[r] for r in reductions]
-            for f in features:
+                # the reduction itself, on the meta device: its output size, nothing computed
+                meta = torch.empty(1, *shape, device="meta")
+                features = [math.prod(downsample(meta, 8, r).shape[1:]) for r in reductions]
+            # one probe per scaling (raw, standardised) of every reduction
+            for f in features * len(config.get("scalings") or ["raw"]):
                 rows = 4 * f * n_train
                 on_gpu = rows if rows <= 2**30 else 0
                 epochs = int(config["epochs"])

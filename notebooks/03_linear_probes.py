@@ -72,7 +72,7 @@ import fairlib
 from fairlib import probes as P
 from fairlib import sweep
 from fairlib.activations import downsample
-from fairlib.notebook import glue
+from fairlib.notebook import glue, verdict
 from fairlib.probes import LinearProbe, frequent_errors
 
 # The settings of both profiles live in fairlib.probes.SETTINGS. quick: SynthFaces faces (palette 7 x
@@ -140,13 +140,16 @@ if PROFILE != "quick":
 # **Downsampling.** A feature map of $C$ channels of $H\times W$ values would give the probe
 # $C\cdot H\cdot W\cdot 126$ weights (over $10^8$ for an early ResNet50 layer), far too many for
 # a few thousand examples. Each map is reduced to at most $8\times 8$
-# (`fairlib.activations.downsample`), either by **subsampling**, keeping every $k$-th value
+# (`fairlib.activations.downsample`, as in the authors' code), either by **subsampling**, keeping
+# every $k$-th value from the middle of the first block on,
 #
-# $$k=\left\lceil H/8\right\rceil,\qquad D_{\text{sub}}(A)_{c,i,j}=A_{c,\,ki,\,kj},\qquad
-# i,j = 0,\dots,\lceil H/k\rceil-1,$$
+# $$k=\left\lceil H/8\right\rceil,\qquad o=\lfloor k/2\rfloor,\qquad
+# D_{\text{sub}}(A)_{c,i,j}=A_{c,\,o+ki,\,o+kj},\qquad i,j = 0,\dots,\lceil (H-o)/k\rceil-1,$$
 #
-# or by **average pooling** to $\min(H,8)\times\min(W,8)$. Subsampling keeps exact values at a
-# sparse grid; pooling averages everything but blurs it. Maps already at most $8\times8$ and
+# or by **average pooling**, the mean of each $k\times k$ block (stride $k$, no padding), which
+# gives $\lfloor H/k\rfloor\times\lfloor W/k\rfloor$ values. Subsampling keeps exact values at a
+# sparse grid; pooling averages everything but blurs it. The two need not keep the same number of
+# values: on a $17\times17$ map ($k=3$) subsampling keeps $6\times6$, pooling $5\times5$. Maps already at most $8\times8$ and
 # flat layers are kept whole, so the two reductions coincide there and one probe serves both.
 #
 # **Probe.** Flatten, dropout with rate 0.25, one linear layer to 126 logits:
@@ -244,7 +247,8 @@ for _, r in runs[runs.trained & runs.get("task_auc", pd.Series(dtype=object)).no
 # and reduction, and deletes the pass's files. The random control is probed the same way.
 
 # %%
-summary = P.probing_summary(runs)
+summary_all = P.probing_summary(runs)  # raw and standardised probes
+summary = summary_all[summary_all.scaling == "raw"].drop(columns="scaling")  # the paper's probe
 summary.pivot_table(index=["network", "layer_index", "layer"], columns="reduction",
                     values=["train_accuracy", "val_accuracy"]).round(3)
 
@@ -268,9 +272,26 @@ glue("input_val", 100 * sub[(sub.network == main) & (sub.layer_index == 0)]["val
 glue("last_val", 100 * sub[sub.network == main]["val_accuracy"].iloc[-1])
 glue("random_best_layer", best[control_label]["layer"])
 glue("random_best_val", 100 * best[control_label]["val_accuracy"])
+rand_sub = sub[sub.network == control_label].sort_values("layer_index")
+rand_std_sub = summary_all[(summary_all.network == control_label) & (summary_all.scaling == "standardized")
+                           & (summary_all.reduction == "subsample")].sort_values("layer_index")
+glue("random_input_val", 100 * rand_sub["val_accuracy"].iloc[0])
+glue("random_last_layer", rand_sub["layer"].iloc[-1])
+glue("random_last_raw", 100 * rand_sub["val_accuracy"].iloc[-1])
+glue("random_last_std", 100 * rand_std_sub["val_accuracy"].iloc[-1])
+_a, _b = rand_sub["val_accuracy"].iloc[-1], rand_std_sub["val_accuracy"].iloc[-1]
+_half = 1.96 * np.sqrt((_a * (1 - _a) + _b * (1 - _b)) / len(val_idx))  # 95% half-width of the difference
+glue("random_last_clause", verdict(_b - _a - _half, _b - _a + _half,
+                                   below="the standardised probe does worse, so the raw probe's level is not a "
+                                         "scale artefact",
+                                   above="part of what the deep random layers seem to lose is only the scale of "
+                                         "their activations",
+                                   neither="the two do not differ clearly at this sample size"))
 gap = summary[summary.network == main].pivot_table(index="layer", columns="reduction", values="train_accuracy")
 gap = gap[gap["subsample"] != gap["avgpool"]]
-glue("pool_gap", 100 * (gap["subsample"] - gap["avgpool"]).mean())
+pool_gap = 100 * (gap["subsample"] - gap["avgpool"]).mean()
+glue("pool_gap", abs(pool_gap))
+glue("pool_gap_dir", "more" if pool_gap > 0 else "less")  # the sign decides the sentence
 
 # %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
@@ -299,23 +320,26 @@ plt.show()
 # {glue:text}`best_train:.1f`% on training data). The right panel shows the same shape at a much
 # higher level: the probes fit their training examples far better than they generalise, the
 # pattern the paper reports for every network. Where the two reductions differ (the large early
-# maps), subsampling gives {glue:text}`pool_gap:.1f` percentage points more training accuracy
-# than average pooling on average; deeper maps are already at most 8 × 8, so one probe serves
+# maps), subsampling gives {glue:text}`pool_gap:.1f` percentage points {glue:text}`pool_gap_dir`
+# training accuracy than average pooling on average; deeper maps are already at most 8 × 8, so one probe serves
 # both reductions there.
 #
-# The **random network** is the control. Its input-layer probe is already far above chance:
-# pixels alone separate the groups somewhat, since palette is a colour and age adds texture.
-# Random convolutions with ReLUs are a random feature expansion of those pixels, so its best
-# layer, {glue:text}`random_best_layer`, keeps about that level
-# ({glue:text}`random_best_val:.1f`% validation accuracy) although the network learned nothing,
-# and deeper random layers lose it. Beating chance is therefore not evidence that a network
-# *learned* to separate the groups; beating the input layer and the random control is.
+# The **random network** is the control. Its input-layer probe reaches
+# {glue:text}`random_input_val:.1f`% on validation (chance {glue:text}`chance:.1f`%): pixels alone
+# separate the groups somewhat, since palette is a colour and age adds texture. Random
+# convolutions with ReLUs are a random feature expansion of those pixels; with the paper's probe its
+# best layer is {glue:text}`random_best_layer` ({glue:text}`random_best_val:.1f`%), although the
+# network learned nothing. At its last layer, {glue:text}`random_last_layer`, the paper's probe
+# reaches {glue:text}`random_last_raw:.1f`% but a probe on standardised features
+# {glue:text}`random_last_std:.1f`%: {glue:text}`random_last_clause` (see *the control* below). Beating chance is therefore not evidence
+# that a network *learned* to separate the groups; beating the input layer and the random control,
+# on features of the same scale, is.
 
 # %% [markdown]
 # ### Learning curves
 
 # %%
-curves = {r.label: P.probing_curves(r) for _, r in runs.iterrows()}
+curves = {r.label: (lambda c: c[c.scaling == "raw"])(P.probing_curves(r)) for _, r in runs.iterrows()}
 h = curves[main][(curves[main].reduction == "subsample") & (curves[main].layer == best[main]["layer"])]
 glue("peak_val", 100 * h["val_accuracy"].max())
 glue("peak_epoch", int(h.loc[h["val_accuracy"].idxmax(), "epoch"]))
@@ -425,18 +449,55 @@ per_var.style.format("{:.3f}").set_caption(f"Per-variable accuracy implied by th
 rand = summary[(summary.network == control_label) & (summary.reduction == "subsample")].set_index("layer")
 trn = sub[sub.network == main].set_index("layer")
 common = [layer for layer in trn.index if layer in rand.index]
+std = summary_all[(summary_all.scaling == "standardized") & (summary_all.reduction == "subsample")]
+trn_std = std[std.network == main].set_index("layer")
+rand_std = std[std.network == control_label].set_index("layer")
 control_table = pd.DataFrame({"trained": trn.loc[common, "val_accuracy"],
-                              "random init": rand.loc[common, "val_accuracy"]})
-control_table["trained − random"] = control_table["trained"] - control_table["random init"]
-glue("learned_gain", 100 * control_table.loc[best[main]["layer"], "trained − random"])
+                              "random init": rand.loc[common, "val_accuracy"],
+                              "trained (std.)": trn_std.loc[common, "val_accuracy"],
+                              "random init (std.)": rand_std.loc[common, "val_accuracy"]})
+control_table["gain, raw"] = control_table["trained"] - control_table["random init"]
+control_table["gain, std."] = control_table["trained (std.)"] - control_table["random init (std.)"]
+layer = best[main]["layer"]
+n_val = len(val_idx)
+for name, (a, b) in {"raw": ("trained", "random init"), "std": ("trained (std.)", "random init (std.)")}.items():
+    pa, pb = control_table.loc[layer, a], control_table.loc[layer, b]
+    gain = 100 * (pa - pb)
+    # two accuracies on the same validation images, treated as independent (conservative)
+    half = 196 * np.sqrt((pa * (1 - pa) + pb * (1 - pb)) / n_val)
+    glue(f"learned_gain_{name}", gain)
+    glue(f"learned_gain_{name}_lo", gain - half)
+    glue(f"learned_gain_{name}_hi", gain + half)
+    if name == "raw":
+        raw_gain, raw_half = gain, half
+    else:
+        std_gain, std_half = gain, half
+glue("random_raw_train", 100 * rand.loc[layer, "train_accuracy"])
+glue("random_std_train", 100 * rand_std.loc[layer, "train_accuracy"])
+# the verdict: how much of the raw gain survives when both networks' features are standardised
+glue("std_verdict",
+     "no gain remains once the features are standardised: the raw gain is an artefact of scale"
+     if std_gain - std_half <= 0 else
+     "the gain shrinks once the features are standardised: part of the raw gain is an artefact of scale"
+     if std_gain + std_half < raw_gain else
+     "the gain holds once the features are standardised: it is not an artefact of scale")
 control_table.style.format("{:.3f}").set_caption(
-    f"Validation accuracy, trained vs random control, subsampling ({NOTE})")
+    f"Validation accuracy, trained vs random control, subsampling; raw and standardised features ({NOTE})")
 
 # %% [markdown]
-# At the trained network's most separable layer the trained weights add
-# {glue:text}`learned_gain:.1f` percentage points of validation accuracy over the random
-# control. That difference, not the raw accuracy, is the part of the separability that the
-# unrelated training task created.
+# At the trained network's most separable layer, {glue:text}`best_layer`, the paper's probe (raw
+# activations) gains {glue:text}`learned_gain_raw:.1f` percentage points of validation accuracy
+# over the random control (95% interval {glue:text}`learned_gain_raw_lo:.1f` to
+# {glue:text}`learned_gain_raw_hi:.1f`). But a randomly initialised network's activations may
+# barely vary between images, and then the paper's probe (a fixed number of Adam epochs with its
+# L1/L2 penalties) may not fit them, whatever they encode. At that layer the random network's raw
+# probe reaches {glue:text}`random_raw_train:.1f`% accuracy *on its own training examples*, against
+# {glue:text}`random_std_train:.1f`% once each feature is standardised with the training split's
+# mean and standard deviation (`scalings=("raw", "standardized")`, our addition to the paper's
+# recipe). Standardised, the gain is {glue:text}`learned_gain_std:.1f` points
+# ({glue:text}`learned_gain_std_lo:.1f` to {glue:text}`learned_gain_std_hi:.1f`):
+# {glue:text}`std_verdict`. The difference between a trained network and its random twin, *on
+# features of the same scale*, is the part of the separability that the training task created.
 
 # %% [markdown]
 # ## Compare with the paper
@@ -464,6 +525,19 @@ claims = pd.DataFrame([
      f"{per_var['validation accuracy'].iloc[2]:.2f}, of {VARS[1]} {per_var['validation accuracy'].iloc[1]:.2f}"),
 ], columns=["paper's finding (VGG16, ResNet50, InceptionV3 on FairFace)", f"ours ({NOTE})"])
 claims.style.set_caption("The paper's findings beside this run")
+
+# %% [markdown]
+# **Where we differ from the paper.**
+#
+# | | the paper {cite:p}`krug2025intersectional` | this chapter | why |
+# |---|---|---|---|
+# | data and networks | FairFace; ImageNet VGG16, ResNet50, InceptionV3 (Keras) | quick: SynthFaces and a small CNN trained on an unrelated task; full: FairFace and torchvision's ImageNet weights | the quick profile runs offline on a CPU; torchvision's weights are not Keras's |
+# | downsampling | every $k$-th value from $\lfloor k/2\rfloor$, or $k\times k$ average pooling without padding | the same (`downsample`, as the authors' code) | — |
+# | probe training | 50 epochs, Adam, L1 1e-5 / L2 1e-4, dropout 0.25, batch 32 | the same in full; 15 epochs in quick | CPU budget |
+# | feature scale | raw activations | raw (the paper's probe) **and** standardised with the training split's statistics | a random network's tiny activations make the raw probe fail to fit, which confounds the control |
+# | output layer | Keras softmax probabilities | logits | torchvision's models end in logits; a probe on a monotone transform of them differs little |
+# | training accuracy | Keras's running mean over the epoch's batches (with dropout) | the probe in eval mode on all training examples after each epoch | a clean number; it runs a little higher than Keras's |
+# | best layer | read from the figures | chosen on the validation split and reported on the same split | a small optimistic bias: read it with the standard error above |
 
 # %% [markdown]
 # The paper's Tables 2–4 (**the paper's numbers**; error rate relative to the true group's
@@ -538,7 +612,7 @@ kinds.fillna(0).astype(int).rename_axis(f"variables wrong ({', '.join(f'{v} ~ {a
 # :::{exercise}
 # :label: ex-subsample
 # Write `subsample_maps(x, max_size)` for a tensor of shape `(N, C, H, W)`: keep every $k$-th
-# row and column starting at 0, with $k=\lceil H/\text{max\_size}\rceil$ for rows and
+# row and column starting at $\lfloor k/2\rfloor$, with $k=\lceil H/\text{max\_size}\rceil$ for rows and
 # $\lceil W/\text{max\_size}\rceil$ for columns. It must agree with
 # `fairlib.activations.downsample(x, max_size, "subsample")`.
 # :::
@@ -546,20 +620,20 @@ kinds.fillna(0).astype(int).rename_axis(f"variables wrong ({', '.join(f'{v} ~ {a
 # %% tags=["graded", "exercise:ex-subsample", "hide-input"]
 def subsample_maps(x, max_size=8):
     # BEGIN SOLUTION
-    # HINT: compute the two strides with math.ceil, then slice with a step: x[:, :, ::kh, ::kw]
+    # HINT: compute the two strides k with math.ceil, then slice from k // 2 with step k: x[:, :, kh // 2::kh, ...]
     import math
 
     step_h = math.ceil(x.shape[-2] / max_size)
     step_w = math.ceil(x.shape[-1] / max_size)
-    return x[:, :, ::step_h, ::step_w]
+    return x[:, :, step_h // 2::step_h, step_w // 2::step_w]
     # END SOLUTION
 
 
 # %% tags=["tests", "exercise:ex-subsample", "remove-cell"]
 _x = torch.arange(25.0).view(1, 1, 5, 5)
-assert subsample_maps(_x, 2).flatten().tolist() == [0.0, 3.0, 15.0, 18.0], (
-    "5x5 to at most 2x2: k = 3, keep rows/cols 0 and 3")
-for _h, _w, _shape in [(14, 14, (7, 7)), (56, 56, (8, 8)), (7, 9, (7, 5)), (35, 35, (7, 7))]:
+assert subsample_maps(_x, 2).flatten().tolist() == [6.0, 9.0, 21.0, 24.0], (
+    "5x5 to at most 2x2: k = 3, keep rows/cols 1 and 4 (from k // 2 = 1)")
+for _h, _w, _shape in [(14, 14, (7, 7)), (56, 56, (8, 8)), (7, 9, (7, 4)), (35, 35, (7, 7))]:
     _t = torch.randn(2, 3, _h, _w)
     assert tuple(subsample_maps(_t, 8).shape[-2:]) == _shape, f"{_h}x{_w} should give {_shape}"
     assert torch.equal(subsample_maps(_t, 8), downsample(_t, 8, "subsample"))

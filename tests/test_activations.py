@@ -20,10 +20,10 @@ from fairlib.activations import (
 
 def test_downsample_subsample_hand_example():
     x = torch.arange(25.0).view(1, 1, 5, 5)
-    # k = ceil(5 / 2) = 3: rows/columns 0 and 3
+    # k = ceil(5 / 2) = 3, starting at k // 2 = 1: rows/columns 1 and 4 (the authors' grid)
     out = downsample(x, max_size=2, mode="subsample")
     assert out.shape == (1, 1, 2, 2)
-    assert out.flatten().tolist() == [0.0, 3.0, 15.0, 18.0]
+    assert out.flatten().tolist() == [6.0, 9.0, 21.0, 24.0]
 
 
 def test_downsample_avgpool_hand_example():
@@ -31,16 +31,25 @@ def test_downsample_avgpool_hand_example():
     out = downsample(x, max_size=2, mode="avgpool")
     # 2x2 blocks: mean(0,1,4,5)=2.5, mean(2,3,6,7)=4.5, mean(8,9,12,13)=10.5, 12.5
     assert out.flatten().tolist() == [2.5, 4.5, 10.5, 12.5]
+    # 5x5 to at most 2x2: k = 3, one 3x3 block (no padding), the last two rows/columns dropped
+    assert downsample(torch.arange(25.0).view(1, 1, 5, 5), 2, "avgpool").flatten().tolist() == [6.0]
 
 
 @pytest.mark.parametrize("h,w,expected", [(224, 224, (8, 8)), (56, 56, (8, 8)), (28, 28, (7, 7)),
-                                          (17, 17, (6, 6)), (7, 7, (7, 7)), (147, 147, (8, 8))])
+                                          (17, 17, (6, 6)), (7, 7, (7, 7)), (147, 147, (8, 8)), (7, 9, (7, 4))])
 def test_downsample_subsample_shapes(h, w, expected):
     assert downsample(torch.zeros(2, 3, h, w), 8, "subsample").shape[-2:] == expected
 
 
+@pytest.mark.parametrize("h,expected", [(56, 8), (28, 7), (17, 5), (35, 7), (8, 8), (5, 5)])
+def test_downsample_avgpool_shapes_as_keras_pooling(h, expected):
+    assert downsample(torch.zeros(2, 3, h, h), 8, "avgpool").shape[-2:] == (expected, expected)
+
+
 def test_downsample_avgpool_shapes_and_flat_passthrough():
-    assert downsample(torch.zeros(2, 3, 17, 5), 8, "avgpool").shape == (2, 3, 8, 5)
+    assert downsample(torch.zeros(2, 3, 17, 5), 8, "avgpool").shape == (2, 3, 5, 5)
+    small = torch.randn(2, 3, 8, 6)
+    assert downsample(small, 8, "avgpool") is small and downsample(small, 8, "subsample") is small
     flat = torch.randn(4, 10)
     assert downsample(flat, 8, "avgpool") is flat
     with pytest.raises(ValueError, match="mode"):
@@ -125,7 +134,7 @@ def test_capture_in_memory_and_memmap_agree(tmp_path):
     capture_activations(model, x, layers, reductions=("subsample", "avgpool", "mean"),
                         batch_size=16, device="cpu", directory=tmp_path / "store")
     assert mem.get("c1", "subsample").shape == (37, 8, 7, 7)
-    assert mem.get("c2", "avgpool").shape == (37, 4, 8, 8)
+    assert mem.get("c2", "avgpool").shape == (37, 4, 6, 6)
     with torch.no_grad():
         ref = model(x)
     np.testing.assert_allclose(mem.get("c2", "mean"), ref.mean(dim=(2, 3)).numpy(), atol=1e-5)

@@ -37,6 +37,24 @@ def test_probe_recovers_planted_signal():
     assert len(res.history) == 20 and res.chance == pytest.approx(1 / 6)
 
 
+def test_standardized_probe_fits_tiny_activations_that_the_raw_probe_cannot():
+    # the planted signal shrunk a thousandfold, as a random network's activations are: with the
+    # penalties and 10 epochs the raw probe stays near chance, the standardised one finds it
+    x, y = _data(True)
+    x = 1e-3 * x + 5.0  # tiny variation around a large offset
+    tr, va = probe_split(y, seed=0)
+    raw = train_probe(x, y, tr, va, epochs=10, device="cpu")
+    std = train_probe(x, y, tr, va, epochs=10, device="cpu", standardize=True)
+    assert raw.train_accuracy < 0.5 < 0.9 < std.val_accuracy
+    # the statistics are the training split's: the probe's buffers hold them
+    flat = x.reshape(len(x), -1)[tr].astype(np.float64)
+    np.testing.assert_allclose(std.probe.shift.numpy(), flat.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(std.probe.scale.numpy(), flat.std(0), rtol=1e-4)
+    assert not raw.probe.shift.any() and (raw.probe.scale == 1).all(), "raw: identity"
+    with pytest.raises(ValueError, match="standardize: expected True or False"):
+        train_probe(x, y, tr, va, epochs=1, device="cpu", standardize="yes")
+
+
 def test_probe_stays_near_chance_without_signal():
     x, y = _data(False)
     tr, va = probe_split(y, seed=0)
