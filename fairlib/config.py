@@ -121,15 +121,21 @@ def select(settings: Mapping[str, T], profile: str | None = None) -> T:
     return value
 
 
-def profile_note(profile: str | None = None) -> str:
+def profile_note(profile: str | None = None, *, data: str | None = None) -> str:
     """A short phrase for figure titles and captions naming where the numbers come from.
 
+    ``data`` names the quick profile's data when it is not synthetic (e.g. Chapter 2's
+    "scikit-learn's 8×8 handwritten digits"): real, but a small stand-in for the paper's data.
     A rehearsal says so, so that no figure of miniature data reads as a result.
     """
     name = get_profile(profile)
+    if data is not None and (not isinstance(data, str) or not data.strip()):
+        raise ValueError(f"data: expected a short description of the quick profile's data, got {data!r}")
     if rehearsing(name):
         random_weights = _switch("FAIRLIB_WEIGHTS", WEIGHT_MODES, "pretrained") == "random"
         return _REHEARSAL_NOTE.format(profile=name, weights=" and random weights" if random_weights else "")
+    if name == "quick" and data is not None:
+        return f"quick profile: {data}, a small stand-in for the paper's data"
     return _PROFILE_NOTES[name]
 
 

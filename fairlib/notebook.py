@@ -11,7 +11,7 @@ import sys
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
-__all__ = ["in_colab", "building_book", "interactive", "progress", "glue", "use_drive", "DRIVE_FOLDER"]
+__all__ = ["in_colab", "building_book", "interactive", "progress", "glue", "verdict", "use_drive", "DRIVE_FOLDER"]
 
 #: Where :func:`use_drive` keeps the course's files on Google Drive.
 DRIVE_FOLDER = "/content/drive/MyDrive/fairlib-course"
@@ -138,6 +138,28 @@ def _is_missing(value: Any) -> bool:
     if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
         value = value.item()
     return isinstance(value, float) and value != value
+
+
+def verdict(low: float, high: float, *, below: str, above: str, neither: str) -> str:
+    """The words a confidence interval supports: ``below`` if it lies below zero, ``above`` if it lies
+    above, ``neither`` if it contains zero (or is not finite), so that no direction word is typed.
+
+    Examples
+    --------
+    >>> verdict(-0.3, -0.1, below="dampens", above="amplifies", neither="no clear effect")
+    'dampens'
+    """
+    for name, value in (("low", low), ("high", high)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__float__"):
+            raise ValueError(f"{name}: expected a number (an interval's end), got {value!r}")
+    lo, hi = float(low), float(high)
+    if lo == lo and hi == hi and lo > hi:
+        raise ValueError(f"low, high: the interval's low end {lo} lies above its high end {hi}")
+    if hi < 0:
+        return below
+    if lo > 0:
+        return above
+    return neither
 
 
 class _Text(str):

@@ -149,3 +149,28 @@ def test_rehearsal_feeds_backbones_small_inputs(monkeypatch):
     assert model.preprocess(torch.zeros(2, 3, 224, 224, dtype=torch.uint8)).shape == (2, 3, 64, 64)
     monkeypatch.setenv("FAIRLIB_PROFILE", "quick")
     assert build_model("torchvision.resnet18").input_size == 224, "quick is never a rehearsal"
+
+
+def test_profile_note_names_real_quick_data_without_calling_it_synthetic():
+    note = fairlib.profile_note("quick", data="scikit-learn's 8×8 handwritten digits")
+    assert "digits" in note and "synthetic" not in note and "stand-in" in note
+    assert fairlib.profile_note("full", data="digits") == "full profile"
+    with pytest.raises(ValueError, match="data: expected a short description"):
+        fairlib.profile_note("quick", data="")
+
+
+@pytest.mark.parametrize("low,high,expected", [(-0.3, -0.1, "below"), (0.1, 0.3, "above"), (-0.1, 0.2, "neither"),
+                                               (0.0, 0.2, "neither"), (float("nan"), 0.2, "neither")])
+def test_verdict_follows_the_interval(low, high, expected):
+    from fairlib.notebook import verdict
+
+    assert verdict(low, high, below="below", above="above", neither="neither") == expected
+
+
+def test_verdict_refuses_a_reversed_interval_and_text():
+    from fairlib.notebook import verdict
+
+    with pytest.raises(ValueError, match="low end 0.3 lies above its high end 0.1"):
+        verdict(0.3, 0.1, below="b", above="a", neither="n")
+    with pytest.raises(ValueError, match="low: expected a number"):
+        verdict("low", 0.1, below="b", above="a", neither="n")
