@@ -36,7 +36,8 @@ import pandas as pd
 from fairlib._memo import Memo
 from fairlib._validation import integer, positive_int, renamed, to_numpy
 
-__all__ = ["neuron_activation_profiles", "StreamingNAPs", "union_profiles", "variance_share", "stream_naps",
+__all__ = ["neuron_activation_profiles", "expected_activation", "EXPECTED",
+           "StreamingNAPs", "union_profiles", "variance_share", "stream_naps",
            "layer_shares", "category_contrast", "SETTINGS", "NapSample", "nap_sample", "analysed_layers",
            "run_layer_shares", "layer_shares_grid", "shared_network"]
 
@@ -79,8 +80,9 @@ def _as_groups(groups, n: int) -> np.ndarray:
     return g
 
 
-def neuron_activation_profiles(activations, groups) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """NAPs of every group present in ``groups``.
+def neuron_activation_profiles(activations, groups, *, expected: str | Any = "group_mean"
+                               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r"""NAPs of every group present in ``groups``: :math:`NAP(G) = \overline{A(G)} - \mathbb E`.
 
     Parameters
     ----------
@@ -88,13 +90,18 @@ def neuron_activation_profiles(activations, groups) -> tuple[np.ndarray, np.ndar
         ``(N, ...)`` activations of one layer (array, memmap or tensor).
     groups
         ``(N,)`` group labels (any sortable type).
+    expected
+        The reference :math:`\mathbb E` (see :func:`expected_activation`): ``"group_mean"``
+        (default, the authors' code: the unweighted mean of the group means), ``"overall"`` (the
+        paper's formula: the mean over all examples, i.e. the size-weighted mean of the group
+        means) or an array of the layer's shape, used as given.
 
     Returns
     -------
     profiles : numpy.ndarray
-        ``(n_groups, ...)``: group mean minus expected activation (float64).
+        ``(n_groups, ...)``: group mean minus the expected activation (float64).
     expected : numpy.ndarray
-        ``(...)``: mean over all instances of all groups.
+        ``(...)``: the reference used.
     group_labels : numpy.ndarray
         Sorted unique labels, the row order of ``profiles``.
     """
@@ -102,7 +109,35 @@ def neuron_activation_profiles(activations, groups) -> tuple[np.ndarray, np.ndar
     g = _as_groups(groups, len(a))
     s = StreamingNAPs()
     s.update(a, g)
-    return s.result()
+    return s.result(expected=expected)
+
+
+#: The named references :func:`expected_activation` knows.
+EXPECTED = ("group_mean", "overall")
+
+
+def expected_activation(means: np.ndarray, counts: np.ndarray, expected: str | Any = "group_mean") -> np.ndarray:
+    r"""The reference :math:`\mathbb E` of the NAPs, from the group means ``(G, ...)`` and sizes ``(G,)``.
+
+    ``"group_mean"``: :math:`\frac1{|\mathbf G|}\sum_G \overline{A(G)}`, every group counting
+    once, as the authors' code computes it (``iNNtrospect``, ``src/naps.py``); ``"overall"``:
+    :math:`\sum_G \frac{|G|}{\sum_H |H|}\overline{A(G)}`, the mean over all examples, the paper's
+    formula (Sec. 3). They differ when groups differ in size. An array of the means' per-group
+    shape is returned as given (e.g. the intersectional groups' reference for their unions).
+    """
+    if isinstance(expected, str):
+        if expected == "group_mean":
+            return means.mean(axis=0)
+        if expected == "overall":
+            return np.tensordot(counts / counts.sum(), means, axes=1)
+        raise ValueError(f"expected: unknown reference {expected!r}; choose one of {list(EXPECTED)} or pass an "
+                         "array of the layer's shape")
+    ref = np.asarray(expected, dtype=np.float64)
+    if ref.shape != means.shape[1:]:
+        raise ValueError(f"expected: an array must have the layer's shape {means.shape[1:]}, got {ref.shape}")
+    if not np.isfinite(ref).all():
+        raise ValueError("expected: holds NaN or inf")
+    return ref
 
 
 class StreamingNAPs:
@@ -175,22 +210,22 @@ class StreamingNAPs:
         mean = np.tensordot(counts / n, means, axes=1)
         return np.maximum(self._sumsq.reshape(self.shape) / n - mean ** 2, 0.0)
 
-    def result(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(profiles, expected, group_labels)`` as in :func:`neuron_activation_profiles`."""
+    def result(self, expected: str | Any = "group_mean") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(profiles, expected, group_labels)`` as in :func:`neuron_activation_profiles` (same ``expected``)."""
         means, counts, keys = self.means()
-        # group-size-weighted mean of group means = mean over all instances
-        expected = np.tensordot(counts / counts.sum(), means, axes=1)
-        return means - expected, expected, keys
+        reference = expected_activation(means, counts, expected)
+        return means - reference, reference, keys
 
 
 def union_profiles(activations_or_nap, groups=None, *, table: pd.DataFrame,
-                   by: Sequence[str] | str, group_ids: np.ndarray | None = None
-                   ) -> tuple[np.ndarray, pd.DataFrame]:
+                   by: Sequence[str] | str, group_ids: np.ndarray | None = None,
+                   expected: str | Any = "group_mean") -> tuple[np.ndarray, pd.DataFrame]:
     """NAPs of unions of intersectional groups that share the categories of ``by``.
 
     The union's mean is the size-weighted mean of its member groups' means; it is normalised
-    with the expected activation of *all intersectional groups* (the paper's choice), so
-    union and intersection maps share one reference.
+    with the expected activation of *all intersectional groups* (the paper's choice, Sec. 5.4),
+    computed as ``expected`` says (:func:`expected_activation`; default the authors'
+    ``"group_mean"``), so union and intersection maps share one reference.
 
     Parameters
     ----------
@@ -238,14 +273,14 @@ def union_profiles(activations_or_nap, groups=None, *, table: pd.DataFrame,
         raise ValueError(f"groups: expected integer group ids (rows of table), got {keys[:3].tolist()!r}")
     if keys.min() < 0 or keys.max() >= len(table):
         raise ValueError(f"groups: ids must be rows of table (0..{len(table) - 1})")
-    expected = np.tensordot(counts / counts.sum(), means, axes=1)
+    reference = expected_activation(means, counts, expected)  # of the intersectional groups
     sub = table.iloc[keys][by].reset_index(drop=True)
     sub["_n"] = counts
     rows, profiles = [], []
     for cats, part in sub.groupby(by, observed=True, sort=True):
         w = part["_n"].to_numpy(np.float64)
         m = np.tensordot(w / w.sum(), means[part.index.to_numpy()], axes=1)
-        profiles.append(m - expected)
+        profiles.append(m - reference)
         cats = cats if isinstance(cats, tuple) else (cats,)
         rows.append({**dict(zip(by, cats)), "count": int(w.sum())})
     out = pd.DataFrame(rows)
@@ -283,13 +318,15 @@ def variance_share(nap: StreamingNAPs, *, table: pd.DataFrame | None = None,
     if by is None and table is not None:
         raise ValueError("by: pass the variable(s) whose unions to measure together with table, e.g. by='age'; "
                          "without table and by, the intersectional groups are measured")
+    # the between/total decomposition holds around the mean over all examples ("overall"),
+    # whatever reference the maps use
     if by is None:
-        profiles, _, _ = nap.result()
+        profiles, _, _ = nap.result(expected="overall")
         counts = nap.means()[1]
     else:
         if table is None:
             raise ValueError("table: pass the intersectional group table together with by")
-        profiles, unions = union_profiles(nap, table=table, by=by)
+        profiles, unions = union_profiles(nap, table=table, by=by, expected="overall")
         counts = unions["count"].to_numpy()
     flat = profiles.reshape(len(profiles), -1)
     between = float(np.dot(counts, np.einsum("gd,gd->g", flat, flat)))

@@ -128,30 +128,40 @@ if PROFILE != "quick":
 # ## The method
 #
 # **NAPs.** Let $A_l(x)$ be the activations of layer $l$ for input $x$, and $\mathbf G$ a set of
-# disjoint groups (here the 126 intersections). The group mean and the expected activation are
+# disjoint groups (here the 126 intersections). A group's NAP is its mean activation minus a
+# reference, the *expected activation*:
 #
 # $$\overline{A_l(G)} = \frac{1}{|G|}\sum_{x\in G} A_l(x), \qquad
-# \mathbb E(\overline{A_l}) = \frac{1}{\sum_{G\in\mathbf G}|G|}\sum_{G\in\mathbf G}\sum_{x\in G} A_l(x)
-# = \sum_{G\in\mathbf G}\frac{|G|}{\sum_{H}|H|}\,\overline{A_l(G)},$$
+# NAP_l(G) = \overline{A_l(G)} - \mathbb E(\overline{A_l}).$$
 #
-# i.e. $\mathbb E$ is the mean over all instances of all groups, which equals the
-# group-size-weighted mean of the group means, and
+# The paper writes $\mathbb E$ as the mean over all instances of all groups, i.e. the
+# group-size-weighted mean of the group means,
+# $\mathbb E_{\text{overall}} = \sum_{G}\frac{|G|}{\sum_{H}|H|}\,\overline{A_l(G)}$; the authors'
+# code (`iNNtrospect`, `src/naps.py`) computes the unweighted mean of the group means,
+# $\mathbb E_{\text{group}} = \frac{1}{|\mathbf G|}\sum_{G}\overline{A_l(G)}$, every group counting once.
+# The two agree when the groups are equally large and differ otherwise: with $\mathbb E_{\text{group}}$
+# a large group does not pull the reference towards itself, so a small group's NAP is not
+# dwarfed by it. This is also why the paper normalises a **union** of groups (all groups with
+# age 20-29, say) with the *same* $\mathbb E$ of the 126 intersections (Sec. 5.4): a union's own
+# size-weighted mean would be a different reference. We follow the code
+# (`neuron_activation_profiles(..., expected="group_mean")`, the default; `expected="overall"`
+# gives the paper's formula), so the unweighted NAPs sum to zero, and the $\eta^2$ below, a
+# variance decomposition, is always taken around the overall mean. For maps we average each
+# channel over its spatial positions first, so a NAP is one number per channel.
+# `fairlib.naps.StreamingNAPs` accumulates per-group sums batch by batch, so memory stays at
+# (groups × channels) however many images pass through.
 #
-# $$NAP_l(G) = \overline{A_l(G)} - \mathbb E(\overline{A_l}).$$
-#
-# The size-weighted NAPs sum to zero. For maps we average each channel over its spatial
-# positions first, so a NAP is one number per channel. A **union** of groups (all groups with
-# age 20-29, say) gets the mean over its members and is normalised with the *same*
-# $\mathbb E$ from the 126 intersections, so that union and intersection maps share one
-# reference (paper, Sec. 5.4). `fairlib.naps.StreamingNAPs` accumulates per-group sums batch by
-# batch, so memory stays at (groups × channels) however many images pass through.
-#
-# A tiny example by hand: one channel, groups *a* = {1, 3} and *b* = {10}. Then
-# $\mathbb E = 14/3$, $NAP(a) = 2 - 14/3$, $NAP(b) = 10 - 14/3$:
+# A tiny example by hand: one channel, groups *a* = {1, 3} and *b* = {10}, so the group means are
+# 2 and 10. The authors' reference is $\mathbb E_{\text{group}} = 6$, giving $NAP(a) = -4$ and
+# $NAP(b) = 4$; the paper's formula gives $\mathbb E_{\text{overall}} = 14/3$, $NAP(a) = 2 - 14/3$ and
+# $NAP(b) = 10 - 14/3$:
 
 # %%
-toy_profiles, toy_expected, toy_labels = neuron_activation_profiles(np.array([[1.0], [10.0], [3.0]]), ["a", "b", "a"])
-pd.DataFrame({"group": toy_labels, "NAP": toy_profiles[:, 0], "by hand": [2 - 14 / 3, 10 - 14 / 3]})
+toy = np.array([[1.0], [10.0], [3.0]])
+toy_group, _, toy_labels = neuron_activation_profiles(toy, ["a", "b", "a"])  # expected="group_mean"
+toy_overall = neuron_activation_profiles(toy, ["a", "b", "a"], expected="overall")[0]
+pd.DataFrame({"group": toy_labels, "NAP (authors' code)": toy_group[:, 0], "by hand": [-4.0, 4.0],
+              "NAP (paper's formula)": toy_overall[:, 0], "by hand ": [2 - 14 / 3, 10 - 14 / 3]})
 
 # %% [markdown]
 # **Layout.** Each channel $k$ is described by its *profile vector* across the groups,
@@ -373,19 +383,27 @@ plt.show()
 # %% [markdown]
 # ## Unions: one variable at a time
 #
-# Unions average over the other two variables, so each map is steadier than an intersectional
-# one (more images) and isolates one variable. They are normalised with the same expected
+# Unions average over the variables they leave out, so each map is steadier than an intersectional
+# one (more images) and isolates one variable or one pair. They are normalised with the same expected
 # activation and drawn on the same colour scale as the intersectional maps, so their paler
 # colours are real: averaging over the other variables cancels part of each group's profile.
 
 # %%
 unions = {}
-for by in [[VARS[0]], [VARS[1]], [VARS[2]], [VARS[2], VARS[1]]]:
+# every single variable and every pair with the first (as the paper: race, age, gender, race x age,
+# race x gender), plus the third within the second
+for by in [[VARS[0]], [VARS[1]], [VARS[2]], [VARS[0], VARS[1]], [VARS[0], VARS[2]], [VARS[2], VARS[1]]]:
     u_prof, u_table = union_profiles(naps["trained"][LAYER], table=table, by=by)
     unions[" x ".join(by)] = (u_prof, u_table)
     fig = plot_map_grid(render_maps(u_prof, positions), u_table, rows=by[:-1], cols=by[-1], vmax=lim,
                         cell=1.0, title=f"Unions by {' x '.join(by)}, layer {LAYER} (same scale)\n{NOTE}")
     plt.show()
+# all unions in one table: which union, its categories, its images and its NAP's size
+combined = pd.concat([t.assign(union=name, **{"NAP norm": np.linalg.norm(pr.reshape(len(pr), -1), axis=1)})
+                      for name, (pr, t) in unions.items()], ignore_index=True)
+combined = combined[["union", *VARS, "count", "NAP norm"]]
+combined.style.format(precision=3, na_rep="all").hide(axis="index").set_caption(
+    f"Every union map of layer {LAYER}: its categories ('all': averaged over), images and NAP norm ({NOTE})")
 
 # %% [markdown]
 # ## Percentile or maximum: the colour limit
@@ -498,9 +516,10 @@ contrast.round(3)
 # two extreme bins (0-2 and 70+) {glue:text}`cos_ends:.2f` with each other. Red blocks along the
 # diagonal of the matrix are runs of neighbouring ages that the layer treats alike and sets
 # apart from the rest, the paper's "some alike, others different"; a narrow band would mean a
-# gradual change. Keep the reference in mind: a NAP is measured against the mean over all
-# images, which the frequent middle ages dominate even after capping (count table), so a rare
-# category can look "different" simply by being far from the typical image. Where maps are
+# gradual change. Keep the reference in mind: a NAP is measured against the mean of the 126 group
+# means, each group counting once (the authors' reference), not against the mean over all images,
+# which the frequent middle ages would dominate even after capping (count table); a category can
+# still look "different" simply by being far from the typical group. Where maps are
 # nearly one colour, the groups differ mostly in how strongly they drive the whole layer: here
 # the first principal direction of the NAPs carries {glue:text}`pc1_share:.2f` of their
 # size-weighted spread. The style contrast within an age ranges from
@@ -605,7 +624,10 @@ contrast.round(3)
 # :label: ex-naps-code
 # Write `my_naps(acts, groups)` without fairlib: for activations of shape `(N, C)` and `N` group
 # labels, return `(profiles, expected)` with one row per group in sorted label order (shape
-# `(G, C)`) and the expected activation (shape `(C,)`), as defined in *The method*.
+# `(G, C)`) and the expected activation (shape `(C,)`), with the **paper's formula** for
+# $\mathbb E$ (the mean over all examples; *The method*), as
+# `neuron_activation_profiles(acts, groups, expected="overall")` does. (The default, the authors'
+# unweighted reference, agrees with it only when every group is equally large.)
 # :::
 
 # %% tags=["graded", "exercise:ex-naps-code", "hide-input"]
@@ -624,9 +646,9 @@ _p, _e = my_naps(np.array([[1.0], [10.0], [3.0]]), ["a", "b", "a"])
 assert np.allclose(_e, [14 / 3]) and np.allclose(_p[:, 0], [2 - 14 / 3, 10 - 14 / 3]), "hand example: E = 14/3"
 _a = np.random.default_rng(3).normal(size=(200, 5))
 _g = np.random.default_rng(4).integers(0, 6, 200)
-_ref = neuron_activation_profiles(_a, _g)
+_ref = neuron_activation_profiles(_a, _g, expected="overall")
 _p, _e = my_naps(_a, _g)
-assert np.allclose(_p, _ref[0]) and np.allclose(_e, _ref[1]), "must agree with fairlib.naps"
+assert np.allclose(_p, _ref[0]) and np.allclose(_e, _ref[1]), "must agree with fairlib.naps (expected='overall')"
 assert np.allclose(np.bincount(_g) @ _p, 0), "size-weighted NAPs sum to zero"
 
 # %% [markdown]

@@ -9,26 +9,55 @@ import fairlib.naps as N
 from fairlib.naps import StreamingNAPs, neuron_activation_profiles, union_profiles, variance_share
 
 
-def test_hand_computed_example():
-    # group "a": values 1, 3 (mean 2); group "b": 10 (mean 10); expected = (1 + 3 + 10) / 3 = 14/3
+def test_hand_computed_example_with_both_references():
+    # group "a": values 1, 3 (mean 2); group "b": 10 (mean 10)
     acts = np.array([[1.0], [10.0], [3.0]])
+    # the authors' code (default): E = mean of the group means = (2 + 10) / 2 = 6
     profiles, expected, labels = neuron_activation_profiles(acts, ["a", "b", "a"])
     assert labels.tolist() == ["a", "b"]
+    np.testing.assert_allclose(expected, [6.0])
+    np.testing.assert_allclose(profiles[:, 0], [-4.0, 4.0])
+    np.testing.assert_allclose(profiles.sum(axis=0), 0, atol=1e-12)  # the unweighted NAPs sum to zero
+    # the paper's formula: E = mean over all examples = (1 + 3 + 10) / 3 = 14/3
+    profiles, expected, _ = neuron_activation_profiles(acts, ["a", "b", "a"], expected="overall")
     np.testing.assert_allclose(expected, [14 / 3])
     np.testing.assert_allclose(profiles[:, 0], [2 - 14 / 3, 10 - 14 / 3])
-    # the size-weighted NAPs sum to zero
-    np.testing.assert_allclose(2 * profiles[0] + 1 * profiles[1], 0, atol=1e-12)
+    np.testing.assert_allclose(2 * profiles[0] + 1 * profiles[1], 0, atol=1e-12)  # size-weighted sum is zero
+    # an array is used as given
+    profiles, expected, _ = neuron_activation_profiles(acts, ["a", "b", "a"], expected=np.array([1.0]))
+    np.testing.assert_allclose(profiles[:, 0], [1.0, 9.0])
+    with pytest.raises(ValueError, match="expected: unknown reference 'mean'; choose one of"):
+        neuron_activation_profiles(acts, ["a", "b", "a"], expected="mean")
+    with pytest.raises(ValueError, match=r"expected: an array must have the layer's shape \(1,\)"):
+        neuron_activation_profiles(acts, ["a", "b", "a"], expected=np.zeros(2))
+
+
+def test_unions_share_the_intersectional_reference_and_eta2_uses_the_overall_mean():
+    # intersections (age, style): ids 0 = (young, A) x2 values 0, 0; 1 = (young, B) value 6; 2 = (old, A) value 3
+    table = pd.DataFrame({"age": ["young", "young", "old"], "style": ["A", "B", "A"]})
+    acts, groups = np.array([[0.0], [0.0], [6.0], [3.0]]), np.array([0, 0, 1, 2])
+    s = StreamingNAPs().update(acts, groups)
+    # group means 0, 6, 3 -> unweighted E = 3; union "young" = size-weighted mean of its members (0, 0, 6) = 2
+    prof, unions = union_profiles(s, table=table, by="age")
+    assert unions["age"].tolist() == ["old", "young"]
+    np.testing.assert_allclose(prof[:, 0], [3 - 3, 2 - 3])
+    prof, _ = union_profiles(s, table=table, by="age", expected="overall")  # E = 9 / 4
+    np.testing.assert_allclose(prof[:, 0], [3 - 2.25, 2 - 2.25])
+    # eta^2 = between / total around the overall mean 2.25: between = 2(0-2.25)^2 + (6-2.25)^2 + (3-2.25)^2
+    between = 2 * 2.25 ** 2 + 3.75 ** 2 + 0.75 ** 2
+    total = float(((acts[:, 0] - 2.25) ** 2).sum())
+    assert variance_share(s) == pytest.approx(between / total) == pytest.approx(1.0)
 
 
 def test_streaming_equals_in_memory_and_keeps_shape():
     rng = np.random.default_rng(0)
     acts = rng.normal(size=(503, 4, 3, 3)).astype(np.float32)
     groups = rng.integers(0, 7, 503)
-    ref = neuron_activation_profiles(torch.from_numpy(acts), groups)
+    ref = neuron_activation_profiles(torch.from_numpy(acts), groups, expected="overall")
     s = StreamingNAPs()
     for i in range(0, 503, 64):
         s.update(acts[i:i + 64], groups[i:i + 64])
-    out = s.result()
+    out = s.result(expected="overall")
     assert out[0].shape == (7, 4, 3, 3) and out[1].shape == (4, 3, 3)
     for a, b in zip(ref, out):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
