@@ -22,7 +22,8 @@
 # label with a single dial $\varepsilon$, and then ask six research questions about how the
 # amplification depends on the data, the model and the training. This chapter rebuilds that
 # setting with `fairlib.amplification`, `fairlib.models` and `fairlib.training`, and answers each
-# question at a scale that runs in about two minutes on a laptop CPU.
+# question at a scale that runs on a laptop CPU (the training on this page took
+# {glue:text}`elapsed:.0f` s).
 #
 # ```{admonition} Learning objectives
 # :class: tip
@@ -71,7 +72,7 @@ import pandas as pd
 import fairlib
 from fairlib import amplification as A
 from fairlib import sweep
-from fairlib.notebook import glue
+from fairlib.notebook import glue, verdict
 
 # Every research question is a registered sweep of fairlib.amplification: a run function that trains
 # one model (A.run_inversion, A.run_overlay) and one grid of configurations per profile (A.rq1_grid …
@@ -79,7 +80,7 @@ from fairlib.notebook import glue
 CHAPTER = "02_bias_amplification"
 S = A.settings(PROFILE)
 rng = fairlib.seed_everything(SEED)
-NOTE = fairlib.profile_note(PROFILE)
+NOTE = fairlib.profile_note(PROFILE, data="scikit-learn's 8×8 handwritten digits")
 DEVICE = fairlib.get_device()
 print(f"profile={PROFILE}, device={DEVICE}, {S['seeds']} random class assignments per setting")
 
@@ -204,15 +205,35 @@ glue("rq1_acc5", 100 * main[main.eps == 0.5].accuracy.mean())
 glue("rq1_acc0", 100 * main[main.eps == 0.0].accuracy.mean())
 zero_in_0 = s1.loc[0.0, "low"] <= 0 <= s1.loc[0.0, "high"]
 glue("rq1_zero_verdict", "contains zero" if zero_in_0 else "does not contain zero")
+# the shape is a verdict, not a description typed in advance: a hump needs an interior peak whose
+# interval lies above both ends' intervals, and "amplify" an interval above zero
+peak_low = s1.loc[peak_eps, "low"]
+hump = 0 < peak_eps < 0.5 and peak_low > max(s1.loc[0.0, "high"], s1.loc[0.5, "high"])
+glue("rq1_shape", "has the paper's hump shape: the peak's 95% interval lies above both ends'" if hump else
+     "does not show the paper's hump clearly: the highest point's interval overlaps an end's")
+glue("rq1_amplify", "the models amplify the bias" if peak_low > 0 else "no setting clearly amplifies the bias")
+# why epsilon = 0 is (almost) exactly zero: with equal inverted shares in every class, the group
+# says nothing about the class in the data, whatever the model predicts; odd class sizes round
+# the shares up, a small tilt, measured here as the phi correlation of class and group in the
+# training labels of one assignment
+x0, f0 = A.load_split(S["main_data"], "train")
+pos0 = A.binarize_classes(int(f0.max()) + 1, seed=0)
+g0 = A.assign_inversion(f0, pos0, 0.0, seed=0).astype(float)
+glue("rq1_tilt", abs(float(np.corrcoef(np.isin(f0, pos0).astype(float), g0)[0, 1])))
 
 # %% [markdown]
-# **Reading.** The curve has the paper's hump shape. At $\varepsilon = 0$ the mean BiasAmp is
+# **Reading.** The curve {glue:text}`rq1_shape`. At $\varepsilon = 0$ the mean BiasAmp is
 # {glue:text}`rq1_amp0:.3f` (95% CI {glue:text}`rq1_amp0_lo:.3f` to {glue:text}`rq1_amp0_hi:.3f`,
 # which {glue:text}`rq1_zero_verdict`); at $\varepsilon = 0.5$ it is {glue:text}`rq1_amp5:.3f`
 # (CI {glue:text}`rq1_amp5_lo:.3f` to {glue:text}`rq1_amp5_hi:.3f`), because the model recognises
 # inversion on digits perfectly and reaches {glue:text}`rq1_acc5:.1f`% accuracy: a fully biased label
-# cannot be amplified. In between, the models amplify the bias, most at $\varepsilon$ =
-# {glue:text}`rq1_peak_eps:.1f` (BiasAmp {glue:text}`rq1_peak:.3f`). Where the group is informative
+# cannot be amplified. In between, {glue:text}`rq1_amplify`, most at $\varepsilon$ =
+# {glue:text}`rq1_peak_eps:.1f` (BiasAmp {glue:text}`rq1_peak:.3f`). Why is $\varepsilon = 0$ a
+# zero? When every class has exactly half of its images inverted (even class sizes, as in CIFAR
+# and Fashion-MNIST), group and class are independent in the data, the data-side term of every
+# group–class pair is zero, and BiasAmp is zero *whatever the model predicts*. The digits'
+# classes have odd sizes, so the halves round up and a small tilt remains: class and group
+# correlate at $|\phi|$ = {glue:text}`rq1_tilt:.3f` in one assignment's training labels. Where the group is informative
 # but imperfect, the small model leans on it, because inversion is easier to see than the digit:
 # without the group's help ($\varepsilon=0$) it reaches {glue:text}`rq1_acc0:.1f`%.
 
@@ -336,14 +357,33 @@ glue("rq3_verdict", "overlap: at this scale the data size does not measurably ch
 # BiasAmp against ECE for the RQ2 models (darker = more capacity).
 
 # %%
+from scipy import stats
+
 s4 = A.summarize(main, "eps", "ece").set_index("eps")
 glue("rq4_ece0", s4.loc[0.0, "mean"])
 glue("rq4_ece5", s4.loc[0.5, "mean"])
+# ECE against epsilon below 0.5: a rank-correlation trend test over the runs decides the words
+below = main[main.eps < 0.5]
+rho_e, p_e = stats.spearmanr(below.eps, below.ece)
+glue("rq4_ece_lo", s4.loc[s4.index < 0.5, "mean"].min())
+glue("rq4_ece_hi", s4.loc[s4.index < 0.5, "mean"].max())
+glue("rq4_trend", f"rises with ε (Spearman ρ = {rho_e:.2f}, p = {p_e:.2g})" if p_e < 0.05 and rho_e > 0 else
+     f"falls as ε grows (Spearman ρ = {rho_e:.2f}, p = {p_e:.2g})" if p_e < 0.05 else
+     f"shows no trend (Spearman ρ = {rho_e:.2f}, p = {p_e:.2g})")
+prev = s4.index[s4.index < 0.5].max()
+glue("rq4_end", "lower than" if s4.loc[0.5, "high"] < s4.loc[prev, "low"] else
+     "higher than" if s4.loc[0.5, "low"] > s4.loc[prev, "high"] else "not distinguishable from")
+glue("rq4_prev_eps", float(prev))
+# ECE against BiasAmp across capacities, within each epsilon (pooling epsilons would confound the
+# two through epsilon itself)
 agg = rq2.groupby(["knob", "value", "eps"])[["ece", "biasamp"]].mean().reset_index()
-corr = float(np.corrcoef(agg.ece, agg.biasamp)[0, 1])
-glue("rq4_corr", corr)
-glue("rq4_verdict", "the less calibrated models also amplify more" if corr > 0.2 else
-     "the less calibrated models amplify less" if corr < -0.2 else "the two are barely related")
+parts = []
+for eps, frame in agg.groupby("eps"):
+    r, pv = stats.pearsonr(frame.ece, frame.biasamp)
+    words = ("the less calibrated models amplify more" if pv < 0.05 and r > 0 else
+             "the less calibrated models amplify less" if pv < 0.05 else "no clear relation")
+    parts.append(f"at ε = {eps:g}, r = {r:.2f} (p = {pv:.2g}, {len(frame)} models): {words}")
+glue("rq4_within", "; ".join(parts))
 
 # %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
@@ -364,10 +404,12 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# **Reading.** ECE falls from {glue:text}`rq4_ece0:.3f` at $\varepsilon = 0$ to
-# {glue:text}`rq4_ece5:.3f` at $\varepsilon = 0.5$: the more the inversion gives the answer away, the
-# easier the task and the better calibrated the model, as in the paper. Across capacities, the
-# correlation between ECE and BiasAmp is {glue:text}`rq4_corr:.2f`: {glue:text}`rq4_verdict`. Our
+# **Reading.** For $\varepsilon < 0.5$ the mean ECE lies between {glue:text}`rq4_ece_lo:.3f` and
+# {glue:text}`rq4_ece_hi:.3f` and {glue:text}`rq4_trend`; at $\varepsilon = 0.5$, where the
+# inversion gives the answer away, it is {glue:text}`rq4_ece5:.3f`, {glue:text}`rq4_end` at
+# $\varepsilon$ = {glue:text}`rq4_prev_eps:.1f` (95% intervals). The paper reports ECE decreasing
+# as $\varepsilon$ grows. Across capacities, the correlation between ECE and BiasAmp,
+# {glue:text}`rq4_within`. Our
 # models train for a dozen epochs and are small, so their miscalibration comes from *under*-fitting
 # (low capacity, strong weight decay), not from the overconfident high-capacity regime in which
 # the paper sees ECE and BiasAmp rise together; the paper's low-capacity branch, where
@@ -399,6 +441,24 @@ glue("rq5_minority_first", 100 * h_orig[["acc_c0_g0", "acc_c1_g1"]].iloc[0].mean
 glue("rq5_minority_last", 100 * h_orig[["acc_c0_g0", "acc_c1_g1"]].iloc[-1].mean())
 glue("rq5_swap_max", h_swap.biasamp.max())
 glue("rq5_swap_last", h_swap.biasamp.iloc[-1])
+# verdicts from the first epoch's 95% interval over assignments, not typed in advance
+
+first_orig = A.summarize(curves[~curves.swap], "epoch", "biasamp").iloc[0]
+first_swap = A.summarize(curves[curves.swap], "epoch", "biasamp").iloc[0]
+glue("rq5_first_clause", verdict(first_orig["low"], first_orig["high"], below="a near-chance model dampens the bias",
+                                  above="the model amplifies the bias from the start",
+                                  neither="its interval contains zero"))
+glue("rq5_swap_first", first_swap["mean"])
+glue("rq5_swap_first_lo", first_swap["low"])
+glue("rq5_swap_first_hi", first_swap["high"])
+glue("rq5_swap_first_clause", verdict(first_swap["low"], first_swap["high"], below="the first epoch dampens the bias",
+                                       above="the first epoch already amplifies it",
+                                       neither="the first epoch neither clearly dampens nor amplifies it"))
+# a zero is a ceiling effect when the swapped model predicts its class (the inversion) perfectly
+swap_acc_last = h_swap.accuracy.iloc[-1]
+glue("rq5_swap_acc", 100 * swap_acc_last)
+glue("rq5_ceiling", "a ceiling effect: the model predicts the inversion perfectly, so no prediction can add "
+     "to the bias" if swap_acc_last >= 0.995 else "not a ceiling effect: the model is not perfect at its class")
 
 # %% tags=["hide-input"]
 epochs = int(rq5.trained_epochs.iloc[0])
@@ -429,13 +489,16 @@ plt.show()
 
 # %% [markdown]
 # **Reading.** In the original set-up BiasAmp starts at {glue:text}`rq5_amp_first:.3f` after the
-# warm-up epoch (a near-chance model dampens the bias), then peaks at {glue:text}`rq5_amp_max:.3f` after epoch
+# warm-up epoch ({glue:text}`rq5_first_clause`), then peaks at {glue:text}`rq5_amp_max:.3f` after epoch
 # {glue:text}`rq5_amp_max_epoch` and ends at {glue:text}`rq5_amp_last:.3f`. The minority cells
 # (a class with the "wrong" group) start at {glue:text}`rq5_minority_first:.1f`% accuracy and reach
 # {glue:text}`rq5_minority_last:.1f`%: the model first predicts from the inversion, then learns the
-# digits. With the roles swapped, the class is the easy signal and BiasAmp stays small (at most
-# {glue:text}`rq5_swap_max:.3f`, finally {glue:text}`rq5_swap_last:.3f`): what the model learns
-# first decides which association it exaggerates.
+# digits. With the roles swapped, the class is the easy signal: after the first epoch BiasAmp is
+# {glue:text}`rq5_swap_first:.3f` (95% CI {glue:text}`rq5_swap_first_lo:.3f` to
+# {glue:text}`rq5_swap_first_hi:.3f`; {glue:text}`rq5_swap_first_clause`), at most
+# {glue:text}`rq5_swap_max:.3f` and finally {glue:text}`rq5_swap_last:.3f`, with
+# {glue:text}`rq5_swap_acc:.1f`% accuracy at the end, so a final value near zero is
+# {glue:text}`rq5_ceiling`. What the model learns first decides which association it exaggerates.
 
 # %% [markdown]
 # ## RQ6: how visible is the group?
@@ -444,9 +507,11 @@ plt.show()
 # recognising class membership versus group membership?*
 #
 # **Our experiment.** For each assignment, four distinct digits are drawn: two form the binary
-# class (positive, negative), two provide the group images (*a*, *b*). Positive examples get a
-# group-*a* image with probability $\tfrac12+\varepsilon$, negatives a group-*b* image with the same
-# probability, drawn without replacement, and the two are mixed with weight $\eta$.
+# class (positive, negative), two provide the group images (*a*, *b*). Of the $n$ positive
+# examples exactly $\operatorname{round}(n(\tfrac12+\varepsilon))$ get a group-*a* image, and of
+# the negatives exactly $\operatorname{round}(n(\tfrac12-\varepsilon))$ (`assign_overlay_groups`,
+# exact counts as in the inversion, so the realised bias is the nominal $\varepsilon$); the group
+# images are drawn without replacement and mixed with weight $\eta$.
 
 # %%
 rq6 = sweep.run(A.run_overlay, A.rq6_grid(PROFILE), store=sweep.default_store(CHAPTER, "rq6"))
@@ -454,6 +519,12 @@ s6 = rq6.groupby("eta").biasamp.mean()
 glue("rq6_amp_eta0", s6.iloc[0])
 glue("rq6_amp_eta1", s6.iloc[-1])
 glue("rq6_amp_mid", s6.loc[0.5] if 0.5 in s6.index else s6.iloc[len(s6) // 2])
+# each eta's 95% interval (over assignments and both epsilons) decides its words
+ci6 = A.summarize(rq6, "eta", "biasamp").set_index("eta")
+glue("rq6_by_eta", "; ".join(
+    f"η = {eta:g}: {r['mean']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}], "
+    + verdict(r["low"], r["high"], below="dampened", above="amplified", neither="no clear effect")
+    for eta, r in ci6.iterrows()))
 ELAPSED = time.perf_counter() - T0
 glue("elapsed", ELAPSED)
 
@@ -479,11 +550,11 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# **Reading.** Averaged over both $\varepsilon$, BiasAmp is {glue:text}`rq6_amp_eta0:.3f` when only
-# the class image is visible ($\eta = 0$: the group cannot be recognised, so the model cannot lean on
-# it and its errors dampen the bias), {glue:text}`rq6_amp_mid:.3f` at $\eta = 0.5$ and
-# {glue:text}`rq6_amp_eta1:.3f` when only the group image is visible ($\eta = 1$: the model can only
-# predict from the group). The sign of amplification follows which signal is easier to see.
+# **Reading.** Averaged over both $\varepsilon$, with 95% intervals over assignments:
+# {glue:text}`rq6_by_eta`. At $\eta = 0$ only the class image is visible and the group cannot be
+# recognised, so the model cannot lean on it; at $\eta = 1$ only the group image is visible and the
+# model can only predict from the group. Where the intervals exclude zero, their sign says which
+# signal the model found easier to see.
 # All the training above took {glue:text}`elapsed:.0f` s.
 
 # %% [markdown]
@@ -513,7 +584,9 @@ comparison = pd.DataFrame(
         ("RQ5", "during training", "largest early, declines, rises slightly after lr decays",
          f"max {h_orig.biasamp.max():+.3f} (epoch {int(h_orig.biasamp.idxmax())}), "
          f"final {h_orig.biasamp.iloc[-1]:+.3f}"),
-        ("RQ5", "class and group swapped", "no early amplification", f"max {h_swap.biasamp.max():+.3f}"),
+        ("RQ5", "class and group swapped", "no early amplification",
+         f"first epoch {first_swap['mean']:+.3f} [{first_swap['low']:+.3f}, {first_swap['high']:+.3f}], "
+         f"max {h_swap.biasamp.max():+.3f}"),
         ("RQ6", "overlay weight η", "dampened for low η, positive for large η",
          f"{s6.iloc[0]:+.3f} at η = 0 → {s6.iloc[-1]:+.3f} at η = 1"),
     ],
@@ -595,8 +668,11 @@ comparison.style.hide(axis="index").set_caption(f"Hall et al. (paper's findings)
 # :::{solution} ex-amp-ci
 # :class: dropdown
 # The half-width is $t_{k-1}\,s/\sqrt k$: going from 3 to 10 assignments shrinks it by roughly
-# $\frac{4.30/\sqrt3}{2.26/\sqrt{10}}\approx 3.5$. With a per-run standard deviation $s$, you need
-# $k \approx (1.96\,s/0.01)^2$ runs; with $s$ about 0.01 that is around 4–5, with $s = 0.02$ about 16.
+# $\frac{4.30/\sqrt3}{2.26/\sqrt{10}}\approx 3.5$. With a per-run standard deviation $s$, you need the
+# smallest $k$ with $t_{k-1}\,s/\sqrt k \le 0.01$ (the $t$ quantile grows as $k$ shrinks, so the normal
+# approximation $k \approx (1.96\,s/0.01)^2$ is too optimistic for small $k$): with $s = 0.01$ that is
+# $k = 7$ ($2.45/\sqrt7 \approx 0.92$, while $k = 6$ gives $2.57/\sqrt6 \approx 1.05$), with $s = 0.02$ it is
+# $k = 18$. Check with `min(k for k in range(2, 100) if scipy.stats.t.ppf(0.975, k - 1) * s / k**0.5 <= 0.01)`.
 # :::
 #
 # :::{exercise}

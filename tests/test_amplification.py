@@ -67,11 +67,17 @@ def test_overlay_arithmetic():
         A.overlay(cls, grp, 1.5)
 
 
-def test_overlay_groups_follow_epsilon_and_draws_without_replacement():
-    y = np.array([1] * 4000 + [0] * 4000)
-    g = A.assign_overlay_groups(y, 0.3, seed=1)
-    assert abs((g[y == 1] == 0).mean() - 0.8) < 0.03  # positives to group a with 1/2 + eps
-    assert abs((g[y == 0] == 1).mean() - 0.8) < 0.03
+def test_overlay_groups_are_exact_counts_per_class_and_draws_without_replacement():
+    # classes 7 (positive, 10 images), 3 (negative, 10) and 5 (positive, 5), eps = 0.3
+    fine = np.array([7] * 10 + [3] * 10 + [5] * 5)
+    g = A.assign_overlay_groups(fine, [7, 5], 0.3, seed=1)
+    assert (g[fine == 7] == 0).sum() == 8, "round(10 * 0.8) of a positive class in group a"
+    assert (g[fine == 3] == 0).sum() == 2, "round(10 * 0.2) of a negative class in group a"
+    assert (g[fine == 5] == 0).sum() == 4, "round(5 * 0.8) = 4"
+    assert (A.assign_overlay_groups(fine, [7, 5], 0.0, seed=1)[fine == 5] == 0).sum() == 3, "2.5 rounds up"
+    again = A.assign_overlay_groups(fine, [7, 5], 0.3, seed=2)
+    assert (again[fine == 7] == 0).sum() == 8 and not np.array_equal(again, g), "the seed picks which, not how many"
+    assert A.overlay_group_counts(200, True, 0.2) == 140 and A.overlay_group_counts(200, False, 0.2) == 60
     groups = np.array([0, 0, 0, 1, 1])
     draw = A.draw_group_images(groups, (3, 5), seed=0)
     assert sorted(draw[groups == 0].tolist()) == [0, 1, 2]  # each image once
