@@ -303,3 +303,16 @@ def test_band_draws_the_mean_and_its_interval():
     assert ax.lines[0].get_ydata().tolist() == [2.0, 5.0]
     assert table["low"].iloc[1] == table["high"].iloc[1] == 5.0 and table["n"].tolist() == [3, 3]
     plt.close(fig)
+
+
+def test_equal_update_epochs_counts_the_engines_batches():
+    from fairlib.training import batch_plan
+
+    # the digits' 1,347 training images in batches of 256: 6 updates per epoch (5 full, 1 of 67);
+    # a quarter (337 images): 2 per epoch, so 12 epochs of the whole set (72 updates) are 36 of the quarter
+    assert len(batch_plan(1347, 256)) == 6 and len(batch_plan(337, 256)) == 2
+    assert A.equal_update_epochs(12, 1347, 337, 256) == 36
+    assert A.equal_update_epochs(12, 1347, 674, 256) == 24
+    assert A.equal_update_epochs(1, 1000, 1000, 256) == 1
+    with pytest.raises(ValueError, match="n_subset"):
+        A.equal_update_epochs(12, 1347, 0, 256)
