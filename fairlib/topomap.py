@@ -77,11 +77,16 @@ def force(d):
 
 
 def scale_unit(positions: np.ndarray) -> np.ndarray:
-    """Shift and scale ``(N, 2)`` positions into [0, 1] (one factor for both axes keeps shapes)."""
+    """Shift and scale ``(N, 2)`` positions into [0, 1], each axis separately.
+
+    As the authors' code (``iNNtrospect``, ``src/topomaps.py``: ``zero_one_feature_scaling``
+    after UMAP and after the relaxation), so that a map fills its square on both axes; an axis
+    without spread stays at 0.
+    """
     p = _positions(positions, "positions")
     p = p - p.min(axis=0)
-    span = p.max()
-    return p / span if span > 0 else p
+    span = p.max(axis=0)
+    return np.divide(p, span, out=np.zeros_like(p), where=span > 0)
 
 
 def relax(positions, n_steps: int = 1000, *, rescale: bool = True, chunk: int = 128) -> np.ndarray:

@@ -166,7 +166,7 @@ pd.DataFrame({"group": toy_labels, "NAP (authors' code)": toy_group[:, 0], "by h
 # %% [markdown]
 # **Layout.** Each channel $k$ is described by its *profile vector* across the groups,
 # $v_k = (NAP_l(G_1)_k, \dots, NAP_l(G_{126})_k)$. UMAP maps these vectors to 2-D, and the
-# coordinates are scaled to $[0, 1]$. UMAP leaves clumps and gaps, so the channels are then
+# coordinates are scaled to $[0, 1]$, each axis separately. UMAP leaves clumps and gaps, so the channels are then
 # treated as particles that push each other apart at short range and pull together at long
 # range, with
 #
@@ -196,6 +196,13 @@ pd.DataFrame({"group": toy_labels, "NAP (authors' code)": toy_group[:, 0], "by h
 # %%
 d_zero = brentq(force, 1.0, 100.0)
 glue("force_zero", d_zero)
+# what the steps do to a layout that starts inside the unit square: 256 particles, uniform start,
+# the chapter's number of steps, without the final rescaling
+demo = relax(np.random.default_rng(SEED).random((256, 2)), n_steps=cfg["relax_steps"], rescale=False)
+pair_d = np.linalg.norm(demo[:, None] - demo[None], axis=-1)[np.triu_indices(len(demo), 1)]
+glue("demo_steps", cfg["relax_steps"])
+glue("demo_span", float((demo.max(axis=0) - demo.min(axis=0)).max()))
+glue("demo_beyond", float(np.mean(pair_d > d_zero)))
 d = np.linspace(0, 40, 800)
 fig, ax = plt.subplots(figsize=(6, 2.8))
 ax.plot(d, force(d), color="k")
@@ -210,10 +217,14 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# The force changes sign only once, far away, at $d \approx$ {glue:text}`force_zero:.1f`.
-# Inside the unit square (distances up to $\sqrt 2$, shaded) every pair repels, the more
-# strongly the closer it is, so in practice the step spreads clumps out and the final rescaling
-# pulls the layout back into $[0, 1]$; the attraction term only flattens the repulsion.
+# The force changes sign only once, far away, at $d \approx$ {glue:text}`force_zero:.1f`: closer
+# pairs repel, the more strongly the closer they are, farther pairs attract weakly. A layout that
+# starts inside the unit square (distances up to $\sqrt 2$, shaded) therefore first spreads out,
+# and far beyond it: 256 particles started uniformly in the square span
+# {glue:text}`demo_span:.0f` units after {glue:text}`demo_steps` steps, and
+# {glue:text}`demo_beyond:.0%` of their pairs end farther apart than the force's zero, where the
+# weak attraction holds them. The final rescaling (each axis to $[0, 1]$ separately, as the
+# authors' code) brings the layout back into the square.
 
 # %% [markdown]
 # ## Data and networks

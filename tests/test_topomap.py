@@ -53,11 +53,17 @@ def test_relax_matches_the_pairwise_definition_across_strips(chunk):
                                _relax_by_definition(p, 4), rtol=1e-4, atol=1e-5)
 
 
+def test_scale_unit_rescales_each_axis_separately():
+    p = scale_unit(np.array([[0.0, 10.0], [2.0, 10.5], [1.0, 11.0]]))
+    np.testing.assert_allclose(p, [[0.0, 0.0], [1.0, 0.5], [0.5, 1.0]])
+    np.testing.assert_allclose(scale_unit(np.array([[1.0, 3.0], [2.0, 3.0]])), [[0.0, 0.0], [1.0, 0.0]])
+
+
 def test_relax_spreads_and_rescales():
     rng = np.random.default_rng(0)
     p = scale_unit(rng.normal(size=(60, 2)) * 0.01)
     out = relax(p, 200)
-    assert out.min() == 0 and out.max() == 1
+    assert (out.min(axis=0) == 0).all() and (out.max(axis=0) == 1).all(), "each axis fills [0, 1]"
     d = np.linalg.norm(out[:, None] - out[None], axis=-1) + np.eye(60)
     d0 = np.linalg.norm(p[:, None] - p[None], axis=-1) + np.eye(60)
     assert d.min() > d0.min()  # no two particles are left on top of each other
