@@ -239,7 +239,7 @@ def color_limit(values: np.ndarray, mode: str = "percentile") -> float:
 
 def plot_map_grid(maps: np.ndarray, labels: pd.DataFrame, rows: Sequence[str] | str,
                   cols: Sequence[str] | str, *, vmax: float, title: str = "",
-                  cell: float = 0.9, cmap: str = "bwr") -> Any:
+                  cell: float = 0.9, cmap: str = "bwr", min_count: int = 5) -> Any:
     """Draw maps in a table: one row per combination of ``rows`` variables, one column per
     combination of ``cols`` (like the group-count table), one shared colour scale.
 
@@ -253,6 +253,9 @@ def plot_map_grid(maps: np.ndarray, labels: pd.DataFrame, rows: Sequence[str] | 
         Variables on each axis (``[]`` for a single row or column).
     vmax
         Colour scale end (:func:`color_limit`); the scale is ``[-vmax, vmax]``.
+    min_count
+        When ``labels`` has a ``count`` column, maps of groups with fewer images carry their count
+        in a grey corner label ("n=3"): a mean of so few images is mostly noise.
 
     Returns
     -------
@@ -290,6 +293,8 @@ def plot_map_grid(maps: np.ndarray, labels: pd.DataFrame, rows: Sequence[str] | 
         present = set(map(tuple, labels[vs].astype(object).itertuples(index=False)))
         return [k if isinstance(k, tuple) else (k,) for k in grid if (k if isinstance(k, tuple) else (k,)) in present]
 
+    min_count = integer(min_count, "min_count", minimum=0)
+    counts = labels["count"].to_numpy().astype(int) if "count" in labels.columns else None
     rlev, clev = levels(rows), levels(cols)
     pos = {}
     for i, rec in enumerate(labels.astype(object).itertuples(index=False)):
@@ -312,6 +317,9 @@ def plot_map_grid(maps: np.ndarray, labels: pd.DataFrame, rows: Sequence[str] | 
             if i is not None:
                 im = ax.imshow(maps[i], origin="lower", cmap=cmap, vmin=-vmax, vmax=vmax,
                                interpolation="nearest")
+                if counts is not None and counts[i] < min_count:
+                    ax.text(0.03, 0.03, f"n={counts[i]}", transform=ax.transAxes, fontsize=6, color="0.2",
+                            bbox={"facecolor": "0.85", "edgecolor": "none", "pad": 1})
             if r == 0:
                 ax.set_title("\n".join(map(str, ck)), fontsize=7)
             if c == 0:

@@ -360,11 +360,13 @@ plt.show()
 # ## Topographic maps of all intersectional groups
 #
 # The layout is computed from the 126 intersectional NAPs of the chosen layer (UMAP, then 1000
-# relaxation steps); every map below uses it.
+# relaxation steps); every map below uses it. A map of a group with fewer than 5 images carries
+# its count ("n=3") in a grey corner: it is mostly noise.
 
 # %%
 profiles, expected, labels = naps["trained"][LAYER].result()
 group_table = table.iloc[labels][VARS].reset_index(drop=True)  # rows present, in NAP order
+group_table["count"] = naps["trained"][LAYER].means()[1]  # images per group in the capped sample
 positions = topographic_layout(profiles, n_steps=cfg["relax_steps"], seed=SEED)
 maps = render_maps(profiles, positions)
 lim = color_limit(profiles, "percentile")

@@ -1,9 +1,10 @@
 """fairlib.topomap: force values, one relaxation step by hand, layout and rendering."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from fairlib.topomap import channel_profiles, color_limit, force, relax, render_maps, scale_unit
+from fairlib.topomap import channel_profiles, color_limit, force, plot_map_grid, relax, render_maps, scale_unit
 
 
 def test_force_hand_values():
@@ -110,3 +111,15 @@ def test_plot_map_grid_lays_out_like_the_count_table():
     plt.close(fig)
     with pytest.raises(ValueError, match="labels"):
         plot_map_grid(maps[:2], labels, rows="style", cols="age", vmax=1.0)
+
+
+def test_plot_map_grid_marks_groups_with_few_images():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    labels = pd.DataFrame({"age": pd.Categorical(["young", "old"], categories=["young", "old"]), "count": [3, 40]})
+    fig = plot_map_grid(np.zeros((2, 4, 4)), labels, rows=[], cols="age", vmax=1.0, min_count=5)
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert texts == ["n=3"], "only the group below min_count is marked"
+    fig = plot_map_grid(np.zeros((2, 4, 4)), labels.drop(columns="count"), rows=[], cols="age", vmax=1.0)
+    assert not [t for ax in fig.axes for t in ax.texts], "without counts nothing is marked"
