@@ -337,8 +337,8 @@ def variance_share(nap: StreamingNAPs, *, table: pd.DataFrame | None = None,
 # --------------------------------------------------------------------------- streaming a network (Chapter 4)
 def stream_naps(model: Any, data: Any, groups: np.ndarray, layers: Mapping[str, str], *,
                 transform: Callable | None = None, batch_size: int = 256, num_workers: int = 0,
-                device: Any = None, show_progress: bool = False) -> dict[str, StreamingNAPs]:
-    """One pass of ``data`` through ``model``: the spatially averaged NAPs of every layer in ``layers``.
+                device: Any = None, show_progress: bool = False, spatial: str = "mean") -> dict[str, StreamingNAPs]:
+    """One pass of ``data`` through ``model``: the NAPs of every layer in ``layers``.
 
     Parameters
     ----------
@@ -351,11 +351,16 @@ def stream_naps(model: Any, data: Any, groups: np.ndarray, layers: Mapping[str, 
         ``(N,)`` intersectional group id of each item.
     transform
         The network's batch transform (after images become [0, 1] floats).
+    spatial
+        ``"mean"``: each channel's spatial mean, ``(C,)`` per example (the maps' values, and all
+        that eta^2 needs); ``"full"``: the whole ``(C, H, W)`` map, as the authors' code keeps for
+        the layout (a channel's profile then spans groups x positions). Memory is
+        ``groups x C x H x W`` float64 per layer.
 
     Returns
     -------
     dict
-        Layer name -> fitted :class:`StreamingNAPs` of ``(N, C)`` channel means.
+        Layer name -> fitted :class:`StreamingNAPs` of ``(N, C)`` channel means or ``(N, C, H, W)`` maps.
     """
     import torch
 
@@ -377,11 +382,14 @@ def stream_naps(model: Any, data: Any, groups: np.ndarray, layers: Mapping[str, 
         raise ValueError(f"groups: expected one group id per item, shape (N,), got {groups.shape}")
     if len(groups) != len(data):
         raise ValueError(f"groups: {len(groups)} group ids for {len(data)} items; pass one per item, in order")
+    if spatial not in ("mean", "full"):
+        raise ValueError(f"spatial: expected 'mean' or 'full', got {spatial!r}")
     device = torch.device(device) if device is not None else get_device()
     loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     out = {layer: StreamingNAPs() for layer in layers}
     start = 0
-    with ActivationExtractor(model, dict(layers), device=device, reduce=lambda t: spatial_mean(t.float())) as ex:
+    reduce = (lambda t: spatial_mean(t.float())) if spatial == "mean" else (lambda t: t.float())
+    with ActivationExtractor(model, dict(layers), device=device, reduce=reduce) as ex:
         for batch in (progress(loader, desc="NAPs") if show_progress else loader):
             xb = (batch[0] if isinstance(batch, (tuple, list)) else batch).to(device)
             xb = xb.float() / 255 if xb.dtype == torch.uint8 else xb

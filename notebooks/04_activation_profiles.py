@@ -165,7 +165,10 @@ pd.DataFrame({"group": toy_labels, "NAP (authors' code)": toy_group[:, 0], "by h
 
 # %% [markdown]
 # **Layout.** Each channel $k$ is described by its *profile vector* across the groups,
-# $v_k = (NAP_l(G_1)_k, \dots, NAP_l(G_{126})_k)$. UMAP maps these vectors to 2-D, and the
+# $v_k = (NAP_l(G_1)_k, \dots, NAP_l(G_{126})_k)$, where each $NAP_l(G)_k$ is the channel's whole
+# $H\times W$ map, so $v_k$ has $126\cdot H\cdot W$ values (the authors' code; the spatially
+# averaged profile, 126 values, is the cheaper alternative: pass those to `topographic_layout`).
+# UMAP maps these vectors to 2-D, and the
 # coordinates are scaled to $[0, 1]$, each axis separately. UMAP leaves clumps and gaps, so the channels are then
 # treated as particles that push each other apart at short range and pull together at long
 # range, with
@@ -304,6 +307,12 @@ nets = {m: N.shared_network(cfg["network"], trained=m == "trained", seed=SEED, t
 naps = {m: N.stream_naps(net.model, torch.utils.data.Subset(data, keep), groups_kept, {LAYER: LAYERS[LAYER]},
                          transform=net.transform, batch_size=cfg["batch_size"], num_workers=cfg["num_workers"],
                          device=device) for m, net in nets.items()}
+# the layout, as the authors' code, uses each channel's NAPs at every spatial position (groups x H x W
+# values per channel); the maps show each channel's spatial mean
+naps_full = {m: N.stream_naps(net.model, torch.utils.data.Subset(data, keep), groups_kept,
+                              {LAYER: LAYERS[LAYER]}, transform=net.transform, batch_size=cfg["batch_size"],
+                              num_workers=cfg["num_workers"], device=device, spatial="full")
+             for m, net in nets.items()}
 
 # %% [markdown]
 # ## Which layer?
@@ -367,7 +376,7 @@ plt.show()
 profiles, expected, labels = naps["trained"][LAYER].result()
 group_table = table.iloc[labels][VARS].reset_index(drop=True)  # rows present, in NAP order
 group_table["count"] = naps["trained"][LAYER].means()[1]  # images per group in the capped sample
-positions = topographic_layout(profiles, n_steps=cfg["relax_steps"], seed=SEED)
+positions = topographic_layout(naps_full["trained"][LAYER].result()[0], n_steps=cfg["relax_steps"], seed=SEED)
 maps = render_maps(profiles, positions)
 lim = color_limit(profiles, "percentile")
 lim_max = color_limit(profiles, "max")
@@ -450,7 +459,7 @@ glue("saturated", float(np.mean(np.abs(profiles) > lim)))
 
 # %%
 r_profiles = naps["random"][LAYER].result()[0]
-r_positions = topographic_layout(r_profiles, n_steps=cfg["relax_steps"], seed=SEED)
+r_positions = topographic_layout(naps_full["random"][LAYER].result()[0], n_steps=cfg["relax_steps"], seed=SEED)
 r_lim = color_limit(r_profiles, "percentile")
 r_prof_u, r_table_u = union_profiles(naps["random"][LAYER], table=table, by=[VARS[2], VARS[1]])
 fig = plot_map_grid(render_maps(r_prof_u, r_positions), r_table_u, rows=VARS[2], cols=VARS[1], vmax=r_lim,

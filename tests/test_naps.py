@@ -152,6 +152,15 @@ def test_stream_naps_matches_the_in_memory_profiles():
     with pytest.raises(ValueError, match="groups: 9 group ids for 10 items"):
         stream_naps(model, torch.utils.data.TensorDataset(images), groups[:9], {"conv": "0"}, device="cpu")
     assert isinstance(naps["conv"], StreamingNAPs)
+    # spatial="full" keeps every position; its spatial mean is the "mean" NAP (the map is linear)
+    full = stream_naps(model, torch.utils.data.TensorDataset(images), groups, {"conv": "0"}, batch_size=4,
+                       device="cpu", spatial="full")
+    prof_full = full["conv"].result()[0]
+    assert prof_full.shape == (3, 2, 4, 4)
+    np.testing.assert_allclose(prof_full, neuron_activation_profiles(conv.numpy(), groups)[0], atol=1e-6)
+    np.testing.assert_allclose(prof_full.mean(axis=(2, 3)), naps["conv"].result()[0], atol=1e-6)
+    with pytest.raises(ValueError, match="spatial: expected 'mean' or 'full'"):
+        stream_naps(model, torch.utils.data.TensorDataset(images), groups, {"conv": "0"}, spatial="max")
 
 
 def test_category_contrast_hand_computed():
