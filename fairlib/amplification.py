@@ -94,6 +94,8 @@ class Task:
     x: torch.Tensor
     y: torch.Tensor
     group: torch.Tensor
+    #: The standardised value of a black pixel, one per channel (what augmentation pads with).
+    black: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         for name in ("x", "y", "group"):
@@ -121,7 +123,7 @@ class Task:
             raise ValueError(f"index: expected integer positions or a boolean mask, got dtype {index.dtype}")
         elif index.numel() and (int(index.min()) < -n or int(index.max()) >= n):
             raise ValueError(f"index: positions must lie in [-{n}, {n - 1}] for a task of {n} examples")
-        return Task(self.x[index], self.y[index], self.group[index])
+        return Task(self.x[index], self.y[index], self.group[index], self.black)
 
 
 # --------------------------------------------------------------------------- labels and groups
@@ -364,11 +366,12 @@ def _pair(value: Any, name: str) -> tuple[Any, Any]:
     return value[0], value[1]
 
 
-def _standardize(x: torch.Tensor, stats_from: torch.Tensor | None) -> torch.Tensor:
+def _standardize(x: torch.Tensor, stats_from: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x`` standardised per channel with the statistics of ``stats_from``, and black's value, ``(C,)``."""
     ref = x if stats_from is None else stats_from
     mean = ref.mean(dim=(0, 2, 3), keepdim=True)
     std = ref.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
-    return (x - mean) / std
+    return (x - mean) / std, (-mean / std).reshape(-1)
 
 
 def make_inversion_task(
@@ -394,8 +397,8 @@ def make_inversion_task(
     mask = torch.as_tensor(inv)
     ref = None if normalize_with is None else _reference(normalize_with, x)
     xs = torch.where(mask[:, None, None, None], invert(x), x)
-    xs = _standardize(xs, x if ref is None else ref)
-    return Task(xs, torch.as_tensor(binary_labels(fine, positive_classes)), mask.long())
+    xs, black = _standardize(xs, x if ref is None else ref)
+    return Task(xs, torch.as_tensor(binary_labels(fine, positive_classes)), mask.long(), black)
 
 
 def make_overlay_task(
@@ -434,14 +437,15 @@ def make_overlay_task(
                          pools[1][np.minimum(draw, pools[1].size - 1)])
     mixed = overlay(x[torch.as_tensor(idx)], x[torch.as_tensor(group_idx)], eta)
     ref = x if normalize_with is None else _reference(normalize_with, x)
-    return Task(_standardize(mixed, ref), torch.as_tensor(y), torch.as_tensor(groups))
+    xs, black = _standardize(mixed, ref)
+    return Task(xs, torch.as_tensor(y), torch.as_tensor(groups), black)
 
 
 def swap_roles(task: Task) -> Task:
     """The same images with class and group exchanged (RQ5's control experiment)."""
     if not isinstance(task, Task):
         raise ValueError(f"task: expected a Task (e.g. from make_inversion_task), got {type(task).__name__}")
-    return Task(task.x, task.group.clone(), task.y.clone())
+    return Task(task.x, task.group.clone(), task.y.clone(), task.black)
 
 
 # --------------------------------------------------------------------------- summaries
@@ -527,7 +531,8 @@ def load_split(name: str, split: str, *, root: str | Path | None = None) -> tupl
 # --------------------------------------------------------------------------- experiments
 #: The values every grid below is built from, per profile (the paper's in ``full``).
 #: ``models`` holds each dataset's network (:func:`fairlib.models.build_model` name and options;
-#: ``depth`` is ``None`` for the ResNet-18-style model, which has none); ``train`` and
+#: ``depth`` is ``None`` for the ResNet-18-style model, which has none; an ``augment`` entry there
+#: overrides the schedule's: the paper augments CIFAR, not Fashion-MNIST); ``train`` and
 #: ``overlay_train`` the schedule (:func:`fairlib.training.train_and_evaluate`); ``seeds`` the
 #: number of random class assignments (``rq2_seeds`` for the capacity sweeps); ``eps`` RQ1's
 #: dataset biases, ``sweep_eps`` those of RQ2 and RQ6, ``rq5_eps`` the bias of RQ3 and RQ5;
@@ -549,7 +554,8 @@ _SETTINGS: dict[str, dict[str, Any]] = {
         # the paper's complete grids: Fashion-MNIST (ResNet-18-style) and CIFAR-100 (ResNet-110),
         # CIFAR-10 overlay, 500 epochs, 20 seeds (thousands of GPU-hours: run as a sweep)
         "rq1_data": ["fashionmnist", "cifar100"], "main_data": "cifar100", "overlay_data": "cifar10",
-        "models": {"fashionmnist": {"arch": "resnet18", "depth": None, "width": 64, "in_channels": 1},
+        "models": {"fashionmnist": {"arch": "resnet18", "depth": None, "width": 64, "in_channels": 1,
+                                         "augment": False},
                    "cifar100": {"arch": "cifar_resnet", "depth": 110, "width": 16, "in_channels": 3},
                    "cifar10": {"arch": "cifar_resnet", "depth": 110, "width": 16, "in_channels": 3}},
         "train": {"epochs": 500, "batch_size": 128, "lr": 0.1, "weight_decay": 1e-4, "augment": True},
@@ -569,7 +575,8 @@ _SETTINGS: dict[str, dict[str, Any]] = {
         # the paper's datasets; ResNet-20 instead of ResNet-110 and a narrower ResNet-18 for
         # Fashion-MNIST, 30 epochs instead of 500, 3 seeds instead of 20, fewer grid points
         "rq1_data": ["fashionmnist", "cifar100"], "main_data": "cifar100", "overlay_data": "cifar10",
-        "models": {"fashionmnist": {"arch": "resnet18", "depth": None, "width": 16, "in_channels": 1},
+        "models": {"fashionmnist": {"arch": "resnet18", "depth": None, "width": 16, "in_channels": 1,
+                                         "augment": False},
                    "cifar100": {"arch": "cifar_resnet", "depth": 20, "width": 16, "in_channels": 3},
                    "cifar10": {"arch": "cifar_resnet", "depth": 20, "width": 16, "in_channels": 3}},
         "train": {"epochs": 30, "batch_size": 128, "lr": 0.1, "weight_decay": 1e-4, "augment": True},
@@ -814,7 +821,8 @@ def _check_schedule(epochs: Any, batch_size: Any, eval_every: Any) -> None:
 
 def _inversion_config(s: Mapping[str, Any], dataset: str, eps: float, seed: int, **changes: Any) -> dict[str, Any]:
     """One complete configuration of :func:`run_inversion`: the dataset's model and schedule, then ``changes``."""
-    config = {"dataset": dataset, **s["models"][dataset], **s["train"], "eps": eps, "seed": seed,
+    # the dataset's own entries (e.g. no augmentation for Fashion-MNIST) override the shared schedule
+    config = {"dataset": dataset, **s["train"], **s["models"][dataset], "eps": eps, "seed": seed,
               "fraction": 1.0, "swap": False, "eval_every": None}
     unknown = set(changes) - set(config)
     if unknown:

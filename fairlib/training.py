@@ -58,6 +58,7 @@ column              meaning
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import tempfile
@@ -853,8 +854,15 @@ def evaluate(model: nn.Module, task: Any, *, batch_size: int = 1024, device: Any
     return out
 
 
-def augment_batch(x: torch.Tensor, generator: torch.Generator, pad: int = 4, flip: bool = True) -> torch.Tensor:
-    """Random crops (zero padding of ``pad``, a random shift per image) and horizontal flips (p = 1/2)."""
+def augment_batch(x: torch.Tensor, generator: torch.Generator, pad: int = 4, flip: bool = True,
+                  fill: torch.Tensor | float = 0.0) -> torch.Tensor:
+    """Random crops (padding of ``pad``, a random shift per image) and horizontal flips (p = 1/2).
+
+    ``fill`` is the padding value: a number, or one value per channel ``(C,)``. For standardised
+    images, pass the standardised value of a black pixel (``-mean / std``) to pad with black, as
+    the paper's recipe pads the raw image before normalising it (zero would pad with the mean
+    colour).
+    """
     if not isinstance(x, torch.Tensor) or x.dim() != 4:
         got = f"shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
         raise ValueError(f"x: expected a torch tensor of images (N, C, H, W), got {got}")
@@ -864,7 +872,15 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator, pad: int = 4, fli
     pad = integer(pad, "pad", minimum=0, meaning="(pixels)")
     n, _, h, w = x.shape
     if pad > 0:
+        fill_t = torch.as_tensor(fill, dtype=x.dtype, device=x.device).reshape(-1)
+        if fill_t.numel() not in (1, x.shape[1]):
+            raise ValueError(f"fill: expected a number or {x.shape[1]} values (one per channel), got {fill_t.numel()}")
+        # pad with zeros, then put the fill value into the border (F.pad takes one value only)
         padded = F.pad(x, (pad, pad, pad, pad))
+        if bool((fill_t != 0).any()):
+            border = torch.ones(1, 1, *padded.shape[-2:], dtype=torch.bool, device=x.device)
+            border[..., pad:pad + x.shape[-2], pad:pad + x.shape[-1]] = False
+            padded = torch.where(border, fill_t.view(1, -1, 1, 1).expand(1, x.shape[1], 1, 1), padded)
         dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
         dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
         rows = (dy[:, None] + torch.arange(h)[None, :]).to(x.device)  # (n, h)
@@ -889,6 +905,14 @@ class _Evaluate(Callback):
             res = evaluate(state.model, self.test, device=state.device)
             res.pop("preds")
             row.update(res)
+
+
+def _augment_for(task: Any) -> Callable[[torch.Tensor, torch.Generator], torch.Tensor]:
+    """:func:`augment_batch` padding with the task's black (``task.black``, when it has one)."""
+    black = getattr(task, "black", None)
+    if black is None:
+        return augment_batch
+    return functools.partial(augment_batch, fill=black)
 
 
 def train_and_evaluate(
@@ -935,7 +959,7 @@ def train_and_evaluate(
     history = train(
         model, (train_task.x, train_task.y), epochs=epochs, batch_size=bs,
         optimizer=lambda m: make_optimizer(m.parameters(), "sgd", lr=lr, weight_decay=weight_decay),
-        step=supervised_step("cross_entropy", augment=augment_batch if augment else None),
+        step=supervised_step("cross_entropy", augment=_augment_for(train_task) if augment else None),
         schedule=step_decay_schedule(), callbacks=[_Evaluate(test_task, eval_every)], seed=seed, device=device,
         show_progress=show_progress, checkpoint=checkpoint, desc="epochs")
     # only the evaluated epochs are reported

@@ -316,3 +316,30 @@ def test_equal_update_epochs_counts_the_engines_batches():
     assert A.equal_update_epochs(1, 1000, 1000, 256) == 1
     with pytest.raises(ValueError, match="n_subset"):
         A.equal_update_epochs(12, 1347, 0, 256)
+
+
+def test_augmentation_pads_with_black_and_fashion_mnist_is_not_augmented():
+    from fairlib.training import augment_batch
+
+    # a standardised batch whose black is -2 in channel 0 and -1 in channel 1: the padding shows it
+    x = torch.zeros(1, 2, 4, 4)
+    g = torch.Generator().manual_seed(0)
+    out = augment_batch(x, g, pad=4, flip=False, fill=torch.tensor([-2.0, -1.0]))
+    # a shift shows border pixels: channel 0's are -2, channel 1's -1, the image's own pixels 0
+    assert {float(v) for v in out[0, 0].unique()} <= {0.0, -2.0}
+    assert {float(v) for v in out[0, 1].unique()} <= {0.0, -1.0}
+    assert (out[0, 0] == -2).any(), "with pad 4 on a 4x4 image the crop shows border unless the shift is 4, 4"
+    assert torch.equal(augment_batch(x, torch.Generator().manual_seed(0), pad=4, flip=False),
+                       augment_batch(x, torch.Generator().manual_seed(0), pad=4, flip=False, fill=0.0))
+    with pytest.raises(ValueError, match="fill: expected a number or 2 values"):
+        augment_batch(x, g, fill=torch.zeros(3))
+    # the task carries black's standardised value: (0 - mean) / std of the reference images
+    images = torch.tensor([[[[0.0, 1.0], [1.0, 0.0]]]]).repeat(4, 1, 1, 1)
+    task = A.make_inversion_task(images, np.array([0, 1, 0, 1]), [1], 0.0, seed=0)
+    ref = images
+    np.testing.assert_allclose(task.black.numpy(), [(-ref.mean() / ref.std()).item()], rtol=1e-5)
+    assert task.subset([0, 1]).black is task.black
+    for profile in ("full", "paper"):
+        fashion = [c for c in A.rq1_grid(profile) if c["dataset"] == "fashionmnist"]
+        assert fashion and not any(c["augment"] for c in fashion), "the paper does not augment Fashion-MNIST"
+        assert all(c["augment"] for c in A.rq1_grid(profile) if c["dataset"] == "cifar100")
