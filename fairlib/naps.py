@@ -39,7 +39,7 @@ from fairlib._validation import integer, positive_int, renamed, to_numpy
 __all__ = ["neuron_activation_profiles", "expected_activation", "EXPECTED",
            "StreamingNAPs", "union_profiles", "variance_share", "stream_naps",
            "layer_shares", "category_contrast", "SETTINGS", "NapSample", "nap_sample", "analysed_layers",
-           "run_layer_shares", "layer_shares_grid", "shared_network"]
+           "run_layer_shares", "layer_shares_grid", "shared_network", "PAPER_LAYERS"]
 
 
 def _as_activations(activations, name: str = "activations") -> np.ndarray:
@@ -462,6 +462,9 @@ def category_contrast(profiles: np.ndarray, table: pd.DataFrame, *, within: str,
 
 
 # --------------------------------------------------------------------------- experiments (Chapter 4)
+#: The layers the paper draws maps for (Krug & Stober, its figures), by network.
+PAPER_LAYERS: dict[str, str] = {"vgg16": "block4_pool", "resnet50": "conv5_block1_out", "inception_v3": "mixed7"}
+
 _SAMPLES = Memo(1)  # the capped sample of the last dataset
 _NETWORKS = Memo(2)  # the trained and the random network
 

@@ -60,6 +60,7 @@ __all__ = [
     "Network",
     "build_network",
     "SETTINGS",
+    "selection_halves",
     "ProbeSample",
     "probe_sample",
     "run_probing",
@@ -377,6 +378,35 @@ def _check_probe_kwargs(kwargs: dict, name: str) -> None:
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:
         raise ValueError(f"{name}: unknown option(s) {unknown} for train_probe; accepted: {accepted}")
+
+
+def selection_halves(y: Sequence[int] | np.ndarray, seed: int = 0) -> np.ndarray:
+    """Split validation examples into a *selection* half (``True``) and a *report* half (``False``),
+    stratified by group: within each group a seeded shuffle, then alternately one to each half.
+
+    Choosing the best layer on the selection half and reporting its accuracy on the report half
+    keeps the reported number free of the choice's optimism (choosing and reporting on one split
+    picks, among many noisy accuracies, one that is high partly by chance).
+
+    Parameters
+    ----------
+    y
+        ``(N,)`` group ids of the validation examples, in the order of the predictions.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(N,)`` bool.
+    """
+    y = as_labels(y, "y")
+    if y.size == 0:
+        raise ValueError("y: is empty; pass the validation examples' group ids")
+    rng = np.random.default_rng(integer(seed, "seed", minimum=0))
+    select = np.zeros(y.size, dtype=bool)
+    for g in np.unique(y):
+        members = rng.permutation(np.flatnonzero(y == g))
+        select[members[::2]] = True
+    return select
 
 
 def probe_layers(store: Any, y: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray, *,
@@ -850,7 +880,8 @@ def run_probing(network: str, trained: bool, dataset: str, data_options: dict, v
 
     Returns flat lists, one entry per (scaling, reduction, layer): ``scaling`` (``scalings``: raw
     and/or standardised probes, :func:`probe_layers`), ``reduction``, ``layer``, ``layer_index``,
-    ``n_features``, ``train_accuracy``, ``val_accuracy``; the learning curves as ``curve_row`` (the
+    ``n_features``, ``train_accuracy``, ``val_accuracy`` (and ``val_select_accuracy`` /
+    ``val_report_accuracy`` on the two halves of :func:`selection_halves`); the learning curves as ``curve_row`` (the
     entry's position), ``curve_epoch``, ``curve_train``, ``curve_val``; the best subsampled
     layer's predictions ``best_layer``, ``train_pred``, ``val_pred`` (of the first scaling's
     probes); and, for a network trained here
@@ -886,6 +917,15 @@ def run_probing(network: str, trained: bool, dataset: str, data_options: dict, v
         tr += h["train_accuracy"].tolist()
         va += h["val_accuracy"].tolist()
     out.update(curve_row=rows, curve_epoch=epochs_, curve_train=tr, curve_val=va)
+    # accuracy on the two halves of the validation split (selection_halves): choose on one, report the other
+    val_y = s.y[np.sort(s.val_idx)]
+    half = selection_halves(val_y, seed=seed)
+    sel, rep = [], []
+    for sc, red, layer in zip(summary["scaling"], summary["reduction"], summary["layer"]):
+        pred = results[(red, layer) if sc == "raw" else (red, layer, sc)].val_pred
+        sel.append(float(np.mean(pred[half] == val_y[half])))
+        rep.append(float(np.mean(pred[~half] == val_y[~half])))
+    out.update(val_select_accuracy=sel, val_report_accuracy=rep)
     first = summary[summary["scaling"] == scalings[0]]
     sub = first[first["reduction"] == "subsample"] if (first["reduction"] == "subsample").any() else first
     best = sub.sort_values("val_accuracy").iloc[-1]
@@ -944,8 +984,9 @@ def probing_summary(runs: pd.DataFrame) -> pd.DataFrame:
                                 "train_accuracy", "val_accuracy"), frame=True)
     parts = []
     for _, r in runs.iterrows():
-        part = pd.DataFrame({k: r[k] for k in ("reduction", "layer_index", "layer", "n_features", "train_accuracy",
-                                               "val_accuracy")})
+        keys = ["reduction", "layer_index", "layer", "n_features", "train_accuracy", "val_accuracy"]
+        keys += [k for k in ("val_select_accuracy", "val_report_accuracy") if isinstance(r.get(k), list)]
+        part = pd.DataFrame({k: r[k] for k in keys})
         part.insert(0, "scaling", r["scaling"] if isinstance(r.get("scaling"), list) else "raw")
         part.insert(0, "network", network_label(r["network"], r["trained"]))
         parts.append(part)

@@ -468,6 +468,37 @@ fig = plot_map_grid(render_maps(r_prof_u, r_positions), r_table_u, rows=VARS[2],
 plt.show()
 
 # %% [markdown]
+# ## The paper's layers (full profile)
+#
+# Besides the layer our $\eta^2$ criterion picks, the full profile draws the layers the paper
+# shows, for all three of its ImageNet networks: VGG16 `block4_pool`, ResNet-50
+# `conv5_block1_out` and InceptionV3 `mixed7` (`fairlib.naps.PAPER_LAYERS`). Each network passes
+# over the same capped faces once; its full-resolution NAPs give the layout, their spatial means
+# the maps. The quick profile's small CNN has none of these layers, so this section is empty there.
+
+# %%
+if PROFILE != "quick":
+    from fairlib.activations import layer_preset
+
+    for network, layer in N.PAPER_LAYERS.items():
+        net = N.shared_network(network, trained=True, seed=SEED, device=device)
+        full = N.stream_naps(net.model, torch.utils.data.Subset(data, keep), groups_kept,
+                             {layer: layer_preset(network)[layer]}, transform=net.transform,
+                             batch_size=cfg["batch_size"], num_workers=cfg["num_workers"], device=device,
+                             spatial="full")[layer]
+        prof_full, _, present = full.result()
+        prof = prof_full.mean(axis=tuple(range(2, prof_full.ndim)))  # each channel's spatial mean
+        pos = topographic_layout(prof_full, n_steps=cfg["relax_steps"], seed=SEED)
+        tab = table.iloc[present][VARS].reset_index(drop=True)
+        tab["count"] = full.means()[1]
+        vmax = color_limit(prof, "percentile")
+        fig = plot_map_grid(render_maps(prof, pos), tab, rows=VARS[0], cols=[VARS[2], VARS[1]], vmax=vmax,
+                            title=f"{network}, the paper's layer {layer} (scale ±{vmax:.2g})\n{NOTE}")
+        plt.show()
+else:
+    print("quick profile: the paper's layers belong to VGG16, ResNet-50 and InceptionV3 (full profile only)")
+
+# %% [markdown]
 # ## How to read the maps
 #
 # The paper's guide (Sec. 5.4 of {cite:p}`krug2025intersectional`, paraphrased) compares maps,

@@ -183,3 +183,14 @@ def test_probing_frames_from_sweep_rows():
     grid = probing_grid("full")
     assert [(g["network"], g["trained"]) for g in grid] == [("vgg16", True), ("resnet50", True),
                                                             ("inception_v3", True), ("resnet50", False)]
+
+
+def test_selection_halves_split_every_group_evenly():
+    from fairlib.probes import selection_halves
+
+    y = np.array([0] * 5 + [1] * 4 + [2] * 1)
+    half = selection_halves(y, seed=3)
+    assert [int(half[y == g].sum()) for g in range(3)] == [3, 2, 1], "ceil(n / 2) of each group selects"
+    np.testing.assert_array_equal(half, selection_halves(y, seed=3))  # seeded
+    with pytest.raises(ValueError, match="y: is empty"):
+        selection_halves([], seed=0)
