@@ -77,6 +77,7 @@ __all__ = [
     "rq3_grid",
     "rq5_grid",
     "rq6_grid",
+    "rq6_group_grid",
     "by_knob",
     "history_frame",
     "band",
@@ -798,16 +799,24 @@ def run_overlay(
     weight_decay: float,
     depth: int | None = None,
     augment: bool = False,
+    swap: bool = False,
 ) -> dict[str, Any]:
     """Train one model on an overlay task (:func:`overlay_tasks`) and score it on the test task (RQ6).
 
     The parameters are those of :func:`run_inversion`, with ``eta`` the weight of the group image.
-    Returns the final test metrics, as :func:`run_inversion` without ``eval_every``.
+    ``swap=True`` trains the same architecture to predict the *group* (:func:`swap_roles`): its test
+    ``accuracy`` is then how well the group can be recognised at this ``eta``, the quantity the
+    paper's explanation of RQ6 turns on. Returns the final test metrics, as :func:`run_inversion`
+    without ``eval_every``.
     """
     from fairlib.training import fit
 
     _check_schedule(epochs, batch_size, None)
+    if not isinstance(swap, (bool, np.bool_)):
+        raise ValueError(f"swap: expected True or False, got {swap!r}")
     train, test = overlay_tasks(dataset, eps, eta, seed)
+    if swap:
+        train, test = swap_roles(train), swap_roles(test)
     history = fit(arch, _model_kwargs(depth, width, in_channels), train, test, seed=seed, epochs=epochs,
                   batch_size=batch_size, lr=lr, weight_decay=weight_decay, augment=augment)
     return _results(history, None)
@@ -878,6 +887,15 @@ def rq6_grid(profile: str) -> list[dict]:
     model = s["models"][name]
     return [{"dataset": name, **model, **s["overlay_train"], "eps": eps, "eta": eta, "seed": seed}
             for eps in s["sweep_eps"] for eta in s["etas"] for seed in range(s["seeds"])]
+
+
+def rq6_group_grid(profile: str) -> list[dict]:
+    """RQ6's group recognisability: the overlay models trained to predict the group, at ε = 0 (the group
+    then says nothing about the class), ``etas`` × ``seeds``."""
+    s = settings(profile)
+    name = s["overlay_data"]
+    return [{"dataset": name, **s["models"][name], **s["overlay_train"], "eps": 0.0, "eta": eta, "seed": seed,
+             "swap": True} for eta in s["etas"] for seed in range(s["seeds"])]
 
 
 # --------------------------------------------------------------------------- analysis of sweep frames
@@ -1049,4 +1067,7 @@ sweep.register(_CHAPTER, "rq3", run_inversion, rq3_grid, "RQ3: training-set size
 sweep.register(_CHAPTER, "rq5", run_inversion, rq5_grid, "RQ5: metrics during training, class and group swapped",
                cost=_inversion_cost)
 sweep.register(_CHAPTER, "rq6", run_overlay, rq6_grid, "RQ6: group visibility η of the overlay task",
+               cost=_overlay_cost)
+sweep.register(_CHAPTER, "rq6_groups", run_overlay, rq6_group_grid,
+               "RQ6: how well the group itself is recognised at each η (same model, group as the label)",
                cost=_overlay_cost)

@@ -150,10 +150,13 @@ def _tiny(**changes):
 
 def test_registered_experiments_and_their_functions():
     found = sweep.experiments("02_bias_amplification")
-    assert sorted(found) == ["rq1", "rq2", "rq3", "rq5", "rq6"]
+    assert sorted(found) == ["rq1", "rq2", "rq3", "rq5", "rq6", "rq6_groups"]
     assert {n: e.fn for n, e in found.items()} == {"rq1": A.run_inversion, "rq2": A.run_inversion,
                                                     "rq3": A.run_inversion, "rq5": A.run_inversion,
-                                                    "rq6": A.run_overlay}
+                                                    "rq6": A.run_overlay, "rq6_groups": A.run_overlay}
+    groups = A.rq6_group_grid("quick")
+    assert {c["swap"] for c in groups} == {True} and {c["eps"] for c in groups} == {0.0}
+    assert sorted({c["eta"] for c in groups}) == A.settings("quick")["etas"]
     assert found["rq1"].configs("quick") == A.rq1_grid("quick")
 
 
