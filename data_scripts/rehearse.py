@@ -59,6 +59,7 @@ from pathlib import Path
 
 import numpy as np
 
+from data_scripts.convert import CELEBA_ATTRIBUTES  # the 40 columns, in the mirror's order
 from data_scripts.sources import COCO_FILES, HF_MIRRORS, TORCHVISION_FILES
 
 __all__ = ["COCO_CATEGORIES", "COCO_PLAN", "WRITERS", "main", "write_celeba", "write_cifar10", "write_cifar100",
@@ -87,16 +88,6 @@ FAIRFACE_SHARDS = {
              "validation": ["validation-00000-of-00001-09e3e67bb00ab4ec.parquet"]},
 }
 
-#: CelebA's 40 attributes, in the order of list_attr_celeba.txt and of the mirror's columns.
-CELEBA_ATTRIBUTES = (
-    "5_o_Clock_Shadow", "Arched_Eyebrows", "Attractive", "Bags_Under_Eyes", "Bald", "Bangs",
-    "Big_Lips", "Big_Nose", "Black_Hair", "Blond_Hair", "Blurry", "Brown_Hair",
-    "Bushy_Eyebrows", "Chubby", "Double_Chin", "Eyeglasses", "Goatee", "Gray_Hair",
-    "Heavy_Makeup", "High_Cheekbones", "Male", "Mouth_Slightly_Open", "Mustache",
-    "Narrow_Eyes", "No_Beard", "Oval_Face", "Pale_Skin", "Pointy_Nose", "Receding_Hairline",
-    "Rosy_Cheeks", "Sideburns", "Smiling", "Straight_Hair", "Wavy_Hair", "Wearing_Earrings",
-    "Wearing_Hat", "Wearing_Lipstick", "Wearing_Necklace", "Wearing_Necktie", "Young",
-)
 CELEBA_SHARDS = {"train": 19, "valid": 3, "test": 3}
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")

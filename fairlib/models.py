@@ -279,17 +279,14 @@ def build_model(name: str, *, seed: int | None = None, weights: str | None = Non
         from fairlib.config import pretrained
 
         builder = getattr(torchvision.models, arch)
-        if weights is not None:
-            try:
-                torchvision.models.get_model_weights(builder)[str(weights)]
-            except KeyError:
-                names = list(torchvision.models.get_model_weights(builder).__members__)
-                raise ValueError(f"weights: {name!r} has no weights {weights!r}; available: {names}") from None
-        # the normalisation the weights were trained with, from their own metadata (torchvision's
-        # ImageNet weights all use ImageNet's mean and std; another backbone may not)
         norm = {}
         if weights is not None:
-            tf = torchvision.models.get_model_weights(builder)[str(weights)].transforms()
+            known = torchvision.models.get_model_weights(builder)
+            if str(weights) not in known.__members__:
+                raise ValueError(f"weights: {name!r} has no weights {weights!r}; available: {list(known.__members__)}")
+            # the normalisation the weights were trained with, from their own metadata (torchvision's
+            # ImageNet weights all use ImageNet's mean and std; another backbone may not)
+            tf = known[str(weights)].transforms()
             norm = {"mean": tuple(tf.mean), "std": tuple(tf.std)}
         weights = pretrained(weights)
         if weights is not None:
