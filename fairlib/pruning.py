@@ -1275,20 +1275,13 @@ _PAPER = {
     "finetune_epochs": 2, "seeds": 5,
     "backdoor": "Smiling", "backdoor_split": [0.95, 0.05], "backdoor_sparsities": [0.9, 0.98, 0.995],
 }
-_FULL = {
-    # One Colab session (<= 3 T4-hours, `python -m fairlib.sweep plan 05_pruning_bias`): the paper's
-    # data, network and identities, but GMP-PT (pruning starts from each seed's dense model, so one
-    # dense training serves every sparsity), a random 40,000 of CelebA's 162,770 training images,
-    # 15 dense epochs and 5 pruning epochs per sparsity, 3 seeds.
-    "data": "celeba", "data_options": {"size": 128}, "split_sizes": {"train": 40_000},
-    "drop": [], "identities": ["Male", "Young", "Chubby", "Pale_Skin"], "workers": 2,
-    "model": "torchvision.resnet18", "model_options": {}, "batch_size": 256,
-    "dense_optimizer": "sgd", "lr": 0.1, "dense_epochs": 15,
-    "single": ["Oval_Face", "Big_Nose"], "single_epochs": 5,
-    "variant": "pt", "prune_lr": 0.01, "prune_epochs": 5, "prune_start": 0, "prune_end": 4, "prune_frequency": 1,
-    "finetune_epochs": 1, "seeds": 3,
-    "backdoor": "Smiling", "backdoor_split": [0.95, 0.05], "backdoor_sparsities": [0.9, 0.98, 0.995],
-}
+#: One Colab session (<= 3 T4-hours, `python -m fairlib.sweep plan 05_pruning_bias`): the paper's data,
+#: network and identities, but GMP-PT (pruning starts from each seed's dense model, so one dense
+#: training serves every sparsity), a random 40,000 of CelebA's 162,770 training images, 15 dense
+#: epochs and 5 pruning epochs per sparsity, 3 seeds. Only what differs from the paper is written.
+_FULL = {**_PAPER, "split_sizes": {"train": 40_000}, "dense_epochs": 15, "single_epochs": 5,
+         "variant": "pt", "prune_lr": 0.01, "prune_epochs": 5, "prune_start": 0, "prune_end": 4, "prune_frequency": 1,
+         "finetune_epochs": 1, "seeds": 3}
 #: FAIRLIB_SCALE=rehearsal: the full code on the miniature CelebA mirror, two seeds of a few epochs, 64 px.
 _REHEARSAL = {"dense_epochs": 1, "single_epochs": 1, "prune_epochs": 2, "prune_start": 0, "prune_end": 1,
               "prune_frequency": 1, "finetune_epochs": 1, "seeds": 2, "batch_size": 32, "workers": 2,
