@@ -177,3 +177,13 @@ def test_test_cells_are_executed_by_the_book(py: Path):
         assert cell["cell_type"] == "code", "a tests cell must be a code cell (a raw or markdown cell never runs)"
         assert not extra, f"tests cell tagged {sorted(extra)}: it would be skipped or allowed to fail"
         assert "assert" in _source(cell), "a tests cell must assert something"
+
+
+def test_book_excludes_every_virtual_environment_the_makefile_creates():
+    # `make rehearse` creates a second venv in the repository root; jupyter-book would otherwise
+    # read the markdown files its packages ship and fail the next `make book`
+    makefile = (ROOT / "Makefile").read_text()
+    venvs = re.findall(r"^(?:VENV|COLAB_VENV)\s*:=\s*(\S+)", makefile, flags=re.M)
+    assert sorted(venvs) == [".venv", ".venv-colab"]
+    for venv in venvs:
+        assert f"{venv}/*" in CONFIG["exclude_patterns"], f"_config.yml must exclude {venv}/*"
