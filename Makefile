@@ -58,8 +58,12 @@ COLAB_STAMP := $(COLAB_VENV)/.installed
 COLAB_PREINSTALLED := torch torchvision numpy scipy pandas scikit-learn matplotlib tqdm ipykernel
 REHEARSAL := _build/rehearsal
 
-$(COLAB_STAMP): pyproject.toml
+# The preinstalled set (torch alone is a 6 GB CUDA build here) is hard-linked from .venv, not
+# installed twice: a second copy ran CI out of disk. pip then finds those satisfied.
+$(COLAB_STAMP): pyproject.toml $(STAMP)
 	test -d $(COLAB_VENV) || $(PYTHON) -m venv $(COLAB_VENV)
+	$(BIN)/python book/_scripts/share_packages.py \
+	  "$$($(COLAB_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" $(COLAB_PREINSTALLED)
 	$(COLAB_VENV)/bin/python -m pip install -q $(COLAB_PREINSTALLED) nbclient nbformat
 	$(COLAB_VENV)/bin/python -m pip install -q ".[colab]"
 	touch $(COLAB_STAMP)

@@ -187,3 +187,42 @@ def test_book_excludes_every_virtual_environment_the_makefile_creates():
     assert sorted(venvs) == [".venv", ".venv-colab"]
     for venv in venvs:
         assert f"{venv}/*" in CONFIG["exclude_patterns"], f"_config.yml must exclude {venv}/*"
+
+
+def _share_packages():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("share_packages", ROOT / "book/_scripts/share_packages.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_share_packages_links_a_distribution_and_its_requirements(tmp_path: Path):
+    # `make rehearse` gives .venv-colab the preinstalled set as hard links to .venv's files
+    share = _share_packages()
+    names = {d.metadata["Name"].lower() for d in share.closure(["matplotlib"])}
+    assert {"matplotlib", "numpy", "pyparsing"} <= names  # requirements, transitively
+    assert "pytest" not in names
+    dest = tmp_path / "site-packages"
+    dest.mkdir()
+    assert share.main([str(dest), "tqdm"]) == 0
+    import tqdm
+
+    source = Path(tqdm.__file__)
+    target = dest / "tqdm" / "__init__.py"
+    assert target.stat().st_ino == source.stat().st_ino  # the same file, no second copy
+    assert list(dest.glob("tqdm-*.dist-info/METADATA")), "pip must see it installed"
+    assert share.main([str(dest), "tqdm"]) == 0  # again: existing files are left alone
+
+
+def test_share_packages_names_the_fix(tmp_path: Path, capsys):
+    share = _share_packages()
+    assert share.main([str(tmp_path), "no-such-distribution-xyz"]) == 1
+    assert "make venv" in capsys.readouterr().err
+    assert share.main([str(tmp_path / "missing"), "tqdm"]) == 1
+    assert "python -m venv" in capsys.readouterr().err
+    other = tmp_path / "lib" / "python2.7" / "site-packages"
+    other.mkdir(parents=True)
+    assert share.main([str(other), "tqdm"]) == 1
+    assert "same PYTHON" in capsys.readouterr().err
