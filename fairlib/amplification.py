@@ -63,6 +63,7 @@ __all__ = [
     "swap_roles",
     "mean_ci",
     "summarize",
+    "paired_difference",
     "load_split",
     "TASK_DATASETS",
     "FULL_DATASETS",
@@ -488,6 +489,36 @@ def summarize(frame: pd.DataFrame, by: Any, value: str, confidence: float = 0.95
     return pd.DataFrame(rows)
 
 
+def paired_difference(frame: pd.DataFrame, value: str, *, column: str, a: Any, b: Any,
+                      pairs: Sequence[str] = ("eps", "seed"), confidence: float = 0.95) -> tuple[float, float, float]:
+    """Mean and Student-t interval ``(mean, low, high)`` of ``value`` at ``column == b`` minus at ``column == a``.
+
+    The difference is taken within each pair of runs that share ``pairs`` (by default the dataset
+    bias and the class assignment, which every sweep of this module repeats for each setting), so
+    the interval is a paired one: the class split's own difficulty cancels. Pairs that lack one
+    side are dropped.
+
+    Examples
+    --------
+    >>> f = pd.DataFrame({"width": [2, 16, 2, 16], "seed": [0, 0, 1, 1], "acc": [0.5, 0.6, 0.7, 1.0]})
+    >>> paired_difference(f, "acc", column="width", a=2, b=16, pairs=["seed"])[0]  # (0.1 + 0.3) / 2
+    0.2
+    """
+    _check_frame(frame, "frame")
+    _check_columns(frame, value=value, column=column, pairs=list(pairs))
+    sides = {}
+    for name, level in (("a", a), ("b", b)):
+        rows = frame[frame[column] == level]
+        if rows.empty:
+            present = sorted(frame[column].unique().tolist())
+            raise ValueError(f"{name}: no rows with {column} == {level!r}; present: {present}")
+        sides[name] = rows.groupby(list(pairs))[value].mean()
+    diff = (sides["b"] - sides["a"]).dropna()
+    if diff.empty:
+        raise ValueError(f"pairs: no {list(pairs)} combination has runs at both {column} == {a!r} and {b!r}")
+    return mean_ci(diff.to_numpy(), confidence)
+
+
 def _check_frame(frame: Any, name: str) -> None:
     if not isinstance(frame, pd.DataFrame):
         raise ValueError(f"{name}: expected a pandas DataFrame (e.g. from fairlib.sweep.run), "
@@ -536,7 +567,7 @@ def load_split(name: str, split: str, *, root: str | Path | None = None) -> tupl
 #: overrides the schedule's: the paper augments CIFAR, not Fashion-MNIST); ``train`` and
 #: ``overlay_train`` the schedule (:func:`fairlib.training.train_and_evaluate`); ``seeds`` the
 #: number of random class assignments (``rq2_seeds`` for the capacity sweeps); ``eps`` RQ1's
-#: dataset biases, ``sweep_eps`` those of RQ2 and RQ6, ``rq5_eps`` the bias of RQ3 and RQ5;
+#: dataset biases, ``sweep_eps`` those of RQ2, RQ3 and RQ6, ``rq5_eps`` the bias of RQ5;
 #: ``eval_every`` how often RQ5 evaluates during training.
 _SETTINGS: dict[str, dict[str, Any]] = {
     "quick": {
@@ -592,8 +623,9 @@ _SETTINGS: dict[str, dict[str, Any]] = {
     },
     # FAIRLIB_SCALE=rehearsal: the full code on the miniature mirrors, a run in seconds on a CPU
     "rehearsal": {
-        # two seeds: the chapter's intervals need two; eps 0 and 0.5, the ends the chapter reads
-        "eps": [0.0, 0.5], "sweep_eps": [0.3], "seeds": 2, "rq2_seeds": 2, "eval_every": 1,
+        # two seeds: the chapter's intervals need two; eps 0 and 0.5, the ends the chapter reads,
+        # and one between (RQ4's trend test below 0.5 needs at least three runs)
+        "eps": [0.0, 0.25, 0.5], "sweep_eps": [0.3], "seeds": 2, "rq2_seeds": 2, "eval_every": 1,
         "train": {"epochs": 1}, "overlay_train": {"epochs": 1},
         "depths": [8, 20], "widths": [4, 16], "weight_decays": [1e-4, 1e-3],
         "fractions": [0.5, 1.0], "etas": [0.0, 1.0],
@@ -749,7 +781,8 @@ def run_inversion(
     -------
     dict
         The final test metrics ``accuracy``, ``biasamp``, ``ece``, ``loss`` (last epoch's training
-        loss), ``acc_c{c}_g{g}`` (accuracy in each class–group cell) and ``trained_epochs``; with
+        loss), ``acc_c{c}_g{g}`` (accuracy in each class–group cell), ``trained_epochs`` and
+        ``n_train`` (training images after ``fraction``); with
         ``eval_every``, the same columns per evaluated epoch as lists ``hist_epoch``, ``hist_lr``,
         ``hist_loss``, ``hist_accuracy`` … (see :func:`history_frame`).
     """
@@ -763,7 +796,7 @@ def run_inversion(
     n_epochs = equal_update_epochs(int(epochs), n_full, len(train.y), int(batch_size)) if fraction < 1 else int(epochs)
     history = fit(arch, _model_kwargs(depth, width, in_channels), train, test, seed=seed, epochs=n_epochs,
                   batch_size=batch_size, lr=lr, weight_decay=weight_decay, augment=augment, eval_every=eval_every)
-    return _results(history, eval_every)
+    return {**_results(history, eval_every), "n_train": len(train.y)}
 
 
 def equal_update_epochs(epochs: int, n_full: int, n_subset: int, batch_size: int) -> int:
@@ -867,10 +900,11 @@ def rq2_grid(profile: str) -> list[dict]:
 
 
 def rq3_grid(profile: str) -> list[dict]:
-    """RQ3: stratified training subsets (``fractions``) at ε = ``rq5_eps`` × ``seeds``; epochs × 1/fraction."""
+    """RQ3: stratified training subsets (``fractions``) × ε in ``sweep_eps`` × ``seeds``, each trained for
+    as many updates as the whole set (:func:`equal_update_epochs`)."""
     s = settings(profile)
-    return [_inversion_config(s, s["main_data"], s["rq5_eps"], seed, fraction=fraction)
-            for fraction in s["fractions"] for seed in range(s["seeds"])]
+    return [_inversion_config(s, s["main_data"], eps, seed, fraction=fraction)
+            for eps in s["sweep_eps"] for fraction in s["fractions"] for seed in range(s["seeds"])]
 
 
 def rq5_grid(profile: str) -> list[dict]:

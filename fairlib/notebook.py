@@ -11,7 +11,8 @@ import sys
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
-__all__ = ["in_colab", "building_book", "interactive", "progress", "glue", "verdict", "use_drive", "DRIVE_FOLDER"]
+__all__ = ["in_colab", "building_book", "interactive", "progress", "glue", "verdict", "trend", "use_drive",
+           "DRIVE_FOLDER"]
 
 #: Where :func:`use_drive` keeps the course's files on Google Drive.
 DRIVE_FOLDER = "/content/drive/MyDrive/fairlib-course"
@@ -160,6 +161,39 @@ def verdict(low: float, high: float, *, below: str, above: str, neither: str) ->
     if lo > 0:
         return above
     return neither
+
+
+def trend(x: Any, y: Any, *, rises: str, falls: str, flat: str, alpha: float = 0.05) -> str:
+    """The words a monotone trend test supports, with its statistic: Spearman's rank correlation
+    ρ between ``x`` and ``y`` (:func:`scipy.stats.spearmanr`, two-sided) decides ``rises`` (ρ > 0,
+    p < ``alpha``), ``falls`` (ρ < 0, p < ``alpha``) or ``flat`` (otherwise, also when ``y`` is
+    constant), and ``" (Spearman ρ = …, p = …)"`` is appended so that the reader sees the evidence.
+
+    Parameters
+    ----------
+    x, y : array-like, shape (n,)
+        One point per run (not per group mean: the test needs the run-to-run spread).
+
+    Examples
+    --------
+    >>> trend([1, 2, 3, 4, 5, 6], [0.1, 0.3, 0.2, 0.5, 0.9, 0.8], rises="rises", falls="falls", flat="is flat")
+    'rises (Spearman ρ = 0.89, p = 0.019)'
+    """
+    import numpy as np
+    from scipy import stats
+
+    xs, ys = np.asarray(x, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()
+    if xs.shape != ys.shape or xs.size < 3:
+        raise ValueError(f"x, y: need two equally long sequences of at least 3 points, got {xs.size} and {ys.size}")
+    if not (np.isfinite(xs).all() and np.isfinite(ys).all()):
+        raise ValueError("x, y: contain NaN or infinite values; drop the failed runs first")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha: expected a level in (0, 1), got {alpha!r}")
+    if np.ptp(ys) == 0 or np.ptp(xs) == 0:
+        return f"{flat} (constant, no rank correlation)"
+    rho, p = stats.spearmanr(xs, ys)
+    words = rises if p < alpha and rho > 0 else falls if p < alpha else flat
+    return f"{words} (Spearman ρ = {rho:.2f}, p = {p:.2g})"
 
 
 class _Text(str):

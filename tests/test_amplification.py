@@ -164,7 +164,7 @@ def test_registered_experiments_and_their_functions():
 def test_grids_are_complete_unique_and_serialisable(profile):
     s = A.settings(profile)
     sizes = {"rq1": len(s["rq1_data"]) * len(s["eps"]) * s["seeds"],
-             "rq3": len(s["fractions"]) * s["seeds"], "rq5": 2 * s["seeds"],
+             "rq3": len(s["fractions"]) * len(s["sweep_eps"]) * s["seeds"], "rq5": 2 * s["seeds"],
              "rq6": len(s["sweep_eps"]) * len(s["etas"]) * s["seeds"]}
     knob_values = len(s["depths"]) + len(s["widths"]) + len(s["weight_decays"]) - 2  # the base once, not thrice
     sizes["rq2"] = knob_values * len(s["sweep_eps"]) * s["rq2_seeds"]
@@ -179,7 +179,7 @@ def test_grids_are_complete_unique_and_serialisable(profile):
                               "weight_decay", "augment", "eps", "seed", "fraction", "swap", "eval_every"}
     assert all(c["eval_every"] == s["eval_every"] for c in A.rq5_grid(profile))
     assert {c["swap"] for c in A.rq5_grid(profile)} == {False, True}
-    assert {c["eps"] for c in A.rq3_grid(profile)} == {s["rq5_eps"]}
+    assert {c["eps"] for c in A.rq3_grid(profile)} == set(s["sweep_eps"])
     assert {c["dataset"] for c in A.rq6_grid(profile)} == {s["overlay_data"]}
 
 
@@ -245,6 +245,9 @@ def test_run_inversion_through_sweep_history_and_final_agree(tmp_path):
 def test_run_inversion_fraction_keeps_the_number_of_updates():
     out = A.run_inversion(**_tiny(epochs=1, fraction=0.5))
     assert out["trained_epochs"] == 2
+    full_train, _ = A.inversion_tasks(_tiny()["dataset"], _tiny()["eps"], _tiny()["seed"], 1.0)
+    half, _ = A.inversion_tasks(_tiny()["dataset"], _tiny()["eps"], _tiny()["seed"], 0.5)
+    assert out["n_train"] == len(half.y) < len(full_train.y), "n_train counts the subset's images"
     assert "hist_epoch" not in out
 
 
@@ -346,3 +349,21 @@ def test_augmentation_pads_with_black_and_fashion_mnist_is_not_augmented():
         fashion = [c for c in A.rq1_grid(profile) if c["dataset"] == "fashionmnist"]
         assert fashion and not any(c["augment"] for c in fashion), "the paper does not augment Fashion-MNIST"
         assert all(c["augment"] for c in A.rq1_grid(profile) if c["dataset"] == "cifar100")
+
+
+def test_paired_difference_pairs_runs_by_assignment():
+    # hand-computed: the per-seed differences are 0.1 and 0.3, mean 0.2, sample sd √0.02, and the
+    # 95% half-width t(0.975, 1) · 0.1414 / √2 = 12.706 · 0.1
+    f = pd.DataFrame({"width": [2, 16, 2, 16, 8], "seed": [0, 0, 1, 1, 0], "eps": 0.2,
+                      "acc": [0.5, 0.6, 0.7, 1.0, 0.9]})
+    m, lo, hi = A.paired_difference(f, "acc", column="width", a=2, b=16)
+    assert m == pytest.approx(0.2)
+    assert hi - m == pytest.approx(12.7062 * 0.1, rel=1e-4) and m - lo == pytest.approx(hi - m)
+    # unpaired means would give the same mean here but a narrower, wrong interval; a missing side fails
+    with pytest.raises(ValueError, match=r"no rows with width == 4; present: \[2, 8, 16\]"):
+        A.paired_difference(f, "acc", column="width", a=4, b=16)
+    with pytest.raises(ValueError, match="no column 'run'"):
+        A.paired_difference(f, "acc", column="width", a=2, b=16, pairs=["run"])
+    g = f.assign(seed=[0, 1, 2, 3, 4])
+    with pytest.raises(ValueError, match="has runs at both"):
+        A.paired_difference(g[g.width != 8], "acc", column="width", a=2, b=16)

@@ -174,3 +174,29 @@ def test_verdict_refuses_a_reversed_interval_and_text():
         verdict(0.3, 0.1, below="b", above="a", neither="n")
     with pytest.raises(ValueError, match="low: expected a number"):
         verdict("low", 0.1, below="b", above="a", neither="n")
+
+
+def test_trend_reads_a_planted_monotone_signal_and_its_absence():
+    from fairlib.notebook import trend
+
+    words = {"rises": "up", "falls": "down", "flat": "none"}
+    x = np.repeat([1.0, 2.0, 3.0, 4.0], 3)
+    rng = np.random.default_rng(0)
+    assert trend(x, x + rng.normal(0, 0.1, x.size), **words).startswith("up (Spearman ρ = ")
+    assert trend(x, -x + rng.normal(0, 0.1, x.size), **words).startswith("down (")
+    # a hand-checked tie-free case: ranks (1, 2, 3, 4) against (2, 1, 4, 3) give ρ = 1 - 6·4/60 = 0.6,
+    # which four points cannot make significant
+    assert trend([1, 2, 3, 4], [2, 1, 4, 3], **words) == "none (Spearman ρ = 0.60, p = 0.4)"
+    assert trend(x, np.ones_like(x), **words) == "none (constant, no rank correlation)"
+
+
+def test_trend_refuses_what_it_cannot_test():
+    from fairlib.notebook import trend
+
+    words = {"rises": "up", "falls": "down", "flat": "none"}
+    with pytest.raises(ValueError, match="at least 3 points"):
+        trend([1, 2], [1, 2], **words)
+    with pytest.raises(ValueError, match="drop the failed runs"):
+        trend([1, 2, 3], [1, float("nan"), 3], **words)
+    with pytest.raises(ValueError, match="alpha"):
+        trend([1, 2, 3], [1, 2, 3], alpha=5, **words)
