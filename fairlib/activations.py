@@ -40,6 +40,7 @@ from fairlib.config import get_device
 __all__ = [
     "INPUT",
     "LAYER_PRESETS",
+    "PAPER_LAYERS",
     "REDUCTIONS",
     "layer_preset",
     "preset_for",
@@ -112,6 +113,11 @@ LAYER_PRESETS: dict[str, "OrderedDict[str, str]"] = {
     "inception_v3": _inception_v3(),
     "small_cnn": _small_cnn(),
 }
+
+
+#: The layer the papers single out for each ImageNet network (Keras names, the presets' display
+#: names): Chapter 3's frequent-error tables (Tables 2–4) and Chapter 4's topographic maps.
+PAPER_LAYERS: dict[str, str] = {"vgg16": "block4_pool", "resnet50": "conv5_block1_out", "inception_v3": "mixed7"}
 
 
 def layer_preset(name: str) -> "OrderedDict[str, str]":

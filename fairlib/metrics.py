@@ -55,6 +55,7 @@ __all__ = [
     "uncertainty_rate",
     "label_interrelation",
     "group_accuracy",
+    "accuracy_interval",
     "accuracy_variance",
     "worst_group_accuracy",
     "accuracy_gap",
@@ -461,6 +462,32 @@ def group_accuracy(y_true: ArrayLike, y_pred: ArrayLike, *, groups: ArrayLike) -
     acc = frame.groupby("group", sort=True)["correct"].mean()
     acc.name = "accuracy"
     return acc
+
+
+def accuracy_interval(accuracy: float, n: int, *, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval ``(low, high)`` of an accuracy measured on ``n`` examples.
+
+    The accuracy is turned back into a count, ``round(accuracy * n)`` correct answers, and
+    :meth:`scipy.stats.binomtest(...).proportion_ci(method="wilson") <scipy.stats.binomtest>`
+    gives the interval; unlike the normal approximation it stays inside [0, 1] near 0 and 1.
+
+    Examples
+    --------
+    >>> [round(v, 4) for v in accuracy_interval(0.8, 10)]  # 8 of 10 correct
+    [0.4902, 0.9433]
+    """
+    from scipy.stats import binomtest
+
+    acc = _finite_number(accuracy, "accuracy")
+    if not 0.0 <= acc <= 1.0:
+        raise ValueError(f"accuracy: expected a fraction in [0, 1], got {accuracy!r}")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n: expected the number of examples (an integer >= 1), got {n!r}")
+    conf = _finite_number(confidence, "confidence")
+    if not 0.0 < conf < 1.0:
+        raise ValueError(f"confidence: expected a level in (0, 1), e.g. 0.95, got {confidence!r}")
+    ci = binomtest(int(round(acc * int(n))), int(n)).proportion_ci(confidence_level=conf, method="wilson")
+    return float(ci.low), float(ci.high)
 
 
 def accuracy_variance(y_true: ArrayLike, y_pred: ArrayLike, *, groups: ArrayLike) -> float:

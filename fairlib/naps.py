@@ -35,6 +35,7 @@ import pandas as pd
 
 from fairlib._memo import Memo
 from fairlib._validation import integer, positive_int, renamed, to_numpy
+from fairlib.activations import PAPER_LAYERS  # re-exported: the chapter draws these layers
 
 __all__ = ["neuron_activation_profiles", "expected_activation", "EXPECTED",
            "StreamingNAPs", "union_profiles", "variance_share", "stream_naps",
@@ -462,9 +463,6 @@ def category_contrast(profiles: np.ndarray, table: pd.DataFrame, *, within: str,
 
 
 # --------------------------------------------------------------------------- experiments (Chapter 4)
-#: The layers the paper draws maps for (Krug & Stober, its figures), by network.
-PAPER_LAYERS: dict[str, str] = {"vgg16": "block4_pool", "resnet50": "conv5_block1_out", "inception_v3": "mixed7"}
-
 _SAMPLES = Memo(1)  # the capped sample of the last dataset
 _NETWORKS = Memo(2)  # the trained and the random network
 

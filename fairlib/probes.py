@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from fairlib._validation import as_labels, integer, number, positive_int, show, to_numpy
+from fairlib.activations import PAPER_LAYERS
 from fairlib.config import get_device
 from fairlib.data.synthfaces import MULTI_ATTRIBUTES
 from fairlib.models import TORCHVISION_SIZES, SmallCNN, build_model
@@ -884,7 +885,9 @@ def run_probing(network: str, trained: bool, dataset: str, data_options: dict, v
     ``val_report_accuracy`` on the two halves of :func:`selection_halves`); the learning curves as ``curve_row`` (the
     entry's position), ``curve_epoch``, ``curve_train``, ``curve_val``; the best subsampled
     layer's predictions ``best_layer``, ``train_pred``, ``val_pred`` (of the first scaling's
-    probes); and, for a network trained here
+    probes); the same for the paper's layer of a pretrained VGG16, ResNet-50 or InceptionV3
+    (:data:`fairlib.activations.PAPER_LAYERS`), ``paper_layer``, ``paper_train_pred``,
+    ``paper_val_pred`` (``None`` for other networks and the random control); and, for a network trained here
     (the quick profile's small CNN), its own task's evaluation ``task_attribute``, ``task_auc``,
     ``task_accuracy``, ``task_majority``.
     """
@@ -932,6 +935,15 @@ def run_probing(network: str, trained: bool, dataset: str, data_options: dict, v
     res = results[(best["reduction"], best["layer"]) if scalings[0] == "raw"
                   else (best["reduction"], best["layer"], scalings[0])]
     out.update(best_layer=str(best["layer"]), train_pred=res.train_pred.tolist(), val_pred=res.val_pred.tolist())
+    # the layer of the paper's frequent-error table (Tables 2-4) for this network, when probed
+    paper = PAPER_LAYERS.get(network) if trained else None
+    if paper is not None and paper in set(sub["layer"]):
+        kept = results[(sub["reduction"].iloc[0], paper) if scalings[0] == "raw"
+                       else (sub["reduction"].iloc[0], paper, scalings[0])]
+        out.update(paper_layer=paper, paper_train_pred=kept.train_pred.tolist(),
+                   paper_val_pred=kept.val_pred.tolist())
+    else:
+        out.update(paper_layer=None, paper_train_pred=None, paper_val_pred=None)
     if net.task is not None:
         ev = net.task.evaluation
         out.update(task_attribute=list(ev.index), task_auc=ev["auc"].tolist(), task_accuracy=ev["accuracy"].tolist(),

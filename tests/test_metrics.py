@@ -328,3 +328,19 @@ def test_group_comparisons_need_two_groups(fn):
 def test_whole_number_floats_and_booleans_are_labels():
     assert M.bias_amplification(np.array(T, float), np.array(P, float), groups=G) == pytest.approx(0.25)
     assert M.bias_amplification(np.array(T, bool), np.array(P, bool), groups=G) == pytest.approx(0.25)
+
+
+def test_accuracy_interval_is_the_wilson_interval():
+    from fairlib.metrics import accuracy_interval
+
+    # Wilson by hand for 8 of 10 at z = 1.95996: centre (8 + z²/2) / (10 + z²) = 0.7167, half-width
+    # z·sqrt(10·0.8·0.2 + z²/4) / (10 + z²) = 0.2266
+    low, high = accuracy_interval(0.8, 10)
+    assert low == pytest.approx(0.7167 - 0.2266, abs=2e-4) and high == pytest.approx(0.7167 + 0.2266, abs=2e-4)
+    assert accuracy_interval(0.0, 50)[0] == 0.0 < accuracy_interval(0.0, 50)[1]  # stays inside [0, 1]
+    narrow, wide = accuracy_interval(0.5, 1000), accuracy_interval(0.5, 10)
+    assert narrow[1] - narrow[0] < wide[1] - wide[0]
+    with pytest.raises(ValueError, match=r"accuracy: expected a fraction in \[0, 1\]"):
+        accuracy_interval(80, 10)
+    with pytest.raises(ValueError, match="n: expected the number of examples"):
+        accuracy_interval(0.8, 0)

@@ -194,3 +194,20 @@ def test_selection_halves_split_every_group_evenly():
     np.testing.assert_array_equal(half, selection_halves(y, seed=3))  # seeded
     with pytest.raises(ValueError, match="y: is empty"):
         selection_halves([], seed=0)
+
+
+def test_run_probing_keeps_the_papers_layer_for_imagenet_networks(monkeypatch):
+    # the full profile's path with random weights at rehearsal sizes: a ResNet-50 keeps the
+    # predictions of conv5_block1_out (the paper's Table 3) beside its best layer; the random
+    # control and the small CNN have no paper layer
+    from fairlib.probes import run_probing
+
+    monkeypatch.setenv("FAIRLIB_WEIGHTS", "random")
+    monkeypatch.setenv("FAIRLIB_SCALE", "rehearsal")
+    common = {"dataset": "synthfaces", "data_options": {"n": 60, "size": 32, "seed": 0}, "variables": ["palette"],
+              "cap": 6, "per_group": 6, "epochs": 1, "reductions": ["subsample"], "task": {}, "batch_size": 32}
+    out = run_probing("resnet50", True, **common)
+    assert out["paper_layer"] == "conv5_block1_out" and "conv5_block1_out" in out["layer"]
+    assert len(out["paper_train_pred"]) == len(out["train_pred"]) and len(out["paper_val_pred"]) == len(out["val_pred"])
+    control = run_probing("resnet50", False, **common)
+    assert control["paper_layer"] is None and control["paper_train_pred"] is None
