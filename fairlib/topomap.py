@@ -35,6 +35,7 @@ import torch
 from fairlib._validation import integer, number, positive_int, show, to_numpy
 
 __all__ = [
+    "plot_map_grids",
     "force",
     "relax",
     "scale_unit",
@@ -163,21 +164,42 @@ def umap_positions(vectors: np.ndarray, seed: int = 0, n_neighbors: int = 15,
     return scale_unit(reducer.fit_transform(v))
 
 
-def topographic_layout(profiles: np.ndarray, *, n_steps: int = 1000, seed: int = 0) -> np.ndarray:
+def topographic_layout(profiles: np.ndarray, *, n_steps: int = 1000, seed: int = 0,
+                       min_feature: float = 0.01) -> np.ndarray:
     """Channel positions for a layer: UMAP of :func:`channel_profiles`, then :func:`relax`.
 
     Parameters
     ----------
     profiles
         Group NAPs ``(G, C)`` (spatially averaged) or ``(G, C, H, W)``; finite values.
+    n_steps
+        Relaxation steps: the paper's text says 1000, the authors' code (``distribute_to_circle``)
+        runs 100 by default.
+    min_feature
+        Before UMAP, drop the features (one group at one spatial position) whose largest magnitude
+        over all channels is at most this, as the authors' code does (0.01): positions where no
+        channel departs from its expected activation only add noise to the distances. ``0``
+        keeps every feature that is not exactly zero everywhere.
 
     Returns
     -------
     numpy.ndarray
         ``(C, 2)`` in [0, 1].
+
+    Raises
+    ------
+    ValueError
+        If no feature exceeds ``min_feature`` (activations on a much smaller scale, e.g. a randomly
+        initialised network): the message gives the largest magnitude and says to lower it.
     """
     n_steps = integer(n_steps, "n_steps", minimum=0)
-    return relax(umap_positions(channel_profiles(profiles), seed=seed), n_steps)
+    number(min_feature, "min_feature", low=0, expected="a magnitude >= 0 (the authors' code: 0.01)")
+    vectors = channel_profiles(profiles)
+    keep = np.abs(vectors).max(axis=0) > min_feature
+    if not keep.any():
+        raise ValueError(f"min_feature: no feature of the NAPs exceeds {min_feature:g} in magnitude (the largest is "
+                         f"{np.abs(vectors).max():.3g}); pass a smaller min_feature, e.g. min_feature=0")
+    return relax(umap_positions(vectors[:, keep], seed=seed), n_steps)
 
 
 def render_maps(values: np.ndarray, positions: np.ndarray, resolution: int = 100) -> np.ndarray:
@@ -330,3 +352,37 @@ def plot_map_grid(maps: np.ndarray, labels: pd.DataFrame, rows: Sequence[str] | 
     if title:
         fig.suptitle(title, fontsize=9)
     return fig
+
+
+def plot_map_grids(maps: np.ndarray, labels: pd.DataFrame, *, split: str, rows: Sequence[str] | str,
+                   cols: Sequence[str] | str, vmax: float, title: str = "", **kwargs: Any) -> list:
+    """:func:`plot_map_grid` once per level of ``split``: figures narrow enough for a book page.
+
+    The 126 maps of three variables in one grid (7 rows, 18 columns) are too small to read at a
+    page's width; one figure per level of the two-level variable gives 7 × 9 grids of twice the
+    size. Every figure keeps the same colour scale ``vmax``, so they compare directly.
+
+    Returns
+    -------
+    list of matplotlib.figure.Figure
+        One per level of ``split`` present in ``labels``, in categorical order; each title ends
+        with ``"split = level"``.
+    """
+    if not isinstance(labels, pd.DataFrame):
+        raise TypeError(f"labels: expected a DataFrame with one row per map, got {type(labels).__name__}")
+    if split not in labels.columns:
+        raise ValueError(f"split: unknown variable {split!r}; labels has columns {list(labels.columns)}")
+    maps = to_numpy(maps, "maps")
+    if len(labels) != len(maps):
+        raise ValueError(f"labels: {len(labels)} rows for {len(maps)} maps")
+    column = labels[split]
+    order = (list(column.cat.categories) if isinstance(column.dtype, pd.CategoricalDtype)
+             else sorted(column.unique()))
+    figures = []
+    for level in order:
+        keep = (column == level).to_numpy()
+        if keep.any():
+            head = f"{title}\n" if title else ""
+            figures.append(plot_map_grid(maps[keep], labels[keep].reset_index(drop=True), rows, cols,
+                                         vmax=vmax, title=f"{head}{split} = {level}", **kwargs))
+    return figures

@@ -69,7 +69,7 @@ from fairlib import naps as N
 from fairlib import sweep
 from fairlib.naps import neuron_activation_profiles, union_profiles
 from fairlib.notebook import glue
-from fairlib.topomap import color_limit, force, plot_map_grid, relax, render_maps, topographic_layout
+from fairlib.topomap import color_limit, force, plot_map_grid, plot_map_grids, relax, render_maps, topographic_layout
 
 # The settings of both profiles live in fairlib.naps.SETTINGS. quick: SynthFaces (FairFace's
 # 126-group schema, 32 x 32) and Chapter 3's small CNN trained on an unrelated task (accessories);
@@ -368,8 +368,9 @@ plt.show()
 #
 # ## Topographic maps of all intersectional groups
 #
-# The layout is computed from the 126 intersectional NAPs of the chosen layer (UMAP, then 1000
-# relaxation steps); every map below uses it. A map of a group with fewer than 5 images carries
+# The layout is computed from the 126 intersectional NAPs of the chosen layer (UMAP, then
+# {glue:text}`demo_steps` relaxation steps); every map below uses it, one figure per
+# {glue:text}`split_var` so that the maps stay readable. A map of a group with fewer than 5 images carries
 # its count ("n=3") in a grey corner: it is mostly noise.
 
 # %%
@@ -383,15 +384,17 @@ lim_max = color_limit(profiles, "max")
 glue("lim_pct", lim)
 glue("lim_max", lim_max)
 glue("lim_ratio", lim_max / lim)
-fig = plot_map_grid(maps, group_table, rows=VARS[0], cols=[VARS[2], VARS[1]], vmax=lim,
-                    title=f"NAPs of all {len(labels)} groups, trained network, layer {LAYER} "
-                          f"(scale ±{lim:.2g}, 0.5/99.5 percentile)\n{NOTE}")
-plt.show()
+# one figure per level of the two-level variable: 126 maps in one grid are too small to read
+glue("split_var", VARS[2])
+figs = plot_map_grids(maps, group_table, split=VARS[2], rows=VARS[0], cols=VARS[1], vmax=lim, cell=1.0,
+                      title=f"NAPs of all {len(labels)} groups, trained network, layer {LAYER} "
+                            f"(scale ±{lim:.2g}, 0.5/99.5 percentile)\n{NOTE}")
+plt.show()  # shows every figure of the list
 
 # %% [markdown]
 # Where do the channels sit? Each dot is one channel; the colour is its profile's variance over
-# the groups. The relaxation has spread the UMAP clumps into an even disc, and the interpolated
-# maps are only defined inside the dots' hull (white outside).
+# the groups. The relaxation spreads UMAP's clumps apart, and the interpolated maps are only
+# defined inside the dots' hull (white outside).
 
 # %% tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(3.4, 3.2))
@@ -492,8 +495,9 @@ if PROFILE != "quick":
         tab = table.iloc[present][VARS].reset_index(drop=True)
         tab["count"] = full.means()[1]
         vmax = color_limit(prof, "percentile")
-        fig = plot_map_grid(render_maps(prof, pos), tab, rows=VARS[0], cols=[VARS[2], VARS[1]], vmax=vmax,
-                            title=f"{network}, the paper's layer {layer} (scale ±{vmax:.2g})\n{NOTE}")
+        figs = plot_map_grids(render_maps(prof, pos), tab, split=VARS[2], rows=VARS[0], cols=VARS[1],
+                              vmax=vmax, cell=1.0,
+                              title=f"{network}, the paper's layer {layer} (scale ±{vmax:.2g})\n{NOTE}")
         plt.show()
 else:
     print("quick profile: the paper's layers belong to VGG16, ResNet-50 and InceptionV3 (full profile only)")
@@ -614,6 +618,18 @@ contrast.round(3)
 # judged against that baseline. The full profile runs the same code on FairFace with
 # ResNet-50, where the table can be filled with real numbers and compared with the paper's
 # Figure 8.
+#
+# **Where we differ from the paper.**
+#
+# | | the paper {cite:p}`krug2025intersectional` (text, and the authors' code `iNNtrospect`) | this chapter | why |
+# |---|---|---|---|
+# | data and networks | FairFace's training split capped at 640 images per group; Keras ImageNet VGG16, ResNet50, InceptionV3 | quick: SynthFaces (capped at 80 per group) and a small CNN trained on an unrelated task; full: FairFace with the same cap, torchvision's ImageNet weights | the quick profile runs offline on a CPU; torchvision's weights are not Keras's |
+# | expected activation | text: mean over all instances; code: unweighted mean of the group means | the code's (`expected="group_mean"`); the text's with `expected="overall"` | the paper's argument for normalising unions with the intersectional $\mathbb E$ (Sec. 5.4) needs the code's reading |
+# | layer | the layer the probes single out (VGG16 `block4_pool`, ResNet50 `conv5_block1_out`, InceptionV3 `mixed7`) | the convolutional layer with the largest $\eta^2$ (our criterion), and in full also the paper's three layers | the quick profile's small CNN has none of the paper's layers |
+# | layout input | each channel's full-resolution NAPs over all groups; features whose largest magnitude over channels is at most 0.01 dropped (code) | the same (`topographic_layout(..., min_feature=0.01)`) | — |
+# | relaxation | text: 1000 steps, mean over the $N-1$ other particles; code: 100 steps by default, mean over all $N$ | {glue:text}`demo_steps` steps, mean over all $N$ | the text's number of steps; the mean over $N$ only scales every step by $(N-1)/N$ |
+# | small groups | every group drawn alike | maps of groups with fewer than 5 images marked with their count | a mean of so few images is mostly noise |
+# | random control | not studied | the same architecture with random weights | a cue can pass through a network that learned nothing |
 
 # %% [markdown]
 # ## Exercises

@@ -123,3 +123,44 @@ def test_plot_map_grid_marks_groups_with_few_images():
     assert texts == ["n=3"], "only the group below min_count is marked"
     fig = plot_map_grid(np.zeros((2, 4, 4)), labels.drop(columns="count"), rows=[], cols="age", vmax=1.0)
     assert not [t for ax in fig.axes for t in ax.texts], "without counts nothing is marked"
+
+
+def test_plot_map_grids_gives_one_figure_per_level_with_its_own_maps():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from fairlib.topomap import plot_map_grids
+
+    labels = pd.DataFrame({"age": pd.Categorical(["y", "o", "y", "o"], categories=["y", "o"]),
+                           "style": pd.Categorical(["B", "B", "A", "A"], categories=["A", "B"])})
+    maps = np.arange(4 * 2 * 2, dtype=float).reshape(4, 2, 2)
+    figs = plot_map_grids(maps, labels, split="style", rows=[], cols="age", vmax=1.0, title="t")
+    assert [f._suptitle.get_text() for f in figs] == ["t\nstyle = A", "t\nstyle = B"]  # categorical order
+    first = [ax for ax in figs[0].axes if ax.get_label() != "<colorbar>"]
+    # style A holds rows 2 (y) and 3 (o) of the input, in the column order y, o
+    np.testing.assert_array_equal(first[0].images[0].get_array(), maps[2])
+    np.testing.assert_array_equal(first[1].images[0].get_array(), maps[3])
+    for f in figs:
+        plt.close(f)
+    with pytest.raises(ValueError, match=r"split: unknown variable 'gender'; labels has columns \['age', 'style'\]"):
+        plot_map_grids(maps, labels, split="gender", rows=[], cols="age", vmax=1.0)
+
+
+def test_topographic_layout_drops_features_no_channel_departs_on():
+    # the authors' rule: features (group x position) whose largest magnitude over channels is at
+    # most 0.01 do not enter UMAP, so near-zero positions leave the layout exactly unchanged
+    from fairlib.topomap import topographic_layout
+
+    rng = np.random.default_rng(0)
+    informative = rng.normal(size=(6, 20, 1))  # 6 groups, 20 channels, one position
+    flat = rng.uniform(-0.005, 0.005, size=(6, 20, 1))
+    with_flat = np.concatenate([informative, flat], axis=2)
+    a = topographic_layout(with_flat, n_steps=5, seed=0)
+    b = topographic_layout(informative, n_steps=5, seed=0)
+    np.testing.assert_allclose(a, b)
+    kept_all = topographic_layout(with_flat, n_steps=5, seed=0, min_feature=0)
+    assert kept_all.shape == (20, 2)
+    with pytest.raises(ValueError, match=r"no feature of the NAPs exceeds 0.01 .*min_feature=0"):
+        topographic_layout(flat, n_steps=5, seed=0)
