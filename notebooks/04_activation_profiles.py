@@ -560,13 +560,16 @@ glue("contrast_min", contrast.loc["contrast"].min())
 glue("contrast_max", contrast.loc["contrast"].max())
 glue("n_above_noise", int((ratio > 2).sum()))
 glue("n_cats", len(ratio))
+glue("reading_scope", NOTE)
+for i, v in enumerate(VARS):
+    glue(f"var{i}", v)
+glue("small_bins", ", ".join(contrast.loc["noise level"].nlargest(2).index.astype(str)))
 contrast.round(3)
 
 # %% [markdown]
-# **Our quick-profile reading** (synthetic data; these are statements about SynthFaces and a
-# small CNN, not about people). In the chosen layer of the trained network, the
-# between-group shares by variable are {glue:text}`eta_var0:.3f` (palette),
-# {glue:text}`eta_var1:.3f` (age) and {glue:text}`eta_var2:.3f` (style); for the random network
+# **Our reading** ({glue:text}`reading_scope`). In the chosen layer of the trained network, the
+# between-group shares by variable are {glue:text}`eta_var0:.3f` ({glue:text}`var0`),
+# {glue:text}`eta_var1:.3f` ({glue:text}`var1`) and {glue:text}`eta_var2:.3f` ({glue:text}`var2`); for the random network
 # {glue:text}`eta_var0_random:.3f`, {glue:text}`eta_var1_random:.3f` and
 # {glue:text}`eta_var2_random:.3f`. Neighbouring age unions have a mean cosine similarity of
 # {glue:text}`cos_adjacent:.2f`, ages three or more bins apart {glue:text}`cos_far:.2f`, and the
@@ -582,10 +585,11 @@ contrast.round(3)
 # size-weighted spread. The style contrast within an age ranges from
 # {glue:text}`contrast_min:.3f` to {glue:text}`contrast_max:.3f` (table above), and it exceeds
 # twice the sampling-noise level in {glue:text}`n_above_noise:.0f` of {glue:text}`n_cats:.0f`
-# age bins. Read the two rows together: the smallest age bins (0-2, 70+) have the fewest images,
-# so part of their contrast is noise. SynthFaces draws style equally strongly at every age, so a
-# contrast above noise that varies with age comes from how the network combines style with the
-# age cues. The network was never told about any of these variables.
+# age bins. Read the two rows together: the age bins with the fewest images
+# ({glue:text}`small_bins`) have the widest noise level, so part of their contrast is noise. The
+# network was never told about any of these variables. (In the quick profile, SynthFaces draws
+# style equally strongly at every age, so there a contrast above noise that varies with age comes
+# from how the network combines style with the age cues.)
 #
 # ## Compare with the paper
 #
