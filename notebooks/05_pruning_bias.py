@@ -342,8 +342,8 @@ for name, value in {"n_weights": n_weights, "n_left": int(round(n_weights * 0.00
 # %% tags=["hide-input"]
 worst = P.worst_ba_table(main)  # one row per seed, model and attribute where BA is defined
 fig, ax = plt.subplots(figsize=(7.5, 3.4))
-ax.boxplot([worst[worst.sparsity == s]["worst BA"].to_numpy() for s in [0.0] + SPARSITIES],
-           tick_labels=xs)
+ax.boxplot([worst[worst.sparsity == s]["worst BA"].to_numpy() for s in [0.0] + SPARSITIES])
+ax.set_xticks(range(1, len(xs) + 1), xs)  # boxplot's tick_labels= needs matplotlib >= 3.9
 ax.axhline(0, color="k", lw=0.8)
 ax.set(xlabel="sparsity", ylabel="worst-case BA over identities",
        title=f"Worst-case BA per attribute (all seeds)\n({NOTE})")
