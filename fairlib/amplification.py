@@ -67,6 +67,7 @@ __all__ = [
     "load_split",
     "TASK_DATASETS",
     "FULL_DATASETS",
+    "AUGMENT_PAD",
     "CAPACITY_KNOBS",
     "settings",
     "inversion_tasks",
@@ -85,6 +86,9 @@ __all__ = [
 ]
 
 FULL_DATASETS = ("fashionmnist", "cifar10", "cifar100")
+#: Augmentation's crop padding per dataset (:attr:`Task.pad`; 4 for the others): the paper pads
+#: CIFAR with zeros before cropping, as He et al., and not Fashion-MNIST.
+AUGMENT_PAD = {"fashionmnist": 0}
 #: Every dataset :func:`load_split` reads (quick: digits; full: the paper's three).
 TASK_DATASETS = ("digits", *FULL_DATASETS)
 
@@ -98,6 +102,10 @@ class Task:
     group: torch.Tensor
     #: The standardised value of a black pixel, one per channel (what augmentation pads with).
     black: torch.Tensor | None = None
+    #: Padding of augmentation's random crop, in pixels: 4 (He et al.'s recipe, CIFAR); 0 leaves
+    #: only the flips, since a crop of the full size from an unpadded image is the image itself
+    #: (the paper on Fashion-MNIST: "We did not use such padding").
+    pad: int = 4
 
     def __post_init__(self) -> None:
         for name in ("x", "y", "group"):
@@ -125,7 +133,7 @@ class Task:
             raise ValueError(f"index: expected integer positions or a boolean mask, got dtype {index.dtype}")
         elif index.numel() and (int(index.min()) < -n or int(index.max()) >= n):
             raise ValueError(f"index: positions must lie in [-{n}, {n - 1}] for a task of {n} examples")
-        return Task(self.x[index], self.y[index], self.group[index], self.black)
+        return Task(self.x[index], self.y[index], self.group[index], self.black, self.pad)
 
 
 # --------------------------------------------------------------------------- labels and groups
@@ -447,7 +455,7 @@ def swap_roles(task: Task) -> Task:
     """The same images with class and group exchanged (RQ5's control experiment)."""
     if not isinstance(task, Task):
         raise ValueError(f"task: expected a Task (e.g. from make_inversion_task), got {type(task).__name__}")
-    return Task(task.x, task.group.clone(), task.y.clone(), task.black)
+    return Task(task.x, task.group.clone(), task.y.clone(), task.black, task.pad)
 
 
 # --------------------------------------------------------------------------- summaries
@@ -563,10 +571,11 @@ def load_split(name: str, split: str, *, root: str | Path | None = None) -> tupl
 # --------------------------------------------------------------------------- experiments
 #: The values every grid below is built from, per profile (the paper's in ``full``).
 #: ``models`` holds each dataset's network (:func:`fairlib.models.build_model` name and options;
-#: ``depth`` is ``None`` for the ResNet-18-style model, which has none; an ``augment`` entry there
-#: overrides the schedule's: the paper augments CIFAR, not Fashion-MNIST); ``train`` and
+#: ``depth`` is ``None`` for the ResNet-18-style model, which has none; an entry there overrides the
+#: schedule's; Fashion-MNIST's crops are unpadded, :data:`AUGMENT_PAD`); ``train`` and
 #: ``overlay_train`` the schedule (:func:`fairlib.training.train_and_evaluate`); ``seeds`` the
-#: number of random class assignments (``rq2_seeds`` for the capacity sweeps); ``eps`` RQ1's
+#: number of random class assignments (``rq2_seeds`` for the capacity sweeps, ``rq5_seeds`` for RQ5 when
+#: given); ``eps`` RQ1's
 #: dataset biases, ``sweep_eps`` those of RQ2, RQ3 and RQ6, ``rq5_eps`` the bias of RQ5;
 #: ``eval_every`` how often RQ5 evaluates during training.
 _SETTINGS: dict[str, dict[str, Any]] = {
@@ -586,13 +595,13 @@ _SETTINGS: dict[str, dict[str, Any]] = {
         # the paper's complete grids: Fashion-MNIST (ResNet-18-style) and CIFAR-100 (ResNet-110),
         # CIFAR-10 overlay, 500 epochs, 20 seeds (thousands of GPU-hours: run as a sweep)
         "rq1_data": ["fashionmnist", "cifar100"], "main_data": "cifar100", "overlay_data": "cifar10",
-        "models": {"fashionmnist": {"arch": "resnet18", "depth": None, "width": 64, "in_channels": 1,
-                                         "augment": False},
+        "models": {"fashionmnist": {"arch": "resnet18", "depth": None, "width": 64, "in_channels": 1},
                    "cifar100": {"arch": "cifar_resnet", "depth": 110, "width": 16, "in_channels": 3},
                    "cifar10": {"arch": "cifar_resnet", "depth": 110, "width": 16, "in_channels": 3}},
         "train": {"epochs": 500, "batch_size": 128, "lr": 0.1, "weight_decay": 1e-4, "augment": True},
         "overlay_train": {"epochs": 500, "batch_size": 128, "lr": 0.1, "weight_decay": 1e-4, "augment": True},
-        "eval_every": 5,
+        # RQ5: the paper evaluates after every epoch and averages 50 models (its Figs. 8-9)
+        "eval_every": 1, "rq5_seeds": 50,
         "seeds": 20, "rq2_seeds": 20,
         "eps": [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5], "sweep_eps": [0.2, 0.3, 0.4],
         "rq5_eps": 0.3,
@@ -607,8 +616,7 @@ _SETTINGS: dict[str, dict[str, Any]] = {
         # the paper's datasets; ResNet-20 instead of ResNet-110 and a narrower ResNet-18 for
         # Fashion-MNIST, 30 epochs instead of 500, 3 seeds instead of 20, fewer grid points
         "rq1_data": ["fashionmnist", "cifar100"], "main_data": "cifar100", "overlay_data": "cifar10",
-        "models": {"fashionmnist": {"arch": "resnet18", "depth": None, "width": 16, "in_channels": 1,
-                                         "augment": False},
+        "models": {"fashionmnist": {"arch": "resnet18", "depth": None, "width": 16, "in_channels": 1},
                    "cifar100": {"arch": "cifar_resnet", "depth": 20, "width": 16, "in_channels": 3},
                    "cifar10": {"arch": "cifar_resnet", "depth": 20, "width": 16, "in_channels": 3}},
         "train": {"epochs": 30, "batch_size": 128, "lr": 0.1, "weight_decay": 1e-4, "augment": True},
@@ -625,7 +633,7 @@ _SETTINGS: dict[str, dict[str, Any]] = {
     "rehearsal": {
         # two seeds: the chapter's intervals need two; eps 0 and 0.5, the ends the chapter reads,
         # and one between (RQ4's trend test below 0.5 needs at least three runs)
-        "eps": [0.0, 0.25, 0.5], "sweep_eps": [0.3], "seeds": 2, "rq2_seeds": 2, "eval_every": 1,
+        "eps": [0.0, 0.25, 0.5], "sweep_eps": [0.3], "seeds": 2, "rq2_seeds": 2, "rq5_seeds": 2, "eval_every": 1,
         "train": {"epochs": 1}, "overlay_train": {"epochs": 1},
         "depths": [8, 20], "widths": [4, 16], "weight_decays": [1e-4, 1e-3],
         "fractions": [0.5, 1.0], "etas": [0.0, 1.0],
@@ -698,6 +706,7 @@ def inversion_tasks(dataset: str, eps: float, seed: int, fraction: float = 1.0) 
         x_sub, f_sub = x_tr[torch.as_tensor(keep)], f_tr[keep]
     train = make_inversion_task(x_sub, f_sub, positive, eps, seed=10_000 + seed, normalize_with=x_tr)
     test = make_inversion_task(x_te, f_te, positive, eps, seed=20_000 + seed, normalize_with=x_tr)
+    train.pad = test.pad = AUGMENT_PAD.get(dataset, 4)
     return train, test
 
 
@@ -718,6 +727,7 @@ def overlay_tasks(dataset: str, eps: float, eta: float, seed: int) -> tuple[Task
     classes, groups = (int(pick[0]), int(pick[1])), (int(pick[2]), int(pick[3]))
     train = make_overlay_task(x_tr, f_tr, classes, groups, eps, eta, seed=10_000 + seed, normalize_with=x_tr)
     test = make_overlay_task(x_te, f_te, classes, groups, eps, eta, seed=20_000 + seed, normalize_with=x_tr)
+    train.pad = test.pad = AUGMENT_PAD.get(dataset, 4)
     return train, test
 
 
@@ -908,10 +918,11 @@ def rq3_grid(profile: str) -> list[dict]:
 
 
 def rq5_grid(profile: str) -> list[dict]:
-    """RQ5: at ε = ``rq5_eps``, class and group as built and swapped, × ``seeds``; a history every ``eval_every``."""
+    """RQ5: at ε = ``rq5_eps``, class and group as built and swapped, × ``rq5_seeds`` (default
+    ``seeds``); a history every ``eval_every`` epochs."""
     s = settings(profile)
     return [_inversion_config(s, s["main_data"], s["rq5_eps"], seed, swap=swap, eval_every=s["eval_every"])
-            for swap in (False, True) for seed in range(s["seeds"])]
+            for swap in (False, True) for seed in range(s.get("rq5_seeds", s["seeds"]))]
 
 
 def rq6_grid(profile: str) -> list[dict]:

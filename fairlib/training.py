@@ -908,11 +908,13 @@ class _Evaluate(Callback):
 
 
 def _augment_for(task: Any) -> Callable[[torch.Tensor, torch.Generator], torch.Tensor]:
-    """:func:`augment_batch` padding with the task's black (``task.black``, when it has one)."""
+    """:func:`augment_batch` with the task's crop padding (``task.pad``, default 4) and padding
+    with the task's black (``task.black``, when it has one)."""
+    kwargs: dict[str, Any] = {"pad": int(getattr(task, "pad", 4))}
     black = getattr(task, "black", None)
-    if black is None:
-        return augment_batch
-    return functools.partial(augment_batch, fill=black)
+    if black is not None:
+        kwargs["fill"] = black
+    return functools.partial(augment_batch, **kwargs)
 
 
 def train_and_evaluate(

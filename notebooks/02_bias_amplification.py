@@ -118,7 +118,9 @@ if PROFILE != "quick":
 #    $\mathrm{round}\,n(\tfrac12-\varepsilon)$ images if the class is positive and
 #    $\mathrm{round}\,n(\tfrac12+\varepsilon)$ if it is negative (`assign_inversion`), with the
 #    same $\varepsilon$ for training and test sets. At $\varepsilon = 0$ the group says nothing about
-#    the label; at $\varepsilon = \tfrac12$ it decides it.
+#    the label; at $\varepsilon = \tfrac12$ it decides it. (The paper's text selects the images at
+#    random at these rates; exact counts make the realised bias equal to $\varepsilon$ in every class
+#    and split, see *Where we differ from the paper*.)
 #
 # A model is then trained to predict the class, and its test predictions are scored with
 # BiasAmp$_{A\to T}$ (Chapter 1, {cite:p}`wang2021directional`):
@@ -161,7 +163,7 @@ glue("demo_inv_neg", 100 * share[~share.positive].inverted.mean())
 # %% [markdown]
 # At $\varepsilon = 0.3$, {glue:text}`demo_inv_pos:.1f`% of the positive training images and
 # {glue:text}`demo_inv_neg:.1f`% of the negative ones are inverted (the targets are 20% and 80%;
-# rounding within each digit moves them slightly).
+# rounding within each original class moves them slightly).
 
 # %% [markdown]
 # ## RQ1: bias amplification against dataset bias
@@ -244,11 +246,15 @@ glue("rq1_tilt", abs(float(np.corrcoef(np.isin(f0, pos0).astype(float), g0)[0, 1
 #
 # *The paper's question: how does bias amplification vary as a function of model capacity?*
 #
-# **Our experiment.** Starting from the base model (depth 8, width 4, weight decay $10^{-4}$) we vary
-# one knob at a time, for two values of $\varepsilon$, over fewer assignments than in RQ1
-# (the base model is trained once and belongs to all three sweeps).
+# **Our experiment.** Starting from the base model ({glue:text}`rq2_base`) we vary one knob at a
+# time, at $\varepsilon$ = {glue:text}`rq2_eps`, over {glue:text}`rq2_n_seeds` assignments (the base
+# model is trained once and belongs to all three sweeps).
 
 # %%
+base = S["models"][S["main_data"]]
+glue("rq2_base", f"depth {base['depth']}, width {base['width']}, weight decay {S['train']['weight_decay']:g}")
+glue("rq2_eps", ", ".join(f"{e:g}" for e in S["sweep_eps"]))
+glue("rq2_n_seeds", S["rq2_seeds"])
 rq2 = A.by_knob(sweep.run(A.run_inversion, A.rq2_grid(PROFILE), store=sweep.default_store(CHAPTER, "rq2")))
 rq2.groupby(["knob", "value"])[["accuracy", "biasamp"]].mean()
 
@@ -437,8 +443,8 @@ plt.show()
 # as $\varepsilon$ grows. Across capacities, the correlation between ECE and BiasAmp,
 # {glue:text}`rq4_within`. The paper (its Fig. 6) finds two branches: for low-capacity models
 # amplification *falls* as ECE rises, and only for higher-capacity models do the two rise together.
-# Our models are small and train for a dozen epochs, so they sit at the low-capacity end of that
-# range. The ECE is an absolute gap, so it does not tell whether our models are over- or
+# Our models ({glue:text}`ours_setup`) are far smaller and train far shorter than the paper's
+# ResNet-110 at 500 epochs, so they sit at the low-capacity end of that range. The ECE is an absolute gap, so it does not tell whether our models are over- or
 # under-confident; comparing mean confidence with accuracy would.
 
 # %% [markdown]
@@ -446,8 +452,8 @@ plt.show()
 #
 # *The paper's question: how does bias amplification vary during model training?*
 #
-# **Our experiment.** We train the RQ1 models at $\varepsilon = 0.3$ again (same seeds, so the same
-# models) and evaluate them after every epoch (`eval_every`). We plot
+# **Our experiment.** We train the RQ1 models at $\varepsilon$ = {glue:text}`rq5_eps` again (same
+# seeds, so the same models) and evaluate them every {glue:text}`rq5_every` epoch(s) (`eval_every`). We plot
 # BiasAmp and accuracy, and the accuracy in each (class, group) cell; "majority" cells are those
 # where the class goes with the group the bias favours. Then we swap the roles: the class becomes
 # "inverted or not" and the group the original binary label (`swap_roles`), so the easy signal is
@@ -466,6 +472,17 @@ glue("rq5_amp_last", h_orig.biasamp.iloc[-1])
 glue("rq5_minority_first", 100 * h_orig[["acc_c0_g0", "acc_c1_g1"]].iloc[0].mean())
 glue("rq5_minority_last", 100 * h_orig[["acc_c0_g0", "acc_c1_g1"]].iloc[-1].mean())
 glue("rq5_swap_max", h_swap.biasamp.max())
+glue("rq5_eps", float(S["rq5_eps"]))
+glue("rq5_every", int(S["eval_every"]))
+glue("rq5_first_epoch", int(h_orig.index[0]))
+# do the minority cells improve over training? per assignment, last minus first evaluation
+minority = curves[~curves.swap].assign(minority=lambda d: d[["acc_c0_g0", "acc_c1_g1"]].mean(axis=1))
+ends = minority.sort_values("epoch").groupby("seed").minority.agg(["first", "last"])
+m_gain = A.mean_ci((ends["last"] - ends["first"]).to_numpy())
+glue("rq5_minority_clause", verdict(
+    m_gain[1], m_gain[2], below="they get worse over training",
+    above="they improve over training: the model leans on the group first and learns the class later, the "
+          "paper's reading", neither="their change over training is not distinguishable from zero"))
 glue("rq5_swap_last", h_swap.biasamp.iloc[-1])
 # verdicts from the first epoch's 95% interval over assignments, not typed in advance
 
@@ -514,17 +531,19 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# **Reading.** In the original set-up BiasAmp starts at {glue:text}`rq5_amp_first:.3f` after the
-# warm-up epoch ({glue:text}`rq5_first_clause`), then peaks at {glue:text}`rq5_amp_max:.3f` after epoch
-# {glue:text}`rq5_amp_max_epoch` and ends at {glue:text}`rq5_amp_last:.3f`. The minority cells
-# (a class with the "wrong" group) start at {glue:text}`rq5_minority_first:.1f`% accuracy and reach
-# {glue:text}`rq5_minority_last:.1f`%: the model first predicts from the inversion, then learns the
-# digits. With the roles swapped, the class is the easy signal: after the first epoch BiasAmp is
+# **Reading.** In the original set-up BiasAmp is {glue:text}`rq5_amp_first:.3f` at the first
+# evaluation, after epoch {glue:text}`rq5_first_epoch` ({glue:text}`rq5_first_clause`), peaks at
+# {glue:text}`rq5_amp_max:.3f` after epoch {glue:text}`rq5_amp_max_epoch` and ends at
+# {glue:text}`rq5_amp_last:.3f`. The minority cells (a class with the "wrong" group) start at
+# {glue:text}`rq5_minority_first:.1f`% accuracy and reach {glue:text}`rq5_minority_last:.1f`%:
+# {glue:text}`rq5_minority_clause`. With the roles swapped the class is the inversion: at the first
+# evaluation BiasAmp is
 # {glue:text}`rq5_swap_first:.3f` (95% CI {glue:text}`rq5_swap_first_lo:.3f` to
 # {glue:text}`rq5_swap_first_hi:.3f`; {glue:text}`rq5_swap_first_clause`), at most
 # {glue:text}`rq5_swap_max:.3f` and finally {glue:text}`rq5_swap_last:.3f`, with
 # {glue:text}`rq5_swap_acc:.1f`% accuracy at the end, so a final value near zero is
-# {glue:text}`rq5_ceiling`. What the model learns first decides which association it exaggerates.
+# {glue:text}`rq5_ceiling`. The paper's explanation: what the model learns first decides which
+# association it exaggerates.
 
 # %% [markdown]
 # ## RQ6: how visible is the group?
@@ -586,7 +605,8 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# **Reading.** Averaged over both $\varepsilon$, with 95% intervals over assignments:
+# **Reading.** Averaged over this profile's $\varepsilon$ ({glue:text}`rq2_eps`), with 95% intervals
+# over assignments:
 # {glue:text}`rq6_by_eta`. At $\eta = 0$ only the class image is visible and the group cannot be
 # recognised, so the model cannot lean on it; at $\eta = 1$ only the group image is visible and the
 # model can only predict from the group. Where the intervals exclude zero, their sign says which
@@ -640,26 +660,25 @@ comparison.style.hide(axis="index").set_caption(f"Hall et al. (paper's findings)
 # **Where we agree, and where not.** Each research question's reading above decides from its
 # intervals and tests whether this run shows the paper's finding, and the table puts the two side
 # by side; we do not summarise them here in words typed in advance. One mechanism is worth
-# restating: when the group is recognised without error (an inverted digit, like an inverted
-# Fashion-MNIST image in the paper), a fully biased label is reproduced exactly, so BiasAmp at
-# $\varepsilon=\tfrac12$ is zero (here {glue:text}`rq1_amp5:.3f`, CI {glue:text}`rq1_amp5_lo:.3f` to
+# restating: when the group is recognised without error (as inversion is on Fashion-MNIST in the
+# paper), a fully biased label is reproduced exactly, so BiasAmp at $\varepsilon=\tfrac12$ should
+# be zero (here {glue:text}`rq1_amp5:.3f`, CI {glue:text}`rq1_amp5_lo:.3f` to
 # {glue:text}`rq1_amp5_hi:.3f`); the paper's negative value on CIFAR-100 comes from imperfect group
 # recognition (its footnote reports 96% accuracy for detecting inversion on CIFAR-100 against 100%
-# on Fashion-MNIST), which the digits cannot show.
+# on Fashion-MNIST), which only a dataset with imperfectly recognised inversions can show.
 #
 # **At $\varepsilon = 0$.** Our interval ({glue:text}`rq1_amp0_lo:.3f` to {glue:text}`rq1_amp0_hi:.3f`)
-# {glue:text}`rq1_zero_verdict`. With no label bias, $y_{at}$ is decided by whichever way each test
-# set happens to tilt, and with {glue:text}`n_test_main` test images (four group–class cells) a
-# tilt of one or two images decides the direction while the model's errors decide
-# $\Delta_{at}$: the value is noise of about the size of the CI, not a finding. We report it as
-# measured rather than re-drawing seeds until it agrees.
+# {glue:text}`rq1_zero_verdict`. With exact counts the data-side term is zero for classes of even
+# size and a rounding tilt of one image for odd ones (see RQ1), so on {glue:text}`n_test_main` test
+# images any value inside this interval is noise, not a finding. We report it as measured rather
+# than re-drawing seeds until it agrees.
 #
 # **Where we cannot compare.** The weight-decay optimum (paper: $1.9\cdot10^{-4}$ for accuracy,
 # $5.2\cdot10^{-4}$ for least amplification on CIFAR-100) depends on model, data and epochs; our
-# {glue:text}`rq2_wd_best_acc` and {glue:text}`rq2_wd_min_amp` come from a 12-epoch model on 8×8
-# images and should not be read as the same quantity. The paper's v-shape in capacity and its
+# {glue:text}`rq2_wd_best_acc` and {glue:text}`rq2_wd_min_amp` come from {glue:text}`ours_setup`
+# and should not be read as the same quantity. The paper's v-shape in capacity and its
 # rise and fall in data size need the very-high-capacity end (ResNet-110 at 500 epochs) and sizes
-# from 10% of CIFAR-100; our models cover only the low-capacity side, where the paper sees
+# from 10% of CIFAR-100; the quick and full profiles cover only the low-capacity side, where the paper sees
 # amplification fall as capacity grows (ours, from the narrowest to the widest:
 # {glue:text}`rq2_width_biasamp_words`). The paper's bumps in RQ5 after each learning-rate decay
 # need its long schedule; we do not test for them.
@@ -669,11 +688,15 @@ comparison.style.hide(axis="index").set_caption(f"Hall et al. (paper's findings)
 # | | the paper {cite:p}`hall2022systematic` | this chapter | why |
 # |---|---|---|---|
 # | data | Fashion-MNIST, CIFAR-100 (CIFAR-10 for the overlay) | quick: scikit-learn's 8×8 digits; full and paper: the paper's datasets | the quick profile runs offline on a CPU |
-# | models and schedule | ResNet-18-style (Fashion-MNIST), ResNet-110 (CIFAR), 500 epochs, 20 assignments | quick: tiny CIFAR ResNets, 12 epochs, 5 assignments; full: ResNet-20 and a narrow ResNet-18, 30 epochs, 3 assignments; paper: the paper's | one Colab session for full; the paper profile is the complete grid |
-# | augmentation | 4-pixel padding and random crops with flips on CIFAR, none on Fashion-MNIST | the same in full and paper, padding with black (the standardised value of a black pixel); none in quick (8×8 digits) | — |
-# | overlay groups | a fixed share per class | exact counts per class (`assign_overlay_groups`), as for the inversion | a coin flip per image moves the realised $\varepsilon$ by ±0.05 on a small test split |
-# | RQ2 grids | depths 8–110, widths 4–64, weight decay `logspace(-5, -2, 8)` (the authors' grid; it holds the paper's optima $1.93\cdot10^{-4}$ and $5.18\cdot10^{-4}$), three $\varepsilon$ | paper profile: the same grids; full: depths 8, 20, 56, widths 4, 16, 32, weight decay $10^{-5}$, $10^{-4}$, $10^{-3}$ at one $\varepsilon$; quick: four weight decays from $10^{-5}$ to $10^{-2}$ at two $\varepsilon$ | one Colab session (full) or a CPU (quick) cannot train the complete grid; the optima are therefore not comparable with the paper's |
+# | models and schedule | ResNet-18 (Fashion-MNIST), ResNet-110 width 16 (CIFAR); SGD with Nesterov momentum, batch 128, 500 epochs, warm-up epoch at 0.01, ×0.1 at epochs 250 and 375; 20 assignments | the same schedule in proportion (decays at 50% and 75% of the epochs); paper profile: the paper's models and epochs; full: ResNet-20 and a ResNet-18 of width 16, 30 epochs, 3 assignments; quick: CIFAR ResNet-8 of width 4, 12 epochs at batch 256 (overlay 30 epochs at 128), 5 assignments. Our ResNet-18 has a 3×3 stem without max-pooling and 1×1 projection shortcuts (the CIFAR form) | one Colab session for full, a CPU for quick |
+# | inversion | images selected at random at rates $\tfrac12\mp\varepsilon$ | exactly $\mathrm{round}\,n(\tfrac12\mp\varepsilon)$ per original class (`assign_inversion`) | the realised bias equals the nominal one in every class and split, so differences between runs come from the models |
+# | augmentation | random crops, horizontal flips, resizing to 28 or 32 px; zero padding on CIFAR only | the same in full and paper: CIFAR padded with black (the standardised value of a black pixel) before 32-px crops; Fashion-MNIST unpadded, so its crop is the full image and the flips remain (`AUGMENT_PAD`); none in quick | the paper does not give the crop size without padding |
+# | overlay groups | each positive example in group *a* with probability $\tfrac12+\varepsilon$ | exact counts per class (`assign_overlay_groups`), as for the inversion | a coin flip per image moves the realised $\varepsilon$ by ±0.05 on a small test split |
+# | RQ2 grids | depths 8–110, widths 4–64, weight decay `logspace(-5, -2, 8)` (the authors' grid; it holds the paper's optima $1.93\cdot10^{-4}$ and $5.18\cdot10^{-4}$), three $\varepsilon$ | paper profile: the same grids, plus the base $10^{-4}$; full: depths 8, 20, 56, widths 4, 16, 32, weight decay $10^{-5}$, $10^{-4}$, $10^{-3}$ at one $\varepsilon$; quick: four weight decays from $10^{-5}$ to $10^{-2}$ at two $\varepsilon$ | one Colab session (full) or a CPU (quick) cannot train the complete grid; the optima are therefore not comparable with the paper's |
 # | RQ3 | subsets $p \in [0.1, 1]$ of CIFAR-100, the same number of updates at every size, three $\varepsilon$ | the same rule, counted from the engine's batches (`equal_update_epochs`), at the capacity sweeps' $\varepsilon$; fewer sizes (quick and full: 25%, 50%, 100%) | a factor of 4 in size is what the quick and full budgets allow; it can show a monotone trend, not the paper's rise and fall |
+# | RQ4 | ECE vs $\varepsilon$ (Fig. 5), BiasAmp vs ECE across capacity (Fig. 6) and training-set size (Fig. 7) | Figs. 5 and 6 as the paper, with trend tests and per-$\varepsilon$ correlations; for Fig. 7, ECE against training-set size in RQ3 | the scatter of Fig. 7 adds little with three sizes |
+# | RQ5 | 50 models, metrics after every epoch | paper profile: 50 assignments, every epoch; full: 3 assignments, every 5 epochs; quick: 5, every epoch | evaluating every epoch costs a test pass per epoch |
+# | RQ6 | $\eta \in [0, 1]$ (0, 0.2, 0.5, 0.8, 1 shown), three $\varepsilon$, 20 models | paper profile: seven $\eta$, three $\varepsilon$, 20; full: $\eta$ = 0, 0.5, 1 at $\varepsilon$ = 0.3, 3; quick: five $\eta$ at two $\varepsilon$, 5 | budget |
 # | group recognisability | the paper explains RQ1, RQ5 and RQ6 by how easily the group is recognised | measured: for the overlay by the same model trained on the group at each $\eta$ (`rq6_group_grid`); for the inversion by RQ5's swapped runs (their class *is* the inversion: {glue:text}`rq5_swap_acc:.1f`% accuracy) | — |
 
 # %% [markdown]
@@ -690,18 +713,21 @@ comparison.style.hide(axis="index").set_caption(f"Hall et al. (paper's findings)
 #
 # :::{solution} ex-amp-sign
 # :class: dropdown
-# (a) Positive and large: early in training the model predicts mostly from the inversion, which is
-# right 80% of the time at $\varepsilon = 0.3$ and overshoots the label–group association (RQ5).
-# (b) Close to zero or negative: the easy signal is now the class itself. (c) Negative: the group
-# image is barely visible, the model cannot use it, and its errors pull each group's positive rate
-# towards 1/2, which dampens the bias (RQ6; Chapter 1's group-blind model).
+# The paper's reasoning predicts: (a) positive and large, because early in training the model
+# predicts mostly from the inversion, which is right 80% of the time at $\varepsilon = 0.3$ and
+# overshoots the label–group association (RQ5); (b) close to zero or negative, because the easy
+# signal is now the class itself; (c) negative, because the group image is barely visible, the
+# model cannot use it, and its errors pull each group's positive rate towards 1/2 (RQ6; Chapter 1's
+# group-blind model). Your run decides: report each value with its interval over assignments, and
+# where it disagrees with the prediction, compare how well the group and the class are recognised.
 # :::
 #
 # :::{exercise}
 # :label: ex-amp-counts
 # For a class of $n = 45$ test images and $\varepsilon = 0.3$, how many images are inverted if the
-# class is positive, and if it is negative? Check with `A.inversion_counts`. Why does the paper
-# invert *exactly* this many per class rather than flipping a coin for each image?
+# class is positive, and if it is negative? Check with `A.inversion_counts`. Why do we invert
+# *exactly* this many per class rather than selecting images at random at that rate, as the paper's
+# text describes?
 # :::
 #
 # :::{solution} ex-amp-counts

@@ -164,7 +164,8 @@ def test_registered_experiments_and_their_functions():
 def test_grids_are_complete_unique_and_serialisable(profile):
     s = A.settings(profile)
     sizes = {"rq1": len(s["rq1_data"]) * len(s["eps"]) * s["seeds"],
-             "rq3": len(s["fractions"]) * len(s["sweep_eps"]) * s["seeds"], "rq5": 2 * s["seeds"],
+             "rq3": len(s["fractions"]) * len(s["sweep_eps"]) * s["seeds"],
+             "rq5": 2 * s.get("rq5_seeds", s["seeds"]),
              "rq6": len(s["sweep_eps"]) * len(s["etas"]) * s["seeds"]}
     knob_values = len(s["depths"]) + len(s["widths"]) + len(s["weight_decays"]) - 2  # the base once, not thrice
     sizes["rq2"] = knob_values * len(s["sweep_eps"]) * s["rq2_seeds"]
@@ -198,6 +199,9 @@ def test_paper_grid_uses_the_papers_models_and_rehearsal_shrinks_full(monkeypatc
     assert fashion["arch"] == "resnet18" and fashion["depth"] is None and fashion["in_channels"] == 1
     assert fashion["width"] == 64 and {c["depth"] for c in rq1 if c["dataset"] == "cifar100"} == {110}
     assert {c["depth"] for c in A.rq2_grid("paper")} == {8, 20, 32, 44, 56, 110}
+    # RQ5 as the paper's Figs. 8-9: 50 models, evaluated after every epoch
+    rq5 = A.rq5_grid("paper")
+    assert len({c["seed"] for c in rq5}) == 50 and {c["eval_every"] for c in rq5} == {1}
     assert A.settings("paper")["train"]["epochs"] == 500 and A.settings("paper")["seeds"] == 20
     full = A.rq1_grid("full")
     monkeypatch.setenv("FAIRLIB_SCALE", "rehearsal")
@@ -324,7 +328,7 @@ def test_equal_update_epochs_counts_the_engines_batches():
         A.equal_update_epochs(12, 1347, 0, 256)
 
 
-def test_augmentation_pads_with_black_and_fashion_mnist_is_not_augmented():
+def test_augmentation_pads_with_black_and_fashion_mnist_is_not_padded():
     from fairlib.training import augment_batch
 
     # a standardised batch whose black is -2 in channel 0 and -1 in channel 1: the padding shows it
@@ -345,10 +349,19 @@ def test_augmentation_pads_with_black_and_fashion_mnist_is_not_augmented():
     ref = images
     np.testing.assert_allclose(task.black.numpy(), [(-ref.mean() / ref.std()).item()], rtol=1e-5)
     assert task.subset([0, 1]).black is task.black
+    assert task.subset([0, 1]).pad == task.pad == 4 and A.swap_roles(task).pad == 4
+    # the paper crops and flips both datasets but pads only CIFAR: Fashion-MNIST's tasks carry pad 0,
+    # with which the engine's augmentation is a flip (a crop of the full size is the image itself)
     for profile in ("full", "paper"):
-        fashion = [c for c in A.rq1_grid(profile) if c["dataset"] == "fashionmnist"]
-        assert fashion and not any(c["augment"] for c in fashion), "the paper does not augment Fashion-MNIST"
-        assert all(c["augment"] for c in A.rq1_grid(profile) if c["dataset"] == "cifar100")
+        assert all(c["augment"] for c in A.rq1_grid(profile)), "the paper augments every dataset"
+    from fairlib.training import _augment_for
+
+    flat = A.Task(images, torch.zeros(4, dtype=torch.long), torch.zeros(4, dtype=torch.long), task.black, pad=0)
+    fn = _augment_for(flat)
+    assert fn.keywords["pad"] == 0 and fn.keywords["fill"] is task.black
+    out = fn(images, torch.Generator().manual_seed(1))
+    for i in range(4):  # every image is itself or its mirror image
+        assert torch.equal(out[i], images[i]) or torch.equal(out[i], images[i].flip(-1))
 
 
 def test_paired_difference_pairs_runs_by_assignment():
