@@ -5,10 +5,13 @@ For a group :math:`G` of inputs and a layer :math:`l`,
 .. math::
 
     \overline{A_l(G)} = \frac{1}{|G|}\sum_{a\in A_l(G)} a, \qquad
-    \mathbb E(\overline{A_l}) = \frac{1}{\sum_{G\in\mathbf G}|G|}\sum_{G\in\mathbf G}\sum_{a\in A_l(G)} a,
     \qquad NAP_l(G) = \overline{A_l(G)} - \mathbb E(\overline{A_l}),
 
-i.e. the expected activation is the group-size-weighted mean of the group means.
+where the expected activation :math:`\mathbb E` is, by default, the unweighted mean of the group
+means, :math:`\frac{1}{|\mathbf G|}\sum_G \overline{A_l(G)}` (the authors' code,
+``expected="group_mean"``); the paper's text defines it as the mean over all instances, the
+group-size-weighted mean :math:`\frac{1}{\sum_G|G|}\sum_G |G|\,\overline{A_l(G)}`
+(``expected="overall"``).
 :func:`neuron_activation_profiles` computes them in memory; :class:`StreamingNAPs` consumes
 batches and keeps only per-group float64 sums (memory O(groups x layer size)).
 :func:`union_profiles` gives NAPs of unions of groups normalised with the *intersectional*

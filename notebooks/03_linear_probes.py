@@ -226,19 +226,20 @@ plt.show()
 runs = sweep.run(P.run_probing, P.probing_grid(PROFILE), store=sweep.default_store("03_linear_probes", "probing"))
 runs["label"] = [P.network_label(n, t) for n, t in zip(runs.network, runs.trained)]
 networks = dict(zip(runs.label, runs.trained))
+task_sentence = ("The trained networks are torchvision's ImageNet classifiers: their own task is ImageNet's "
+                 "1,000 classes, and nothing in it is about the groups probed here.")
 for _, r in runs[runs.trained & runs.get("task_auc", pd.Series(dtype=object)).notna()].iterrows():
     ev = pd.DataFrame({"auc": r.task_auc, "accuracy": r.task_accuracy, "majority_accuracy": r.task_majority},
                       index=r.task_attribute)
-    glue("task_auc", ev["auc"].mean())
-    glue("task_n_learned", int((ev["auc"] > 0.9).sum()))
+    task_sentence = (f"The trained network's own task is learned to this degree: held-out ROC AUC averages "
+                     f"{ev['auc'].mean():.2f} over its {len(ev)} attributes, and {int((ev['auc'] > 0.9).sum())} "
+                     f"of them exceed 0.9. Nothing in this task is about {', '.join(VARS)}.")
     caption = f"{r.label}: its own (unrelated) task on held-out images ({NOTE})"
     display(ev.style.format(precision=3).set_caption(caption))
+glue("task_sentence", task_sentence)
 
 # %% [markdown]
-# The trained network does learn its own task: held-out ROC AUC averages
-# {glue:text}`task_auc:.2f` over the twelve attributes, and {glue:text}`task_n_learned` of them
-# exceed 0.9 (attributes that are small or faint at 32 × 32 pixels are harder). Nothing in this
-# task is about palette, age or hair style.
+# {glue:text}`task_sentence`
 
 # %% [markdown]
 # ### Probing every layer
@@ -424,10 +425,11 @@ for label in trained_labels:
         f"{label}, layer {best[label]['layer']}: most frequent training errors ({NOTE})"))
 
 # %% [markdown]
-# The paper reports its tables at one fixed layer per network (VGG16 `block4_pool`, ResNet50
-# `conv5_block1_out`, InceptionV3 `mixed7`), not at the most separable one. In the full profile
-# the next cell shows the same table at those layers, so that ours can be read against the
-# paper's at the same place; the quick profile's small CNN has no such layer.
+# The paper reports its tables at the layer where its probes did best for each network (VGG16
+# `block4_pool`, ResNet50 `conv5_block1_out`, InceptionV3 `mixed7`). With torchvision's weights our
+# most separable layer need not be the same, so in the full profile the next cell also shows the
+# tables at the paper's layers, to read ours against the paper's at the same place; the quick
+# profile's small CNN has none of these layers.
 
 # %%
 paper_layer_tables = {}
@@ -470,10 +472,11 @@ per_var.style.format("{:.3f}").set_caption(f"Per-variable accuracy implied by th
 # {glue:text}`age_only_share:.0f`% of this probe's training errors get *only* the age bin
 # wrong, and {glue:text}`worst_var` is the variable it gets right least often on validation
 # data. Of all errors with a wrong age, {glue:text}`adjacent_age_share:.0f`% predict a
-# neighbouring bin: the renderer draws age as a gradual change (more wrinkles, greyer hair), so
-# adjacent bins overlap, just as real faces do not switch at 40. The paper finds the same
-# structure on FairFace, where most frequent errors are adjacent ages, but here it is built into
-# the data: it tells us about the renderer and the method, not about any real group.
+# neighbouring bin. Adjacent age bins overlap in appearance (faces do not switch at 40), and the
+# paper finds the same structure on FairFace, where most frequent errors are adjacent ages. In the
+# quick profile the overlap is built into the data (SynthFaces renders age as a gradual change:
+# more wrinkles, greyer hair), so there it tells us about the renderer and the method, not about
+# any real group.
 
 # %% [markdown]
 # ### What probes can and cannot tell
@@ -481,7 +484,7 @@ per_var.style.format("{:.3f}").set_caption(f"Per-variable accuracy implied by th
 # - A probe measures **linear decodability** of a labelled property from a layer, on a sample.
 #   High accuracy says the information is present and linearly accessible; it does not say the
 #   network *uses* it for its task, or that it was learned rather than inherited from the
-#   pixels. The random network above beats chance in its early layers.
+#   pixels. At its input layer, pixels alone {glue:text}`pixels_words` here.
 # - **Low accuracy is weak evidence of absence.** A linear probe with few examples per class and
 #   strong downsampling can miss information a non-linear read-out (or a probe on all
 #   $H\times W$ values) would find. The paper makes the same point in its conclusion.
@@ -582,9 +585,12 @@ claims.style.set_caption("The paper's findings beside this run")
 #
 # | | the paper {cite:p}`krug2025intersectional` | this chapter | why |
 # |---|---|---|---|
-# | data and networks | FairFace; ImageNet VGG16, ResNet50, InceptionV3 (Keras) | quick: SynthFaces and a small CNN trained on an unrelated task; full: FairFace and torchvision's ImageNet weights | the quick profile runs offline on a CPU; torchvision's weights are not Keras's |
+# | data and networks | FairFace; ImageNet VGG16, ResNet50, InceptionV3 (Keras, with Keras's `preprocess_input`) | quick: SynthFaces and a small CNN trained on an unrelated task; full: FairFace and torchvision's ImageNet weights with torchvision's normalisation | the quick profile runs offline on a CPU; torchvision's weights (and their preprocessing) are not Keras's |
 # | downsampling | every $k$-th value from $\lfloor k/2\rfloor$, or $k\times k$ average pooling without padding | the same (`downsample`, as the authors' code) | — |
+# | sample | up to 128 images per group, 90/10 split | the same in full; 64 per group in quick | CPU budget |
 # | probe training | 50 epochs, Adam, L1 1e-5 / L2 1e-4, dropout 0.25, batch 32 | the same in full; 15 epochs in quick | CPU budget |
+# | stored activations | Keras float32 | float16 memory maps in full (float32 in memory in quick) | FairFace's layers at 224 px would not fit in a Colab session's RAM or disk otherwise; the probes train in float32 |
+# | random control | not in the paper | a randomly initialised twin of a trained network (quick: the small CNN; full: ResNet50), probed the same way | what architecture alone gives, the baseline a trained layer must beat |
 # | feature scale | raw activations | raw (the paper's probe) **and** standardised with the training split's statistics | a random network's tiny activations make the raw probe fail to fit, which confounds the control |
 # | output layer | Keras softmax probabilities | logits | torchvision's models end in logits; a probe on a monotone transform of them differs little |
 # | training accuracy | Keras's running mean over the epoch's batches (with dropout) | the probe in eval mode on all training examples after each epoch | a clean number; it runs a little higher than Keras's |
@@ -623,6 +629,8 @@ our_median = 100 * tables[main]["error_rate"].median()
 glue("paper_median_rate", paper_median)
 glue("our_median_rate", our_median)
 glue("rate_compare", "above" if our_median > paper_median else "below" if our_median < paper_median else "equal to")
+glue("error_scope", "synthetic data we built: a check of the method, not a finding about real people; the full "
+     "profile produces the comparable tables on FairFace" if PROFILE == "quick" else NOTE)
 glue("error_shape", f"the same leading variable ({lead_ours})" if lead_paper == lead_ours else
      f"a different leading variable: {lead_ours} in ours, {lead_paper} in the paper's")
 kinds.fillna(0).astype(int).rename_axis(f"variables wrong ({', '.join(f'{v} ~ {as_paper[v]}' for v in VARS)})")
@@ -631,9 +639,7 @@ kinds.fillna(0).astype(int).rename_axis(f"variables wrong ({', '.join(f'{v} ~ {a
 # In the paper's {glue:text}`paper_rows` rows, age is wrong in {glue:text}`paper_wrong_age`, race in
 # {glue:text}`paper_wrong_race` and gender in {glue:text}`paper_wrong_gender`; a wrong age is usually
 # the neighbouring bin. In our {glue:text}`our_rows` rows (in the paper's names) the counts are
-# {glue:text}`our_wrong_summary`: {glue:text}`error_shape`. Whatever the shape, ours comes from data
-# we built (age is rendered as a gradual change), so it is a check of the method and **not** a
-# finding about real people; the full profile produces the comparable tables on FairFace. The
+# {glue:text}`our_wrong_summary`: {glue:text}`error_shape` ({glue:text}`error_scope`). The
 # rates themselves are not on one scale: a full FairFace group gives the paper 115 training
 # examples, so its rates move in steps of 0.87%, while ours have {glue:text}`train_per_group:.0f`
 # per group (steps of {glue:text}`rate_step:.1f`%). The median rate of our ten rows,
@@ -778,8 +784,8 @@ assert abs(_r.max() - frequent_errors(_t, _pr, _tab)["error_rate"].iloc[0]) < 1e
 # - Frequent-error tables show *which* variables a layer fails to separate. In the paper's
 #   {glue:text}`paper_rows` FairFace rows age is wrong in {glue:text}`paper_wrong_age`; ours (from
 #   data we built) have {glue:text}`error_shape`.
-# - Separability is not learning: a random network of the same architecture already beats
-#   chance. Compare trained layers with the input layer and with a random control, and report
-#   the difference.
+# - Separability is not learning: a network need not be trained for its layers to separate the
+#   groups (here, pixels alone {glue:text}`pixels_words`). Compare trained layers with the input
+#   layer and with a random control, and report the difference.
 #
 # The full references for this chapter are in the {doc}`../book/bibliography`.

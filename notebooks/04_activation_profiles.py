@@ -393,8 +393,7 @@ plt.show()  # shows every figure of the list
 
 # %% [markdown]
 # Where do the channels sit? Each dot is one channel; the colour is its profile's variance over
-# the groups. The relaxation spreads UMAP's clumps apart, and the interpolated maps are only
-# defined inside the dots' hull (white outside).
+# the groups. The interpolated maps are only defined inside the dots' hull (white outside).
 
 # %% tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(3.4, 3.2))
@@ -410,8 +409,9 @@ plt.show()
 #
 # Unions average over the variables they leave out, so each map is steadier than an intersectional
 # one (more images) and isolates one variable or one pair. They are normalised with the same expected
-# activation and drawn on the same colour scale as the intersectional maps, so their paler
-# colours are real: averaging over the other variables cancels part of each group's profile.
+# activation and drawn on the same colour scale as the intersectional maps, so a union that looks
+# paler than its members is paler: averaging over the other variables cancels part of each
+# group's profile.
 
 # %%
 unions = {}
@@ -435,8 +435,8 @@ combined.style.format(precision=3, na_rep="all").hide(axis="index").set_caption(
 #
 # The percentile limit is {glue:text}`lim_pct:.3g`; the largest absolute NAP value is
 # {glue:text}`lim_max:.3g`, {glue:text}`lim_ratio:.2f` times as large. With the maximum as the
-# end of the scale, the same maps (here the unions by the second variable) fade towards white:
-# contrast goes to the few extreme values. The percentile limit saturates those few (they are
+# end of the scale, every colour of the same maps (here the unions by the second variable) is that
+# many times paler: contrast goes to the few extreme values. The percentile limit saturates those few (they are
 # drawn in the darkest colour though they lie beyond it), which is the trade the paper makes to
 # see the rest.
 
@@ -456,7 +456,8 @@ glue("saturated", float(np.mean(np.abs(profiles) > lim)))
 # ## The random network, for comparison
 #
 # The same pipeline on the untrained network, with its own layout and its own colour limit.
-# Random weights give activations of a different overall size, so compare the *patterns*
+# Its activations are on a different overall scale (its colour limit is
+# {glue:text}`random_lim:.3g` against {glue:text}`lim_pct:.3g`), so compare the *patterns*
 # (which categories look alike) with the trained network's, not the colours' strength; the
 # scale-free $\eta^2$ above is the number to compare.
 
@@ -464,6 +465,7 @@ glue("saturated", float(np.mean(np.abs(profiles) > lim)))
 r_profiles = naps["random"][LAYER].result()[0]
 r_positions = topographic_layout(naps_full["random"][LAYER].result()[0], n_steps=cfg["relax_steps"], seed=SEED)
 r_lim = color_limit(r_profiles, "percentile")
+glue("random_lim", r_lim)
 r_prof_u, r_table_u = union_profiles(naps["random"][LAYER], table=table, by=[VARS[2], VARS[1]])
 fig = plot_map_grid(render_maps(r_prof_u, r_positions), r_table_u, rows=VARS[2], cols=VARS[1], vmax=r_lim,
                     cell=1.0, title=f"Random network, unions by {VARS[2]} x {VARS[1]}, layer {LAYER} "
@@ -631,7 +633,8 @@ contrast.round(3)
 # | expected activation | text: mean over all instances; code: unweighted mean of the group means | the code's (`expected="group_mean"`); the text's with `expected="overall"` | the paper's argument for normalising unions with the intersectional $\mathbb E$ (Sec. 5.4) needs the code's reading |
 # | layer | the layer the probes single out (VGG16 `block4_pool`, ResNet50 `conv5_block1_out`, InceptionV3 `mixed7`) | the convolutional layer with the largest $\eta^2$ (our criterion), and in full also the paper's three layers | the quick profile's small CNN has none of the paper's layers |
 # | layout input | each channel's full-resolution NAPs over all groups; features whose largest magnitude over channels is at most 0.01 dropped (code) | the same (`topographic_layout(..., min_feature=0.01)`) | — |
-# | relaxation | text: 1000 steps, mean over the $N-1$ other particles; code: 100 steps by default, mean over all $N$ | {glue:text}`demo_steps` steps, mean over all $N$ | the text's number of steps; the mean over $N$ only scales every step by $(N-1)/N$ |
+# | relaxation | text: the force $f(d)$, 1000 steps, mean over the $N-1$ other particles; code: 100 steps by default, mean over all $N$, a $\tanh$ schedule $c_s$, a factor ½, unnormalised directions $p_j - p_i$, distances clipped at 0.01 | {glue:text}`demo_steps` steps and the code's schedule, factor, directions and clipping | the text's number of steps; the rest is only in the code; the mean over $N$ scales every step by $(N-1)/N$ |
+# | maps | one table of 126 maps; colours interpolated | one figure per level of the two-level variable (`plot_map_grids`); NAP values interpolated, then coloured | 126 maps in one figure are too small to read at a page's width; interpolating values keeps the colour scale exact |
 # | small groups | every group drawn alike | maps of groups with fewer than 5 images marked with their count | a mean of so few images is mostly noise |
 # | random control | not studied | the same architecture with random weights | a cue can pass through a network that learned nothing |
 
@@ -656,19 +659,22 @@ contrast.round(3)
 # :::{exercise}
 # :label: ex-union-reference
 # The paper normalises unions with the expected activation of the 126 intersectional groups.
-# Show that if $\mathbb E$ is the group-size-weighted mean (as defined above), computing it from
-# the unions instead gives exactly the same vector. When would the two differ?
+# Show that if $\mathbb E$ is the group-size-weighted mean (the paper's formula,
+# `expected="overall"`), computing it from the unions instead gives exactly the same vector. Does
+# the same hold for the unweighted mean of group means that the chapter uses by default?
 # :::
 #
 # :::{solution} ex-union-reference
 # :class: dropdown
 # A union's size-weighted mean is $\sum_{G\subseteq U}|G|\overline{A(G)}/|U|$, and weighting the
 # unions by $|U|$ gives $\sum_U\sum_{G\subseteq U}|G|\overline{A(G)}/\sum_G|G|$: the mean over
-# all instances again. The two differ only if $\mathbb E$ were an *unweighted* mean of group
-# means (each group counting once): then 126 small and large groups would be averaged with equal
-# weight, and 9 age unions with equal weight, which is not the same when group sizes are
-# unequal. Check: `np.tensordot(u_table["count"] / u_table["count"].sum(), u_prof, 1)` is zero up
-# to rounding for every union table above.
+# all instances again. For the *unweighted* mean of group means (each group counting once, the
+# chapter's default) it does not hold: 126 small and large groups averaged with equal weight
+# differ from 9 age unions averaged with equal weight when group sizes are unequal. Check: for
+# unions computed with `expected="overall"`,
+# `np.tensordot(u_table["count"] / u_table["count"].sum(), u_prof, 1)` is zero up to rounding;
+# for the chapter's unions it equals $\mathbb E_{\text{overall}} - \mathbb E_{\text{group}}$,
+# which is not zero here because the capped groups are unequal.
 # :::
 #
 # :::{exercise}
@@ -780,8 +786,9 @@ assert abs(percentile_limit(np.array([np.nan, -3.0, 1.0, 2.0])) - color_limit(np
 # %% [markdown]
 # ## Summary
 #
-# - A NAP is a group's mean activation minus the mean over all instances of all groups; unions
-#   of groups use the same reference. `StreamingNAPs` computes them in one batched pass with
+# - A NAP is a group's mean activation minus an expected activation: the unweighted mean of the
+#   group means (the authors' code, our default) or the mean over all instances (the paper's
+#   formula, `expected="overall"`); unions of groups use the intersectional reference. `StreamingNAPs` computes them in one batched pass with
 #   memory independent of the number of images.
 # - A topographic map places each channel by a UMAP of its profile across groups, evens the
 #   layout out with a short-range repulsion and long-range attraction, and paints each group's
