@@ -19,6 +19,8 @@ function                                 paper
 :func:`label_interrelation`              R² of each output on the others (Iofinova et al., Sec. 2.3)
 :func:`group_accuracy`,                  per-group accuracy and its variance (the adversarial-
 :func:`accuracy_variance`                invariance paper's bias surrogate, Table 1)
+:func:`bootstrap_interval`,              their uncertainty: a within-group bootstrap of test
+:func:`simulated_group_interval`         predictions, or a binomial simulation of quoted accuracies
 :func:`bias_transfer_score`              Spearman ρ of association scores (Ranjit et al.)
 =======================================  ==============================================================
 """
@@ -59,6 +61,9 @@ __all__ = [
     "accuracy_variance",
     "worst_group_accuracy",
     "accuracy_gap",
+    "GROUP_STATISTICS",
+    "bootstrap_interval",
+    "simulated_group_interval",
     "bias_transfer_score",
 ]
 
@@ -399,23 +404,28 @@ def uncertainty_rate(probs: ArrayLike, low: float = 0.1, high: float = 0.9) -> f
     return float(((arr > low) & (arr < high)).mean())
 
 
-def label_interrelation(preds: ArrayLike) -> np.ndarray:
+def label_interrelation(preds: ArrayLike, *, constant: float = np.nan) -> np.ndarray:
     r"""Label interrelation (Iofinova et al., Sec. 2.3): R² of each output on all the others.
 
     For column :math:`k` of the prediction matrix, fit an ordinary least-squares regression
     (with intercept) on the other :math:`K-1` columns and report
-    :math:`R^2_k = 1 - \mathrm{SS}_{res}/\mathrm{SS}_{tot}`.
+    :math:`R^2_k = 1 - \mathrm{SS}_{res}/\mathrm{SS}_{tot}`. The authors' code
+    (``compute_interdependence``) does this on the *hard* 0/1 predictions.
 
     Parameters
     ----------
     preds
-        Shape ``(N, K)`` with ``K >= 2``: one column per attribute (probabilities, logits or
-        hard predictions).
+        Shape ``(N, K)`` with ``K >= 2``: one column per attribute (hard predictions,
+        probabilities or logits).
+    constant
+        The value for a constant column, whose :math:`\mathrm{SS}_{tot}` is zero: NaN (R² is
+        undefined; the default) or 1.0, what scikit-learn's ``LinearRegression().score`` and so
+        the authors' code give (the regression fits a constant exactly).
 
     Returns
     -------
     numpy.ndarray
-        Shape ``(K,)``; NaN for a constant column (its variance is zero, so R² is undefined).
+        Shape ``(K,)``; ``constant`` for a constant column.
     """
     x = _floats(to_numpy(preds, "preds"), "preds")
     if x.ndim != 2:
@@ -427,18 +437,27 @@ def label_interrelation(preds: ArrayLike) -> np.ndarray:
         raise ValueError(f"preds: needs at least 2 rows, got {n}")
     if not np.isfinite(x).all():
         raise ValueError("preds: contains NaN or infinite values")
+    if not isinstance(constant, (int, float, np.floating, np.integer)) or isinstance(constant, (bool, np.bool_)):
+        raise ValueError(f"constant: expected a number (NaN or 1.0) for constant columns, got {constant!r}")
     out = np.empty(k)
-    ones = np.ones((n, 1))
+    # centred and scaled columns: the intercept drops out, and nearly constant columns (a broken
+    # model's outputs) no longer make the least-squares problem ill-conditioned; constant ones carry
+    # no information and leave the design
+    centred = x - x.mean(axis=0)
+    scale = np.sqrt((centred ** 2).sum(axis=0))
+    varies = scale > 0
+    z = np.where(varies, centred / np.where(varies, scale, 1.0), 0.0)
     for j in range(k):
-        y = x[:, j]
-        ss_tot = float(((y - y.mean()) ** 2).sum())
-        if ss_tot == 0:
-            out[j] = np.nan
+        if not varies[j]:
+            out[j] = constant
             continue
-        design = np.hstack([ones, np.delete(x, j, axis=1)])
-        coef, *_ = np.linalg.lstsq(design, y, rcond=None)
-        ss_res = float(((y - design @ coef) ** 2).sum())
-        out[j] = 1.0 - ss_res / ss_tot
+        others = [c for c in range(k) if c != j and varies[c]]
+        if not others:
+            out[j] = 0.0
+            continue
+        coef, *_ = np.linalg.lstsq(z[:, others], z[:, j], rcond=None)
+        ss_res = float(((z[:, j] - z[:, others] @ coef) ** 2).sum())
+        out[j] = float(np.clip(1.0 - ss_res, 0.0, 1.0))  # the scaled column's total sum of squares is 1
     return out
 
 
@@ -518,6 +537,225 @@ def accuracy_gap(y_true: ArrayLike, y_pred: ArrayLike, *, groups: ArrayLike) -> 
     if len(acc) < 2:
         raise ValueError(f"groups: only one group ({show(acc.index[0])!r}) is present; a gap needs two")
     return float(acc.max() - acc.min())
+
+
+#: The per-group statistics of :func:`bootstrap_interval` and :func:`simulated_group_interval`.
+GROUP_STATISTICS: tuple[str, ...] = ("variance", "worst", "gap", "mean", "overall")
+_CONTRASTS = ("difference", "ratio")
+
+
+def _group_statistic(statistic: Any, acc: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """``statistic`` of every row of ``acc`` ``(B, G)`` (per-group accuracies in %) -> ``(B,)``."""
+    if callable(statistic):
+        out = np.asarray(statistic(acc), dtype=np.float64)
+        if out.shape != (acc.shape[0],):
+            raise ValueError(f"statistic: a callable must map the (n_resamples, n_groups) = {acc.shape} array of "
+                             f"per-group accuracies (%) to one value per resample, shape ({acc.shape[0]},); "
+                             f"got shape {out.shape}")
+        return out
+    if statistic == "variance":
+        return acc.var(axis=1, ddof=1)
+    if statistic == "worst":
+        return acc.min(axis=1)
+    if statistic == "gap":
+        return acc.max(axis=1) - acc.min(axis=1)
+    if statistic == "mean":
+        return acc.mean(axis=1)
+    return acc @ (sizes / sizes.sum())  # "overall"
+
+
+def _check_statistic(statistic: Any, n_groups: int) -> None:
+    if callable(statistic):
+        return
+    if not isinstance(statistic, str) or statistic not in GROUP_STATISTICS:
+        raise ValueError(f"statistic: expected one of {list(GROUP_STATISTICS)} or a callable on the "
+                         f"(n_resamples, n_groups) array of per-group accuracies (%), got {statistic!r}")
+    if statistic in ("variance", "worst", "gap") and n_groups < 2:
+        raise ValueError(f"groups: only one group is present; statistic={statistic!r} compares two or more")
+
+
+def _contrast(a: np.ndarray, b: np.ndarray | None, contrast: str) -> np.ndarray:
+    if b is None:
+        return a
+    if contrast == "difference":
+        return b - a
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(a != 0, b / np.where(a != 0, a, 1.0), np.nan)
+
+
+def _interval_options(contrast: Any, n: Any, n_name: str, confidence: Any, seed: Any) -> tuple[int, float]:
+    if not isinstance(contrast, str) or contrast not in _CONTRASTS:
+        raise ValueError(f"contrast: expected 'difference' (b - a) or 'ratio' (b / a), got {contrast!r}")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 100:
+        raise ValueError(f"{n_name}: expected an integer >= 100 (the number of resamples; 2000 or more for a 95% "
+                         f"interval), got {n!r}")
+    conf = _finite_number(confidence, "confidence")
+    if not 0.0 < conf < 1.0:
+        raise ValueError(f"confidence: expected a level in (0, 1), e.g. 0.95, got {confidence!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed: expected a non-negative integer, got {seed!r}")
+    return int(n), conf
+
+
+def _percentile_interval(point: float, draws: np.ndarray, confidence: float, contrast: str
+                         ) -> tuple[float, float, float]:
+    finite = draws[np.isfinite(draws)]
+    if finite.size < 0.95 * draws.size:
+        raise ValueError(f"contrast: {contrast!r} is undefined in {100 * (1 - finite.size / draws.size):.0f}% of "
+                         "the resamples (the first statistic is 0 there); use contrast='difference'")
+    low, high = np.quantile(finite, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return float(point), float(low), float(high)
+
+
+def bootstrap_interval(y_true: ArrayLike, y_pred: ArrayLike, *, groups: ArrayLike, statistic: Any = "variance",
+                       compare_to: ArrayLike | None = None, contrast: str = "difference", n_boot: int = 2000,
+                       confidence: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+    r"""A statistic of the per-group accuracies with a percentile bootstrap interval.
+
+    The examples are resampled with replacement **within each group** (the test design fixes the
+    number per group), ``n_boot`` times; each resample gives per-group accuracies
+    :math:`a_{b,g}` (in %) and the statistic :math:`s(a_{b,\cdot})`. The interval is the
+    :math:`(1\mp c)/2` quantiles of the :math:`s` values, for ``confidence`` :math:`c`.
+
+    With ``compare_to`` (another model's predictions on the *same* examples), the same resamples
+    score both models, and the result is the paired contrast :math:`s(b) - s(a)` (or
+    :math:`s(b)/s(a)`), e.g. "does FaderCNN lower the variance of SimpleCNN?", read with
+    :func:`fairlib.notebook.verdict`.
+
+    Parameters
+    ----------
+    y_true, y_pred
+        Shape ``(N,)``: true and predicted labels (model *a*).
+    groups
+        Keyword-only, shape ``(N,)``: the group of each example.
+    statistic
+        ``"variance"`` (sample variance, ddof = 1, pp², as :func:`accuracy_variance`),
+        ``"worst"`` (lowest group, %), ``"gap"`` (highest minus lowest, pp), ``"mean"`` (the
+        unweighted mean over groups, %: a balanced accuracy), ``"overall"`` (all examples, %), or
+        a callable mapping the ``(n_boot, G)`` array of per-group accuracies in % (groups in
+        sorted order) to ``(n_boot,)``.
+    compare_to
+        Shape ``(N,)``: the predictions of model *b*, or ``None``.
+    contrast
+        ``"difference"`` (:math:`s(b) - s(a)`) or ``"ratio"`` (:math:`s(b)/s(a)`).
+    n_boot, confidence, seed
+        Resamples (at least 100), the interval's level and the resampling seed.
+
+    Returns
+    -------
+    (point, low, high)
+        The statistic (or contrast) on the examples as given, and the interval's ends.
+
+    Examples
+    --------
+    >>> y = [1] * 8
+    >>> bootstrap_interval(y, [1, 1, 1, 0, 1, 1, 1, 1], groups=[0, 0, 0, 0, 1, 1, 1, 1], statistic="worst")[0]
+    75.0
+    """
+    yt = as_labels(y_true, "y_true")
+    yp = as_labels(y_pred, "y_pred")
+    g = as_1d(groups, "groups")
+    same_length(y_true=yt, y_pred=yp, groups=g)
+    same_label_kind(y_true=yt, y_pred=yp)
+    other = None
+    if compare_to is not None:
+        other = as_labels(compare_to, "compare_to")
+        same_length(y_true=yt, compare_to=other)
+        same_label_kind(y_true=yt, compare_to=other)
+    n_boot, conf = _interval_options(contrast, n_boot, "n_boot", confidence, seed)
+    codes, sizes = np.unique(g, return_inverse=True, return_counts=True)[1:]
+    codes = codes.reshape(-1)
+    _check_statistic(statistic, sizes.size)
+    correct = [(yt == yp).astype(np.float64)] + ([] if other is None else [(yt == other).astype(np.float64)])
+    rng = np.random.default_rng(seed)
+    actual = [np.array([[100 * c[codes == k].mean() for k in range(sizes.size)]]) for c in correct]
+    boot = [np.empty((n_boot, sizes.size)) for _ in correct]
+    for k in range(sizes.size):
+        members = np.flatnonzero(codes == k)
+        draw = rng.integers(0, members.size, size=(n_boot, members.size))  # the same rows for both models
+        for c, out in zip(correct, boot):
+            out[:, k] = 100 * c[members][draw].mean(axis=1)
+    stats_actual = [_group_statistic(statistic, a, sizes) for a in actual]
+    stats_boot = [_group_statistic(statistic, b, sizes) for b in boot]
+    point = _contrast(stats_actual[0], stats_actual[1] if other is not None else None, contrast)[0]
+    draws = _contrast(stats_boot[0], stats_boot[1] if other is not None else None, contrast)
+    if not np.isfinite(point):
+        raise ValueError(f"contrast: {contrast!r} is undefined here (the statistic of y_pred is 0); "
+                         "use contrast='difference'")
+    return _percentile_interval(point, draws, conf, contrast)
+
+
+def simulated_group_interval(accuracies: ArrayLike, n_per_group: Any, *, statistic: Any = "variance",
+                             compare_to: ArrayLike | None = None, contrast: str = "difference",
+                             n_sim: int = 20000, confidence: float = 0.95, seed: int = 0
+                             ) -> tuple[float, float, float]:
+    r"""The sampling noise of a statistic of *quoted* per-group accuracies (a parametric bootstrap).
+
+    For a paper that reports only accuracies: each group's test accuracy is redrawn ``n_sim``
+    times as :math:`100\,\mathrm{Binomial}(n_g, p_g)/n_g` with :math:`p_g` the quoted accuracy,
+    and the interval is the :math:`(1\mp c)/2` quantiles of the statistic over the draws. It
+    answers "how far could this number move with a new test set of the same size?", not "how
+    far from the truth is it" (the quoted accuracies stand in for the true ones).
+
+    Parameters
+    ----------
+    accuracies
+        Shape ``(G,)``: per-group accuracies in % (0 to 100).
+    n_per_group
+        Test examples per group: one integer, or one per group.
+    statistic
+        As in :func:`bootstrap_interval` (``"overall"`` weights groups by ``n_per_group``).
+    compare_to
+        Shape ``(G,)``: a second model's accuracies; the result is the contrast
+        :math:`s(b) - s(a)` or :math:`s(b)/s(a)`. The two models are drawn **independently**: the
+        quoted numbers do not say which test examples both models got right, and models scored on
+        the same test set are usually positively correlated, so this interval is wider than a
+        paired one.
+    contrast, n_sim, confidence, seed
+        As ``contrast``, ``n_boot``, ``confidence`` and ``seed`` in :func:`bootstrap_interval`.
+
+    Returns
+    -------
+    (point, low, high)
+        The statistic (or contrast) of the quoted accuracies, and the interval's ends.
+
+    Examples
+    --------
+    >>> # the paper's Table 1 (Teru & Chakraborty): SimpleCNN's variance of 11.26 at 474 test images per race
+    >>> round(simulated_group_interval([92.41, 91.56, 84.07, 90.93, 88.61], 474)[0], 2)
+    11.26
+    """
+    accs = []
+    for name, values in (("accuracies", accuracies), ("compare_to", compare_to)):
+        if values is None:
+            continue
+        a = _floats(as_1d(values, name), name)
+        if not np.isfinite(a).all() or (a < 0).any() or (a > 100).any():
+            raise ValueError(f"{name}: expected per-group accuracies in % (0 to 100), got {a.tolist()}")
+        accs.append(a)
+    if len(accs) == 2 and accs[1].size != accs[0].size:
+        raise ValueError(f"compare_to: {accs[1].size} groups against {accs[0].size} in accuracies")
+    n_groups = accs[0].size
+    if isinstance(n_per_group, (bool, np.bool_)) or isinstance(n_per_group, (str, bytes)):
+        raise ValueError(f"n_per_group: expected the number of test examples per group, got {n_per_group!r}")
+    sizes = np.broadcast_to(np.asarray(n_per_group), (n_groups,)) if np.ndim(n_per_group) == 0 else \
+        np.asarray(n_per_group)
+    if sizes.shape != (n_groups,) or sizes.dtype.kind not in "iu" or (sizes < 1).any():
+        raise ValueError(f"n_per_group: expected one integer >= 1, or one per group ({n_groups}), got {n_per_group!r}")
+    sizes = sizes.astype(np.int64)
+    n_sim, conf = _interval_options(contrast, n_sim, "n_sim", confidence, seed)
+    _check_statistic(statistic, n_groups)
+    rng = np.random.default_rng(seed)
+    stats_actual = [_group_statistic(statistic, a[None, :], sizes) for a in accs]
+    stats_sim = [_group_statistic(statistic, 100 * rng.binomial(sizes, a / 100, size=(n_sim, n_groups)) / sizes,
+                                  sizes) for a in accs]
+    second = len(accs) == 2
+    point = _contrast(stats_actual[0], stats_actual[1] if second else None, contrast)[0]
+    if not np.isfinite(point):
+        raise ValueError(f"contrast: {contrast!r} is undefined here (the statistic of accuracies is 0); "
+                         "use contrast='difference'")
+    draws = _contrast(stats_sim[0], stats_sim[1] if second else None, contrast)
+    return _percentile_interval(point, draws, conf, contrast)
 
 
 # --------------------------------------------------------------------------- bias transfer

@@ -344,3 +344,125 @@ def test_accuracy_interval_is_the_wilson_interval():
         accuracy_interval(80, 10)
     with pytest.raises(ValueError, match="n: expected the number of examples"):
         accuracy_interval(0.8, 0)
+
+
+# --------------------------------------------------------------------------- intervals of per-group statistics
+def _planted(n0=400, n1=400, right0=360, right1=240):
+    """Two groups, every label 1: group 0 gets ``right0`` of ``n0`` right, group 1 ``right1`` of ``n1``."""
+    y = np.ones(n0 + n1, dtype=int)
+    pred = np.r_[np.ones(right0), np.zeros(n0 - right0), np.ones(right1), np.zeros(n1 - right1)].astype(int)
+    return y, pred, np.r_[np.zeros(n0, int), np.ones(n1, int)]
+
+
+def test_bootstrap_interval_points_are_the_statistics_of_the_data():
+    y, pred, g = _planted()  # group accuracies 90% and 60%
+    assert M.bootstrap_interval(y, pred, groups=g)[0] == pytest.approx(450.0)  # var([90, 60], ddof=1)
+    assert M.bootstrap_interval(y, pred, groups=g)[0] == pytest.approx(M.accuracy_variance(y, pred, groups=g))
+    assert M.bootstrap_interval(y, pred, groups=g, statistic="worst")[0] == pytest.approx(60.0)
+    assert M.bootstrap_interval(y, pred, groups=g, statistic="gap")[0] == pytest.approx(30.0)
+    assert M.bootstrap_interval(y, pred, groups=g, statistic="mean")[0] == pytest.approx(75.0)
+    y, pred, g = _planted(n1=100, right1=60)  # unequal sizes: overall = (360 + 60) / 500
+    assert M.bootstrap_interval(y, pred, groups=g, statistic="overall")[0] == pytest.approx(84.0)
+    assert M.bootstrap_interval(y, pred, groups=g, statistic="mean")[0] == pytest.approx(75.0)
+    first = M.bootstrap_interval(y, pred, groups=g, statistic=lambda a: a[:, 0] - a[:, 1])
+    assert first[0] == pytest.approx(30.0)
+
+
+def test_bootstrap_interval_widths_match_the_binomial_standard_error():
+    y, pred, g = _planted()
+    # mean of two group accuracies: SE = 100 * 0.5 * sqrt(0.9*0.1/400 + 0.6*0.4/400) = 1.436 pp
+    _, low, high = M.bootstrap_interval(y, pred, groups=g, statistic="mean", n_boot=4000)
+    assert (high - low) / 2 == pytest.approx(1.96 * 1.436, rel=0.1)
+    assert low < 75 < high
+    # the worst group is group 1 in every resample: 60% ± 1.96 * 100 * sqrt(0.24 / 400) = ± 4.80
+    _, low, high = M.bootstrap_interval(y, pred, groups=g, statistic="worst", n_boot=4000)
+    assert (high - low) / 2 == pytest.approx(4.80, rel=0.1)
+    # every prediction right: no spread at all
+    assert M.bootstrap_interval(y, y, groups=g) == (0.0, 0.0, 0.0)
+
+
+def test_bootstrap_interval_pairs_the_two_models():
+    y, pred, g = _planted()
+    assert M.bootstrap_interval(y, pred, groups=g, compare_to=pred, statistic="worst") == (0.0, 0.0, 0.0)
+    assert M.bootstrap_interval(y, pred, groups=g, compare_to=pred, contrast="ratio")[1:] == (1.0, 1.0)
+    better = pred.copy()
+    better[np.flatnonzero((g == 1) & (pred == 0))[:40]] = 1  # 40 more right in group 1: 60% -> 70%
+    point, low, high = M.bootstrap_interval(y, pred, groups=g, compare_to=better, statistic="mean", n_boot=4000)
+    assert point == pytest.approx(5.0)
+    # paired: only the 40 changed examples move the difference; SE = 100 * 0.5 * sqrt(0.1 * 0.9 / 400) = 0.75
+    assert (high - low) / 2 == pytest.approx(1.96 * 0.75, rel=0.15)
+    assert M.bootstrap_interval(y, pred, groups=g, compare_to=better, statistic="worst")[0] == pytest.approx(10.0)
+    again = M.bootstrap_interval(y, pred, groups=g, compare_to=better, statistic="mean", n_boot=4000)
+    assert again == (point, low, high)  # the seed fixes the resamples
+
+
+def test_simulated_group_interval_reproduces_the_papers_variances():
+    table1 = {11.26: [92.41, 91.56, 84.07, 90.93, 88.61],  # Teru & Chakraborty, Table 1: SimpleCNN,
+              10.11: [89.84, 90.25, 83.64, 92.02, 88.27],  # SimpleCNN-WL
+              6.66: [85.65, 86.08, 80.90, 87.66, 83.86]}  # and FaderCNN, Class 0-4
+    for variance, accs in table1.items():
+        point, low, high = M.simulated_group_interval(accs, 474)
+        assert round(point, 2) == variance  # ddof = 1
+        assert 0 < low < point < high
+    # with (almost) unlimited test data the noise vanishes
+    point, low, high = M.simulated_group_interval(table1[11.26], 10**8, n_sim=1000)
+    assert high - low < 0.05 and low <= point + 0.01 and point - 0.01 <= high
+    # the worst group of [90, 60] at 400 per group: 60 ± 1.96 * 100 * sqrt(0.24 / 400) = ± 4.80
+    _, low, high = M.simulated_group_interval([90, 60], 400, statistic="worst")
+    assert (high - low) / 2 == pytest.approx(4.80, rel=0.05)
+    # the relative drop 1 - 6.66 / 11.26 = 40.9%
+    point, _, _ = M.simulated_group_interval(table1[11.26], 474, compare_to=table1[6.66], contrast="ratio")
+    assert 1 - point == pytest.approx(1 - 6.6574 / 11.2581, abs=1e-4)
+    # per-group sizes: "overall" weights by them
+    assert M.simulated_group_interval([90, 60], [300, 100], statistic="overall")[0] == pytest.approx(82.5)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: M.bootstrap_interval([1, 0], [1, 1], groups=[0, 1], statistic="median"), r"statistic: expected one of"),
+    (lambda: M.bootstrap_interval([1, 0], [1, 1], groups=[0, 1], statistic=lambda a: a), r"statistic: a callable"),
+    (lambda: M.bootstrap_interval([1, 0], [1, 1], groups=[0, 0]), r"groups: only one group"),
+    (lambda: M.bootstrap_interval([1, 0], [1, 1], groups=[0, 1], n_boot=10), r"n_boot: expected an integer >= 100"),
+    (lambda: M.bootstrap_interval([1, 0], [1, 1], groups=[0, 1], confidence=95), r"confidence: expected a level"),
+    (lambda: M.bootstrap_interval([1, 0], [1, 1], groups=[0, 1], contrast="minus"), r"contrast: expected"),
+    (lambda: M.bootstrap_interval([1, 0], [1, 1], groups=[0, 1], compare_to=[1]), r"compare_to"),
+    (lambda: M.bootstrap_interval([1, 0], [0.2, 0.9], groups=[0, 1]), r"y_pred: expected hard labels"),
+    (lambda: M.bootstrap_interval([1, 1, 1, 1], [1, 1, 1, 1], groups=[0, 0, 1, 1], compare_to=[1, 0, 1, 0],
+                                  contrast="ratio"), r"contrast: 'ratio' is undefined"),
+    (lambda: M.simulated_group_interval([0.9, 0.8, 120], 100), r"accuracies: expected per-group accuracies in %"),
+    (lambda: M.simulated_group_interval([90, 80], 0), r"n_per_group: expected one integer >= 1"),
+    (lambda: M.simulated_group_interval([90, 80], [100, 100, 100]), r"n_per_group: expected one integer"),
+    (lambda: M.simulated_group_interval([90, 80], 100, compare_to=[90]), r"compare_to: 1 groups against 2"),
+    (lambda: M.simulated_group_interval([90], 100), r"groups: only one group"),
+])
+def test_interval_functions_name_the_bad_argument(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_bootstrap_interval_groups_are_keyword_only():
+    with pytest.raises(TypeError):
+        M.bootstrap_interval(T, P, G)
+
+
+def test_label_interrelation_on_hard_predictions_hand_computed():
+    """The authors' compute_interdependence: R² of each 0/1 prediction on the others (Chapter 5)."""
+    # two columns: R² is the squared correlation, (0.2 / 1.2)^2 = 1/36 for both
+    pred = np.array([[0, 0], [0, 1], [1, 0], [1, 1], [1, 1]])
+    np.testing.assert_allclose(M.label_interrelation(pred), [1 / 36, 1 / 36])
+    # a copy is explained exactly, an orthogonal column not at all; a constant column is NaN by
+    # default and 1.0 as scikit-learn's LinearRegression().score gives it
+    a, b = np.array([0, 0, 1, 1]), np.array([0, 1, 0, 1])
+    hard = np.column_stack([a, b, a, np.ones(4, int)])
+    np.testing.assert_allclose(M.label_interrelation(hard)[:3], [1.0, 0.0, 1.0], atol=1e-12)
+    assert np.isnan(M.label_interrelation(hard)[3])
+    assert M.label_interrelation(hard, constant=1.0)[3] == 1.0
+    with pytest.raises(ValueError, match="constant: expected a number"):
+        M.label_interrelation(hard, constant="one")
+
+
+def test_label_interrelation_nearly_constant_column_stays_in_range():
+    """A broken model's probabilities barely vary: R² stays in [0, 1] instead of blowing up."""
+    rng = np.random.default_rng(0)
+    probs = np.column_stack([rng.random(500), 0.5 + 1e-9 * rng.random(500), rng.random(500)])
+    r2 = M.label_interrelation(probs)
+    assert ((r2 >= 0) & (r2 <= 1)).all()
