@@ -6,11 +6,16 @@ like. Dense kernels (MKL-DNN/oneDNN convolutions, GEMM) multiply those zeros lik
 number, so no speed-up is expected; the paper's speed-ups come from a sparsity-aware engine
 (DeepSparse), not from the masks themselves.
 
-Run: ``python benchmarks/bench_pruning.py`` (about ten seconds).
+Run: ``python benchmarks/bench_pruning.py`` (about ten seconds). It writes its numbers to
+``benchmarks/bench_pruning.json`` (committed), which Chapter 5 shows beside the machine they
+were measured on.
 """
 
+import json
+import platform
 import statistics
 import time
+from pathlib import Path
 
 import torch
 
@@ -40,7 +45,7 @@ def median_latency(model: torch.nn.Module, x: torch.Tensor, repeats: int = REPEA
 
 def build(sparsity: float) -> torch.nn.Module:
     torch.manual_seed(0)
-    model = spatial_resnet(OUTPUTS, image_size=SIZE, width=8)
+    model = spatial_resnet(OUTPUTS, image_size=SIZE, width=8, hidden=256)  # the quick profile's network
     if sparsity > 0:
         P.global_magnitude_prune(model, sparsity)
         P.make_permanent(model)  # plain weight tensors with zeros, no masks or hooks
@@ -69,6 +74,14 @@ def main() -> None:
     print(f"Unstructured sparsity gives {verdict} with stock PyTorch: the zeros are stored and "
           "multiplied by dense kernels. Speed-ups need sparse kernels or a sparsity-aware engine "
           "(e.g. DeepSparse, as in the paper), or structured/N:M patterns on supporting hardware.")
+    out = Path(__file__).with_suffix(".json")
+    out.write_text(json.dumps({
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(), "torch": torch.__version__,
+        "threads": torch.get_num_threads(), "batch": BATCH, "size": SIZE, "date": time.strftime("%Y-%m-%d"),
+        "ms_per_batch": {f"{s:g}": round(results[s], 3) for s in results},
+        "measured_sparsity": {f"{s:g}": round(P.measure_sparsity(m), 4) for s, m in models.items()},
+    }, indent=1) + "\n")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -35,6 +35,11 @@ _TABLE = pd.DataFrame({"age": pd.Categorical(["young", "old"]), "style": pd.Cate
 _ONE = np.array([[1], [0], [1], [0]])
 _MAIN = pd.DataFrame({"seed": [0], "sparsity": [[0.0]], "attributes": [["a"]], "identities": [["g"]], "ba": [[0.1]]})
 
+
+def _cie_frame():
+    return pd.DataFrame({"seed": [0], "sparsity": [[0.0, 0.9]], "attributes": [["a"]],
+                         "test_predictions": [[0, 1, 1, 1]], "dense_test_logits": [[-1.0, 2.0]]})
+
 PRUNING = [
     ("cubic_sparsity, NaN step", lambda: P.cubic_sparsity(float("nan"), final=0.9, start=0, end=2),
      ValueError, "step: expected a finite number"),
@@ -65,9 +70,24 @@ PRUNING = [
     ("train_gmp, negative finetune", lambda: P.train_gmp(_tiny(), *_xy(), targets=[0.5], epochs=3, start=0, end=1,
                                                          finetune_epochs=-1),
      ValueError, "finetune_epochs: expected a finite number >= 0"),
-    ("train_gmp, finetune_lr 0", lambda: P.train_gmp(_tiny(), *_xy(), targets=[0.5], epochs=3, start=0, end=1,
-                                                     finetune_lr=0),
-     ValueError, "finetune_lr: expected a positive learning rate or None"),
+    ("train_gmp, negative warm-up", lambda: P.train_gmp(_tiny(), *_xy(), targets=[0.5], epochs=3, start=0, end=1,
+                                                        warmup_epochs=-1),
+     ValueError, "warmup_epochs: expected a finite number >= 0"),
+    ("train_multilabel, negative warm-up", lambda: P.train_multilabel(_tiny(), *_xy(), epochs=1, lr=0.1,
+                                                                      warmup_epochs=-0.5),
+     ValueError, "warmup_epochs: expected a finite number >= 0"),
+    ("train_gmp, augment as True", lambda: P.train_gmp(_tiny(), *_xy(), targets=[0.5], epochs=3, start=0, end=1,
+                                                       augment=True),
+     ValueError, "augment: expected None (no augmentation) or a padding in pixels"),
+    ("ba_table, alpha in percent", lambda: P.ba_table([[1], [0]] * 10, [[1], [0]] * 10, {"g": [0, 1] * 10},
+                                                      [[1], [0]] * 10, {"g": [0, 1] * 10}, ["a"], alpha=1),
+     ValueError, "alpha: expected a significance level in (0, 1)"),
+    ("two_proportion_pvalue, one group", lambda: P.two_proportion_pvalue([0, 1, 1], [1, 1, 1]),
+     ValueError, "group: both groups need examples"),
+    ("training_budget, not a config", lambda: P.training_budget([1, 2]),
+     ValueError, "config: expected a configuration of main_grid"),
+    ("cie_examples, dense sparsity", lambda: P.cie_examples(_cie_frame(), 0.0),
+     ValueError, "sparsity: 0.0 is not a sparse model of the frame"),
     ("calibrate_thresholds, labels 0/1/2", lambda: P.calibrate_thresholds(np.ones((3, 1)), [[0], [1], [2]]),
      ValueError, "val_labels: expected binary 0/1 values, found 2"),
     ("apply_thresholds, NaN threshold", lambda: P.apply_thresholds(np.ones((3, 1)), [np.nan]),
@@ -127,6 +147,9 @@ PRUNING = [
     ("run_seed, override fraction in percent", lambda: P.run_seed(**{**P.main_grid("quick")[0],
                                                                       "override_fractions": [5]}),
      ValueError, "override_fractions: expected fractions in [0, 1] (5% is 0.05), got 5"),
+    ("run_seed, single sparsity not swept", lambda: P.run_seed(**{**P.main_grid("quick")[0],
+                                                                  "single_sparsities": [0.95]}),
+     ValueError, "single_sparsities: [0.95] are not among sparsities"),
     ("run_seed, unexpected keyword", lambda: P.run_seed(**P.main_grid("quick")[0], sparsity=[0.9]),
      TypeError, "unexpected keyword argument 'sparsity'"),
     ("run_backdoor, split above 1", lambda: P.run_backdoor(**{**P.backdoor_grid("quick")[0], "split": [1.5, 0.05]}),

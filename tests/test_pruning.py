@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torchvision
@@ -144,13 +145,82 @@ def test_train_gmp_returns_each_target():
     x = torch.randn(64, 4, 6, 6)
     y = (x.mean((1, 2, 3)) > 0).long()[:, None].repeat(1, 3)
     seen = []
-    out = P.train_gmp(_tiny(), x, y, targets=[0.5, 0.8, 0.9], epochs=4, start=1, end=2, lr=0.05,
-                      finetune_epochs=0.25, batch_size=32, callback=lambda s, m: seen.append(s))
+    start = _tiny()
+    before = [p.detach().clone() for p in start.parameters()]
+    out = P.train_gmp(start, x, y, targets=[0.5, 0.8, 0.9], epochs=4, start=1, end=2, lr=0.05,
+                      finetune_epochs=0.5, batch_size=32, callback=lambda s, m: seen.append(s))
     assert list(out) == [0.5, 0.8, 0.9] and sorted(seen) == [0.5, 0.8, 0.9]
     for s, m in out.items():
         assert P.measure_sparsity(m) == pytest.approx(s, abs=0.02)
+    # one complete run per target: 4 epochs of 2 batches, then half an epoch (1 step)
+    assert [P.train_steps(m) for m in out.values()] == [9, 9, 9]
+    assert all(torch.equal(a, b) for a, b in zip(before, start.parameters())), "the start model is not changed"
+    assert P.train_steps(start) == 0
+    dense = P.train_gmp(start, x, y, targets=[0.0], epochs=3, start=0, end=1, lr=0.05, batch_size=32)
+    assert P.measure_sparsity(dense[0.0]) == 0.0 and P.train_steps(dense[0.0]) == 6, "a 0% run trains unpruned"
     with pytest.raises(ValueError, match="variant"):
         P.train_gmp(_tiny(), x, y, targets=[0.5], epochs=3, start=0, end=1, variant="xx")
+
+
+def test_train_gmp_with_crops_and_flips_changes_the_run():
+    torch.manual_seed(2)
+    x = torch.randn(64, 4, 6, 6)
+    y = (x.mean((1, 2, 3)) > 0).long()[:, None].repeat(1, 3)
+    plain = P.train_gmp(_tiny(4), x, y, targets=[0.5], epochs=3, start=0, end=1, lr=0.05, batch_size=32)[0.5]
+    augmented = P.train_gmp(_tiny(4), x, y, targets=[0.5], epochs=3, start=0, end=1, lr=0.05, batch_size=32,
+                            augment=1)[0.5]
+    assert P.measure_sparsity(augmented) == pytest.approx(0.5, abs=0.02)
+    assert not torch.equal(plain[0].weight, augmented[0].weight), "augmented batches give another trajectory"
+
+
+def test_train_gmp_same_start_same_seed_same_run():
+    """Each target's run is independent of the others: 0.8 alone equals 0.8 beside 0.5."""
+    torch.manual_seed(1)
+    x = torch.randn(64, 4, 6, 6)
+    y = (x.mean((1, 2, 3)) > 0).long()[:, None].repeat(1, 3)
+    start = _tiny(3)
+    both = P.train_gmp(start, x, y, targets=[0.5, 0.8], epochs=3, start=0, end=1, lr=0.05, batch_size=32)
+    alone = P.train_gmp(start, x, y, targets=[0.8], epochs=3, start=0, end=1, lr=0.05, batch_size=32)
+    for a, b in zip(both[0.8].state_dict().values(), alone[0.8].state_dict().values()):
+        torch.testing.assert_close(a, b)
+
+
+def test_warmup_cosine_schedule_hand_values():
+    from types import SimpleNamespace
+
+    from fairlib.training import cosine_schedule, warmup_cosine_schedule
+
+    f = warmup_cosine_schedule(1.0)  # 4 steps per epoch, 12 steps: W = 4 warm-up steps, then 8 of cosine
+    at = [f(SimpleNamespace(step=t, total_steps=12, steps_per_epoch=4)) for t in range(12)]
+    np.testing.assert_allclose(at[:4], [0.25, 0.5, 0.75, 1.0])
+    assert at[4] == pytest.approx(1.0) and at[8] == pytest.approx(0.5)  # cos(pi * 4/8) = 0
+    assert at[11] == pytest.approx(0.5 * (1 + np.cos(np.pi * 7 / 8)))
+    plain = warmup_cosine_schedule(0)
+    for t in range(12):
+        state = SimpleNamespace(step=t, total_steps=12, steps_per_epoch=4)
+        assert plain(state) == pytest.approx(cosine_schedule(state))
+
+
+def test_training_budgets_are_equal_across_sparsities():
+    for profile in ("quick", "full", "paper"):
+        config = P.main_grid(profile)[0]
+        budget = P.training_budget(config)
+        sparse = budget[budget.sparsity > 0]
+        assert list(sparse.sparsity) == config["sparsities"]
+        assert sparse.optimizer_steps.nunique() == 1 and sparse.epochs.nunique() == 1, profile
+        assert budget.schedule.nunique() == 1 and "warm-up" in budget.schedule.iloc[0], "one schedule family"
+        if config["variant"] == "ri":
+            assert budget.optimizer_steps.nunique() == 1, f"{profile}: GMP-RI runs are as long as the dense run"
+        else:
+            matched = budget[budget.model == "dense, same budget"]
+            assert matched.optimizer_steps.iloc[0] == sparse.optimizer_steps.iloc[0]
+    quick = P.training_budget(P.main_grid("quick")[0])
+    # 2,500 images in batches of 32: 78 full batches and one of 4 -> 79 steps per epoch; 8 dense + 4 GMP epochs
+    assert quick.optimizer_steps.tolist() == [8 * 79] + [12 * 79] * 4
+    assert quick.pruning_epochs.iloc[-1] == "0, 1, 2"
+    for config in P.backdoor_grid("full"):
+        b = P.training_budget(config)
+        assert b.optimizer_steps.nunique() == 1, "the full backdoor's dense run is as long as its GMP-RI runs"
 
 
 # --------------------------------------------------------------------------- calibration
@@ -266,6 +336,8 @@ def test_summarise_perfect_and_constant_models():
     assert perfect["uncertainty"] == 0.0 and perfect["ece"] < 1e-3
     assert perfect["mean_ba"] == pytest.approx(0.2) and perfect["worst_ba"] == pytest.approx(0.2)
     assert list(perfect) == list(P.SUMMARY_METRICS)
+    # hard predictions of two independent balanced columns: R^2 = 0 each; no constant output
+    assert perfect["interrelation"] == pytest.approx(0.0, abs=1e-12) and perfect["constant_outputs"] == 0.0
     # all logits 0: every probability is 0.5 (uncertain), nothing predicted, chance AUC
     rare = (np.arange(20) < 5).astype(int)
     flat = P.summarise(np.zeros(20), rare)
@@ -323,10 +395,15 @@ def test_grids_and_registration():
     assert quick[0]["split_options"]["train"] == {"n": 2500, "seed": 4}
     assert full[0]["split_options"] == {"train": {"n": 40_000, "seed": 0}}, "full: a subset of CelebA's training split"
     assert paper[0]["split_options"] == {} and paper[0]["dense_epochs"] == 100, "paper: the whole split, 100 epochs"
-    assert quick[0]["sparsities"] == P.SPARSITIES and paper[0]["variant"] == "ri" and full[0]["variant"] == "pt"
+    assert quick[0]["sparsities"] == [0.9, 0.98, 0.995] and paper[0]["sparsities"] == P.SPARSITIES
+    assert paper[0]["variant"] == "ri" and full[0]["variant"] == "ri" and quick[0]["variant"] == "pt"
+    assert quick[0]["prune_lr"] < quick[0]["lr"], "GMP-PT: Adam at a lower rate than the dense training"
+    assert paper[0]["prune_frequency"] == 10 and paper[0]["warmup_epochs"] == 5, "the authors' schedule"
+    assert quick[0]["augment"] is None and full[0]["augment"] == paper[0]["augment"] == 9, "crops and flips in full"
     assert len({sweep.config_key(c) for c in quick}) == 3  # JSON-serialisable and distinct
     (bd,) = P.backdoor_grid("quick")
     assert bd["attribute"] == "fringe" and bd["epochs"] == quick[0]["single_epochs"]
+    assert [c["seed"] for c in P.backdoor_grid("full")] == [0, 1, 2]
     assert {k: bd[k] for k in ("model", "variant", "prune_epochs")} == \
         {k: quick[0][k] for k in ("model", "variant", "prune_epochs")}
     sweep.config_key(bd)
@@ -342,8 +419,8 @@ _TINY = {"split_options": {"train": {"n": 240, "seed": 0}, "val": {"n": 120, "se
 
 
 def _tiny_configs() -> list[dict]:
-    return [{**c, **_TINY, "dense_epochs": 1, "single_epochs": 1, "single": ["earrings"], "sparsities": [0.5, 0.8]}
-            for c in P.main_grid("quick")]
+    return [{**c, **_TINY, "dense_epochs": 1, "single_epochs": 1, "single": ["earrings"], "sparsities": [0.5, 0.8],
+             "single_sparsities": [0.8]} for c in P.main_grid("quick")]
 
 
 @pytest.fixture(scope="module")
@@ -370,11 +447,25 @@ def test_run_seed_results_are_flat_and_consistent(tiny_main):
     mit = P.ba_cube(tiny_main, "mitigation_ba")
     assert mit.shape == (3, 3, 6, k, n_id) and r["mitigation_methods"][0] == "default threshold"
     np.testing.assert_array_equal(mit[:, :, 0], P.ba_cube(tiny_main))
-    assert r["single_attribute"] == ["earrings", "earrings"] and r["single_training"] == ["joint", "single"]
+    assert r["single_attribute"] == ["earrings"] * 4 and r["single_training"] == ["joint", "single"] * 2
+    assert r["single_sparsity"] == [0.0, 0.0, 0.8, 0.8]
+    assert r["single_accuracy"][2] == pytest.approx(float((preds[2][:, r["attributes"].index("earrings")] ==
+                                                           data.labels["test"][:, r["attributes"].index("earrings")])
+                                                          .mean())), "the joint row at 0.8 is the 0.8 joint model"
     assert r["nm_pattern"] == ["2:4", "1:4", "1:8"] and 0.4 < r["nm_sparsity"][0] <= 0.5
     assert 0 <= r["control_accuracy_triggered"] <= 1 and 0 <= r["control_positive_rate"] <= 1
     assert r["n_weights"] == sum(m.weight.numel() for m, _ in P.prunable_weights(
         spatial_resnet(k, image_size=24, width=4, hidden=8)))
+    # budgets: 240 images in batches of 80 = 3 steps per epoch; dense 1 epoch, GMP-PT 2 more for each target
+    assert r["train_steps"] == [3, 9, 9] and r["matched_train_steps"] == 9
+    budget = P.training_budget(_tiny_configs()[0])
+    assert budget.optimizer_steps.tolist() == [3, 9, 9, 9]
+    assert set(r.index) >= {f"matched_{k}" for k in P.SUMMARY_METRICS}
+    p = np.reshape(r["pair_p"], (k, n_id))
+    assert np.isnan(p[r["attributes"].index("angular"), 0]) and np.nanmax(p) <= 1
+    # BA is defined only for pairs whose training association is significant (p < 0.01)
+    ba = P.ba_cube(tiny_main)[0, 0]
+    assert not np.isfinite(ba[~(p < 0.01)]).any()
 
 
 def test_run_seed_restores_threads_and_repeats_exactly(tiny_main):
@@ -402,7 +493,7 @@ def test_tables_from_the_sweep(tiny_main):
     assert set(worst.sparsity) <= {0.0, 0.5, 0.8} and worst["worst BA"].notna().all()
     assert worst["worst BA"].max() == pytest.approx(np.nanmax(cube))
     single = P.single_table(tiny_main)
-    assert len(single) == 6 and "BA angular" in single.columns
+    assert len(single) == 12 and "BA angular" in single.columns and set(single.sparsity) == {0.0, 0.8}
     cies = P.cie_table(tiny_main)
     assert list(cies.index) == [0.5, 0.8] and ((cies["share of CIEs"] >= 0) & (cies["share of CIEs"] <= 1)).all()
     preds = np.stack([np.reshape(r, (3, -1, 12)) for r in tiny_main["test_predictions"]])
@@ -420,13 +511,82 @@ def test_run_backdoor_and_its_table(tiny_main, tmp_path):
     r = frame.iloc[0]
     assert r["sparsity"] == [0.0, 0.8] and len(r["ba"]) == 2
     table = P.backdoor_table(frame, tiny_main)
-    assert list(table.index) == [("trained with trigger", 0.0), ("trained with trigger", 0.8),
-                                 ("clean joint model", 0.0)]
-    assert table.loc[("clean joint model", 0.0), "accuracy, trigger on half"] == \
-        tiny_main.iloc[0]["control_accuracy_triggered"]
+    assert list(zip(table.model, table.sparsity)) == [("trained with trigger", 0.0), ("trained with trigger", 0.8),
+                                                      ("clean joint model", 0.0)]
+    assert table["accuracy, trigger on half"].iloc[2] == tiny_main.iloc[0]["control_accuracy_triggered"]
     assert len(P.backdoor_table(frame)) == 2
     with pytest.raises(ValueError, match="seed"):
         P.backdoor_table(frame, tiny_main[tiny_main.seed == 2])
+
+
+def test_two_proportion_pvalue_hand_value():
+    # group 1: 30 of 50 positive, group 0: 20 of 50; pooled 0.5: z = 0.2 / sqrt(0.25 * 0.04) = 2
+    y = np.r_[np.ones(30), np.zeros(20), np.ones(20), np.zeros(30)].astype(int)
+    g = np.r_[np.ones(50), np.zeros(50)].astype(int)
+    from scipy import stats
+
+    assert P.two_proportion_pvalue(y, g) == pytest.approx(2 * stats.norm.sf(2.0))
+    chi2 = stats.chi2_contingency([[30, 20], [20, 30]], correction=False)[1]
+    assert P.two_proportion_pvalue(y, g) == pytest.approx(chi2)
+    assert P.two_proportion_pvalue(np.zeros(100, int), g) == 1.0
+
+
+def test_planted_pairs_pass_the_significance_filter():
+    """On the quick profile's training split, every planted attribute-identity link is significant."""
+    c = P.main_grid("quick")[0]
+    d = P.load_attribute_splits(c["data"], c["data_options"], c["split_options"], drop=c["drop"],
+                                identities=c["identities"])
+    tests = P.pair_tests(d.labels["train"], d.identity["train"], d.attributes).set_index(["attribute", "identity"])
+    planted = [("beard", "angular"), ("lipstick", "angular"), ("earrings", "angular"), ("mustache", "angular"),
+               ("glasses", "smooth")]
+    for pair in planted:
+        assert tests.loc[pair, "p"] < 0.01 and tests.loc[pair, "passes 10% rule"], pair
+    assert len(tests) == 12 * 4 - 4, "every attribute with every identity but itself"
+    ba = P.ba_table(d.labels["train"], d.labels["train"], d.identity["train"], d.labels["train"], d.identity["train"],
+                    d.attributes, alpha=0.01)
+    for a, g in tests.index:
+        if tests.loc[(a, g), "p"] >= 0.01:
+            assert np.isnan(ba.loc[a, g]), (a, g)
+
+
+def test_cie_table_per_model_and_examples():
+    # 2 seeds, 4 examples, 1 attribute; dense predictions [0,1,1,1] in both, sparse flips example 0 in both
+    dense = [0, 1, 1, 1]
+    frame = pd.DataFrame({"seed": [0, 1], "sparsity": [[0.0, 0.9]] * 2, "attributes": [["a"]] * 2,
+                          "test_predictions": [dense + [1, 1, 1, 1]] * 2,
+                          "dense_test_logits": [[0.0, 5.0, 5.0, 5.0], [0.0, 0.0, 5.0, 5.0]]})
+    t = P.cie_table(frame)
+    assert t.loc[0.9, "share of CIEs"] == 0.25
+    # seed 0: 1 of 4 uncertain (p = 0.5), seed 1: 2 of 4; on the CIE (example 0) both are uncertain
+    assert t.loc[0.9, "dense uncertainty on all"] == pytest.approx(0.375)
+    assert t.loc[0.9, "dense uncertainty on CIEs"] == 1.0 and t.loc[0.9, "enrichment"] == pytest.approx(1 / 0.375)
+    ex = P.cie_examples(frame, 0.9)
+    assert ex.to_dict("records") == [{"index": 0, "attribute": "a", "dense p": 0.5, "dense modal": 0,
+                                      "sparse modal": 1}]
+
+
+def test_mitigation_effects_paired_over_seeds():
+    # 3 seeds, one model at 0.9 besides dense, 2 methods; BA of the one pair per seed and method
+    base, cal = [0.10, 0.20, 0.30], [0.05, 0.10, 0.30]
+    rows = []
+    for b, c in zip(base, cal):
+        cube = [[[0.0], [0.0]], [[b], [c]]]  # models x methods x K x I
+        rows.append({"sparsity": [0.0, 0.9], "attributes": ["a"], "identities": ["g"],
+                     "mitigation_methods": ["default threshold", "calibrated thresholds"],
+                     "mitigation_ba": list(np.ravel(cube))})
+    frame = pd.DataFrame(rows).assign(seed=[0, 1, 2])
+    eff = P.mitigation_effects(frame, [[True]], 0.9)
+    diff = np.array(cal) - np.array(base)  # -0.05, -0.10, 0.0
+    half = 4.302652729911275 * diff.std(ddof=1) / np.sqrt(3)  # t(0.975, 2)
+    assert eff.loc["calibrated thresholds", "change"] == pytest.approx(-0.05)
+    assert eff.loc["calibrated thresholds", "change low"] == pytest.approx(-0.05 - half)
+    # the baseline's interval 0.2 +- 4.30 * 0.1 / sqrt(3) includes 0: no percentage
+    assert np.isnan(eff.loc["calibrated thresholds", "change %"])
+    frame["mitigation_ba"] = [list(np.ravel([[[0.0], [0.0]], [[b], [c]]])) for b, c in
+                              zip([0.20, 0.21, 0.22], [0.10, 0.11, 0.12])]
+    eff = P.mitigation_effects(frame, [[True]], 0.9)
+    assert eff.loc["calibrated thresholds", "change %"] == pytest.approx(-100 * 0.1 / 0.21)
+    assert eff.loc["default threshold", "change"] == 0.0
 
 
 def test_load_attribute_splits_is_cached_and_checks_names():
