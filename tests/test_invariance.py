@@ -14,11 +14,16 @@ from torch.nn import functional as F
 from fairlib import invariance, metrics, sweep
 from fairlib.data.groups import GroupTooSmallError
 from fairlib.invariance import (
+    ADVERSARIAL_TARGETS,
     CLASSIFIERS,
     PAPER_TRAIN_SHARE,
+    SEEDS,
+    STYLE_STRENGTH,
+    TRAIN_STYLE_SHARE,
     FaderNet,
     LatentCNN,
     VanillaAutoencoder,
+    adversarial_loss,
     autoencoder_step,
     classifier_grid,
     classifier_table,
@@ -123,6 +128,70 @@ def test_other_attribute_is_always_different_and_covers_the_rest():
     assert (o != a).all()
     assert set(o.tolist()) == {0, 1, 3, 4}
     assert torch.equal(other_attribute(torch.tensor([0, 1]), 2), torch.tensor([1, 0]))
+
+
+# --------------------------------------------------------------------------- the adversarial target
+@pytest.mark.parametrize("k", [2, 5])
+def test_both_targets_cost_log_k_when_the_discriminator_cannot_tell(k):
+    logits, attr = torch.zeros(6, k), torch.arange(6) % k
+    for target in ADVERSARIAL_TARGETS:
+        loss = adversarial_loss(logits, attr, target=target, generator=torch.Generator().manual_seed(0))
+        assert float(loss) == pytest.approx(math.log(k))
+
+
+def _reveals_by_omission(k, n=4):
+    """Discriminator outputs with P(y|z) = 0 (almost) and 1/(K-1) on every other value."""
+    attr = torch.arange(n) % k
+    logits = torch.zeros(n, k)
+    logits[torch.arange(n), attr] = -50.0
+    return logits, attr
+
+
+def test_the_other_target_is_smallest_where_the_output_still_reveals_y():
+    k = 5
+    logits, attr = _reveals_by_omission(k)
+    other = adversarial_loss(logits, attr, target="other", generator=torch.Generator().manual_seed(1))
+    assert float(other) == pytest.approx(math.log(k - 1), abs=1e-6)  # log 4 = 1.386 ...
+    assert float(other) < math.log(k)  # ... below the log 5 = 1.609 of "cannot tell"
+    # the argmin of the output is y itself: the "invariant" code names the attribute
+    assert torch.equal(logits.argmin(1), attr)
+    # the uniform target punishes the same output (it needs every P(k|z) > 0)
+    assert float(adversarial_loss(logits, attr, target="uniform")) > math.log(k)
+
+
+def test_the_uniform_target_is_cross_entropy_to_uniform_and_its_minimum_is_log_k():
+    g = torch.Generator().manual_seed(0)
+    logits, attr = torch.randn(64, 5, generator=g) * 2, torch.randint(0, 5, (64,), generator=g)
+    loss = adversarial_loss(logits, attr, target="uniform")
+    p = torch.softmax(logits, 1)
+    kl = (0.2 * (torch.log(torch.tensor(0.2)) - torch.log(p))).sum(1).mean()  # KL(u || p) by hand
+    assert float(loss) == pytest.approx(math.log(5) + float(kl), abs=1e-5)
+    assert float(loss) > math.log(5)
+    at_uniform = torch.zeros(3, 5, requires_grad=True)
+    adversarial_loss(at_uniform, torch.tensor([0, 1, 2]), target="uniform").backward()
+    assert float(at_uniform.grad.abs().max()) < 1e-7  # "cannot tell" is a stationary point
+
+
+def test_the_other_target_averages_the_other_values():
+    logits, attr = torch.log(torch.tensor([[0.5, 0.3, 0.1, 0.1]])), torch.tensor([0])
+    expected = -float(torch.log(torch.tensor([0.3, 0.1, 0.1])).mean())  # -(1/3) sum_{k != y} log P(k|z)
+    g = torch.Generator().manual_seed(0)
+    draws = [float(adversarial_loss(logits, attr, target="other", generator=g)) for _ in range(3000)]
+    assert np.mean(draws) == pytest.approx(expected, rel=0.03)
+    assert float(adversarial_loss(logits, attr, target="uniform")) == pytest.approx(
+        -float(torch.log(torch.tensor([0.5, 0.3, 0.1, 0.1])).mean()), abs=1e-6)
+
+
+def test_train_fader_runs_with_the_uniform_target():
+    torch.manual_seed(0)
+    net = FaderNet(64, 3, max_channels=32)
+    x = (torch.rand(12, 3, 64, 64) * 255).to(torch.uint8)
+    hist = train_fader(net, x, np.arange(12) % 3, epochs=1, batch_size=6, lambda_e=1.0, ramp_steps=0,
+                       adversarial_target="uniform", device="cpu", show_progress=False)
+    assert (hist["adv_loss"] >= math.log(3) - 1e-6).all()  # never below "cannot tell"
+    with pytest.raises(ValueError, match="adversarial_target: expected one of"):
+        train_fader(net, x, np.arange(12) % 3, epochs=1, adversarial_target="flip", device="cpu",
+                    show_progress=False)
 
 
 def _dis_loss(net, x, a):
@@ -238,6 +307,9 @@ def test_latent_probe_finds_a_planted_signal_and_not_noise():
     planted[:, 0, 0, 0] += 4 * a
     assert latent_probe(planted, a) > 0.9
     assert latent_probe(noise, a) < 0.6
+    score, guess = latent_probe(planted, a, return_predictions=True)
+    assert guess.shape == (120,) and score == pytest.approx(metrics.bootstrap_interval(
+        a, guess, groups=a, statistic="mean")[0] / 100)  # balanced accuracy of the out-of-fold guesses
 
 
 def test_latent_cnn_shape():
@@ -261,6 +333,26 @@ def test_imbalanced_synthfaces_keeps_the_shares_and_splits_equal_held_out_groups
     assert counts["train share (%)"].tolist() == [88.0, 4.0, 3.5, 3.0, 1.5]
     again = imbalanced_synthfaces(200, test_per_group=4, val_per_group=3, size=16, seed=1)
     assert torch.equal(again.images, data.images) and np.array_equal(again.test, data.test)
+
+
+def test_imbalanced_synthfaces_plants_the_style_correlation_in_training_only():
+    share = (0.5, 0.9, 0.1, 0.9, 0.1)
+    data = imbalanced_synthfaces(1000, test_per_group=40, val_per_group=10, size=16, seed=0,
+                                 train_style_share=share)
+    for k, q in enumerate(share):
+        train = data.train[data.groups[data.train] == k]
+        # exact up to the rounding of 9 age cells: at most 9 images from the planted share
+        assert abs(data.targets[train].sum() - q * len(train)) <= 9
+        test = data.test[data.groups[data.test] == k]
+        assert abs(data.targets[test].mean() - 0.5) < 0.2  # no correlation where the model is scored
+    assert np.bincount(data.groups[data.test]).tolist() == [40] * 5
+    assert np.bincount(data.groups[data.val]).tolist() == [10] * 5
+    # every group learnable: at strength s the two styles render at least 2s - 1 apart
+    assert min(STYLE_STRENGTH) > 0.5 and len(TRAIN_STYLE_SHARE) == len(STYLE_STRENGTH)
+    with pytest.raises(ValueError, match=r"train_style_share: need one entry per group \(5\)"):
+        imbalanced_synthfaces(100, train_style_share=(0.5, 0.5))
+    with pytest.raises(ValueError, match=r"n_train: group 'P7' gets 0 training images"):
+        imbalanced_synthfaces(20, test_per_group=2, val_per_group=1)
 
 
 def test_imbalanced_synthfaces_checks_its_groups():
@@ -287,18 +379,31 @@ def test_utkface_split_reads_race_and_gender_from_file_names(tmp_path, monkeypat
     assert np.bincount(data.groups[data.test]).tolist() == [2] * 5
     assert len(data.val) == 5 and len(data.train) == 5
     assert np.bincount(data.targets).tolist() == [10, 10]
+    # a balanced validation set (the chapter's choice in full): one image per race here
+    balanced = utkface_split(test_per_group=2, val_per_group=1, size=16, root=tmp_path, show_progress=False)
+    assert np.bincount(balanced.groups[balanced.val]).tolist() == [1] * 5
+    assert np.bincount(balanced.groups[balanced.train]).tolist() == [1] * 5
+    assert np.array_equal(balanced.test, data.test)  # the test set is drawn first, the same way
+    assert len(np.intersect1d(balanced.val, balanced.test)) == 0
 
 
 def test_grids_hold_the_profiles_settings():
     quick, full = classifier_grid("quick"), classifier_grid("full", seeds=[0, 1])
-    assert [c["classifier"] for c in quick] == list(CLASSIFIERS)
+    # seed is the outer axis: the three classifiers of a seed share its two autoencoders
+    assert [(c["seed"], c["classifier"]) for c in quick] == [(s, m) for s in SEEDS for m in CLASSIFIERS]
     assert {c["dataset"] for c in quick} == {"synthfaces"} and {c["dataset"] for c in full} == {"utkface"}
-    assert len(full) == 6 and {c["seed"] for c in full} == {0, 1}
+    assert len(full) == 6 and [c["seed"] for c in full] == [0, 0, 0, 1, 1, 1]
     assert full[0]["test_per_group"] == 474 and full[0]["size"] == 256 and full[0]["max_channels"] == 512
+    assert full[0]["val_per_group"] == 200 and full[0].get("val_fraction") is None  # balanced validation
+    assert quick[0]["test_per_group"] >= 200 and quick[0]["train_style_share"] == list(TRAIN_STYLE_SHARE)
+    assert {c["adversarial_target"] for c in quick + full} == {"other"}  # the main runs: Fader's code
     lambdas = lambda_grid("quick")
-    assert [c["lambda_e"] for c in lambdas] == [0.0, 0.1, 1.0, 3.0]  # the main value (1.0) included
+    # the main value (1.0) included; every λ_E > 0 with both targets, λ_E = 0 (no adversary) once
+    assert [(c["lambda_e"], c["adversarial_target"]) for c in lambdas] == [
+        (0.0, "other"), (1.0, "other"), (1.0, "uniform"), (3.0, "other"), (3.0, "uniform")]
     assert {c["classifier"] for c in lambdas} == {"FaderCNN"}
     assert quick[2] == next(c for c in lambdas if c["lambda_e"] == quick[2]["lambda_e"])
+    assert len(lambda_grid("full")) == 7 and len(lambda_grid("quick", targets=["uniform"])) == 3
     signature = inspect.signature(run_classifier)
     for config in quick + full + lambdas + lambda_grid("full"):
         signature.bind(**config)  # every key is an argument, none is missing
@@ -324,6 +429,13 @@ def test_run_classifier_scores_every_group_and_shares_the_latents(tmp_path):
         assert row.variance == pytest.approx(np.var(acc, ddof=1))
         assert row.worst == pytest.approx(acc.min()) and row.gap == pytest.approx(acc.max() - acc.min())
         assert 0 <= row.probe <= 100 and row.val_mse > 0 and row.selected_epoch == 1
+        # the per-example results reproduce the summaries, so they can be bootstrapped
+        assert len(row.test_predictions) == len(row.test_groups) == len(row.test_targets) == 25
+        assert metrics.bootstrap_interval(row.test_targets, row.test_predictions, groups=row.test_groups,
+                                          n_boot=100)[0] == pytest.approx(row.variance)
+        assert metrics.bootstrap_interval(row.test_groups, row.probe_predictions, groups=row.test_groups,
+                                          statistic="mean", n_boot=100)[0] == pytest.approx(row.probe)
+        assert len(row.val_errors) == 10 and np.mean(row.val_errors) == pytest.approx(row.val_mse, rel=1e-4)
     assert math.isnan(rows.loc["SimpleCNN", "dis_acc"]) and 0 <= rows.loc["FaderCNN", "dis_acc"] <= 100
     # SimpleCNN and SimpleCNN-WL classify the same vanilla latent
     assert rows.loc["SimpleCNN", "probe"] == rows.loc["SimpleCNN-WL", "probe"]
