@@ -68,6 +68,10 @@ __all__ = [
     "scene_canonical_sets",
     "coco_canonical_sets",
     "coco_multilabel",
+    "MultiLabelTensors",
+    "cached_multilabel",
+    "content_ids",
+    "canonical_overlap",
     "MAN_WORDS",
     "WOMAN_WORDS",
     "embed",
@@ -90,6 +94,7 @@ __all__ = [
     "run_transfer",
     "transfer_grid",
     "run_table",
+    "target_contrast",
 ]
 
 ArrayLike = Any  # numpy array or torch tensor
@@ -332,6 +337,135 @@ def coco_multilabel(root: Any = None, *, split: str = "val2017", n: int | None =
         exclude = exclude.all_ids()
     ds = load_dataset("coco", split, root=root, size=size, captions=False)
     return multilabel_targets(ds, n=n, exclude=exclude, seed=seed)
+
+class MultiLabelTensors(tuple):
+    """A multi-label target held as tensors: ``(images, labels)`` with the COCO ids kept.
+
+    A ``tuple`` (so :func:`fine_tune` reads it batch by batch, without a ``__getitem__`` per
+    image) with attributes ``images`` (``uint8 (N, 3, H, W)``, e.g. a memory-mapped cache),
+    ``labels`` (``float (N, K)``), ``image_ids`` and ``categories``. Built by
+    :func:`cached_multilabel`.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    image_ids: list[int]
+    categories: list[str]
+
+    def __new__(cls, images: torch.Tensor, labels: torch.Tensor, image_ids: Sequence[int],
+                categories: Sequence[str]) -> MultiLabelTensors:
+        if not isinstance(images, torch.Tensor) or images.dim() != 4:
+            raise ValueError(f"images: expected a (N, 3, H, W) tensor, got {getattr(images, 'shape', type(images))}")
+        if len(images) != len(labels) or len(images) != len(image_ids):
+            raise ValueError(f"images, labels, image_ids: lengths {len(images)}, {len(labels)} and "
+                             f"{len(image_ids)} differ; pass one row per image")
+        out = super().__new__(cls, (images, labels))
+        out.images, out.labels = images, labels
+        out.image_ids, out.categories = [int(i) for i in image_ids], list(categories)
+        return out
+
+
+def cached_multilabel(target: torch.utils.data.Dataset, *, num_workers: int = 0, directory: Any = None,
+                      ) -> MultiLabelTensors:
+    """A lazily loading COCO target (:func:`coco_multilabel`) as ``uint8`` tensors from the image cache.
+
+    Every image is decoded once (``num_workers`` loader processes) into the memory-mapped
+    ``uint8`` cache of :func:`fairlib.data.image_tensor`, named by the parent split's cache key and
+    a digest of the target's rows, and reused by every later epoch, seed and run; the lazy target
+    decodes and resizes every JPEG in every epoch instead. The tensors equal the lazy items.
+
+    Parameters
+    ----------
+    target
+        From :func:`coco_multilabel` (it has ``raw_image``, ``cache_key``, ``labels``,
+        ``image_ids`` and ``categories``).
+    num_workers
+        Processes that decode the images in the single caching pass.
+    directory
+        Cache directory (default :func:`fairlib.data.cache_dir`, ``$FAIRLIB_CACHE``).
+
+    Returns
+    -------
+    MultiLabelTensors
+    """
+    from fairlib.data import image_tensor
+
+    missing = [a for a in ("raw_image", "cache_key", "labels", "image_ids", "categories") if not hasattr(target, a)]
+    if missing:
+        raise ValueError(f"target: lacks {missing}; pass a target from fairlib.transfer.coco_multilabel")
+    images = image_tensor(target, num_workers=num_workers, directory=directory)
+    return MultiLabelTensors(images, target.labels, target.image_ids, target.categories)
+
+
+def content_ids(images: torch.Tensor) -> np.ndarray:
+    """A 63-bit content hash of every image (BLAKE2b of its bytes): equal images get equal ids.
+
+    Identifies images that have no catalogue id (the rendered scenes of the quick profile), so that
+    :func:`canonical_overlap` can look for them in other sets.
+
+    Parameters
+    ----------
+    images
+        ``(N, C, H, W)`` tensor (any dtype; the comparison is exact, byte for byte).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``int64 (N,)``, non-negative.
+    """
+    import hashlib
+
+    if not isinstance(images, torch.Tensor) or images.dim() != 4:
+        raise ValueError(f"images: expected a (N, C, H, W) tensor, got {getattr(images, 'shape', type(images))}")
+    flat = images.detach().cpu().contiguous().numpy().reshape(len(images), -1)
+    return np.array([int.from_bytes(hashlib.blake2b(row.tobytes(), digest_size=8).digest(), "little") >> 1
+                     for row in flat], dtype=np.int64)
+
+
+def _canonical_images(sets: CanonicalSets) -> torch.Tensor:
+    parts = [sets.attribute_a, sets.attribute_b, *sets.concepts.values(), *sets.paired_a.values(),
+             *sets.paired_b.values()]
+    return torch.cat([p for p in parts if len(p)])
+
+
+def canonical_overlap(sets: CanonicalSets, *data: Any) -> int:
+    """How many canonical images also appear in the given pretraining or fine-tuning data (0: no leakage).
+
+    Two ways to recognise an image, chosen per dataset:
+
+    * a dataset with ``image_ids`` (a COCO target of :func:`coco_multilabel` or
+      :func:`cached_multilabel`) is compared **by COCO id** with :meth:`CanonicalSets.all_ids`;
+    * ``(images, labels)`` tensors (the scenes of the quick profile) are compared **by content**:
+      :func:`content_ids` of every canonical image against those of the data's images.
+
+    Parameters
+    ----------
+    sets
+        The canonical sets.
+    *data
+        Datasets to check.
+
+    Returns
+    -------
+    int
+        Distinct canonical images (by id or by content) found in at least one dataset.
+    """
+    if not isinstance(sets, CanonicalSets):
+        raise ValueError(f"sets: expected CanonicalSets, got {type(sets).__name__}")
+    by_id: set[int] = set()
+    by_content: set[int] = set()
+    canonical_hashes: set[int] | None = None
+    for k, d in enumerate(data):
+        if hasattr(d, "image_ids"):
+            by_id |= set(sets.all_ids()) & {int(i) for i in d.image_ids}
+        elif isinstance(d, (tuple, list)) and d and isinstance(d[0], torch.Tensor) and d[0].dim() == 4:
+            if canonical_hashes is None:
+                canonical_hashes = set(content_ids(_canonical_images(sets)).tolist())
+            by_content |= canonical_hashes & set(content_ids(d[0]).tolist())
+        else:
+            raise ValueError(f"data[{k}]: expected a dataset with image_ids (COCO) or (images, labels) tensors, "
+                             f"got {type(d).__name__}")
+    return len(by_id) + len(by_content)
 
 # --------------------------------------------------------------------------------------------
 # embeddings and association scores
@@ -959,7 +1093,8 @@ def transfer_target(config: Mapping[str, Any]) -> Any:
     * ``"scenes"``: ``(images, labels)`` of ``target_n`` scenes rendered with seed
       ``target_seed`` from the target co-occurrence table (:func:`scene_task`);
     * ``"coco"``: :func:`coco_multilabel` of ``target_split``, ``target_n`` images drawn with
-      ``target_seed``, **without** the canonical sets' images (no leakage).
+      ``target_seed``, **without** the canonical sets' images (no leakage), held as ``uint8``
+      tensors from the image cache (:func:`cached_multilabel`, decoded once with ``num_workers``).
     """
     source = _source(config)
 
@@ -968,8 +1103,10 @@ def transfer_target(config: Mapping[str, Any]) -> Any:
         if source == "scenes":
             return scene_task(config["target_n"], setup.data.target_pb, n_objects=config["n_objects"],
                               size=config["size"], seed=config["target_seed"])
-        return coco_multilabel(split=config["target_split"], n=config["target_n"], size=config["size"],
+        lazy = coco_multilabel(split=config["target_split"], n=config["target_n"], size=config["size"],
                                seed=config["target_seed"], exclude=setup.sets)
+        # decoded once into the uint8 cache, not once per epoch, seed and run
+        return cached_multilabel(lazy, num_workers=int(config.get("num_workers", 0)))
 
     return _cached("target", config, _SETUP_KEYS[source] + _TARGET_KEYS[source], build)
 
@@ -1011,7 +1148,10 @@ def run_transfer(target: str, mode: str, seed: int, *, source: str = "scenes", d
         ``p_before``/``p_after``; counts ``introduced``, ``vanished``, ``flipped``, ``kept``;
         ``rho_pretraining_data`` and ``rho_target_data`` (Spearman ρ of the scores after fine-tuning
         with each dataset's planted association; NaN for COCO, where it is unknown),
-        ``n_target`` and ``losses`` (mean loss per epoch).
+        ``n_target``, ``n_overlap`` (canonical images found in the data checked, :func:`canonical_overlap`;
+        0 means no leakage), ``overlap_checked`` (which data: ``"pretraining and target"`` for
+        scenes, ``"target"`` for COCO, whose backbone's pretraining data cannot be checked) and
+        ``losses`` (mean loss per epoch).
     """
     config = dict(locals())
     setup = transfer_setup(config)
@@ -1026,6 +1166,10 @@ def run_transfer(target: str, mode: str, seed: int, *, source: str = "scenes", d
     rho_data = {f"rho_{name}_data": (float(stats.spearmanr(res.after["score"], planted.loc[res.after.index, name])[0])
                                      if planted is not None else float("nan")) for name in ("pretraining", "target")}
     counts = status.value_counts()
+    # leakage: canonical images in the pretraining scenes (by content) or in the target (COCO id / content);
+    # a real backbone's own pretraining data (ImageNet) is not available to check
+    checked = (setup.data.pretrain, data) if setup.data is not None else (data,)
+    n_overlap = canonical_overlap(setup.sets, *checked)
     return {
         "bts": res.rho, "bts_low": res.low, "bts_high": res.high,
         "concepts": list(res.before.index),
@@ -1035,6 +1179,8 @@ def run_transfer(target: str, mode: str, seed: int, *, source: str = "scenes", d
         **{k: int(counts.get(k, 0)) for k in ("introduced", "vanished", "flipped", "kept")},
         **rho_data,
         "n_target": len(data[0]) if isinstance(data, tuple) else len(data),
+        "n_overlap": int(n_overlap),
+        "overlap_checked": "pretraining and target" if setup.data is not None else "target",
         "losses": [float(v) for v in res.losses],
     }
 
@@ -1112,6 +1258,117 @@ def run_table(row: Mapping[str, Any]) -> pd.DataFrame:
     return table
 
 
+def _direction(low: float, high: float) -> str:
+    return "supports" if low > 0 else "contradicts" if high < 0 else "inconclusive"
+
+
+def target_contrast(results: pd.DataFrame, *, small: str = "small", large: str = "large", mode: str = "full",
+                    n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> dict[str, Any]:
+    r"""The paper's finding (2) on one sweep, by two measures: the BTS and the count of introduced associations.
+
+    Finding (2) says that fine-tuning on a larger dataset introduces more new biased associations.
+    Two measures can carry it, and they need not agree:
+
+    * **BTS**: :math:`\Delta_{\mathrm{BTS}} = \overline{\mathrm{BTS}}_{small} - \overline{\mathrm{BTS}}_{large}`
+      (means over fine-tuning seeds); positive: the large target reshuffled the ranking more.
+    * **introduced**: :math:`\Delta_{intro} = \bar n_{large} - \bar n_{small}`, the mean number of
+      concepts whose absolute effect size crossed the run's ``threshold`` upwards; positive: the
+      large target introduced more.
+
+    Each gets a percentile bootstrap interval over **concepts** (the runs share the canonical
+    sets; one resample of concepts is applied to every run, so the interval is joint over seeds
+    and targets; resamples in which some run's scores are constant are skipped), and a direction:
+    ``"supports"`` (the interval lies above 0), ``"contradicts"`` (below 0) or ``"inconclusive"``.
+    The mean BTS of each target gets the same interval (``transfer``: ``"supports"`` when it lies
+    above 0, i.e. the ranking survived fine-tuning: the paper's finding (3), "biases can transfer").
+
+    Parameters
+    ----------
+    results
+        The frame of ``sweep.run(run_transfer, ...)``: columns ``target``, ``mode``, ``seed``,
+        ``concepts``, ``score_before``, ``score_after``, ``effect_before``, ``effect_after``,
+        ``threshold``.
+    small, large
+        The two targets' names; only seeds run on both are used.
+    mode
+        The fine-tuning mode compared (``"full"``).
+
+    Returns
+    -------
+    dict
+        ``n_seeds``; ``bts_small``/``bts_large`` (means over seeds) with ``_low``/``_high`` and
+        ``transfer_small``/``transfer_large``; ``bts_diff``, ``bts_diff_low``, ``bts_diff_high``,
+        ``bts_direction``, ``bts_seeds`` (seeds whose large-target BTS is lower); ``intro_small``,
+        ``intro_large``, ``intro_diff``, ``intro_diff_low``, ``intro_diff_high``, ``intro_direction``,
+        ``intro_seeds`` (seeds whose large target introduced more); ``agree`` (the two directions
+        are equal).
+
+    Raises
+    ------
+    ValueError
+        Missing columns, no seed run on both targets, or concept lists that differ between runs.
+    """
+    if not isinstance(results, pd.DataFrame):
+        raise ValueError(f"results: expected the frame of sweep.run(run_transfer, ...), got {type(results).__name__}")
+    need = ("target", "mode", "seed", "concepts", "score_before", "score_after", "effect_before", "effect_after",
+            "threshold")
+    missing = [c for c in need if c not in results.columns]
+    if missing:
+        raise ValueError(f"results: missing columns {missing}; pass the frame of sweep.run(run_transfer, ...)")
+    n_boot = positive_int(n_boot, "n_boot")
+    if not 0 < level < 1:
+        raise ValueError(f"level: expected a confidence level in (0, 1), got {level!r}")
+    runs = results[results["mode"] == mode]
+    seeds = sorted(set(runs.loc[runs["target"] == small, "seed"]) & set(runs.loc[runs["target"] == large, "seed"]))
+    if not seeds:
+        raise ValueError(f"results: no seed was run in mode {mode!r} on both the {small!r} and the {large!r} target")
+    rows = {(t, s): runs[(runs["target"] == t) & (runs["seed"] == s)].iloc[0] for t in (small, large) for s in seeds}
+    concepts = list(next(iter(rows.values()))["concepts"])
+    if any(list(r["concepts"]) != concepts for r in rows.values()):
+        raise ValueError("results: the runs score different concepts; compare runs of one setup (one data_seed)")
+    c = len(concepts)
+    if c < 3:
+        raise ValueError(f"results: a bootstrap over concepts needs at least 3 concepts, got {c}")
+
+    def arrays(t: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        before = np.array([rows[t, s]["score_before"] for s in seeds], dtype=np.float64)
+        after = np.array([rows[t, s]["score_after"] for s in seeds], dtype=np.float64)
+        intro = np.array([(association_changes(pd.Series(list(rows[t, s]["effect_before"]), index=concepts),
+                                               pd.Series(list(rows[t, s]["effect_after"]), index=concepts),
+                                               threshold=float(rows[t, s]["threshold"]))["status"]
+                           == "introduced").to_numpy() for s in seeds])
+        return before, after, intro
+
+    data = {t: arrays(t) for t in (small, large)}
+    idx = np.random.default_rng(integer(seed, "seed", minimum=0)).integers(0, c, size=(n_boot, c))
+    point, boot = {}, {}
+    for t, (before, after, intro) in data.items():
+        point[t] = (np.array([float(stats.spearmanr(b, a)[0]) for b, a in zip(before, after)]), intro.sum(axis=1))
+        rho = np.stack([_spearman_rows(b[idx], a[idx]) for b, a in zip(before, after)])  # (seeds, n_boot)
+        boot[t] = (rho.mean(axis=0), intro[:, idx].sum(axis=2).mean(axis=0))
+    ok = np.isfinite(boot[small][0]) & np.isfinite(boot[large][0])
+    if ok.sum() < n_boot / 2:
+        raise ValueError(f"results: {n_boot - int(ok.sum())} of {n_boot} resamples had constant scores; "
+                         f"{c} concepts are too few for a bootstrap interval")
+    q = [50 * (1 - level), 50 * (1 + level)]
+    out: dict[str, Any] = {"n_seeds": len(seeds)}
+    for t in (small, large):
+        low, high = np.percentile(boot[t][0][ok], q)
+        out.update({f"bts_{t}": float(point[t][0].mean()), f"bts_{t}_low": float(low), f"bts_{t}_high": float(high),
+                    f"transfer_{t}": _direction(low, high)})
+    low, high = np.percentile((boot[small][0] - boot[large][0])[ok], q)
+    out.update(bts_diff=float(point[small][0].mean() - point[large][0].mean()), bts_diff_low=float(low),
+               bts_diff_high=float(high), bts_direction=_direction(low, high),
+               bts_seeds=int((point[large][0] < point[small][0]).sum()))
+    low, high = np.percentile((boot[large][1] - boot[small][1])[ok], q)
+    out.update(intro_small=float(point[small][1].mean()), intro_large=float(point[large][1].mean()),
+               intro_diff=float(point[large][1].mean() - point[small][1].mean()), intro_diff_low=float(low),
+               intro_diff_high=float(high), intro_direction=_direction(low, high),
+               intro_seeds=int((point[large][1] > point[small][1]).sum()))
+    out["agree"] = out["bts_direction"] == out["intro_direction"]
+    return out
+
+
 # --------------------------------------------------------------------------- compute plans (fairlib.plan)
 #: Upper bound on COCO's concepts: every category but ``person``. The canonical sets keep those with
 #: ``min_images`` images in each of their three sets, fewer in val2017; the plan assumes all.
@@ -1134,8 +1391,9 @@ def _transfer_cost(config: Mapping[str, Any]) -> list:
     small CNN pretrained on ``pretrain_n`` scenes, Adam; full: COCO's annotations parsed and the
     canonical images decoded and held in RAM, ResNet-50's weights) with the scores before
     fine-tuning (every canonical image embedded at batch 256, under autocast, up to ``layer``), and
-    each fine-tuning target (COCO: its annotation file parsed; the images are decoded every epoch
-    by ``num_workers`` loader processes). Per configuration: ``epochs`` epochs of fine-tuning (Adam;
+    each fine-tuning target (COCO: its annotation file parsed, its images decoded once by
+    ``num_workers`` loader processes into the ``uint8`` cache, which every epoch then reads).
+    Per configuration: ``epochs`` epochs of fine-tuning (Adam;
     ``linear`` trains the head only) and the scores after it. The permutation test and the bootstrap
     are NumPy on concept-by-image similarity matrices (at most 79 x 100 x 2,000 multiply-adds):
     negligible. On the GPU the pretrained backbone stays beside its fine-tuned copy.
@@ -1192,8 +1450,12 @@ def _transfer_cost(config: Mapping[str, Any]) -> list:
         stages.append(Stage("parse the target's annotations",
                             host_bytes=held + _JSON_RAM_PER_BYTE * _COCO_JSON_BYTES[("instances", split)],
                             data=(f"coco/{split}",), shared=target))
-        io = {"pipeline": "decode", "source_pixels": _COCO_SOURCE_PIXELS, "workers": int(config.get("num_workers", 0)),
-              "data": (f"coco/{split}",)}
+        workers = int(config.get("num_workers", 0))
+        # the target is decoded once into the uint8 cache (cached_multilabel), shared by every run on it
+        stages.append(Stage("decode the target into the uint8 cache", images=n_target, pipeline="decode",
+                            source_pixels=_COCO_SOURCE_PIXELS, workers=workers, host_bytes=held,
+                            data=(f"coco/{split}",), shared=target))
+        io = {"pipeline": "cache", "source_pixels": size * size, "workers": workers, "data": (f"coco/{split}",)}
         trainable = str(config["head"]) if config["mode"] == "linear" else None
     embed = builder(stop_at, model, str(config["layer"]))
     backbone = measure(model, shape, 1).param_bytes

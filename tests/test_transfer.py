@@ -390,6 +390,56 @@ def test_coco_targets_exclude_the_canonical_images(tmp_path):
     assert T.coco_multilabel(tmp_path, size=8, exclude=sets.all_ids()).image_ids == target.image_ids
 
 
+def test_cached_coco_target_equals_the_lazy_one(tmp_path, monkeypatch):
+    """Item 4 of #18: the uint8 cache gives the same tensors as decoding every item, and is reused."""
+    plan = _write_coco(tmp_path / "coco")
+    monkeypatch.setenv("FAIRLIB_CACHE", str(tmp_path / "cache"))
+    sets = T.coco_canonical_sets(tmp_path, min_images=3, n_per_set=2, size=8, seed=3)
+    lazy = T.coco_multilabel(tmp_path, size=8, n=10, exclude=sets, seed=1)
+    cached = T.cached_multilabel(lazy)
+    images, labels = cached  # a tuple: fine_tune reads it batch by batch
+    assert images.dtype == torch.uint8 and images.shape == (10, 3, 8, 8)
+    assert torch.equal(images, torch.stack([lazy[i][0] for i in range(len(lazy))]))
+    assert torch.equal(labels, torch.stack([lazy[i][1] for i in range(len(lazy))]))
+    assert cached.image_ids == lazy.image_ids and cached.categories == lazy.categories
+    assert _pixel_ids(images) == lazy.image_ids  # the fixture fills each image with its id
+    assert len(list((tmp_path / "cache").glob("*.u8"))) == 1
+    again = T.cached_multilabel(T.coco_multilabel(tmp_path, size=8, n=10, exclude=sets, seed=1))
+    assert torch.equal(again.images, images) and len(list((tmp_path / "cache").glob("*.u8"))) == 1  # reused
+    other = T.cached_multilabel(T.coco_multilabel(tmp_path, size=8, n=10, exclude=sets, seed=2))
+    assert _pixel_ids(other.images) == other.image_ids  # another subset, another cache file
+    assert len(list((tmp_path / "cache").glob("*.u8"))) == 2
+    assert len(plan) > 10
+    with pytest.raises(ValueError, match="coco_multilabel"):
+        T.cached_multilabel(torch.utils.data.TensorDataset(images))
+
+
+def test_canonical_overlap_counts_planted_leaks(tmp_path):
+    """Item 2 of #18: canonical images found in other data, by content (scenes) and by COCO id."""
+    data = T.scene_transfer_data(n_objects=4, size=16, canonical_n=24, pretrain_n=40, seed=0)
+    x, y = data.pretrain
+    assert T.canonical_overlap(data.sets, data.pretrain) == 0
+    ids = T.content_ids(x)
+    assert ids.dtype == np.int64 and (ids >= 0).all() and len(set(ids.tolist())) == 40
+    assert np.array_equal(T.content_ids(x.clone()), ids)  # content, not identity
+    # plant 3 canonical images (one of them twice) into a copy of the pretraining scenes
+    leaked = x.clone()
+    leaked[[0, 5, 7, 9]] = torch.stack([data.sets.attribute_a[0], data.sets.concepts["disc"][1],
+                                        data.sets.paired_b["ring"][2], data.sets.attribute_a[0]])
+    assert T.canonical_overlap(data.sets, (leaked, y)) == 3
+    assert T.canonical_overlap(data.sets, data.pretrain, (leaked, y)) == 3
+    # COCO: by image id
+    _write_coco(tmp_path / "coco")
+    sets = T.coco_canonical_sets(tmp_path, min_images=3, n_per_set=10, size=8)
+    assert T.canonical_overlap(sets, T.coco_multilabel(tmp_path, size=8, exclude=sets)) == 0
+    everything = T.coco_multilabel(tmp_path, size=8)
+    assert T.canonical_overlap(sets, everything) == len(sets.all_ids())
+    with pytest.raises(ValueError, match=r"data\[0\]: expected a dataset with image_ids"):
+        T.canonical_overlap(sets, [1, 2])
+    with pytest.raises(ValueError, match="images: expected a"):
+        T.content_ids(torch.zeros(3, 4))
+
+
 # --------------------------------------------------------------------------- the quick profile's data
 def test_planted_association_and_cooccurrence_tables():
     np.testing.assert_allclose(T.planted_association([0.1, 0.5, 0.9]), [0.8, 0.0, -0.8])
@@ -433,6 +483,7 @@ def test_run_transfer_linear_probe_keeps_every_association():
     assert out["introduced"] == out["vanished"] == out["flipped"] == 0
     assert out["kept"] + out["introduced"] + out["vanished"] + out["flipped"] <= 4
     assert out["n_target"] == 32 and len(out["losses"]) == 1
+    assert out["n_overlap"] == 0 and out["overlap_checked"] == "pretraining and target"  # no leakage
     # the result is what a sweep stores: scalars and flat lists of scalars
     assert all(np.isscalar(v) or all(np.isscalar(u) for u in v) for v in out.values())
 
@@ -466,6 +517,7 @@ def test_run_transfer_on_coco_files(tmp_path, monkeypatch):
 
     _write_coco(tmp_path / "coco", concepts=("car", "surfboard", "kite"))
     monkeypatch.setenv("FAIRLIB_DATA", str(tmp_path))
+    monkeypatch.setenv("FAIRLIB_CACHE", str(tmp_path / "cache"))
 
     def tiny(name, *, weights=None, **_):
         assert name == "torchvision.tiny" and weights == "W"
@@ -482,8 +534,10 @@ def test_run_transfer_on_coco_files(tmp_path, monkeypatch):
     target = T.transfer_target(config)
     assert sorted(setup.sets.concepts) == ["car", "kite", "surfboard"] and setup.planted is None
     assert target.labels.shape == (3, 5) and not set(target.image_ids) & set(setup.sets.all_ids())
+    assert isinstance(target, T.MultiLabelTensors) and _pixel_ids(target.images) == target.image_ids  # cached
     out = T.run_transfer(target="small", mode="full", seed=0, **config)
     assert len(out["concepts"]) == 3 and out["n_target"] == 3
+    assert out["n_overlap"] == 0 and out["overlap_checked"] == "target"
     assert np.isnan(out["rho_target_data"]) and np.isnan(out["rho_pretraining_data"])
     with pytest.raises(ValueError, match="n: expected 1..3"):
         T.transfer_target({**config, "target_n": 4})  # only 3 images are outside the canonical sets
@@ -507,3 +561,58 @@ def test_transfer_grid_and_registration():
     assert exp.fn is T.run_transfer and exp.configs("quick") == quick
     with pytest.raises(ValueError, match="profile"):
         T.transfer_grid("medium")
+
+
+# --------------------------------------------------------------------------- finding (2): two measures
+def _contrast_runs(n=10, seeds=(0, 1, 2), introduce=5):
+    """Planted: the small target keeps every ranking (BTS 1), the large one reverses it (BTS -1) and
+    lifts the first ``introduce`` concepts' effect sizes from 0.1 to 0.9 (introduced)."""
+    concepts = [f"c{i}" for i in range(n)]
+    before = list(np.linspace(-1, 1, n))
+    rows = []
+    for s in seeds:
+        rows.append(dict(target="small", mode="full", seed=s, concepts=concepts, score_before=before,
+                         score_after=before, effect_before=[0.1] * n, effect_after=[0.1] * n, threshold=0.5))
+        rows.append(dict(target="large", mode="full", seed=s, concepts=concepts, score_before=before,
+                         score_after=before[::-1], effect_before=[0.1] * n,
+                         effect_after=[0.9] * introduce + [0.1] * (n - introduce), threshold=0.5))
+    rows.append(dict(target="small", mode="linear", seed=0, concepts=concepts, score_before=before,
+                     score_after=before[::-1], effect_before=[0.1] * n, effect_after=[0.1] * n, threshold=0.5))
+    return pd.DataFrame(rows)
+
+
+def test_target_contrast_known_answers():
+    out = T.target_contrast(_contrast_runs(), n_boot=500)
+    assert out["n_seeds"] == 3
+    # ranks: identical (rho 1) on the small target, reversed (rho -1) on the large one, in every resample
+    assert (out["bts_small"], out["bts_small_low"], out["bts_small_high"]) == pytest.approx((1, 1, 1))
+    assert (out["bts_large"], out["bts_large_low"], out["bts_large_high"]) == pytest.approx((-1, -1, -1))
+    assert out["transfer_small"] == "supports" and out["transfer_large"] == "contradicts"
+    assert (out["bts_diff"], out["bts_diff_low"], out["bts_diff_high"]) == pytest.approx((2, 2, 2))
+    assert out["bts_direction"] == "supports" and out["bts_seeds"] == 3
+    # 5 of 10 concepts introduced on the large target, none on the small one
+    assert (out["intro_small"], out["intro_large"], out["intro_diff"]) == (0, 5, 5)
+    assert 0 < out["intro_diff_low"] <= 5 <= out["intro_diff_high"] <= 10
+    assert out["intro_direction"] == "supports" and out["intro_seeds"] == 3 and out["agree"]
+    # nothing introduced anywhere: the counts cannot tell the targets apart, while the BTS still can
+    quiet = T.target_contrast(_contrast_runs(introduce=0), n_boot=500)
+    assert (quiet["intro_diff"], quiet["intro_diff_low"], quiet["intro_diff_high"]) == (0, 0, 0)
+    assert quiet["intro_direction"] == "inconclusive" and quiet["bts_direction"] == "supports"
+    assert not quiet["agree"]
+    # swapped roles: the measures contradict the finding
+    swapped = T.target_contrast(_contrast_runs(), small="large", large="small", n_boot=500)
+    assert swapped["bts_direction"] == swapped["intro_direction"] == "contradicts"
+
+
+def test_target_contrast_errors():
+    runs = _contrast_runs()
+    with pytest.raises(ValueError, match="missing columns"):
+        T.target_contrast(runs.drop(columns="threshold"))
+    with pytest.raises(ValueError, match="no seed was run in mode 'full' on both"):
+        T.target_contrast(runs[runs["target"] == "small"])
+    odd = runs.copy()
+    odd.at[0, "concepts"] = [f"d{i}" for i in range(10)]
+    with pytest.raises(ValueError, match="different concepts"):
+        T.target_contrast(odd)
+    with pytest.raises(ValueError, match="at least 3 concepts"):
+        T.target_contrast(_contrast_runs(n=2, introduce=0))

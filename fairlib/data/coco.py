@@ -18,6 +18,7 @@ fine-tuning (Chapter 7's targets, :func:`fairlib.transfer.coco_multilabel`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Sequence
@@ -165,6 +166,24 @@ class _CocoMultiLabel(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.dataset.raw_image(int(self.rows[i])), self.labels[i]
+
+    def raw_image(self, i: int) -> torch.Tensor:
+        """Item ``i``'s image as stored: ``uint8 (C, H, W)`` (what :func:`fairlib.data.image_tensor` caches)."""
+        return self.dataset.raw_image(int(self.rows[i]))
+
+    @property
+    def cache_key(self) -> str | None:
+        """The parent split's cache key and a digest of the rows and their files: this subset's name in the
+        image cache (another data root, e.g. a miniature mirror with the same file names, gets another file)."""
+        parent = getattr(self.dataset, "cache_key", None)
+        if not parent:
+            return None
+        h = hashlib.sha1(self.rows.tobytes())
+        paths = getattr(getattr(self.dataset, "_image_fn", None), "paths", None)
+        if paths is not None:
+            h.update("\n".join(str(Path(paths[int(r)]).resolve()) for r in self.rows).encode())
+        digest = h.hexdigest()[:10]
+        return f"{parent}-rows{len(self.rows)}-{digest}"
 
 
 def multilabel_targets(dataset: AttributeDataset, *, n: int | None = None, exclude: Any = (),
