@@ -16,7 +16,7 @@ $(STAMP): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10 or newer is needed (found %s); set PYTHON=python3.X" % sys.version.split()[0])'
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -r requirements.txt
-	$(BIN)/python -m pip install -e ".[test,fetch,topomap,classroom]"
+	$(BIN)/python -m pip install -e ".[test,fetch,topomap,classroom,transfer]"
 	touch $(STAMP)
 
 # Linting first: a style or pyflakes error fails in seconds, before the test suite runs.

@@ -20,6 +20,7 @@ from __future__ import annotations
 import inspect
 import numbers
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -38,6 +39,10 @@ __all__ = [
     "TORCHVISION_SIZES",
     "build_model",
     "available_models",
+    "BACKBONES",
+    "BackboneSpec",
+    "Backbone",
+    "build_backbone",
     "count_parameters",
 ]
 
@@ -338,3 +343,164 @@ def count_parameters(model: nn.Module) -> int:
     if not isinstance(model, nn.Module):
         raise ValueError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+# --------------------------------------------------------------------------- pretrained backbones
+@dataclass(frozen=True)
+class BackboneSpec:
+    """One pretrained ResNet-50 of the bias-transfer chapter: where it comes from and how it sees.
+
+    ``source`` says which library builds it (``"torchvision"``, ``"timm"``, ``"open_clip"``, or
+    ``"url"``: a torchvision ResNet-50 whose weights are a state dict at ``weights``);
+    ``weights`` the weights name (torchvision), model name (timm), pretrained tag (open_clip) or
+    URL; ``feature_dim`` the width of the pooled features the head reads; ``mean``, ``std`` and
+    ``side`` the preprocessing the weights were trained with.
+    """
+
+    pretraining: str
+    source: str
+    weights: str
+    feature_dim: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    side: int = 224
+
+
+_IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+#: The backbones of Ranjit et al.'s comparison that have public PyTorch weights, one per kind of
+#: pretraining. Sources (checked 2026-11-30): timm's ``resnetv2.py`` default config of
+#: ``resnetv2_50x1_bit.goog_in21k`` (mean and std 0.5, a 1x1-convolution head); open_clip's
+#: ``RN50.json`` and ``constants.py`` (attention-pooled 1,024-d image features, OpenAI's mean and
+#: std); facebookresearch/moco's README and ``main_lincls.py`` (MoCo v2, 800 epochs, keys under
+#: ``module.encoder_q.``; licence CC-BY-NC 4.0). SimCLR's official weights are TensorFlow only.
+BACKBONES: dict[str, BackboneSpec] = {
+    "resnet50_in1k": BackboneSpec("supervised, ImageNet-1k", "torchvision", "IMAGENET1K_V2", 2048,
+                                  *_IMAGENET_MEAN_STD),
+    "bit50_in21k": BackboneSpec("supervised, ImageNet-21k", "timm", "resnetv2_50x1_bit.goog_in21k", 2048,
+                                (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+    "clip_rn50": BackboneSpec("contrastive image-text (CLIP)", "open_clip", "openai", 1024,
+                              (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)),
+    "moco_v2_rn50": BackboneSpec(
+        "self-supervised (MoCo v2), ImageNet-1k", "url",
+        "https://dl.fbaipublicfiles.com/moco/moco_checkpoints/moco_v2_800ep/moco_v2_800ep_pretrain.pth.tar", 2048,
+        *_IMAGENET_MEAN_STD),
+}
+
+
+class Backbone(nn.Module):
+    """A pretrained feature extractor ``body`` (images to ``(N, feature_dim)``) and a linear head ``fc``.
+
+    Every backbone of :data:`BACKBONES` has the same two module names, so the chapter reads
+    features at ``layer="body"`` and fine-tunes with ``head="fc"`` whatever the library that
+    built it. Attributes ``preprocess`` (the weights' own normalisation at ``input_size``),
+    ``input_size``, ``name`` and ``pretraining``.
+    """
+
+    def __init__(self, body: nn.Module, feature_dim: int, n_outputs: int) -> None:
+        super().__init__()
+        self.body = body
+        self.fc = nn.Linear(int(feature_dim), int(n_outputs))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.body(x), 1))
+
+
+def _moco_state_dict(checkpoint: Any) -> dict[str, torch.Tensor]:
+    """The query encoder of a MoCo checkpoint as a torchvision ResNet-50 state dict, without its head."""
+    state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict):
+        raise ValueError("checkpoint: expected a MoCo checkpoint (a dict with 'state_dict')")
+    prefix = "module.encoder_q."
+    out = {k[len(prefix):]: v for k, v in state.items()
+           if k.startswith(prefix) and not k.startswith(prefix + "fc.")}
+    if not out:
+        raise ValueError(f"checkpoint: no key starts with {prefix!r}; is this a MoCo checkpoint?")
+    return out
+
+
+def _backbone_body(spec: BackboneSpec, weights: str | None, side: int) -> nn.Module:
+    """The feature extractor of ``spec``, pretrained when ``weights`` is given, else randomly initialised."""
+    if spec.source in ("torchvision", "url"):
+        import torchvision
+
+        body = torchvision.models.resnet50(weights=weights if spec.source == "torchvision" else None)
+        body.fc = nn.Identity()
+        if weights is not None and spec.source == "url":
+            state = _moco_state_dict(torch.hub.load_state_dict_from_url(weights, map_location="cpu",
+                                                                        weights_only=False))
+            body.load_state_dict(state)  # strict: a key that does not fit is an error, not a silent skip
+        return body
+    if spec.source == "timm":
+        try:
+            import timm
+        except ImportError:
+            raise ImportError("build_backbone: this backbone needs timm; pip install \"fairlib[transfer]\" "
+                              "(or pip install timm)") from None
+        return timm.create_model(spec.weights, pretrained=weights is not None, num_classes=0)
+    try:
+        import open_clip
+    except ImportError:
+        raise ImportError("build_backbone: this backbone needs open_clip; pip install \"fairlib[transfer]\" "
+                          "(or pip install open_clip_torch)") from None
+    import logging
+
+    root, level = logging.getLogger(), logging.getLogger().level
+    if weights is None:  # open_clip warns on the root logger that the model is initialised randomly: we asked
+        root.setLevel(logging.ERROR)
+    try:
+        clip = open_clip.create_model("RN50", pretrained=weights, force_image_size=side if side != 224 else None)
+    finally:
+        root.setLevel(level)
+    return clip.visual  # the image tower only: the text tower is not needed
+
+
+def build_backbone(name: str, *, n_outputs: int = 1000, seed: int | None = None) -> Backbone:
+    """A pretrained backbone of :data:`BACKBONES`, as a :class:`Backbone` with its own preprocessing.
+
+    Parameters
+    ----------
+    name
+        A key of :data:`BACKBONES`.
+    n_outputs
+        Outputs of the new linear head ``fc`` (replaced again by the fine-tuning code).
+    seed
+        Seeds the random parts (the head; the whole network under ``FAIRLIB_WEIGHTS=random``).
+
+    Returns
+    -------
+    Backbone
+        Under ``FAIRLIB_WEIGHTS=random`` (a rehearsal, the tests) nothing is downloaded and every
+        weight is random; in a rehearsal the input side is 64 px.
+
+    Raises
+    ------
+    ValueError
+        An unknown name (the message lists them).
+    ImportError
+        timm or open_clip missing; the message names ``pip install "fairlib[transfer]"``.
+    """
+    key = str(name).lower().replace("-", "_")
+    if key not in BACKBONES:
+        raise ValueError(f"name: unknown backbone {name!r}; available: {list(BACKBONES)}")
+    integer(seed, "seed", minimum=0, allow_none=True)
+    n_outputs = positive_int(n_outputs, "n_outputs")
+    from fairlib.activations import imagenet_transform
+    from fairlib.config import pretrained, rehearsing
+
+    spec = BACKBONES[key]
+    weights = pretrained(spec.weights)
+    if weights is not None:
+        from fairlib.data import configure_weights_cache
+
+        configure_weights_cache()
+    side = 64 if rehearsing() else spec.side
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        model = Backbone(_backbone_body(spec, weights, side), spec.feature_dim, n_outputs)
+    model.preprocess = imagenet_transform(side, mean=spec.mean, std=spec.std)
+    model.input_size = side
+    model.name = key
+    model.pretraining = spec.pretraining
+    return model.eval()

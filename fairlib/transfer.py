@@ -716,20 +716,30 @@ def association_changes(before: pd.Series, after: pd.Series, *, threshold: float
 # fine-tuning
 
 
+def _is_head(module: nn.Module) -> bool:
+    """A linear layer, or a 1x1 convolution (timm's BiT heads: ``head.fc`` is a ``Conv2d(C, K, 1)``)."""
+    return isinstance(module, nn.Linear) or (isinstance(module, nn.Conv2d) and module.kernel_size == (1, 1)
+                                             and module.groups == 1)
+
+
 def replace_head(model: nn.Module, head: str, n_outputs: int) -> nn.Module:
-    """A deep copy of ``model`` whose linear layer ``head`` (a module name, e.g. ``"fc"`` for
-    torchvision's ResNets, ``"head"`` for :class:`fairlib.probes.SmallCNN`) is a new
-    ``nn.Linear`` with ``n_outputs`` outputs."""
+    """A deep copy of ``model`` whose head ``head`` (a module name, e.g. ``"fc"`` for torchvision's
+    ResNets and :class:`fairlib.models.Backbone`, ``"head"`` for :class:`fairlib.probes.SmallCNN`)
+    is a new layer of the same kind with ``n_outputs`` outputs: ``nn.Linear``, or a 1x1
+    ``nn.Conv2d`` (timm's ``head.fc``)."""
     modules = dict(model.named_modules())
-    if head not in modules or not isinstance(modules[head], nn.Linear):
-        linears = [n for n, m in modules.items() if isinstance(m, nn.Linear)]
-        raise ValueError(f"head: {head!r} is not a linear layer of this model; linear layers: {linears}")
+    if head not in modules or not _is_head(modules[head]):
+        heads = [n for n, m in modules.items() if _is_head(m)]
+        raise ValueError(f"head: {head!r} is not a linear layer (or 1x1 convolution) of this model; "
+                         f"linear layers: {heads}")
     n_outputs = positive_int(n_outputs, "n_outputs")
     new = copy.deepcopy(model)
     parent_name, _, child = head.rpartition(".")
     parent = new.get_submodule(parent_name) if parent_name else new
     old = getattr(parent, child)
-    setattr(parent, child, nn.Linear(old.in_features, int(n_outputs)))
+    layer = (nn.Linear(old.in_features, int(n_outputs)) if isinstance(old, nn.Linear)
+             else nn.Conv2d(old.in_channels, int(n_outputs), 1))
+    setattr(parent, child, layer)
     return new
 
 

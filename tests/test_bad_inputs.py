@@ -204,7 +204,7 @@ def _modules_table():
          "groups: is empty"),
         # transfer
         ("transfer.replace_head", lambda: T.replace_head(_tiny(), "fc", 3), ValueError,
-         "head: 'fc' is not a linear layer of this model; linear layers: ['1']"),
+         "head: 'fc' is not a linear layer (or 1x1 convolution) of this model; linear layers: ['1']"),
         ("transfer.bias_transfer_interval", lambda: T.bias_transfer_interval([1, 2, 3], [1, 3, 2], level=1.5),
          ValueError, "level: expected a confidence level"),
         ("transfer.association_changes threshold",

@@ -253,7 +253,7 @@ CASES = [
      "threshold: expected a positive number"),
     ("association_changes bool", lambda: T.association_changes(B, A, threshold=True), ValueError, "threshold:"),
     ("replace_head head", lambda: T.replace_head(_head_model(), "fc", 3), ValueError,
-     "head: 'fc' is not a linear layer of this model; linear layers: ['4']"),
+     "head: 'fc' is not a linear layer (or 1x1 convolution) of this model; linear layers: ['4']"),
     ("fine_tune fractional labels", lambda: T.fine_tune(_head_model(), (IMG.float(), torch.tensor([0.5, 1., 2., 0.])),
                                                         head="4", n_outputs=3, epochs=1, device="cpu"),
      ValueError, "data: expected hard labels"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -81,3 +82,83 @@ def test_torchvision_backbone_has_its_preprocessing():
 def test_spatial_resnet_through_build_model():
     model = build_model("spatial_resnet", num_outputs=5, image_size=24, width=4, hidden=7)
     assert model(torch.rand(2, 3, 24, 24)).shape == (2, 5) and model.input_size == 24
+
+
+# --------------------------------------------------------------------------- pretrained backbones
+@pytest.mark.parametrize("name", ["resnet50_in1k", "bit50_in21k", "clip_rn50", "moco_v2_rn50"])
+def test_build_backbone_gives_features_head_and_its_own_preprocessing(name, monkeypatch):
+    # random weights at the rehearsal's 64 px: nothing is downloaded
+    from fairlib.models import BACKBONES, Backbone, build_backbone
+
+    monkeypatch.setenv("FAIRLIB_WEIGHTS", "random")
+    monkeypatch.setenv("FAIRLIB_SCALE", "rehearsal")
+    monkeypatch.setenv("FAIRLIB_PROFILE", "full")
+    spec = BACKBONES[name]
+    model = build_backbone(name, n_outputs=5, seed=0)
+    assert isinstance(model, Backbone) and model.input_size == 64 and model.pretraining == spec.pretraining
+    x = model.preprocess(torch.zeros(2, 3, 32, 32))
+    assert x.shape == (2, 3, 64, 64)
+    # a black image becomes -mean / std in each channel: the weights' own normalisation
+    np.testing.assert_allclose(x[0, :, 0, 0].numpy(), [-m / s for m, s in zip(spec.mean, spec.std)], rtol=1e-5)
+    with torch.no_grad():
+        assert model.body(x).flatten(1).shape == (2, spec.feature_dim)
+        assert model(x).shape == (2, 5)
+    a, b = build_backbone(name, n_outputs=5, seed=0), build_backbone(name, n_outputs=5, seed=0)
+    assert torch.equal(a.fc.weight, b.fc.weight), "seeded"
+
+
+def test_build_backbone_names_the_fix():
+    from fairlib.models import build_backbone
+
+    with pytest.raises(ValueError, match=r"unknown backbone 'vit'; available: \['resnet50_in1k', 'bit50_in21k'"):
+        build_backbone("vit")
+
+
+def test_build_backbone_without_timm_names_the_extra(monkeypatch):
+    import sys
+
+    from fairlib.models import build_backbone
+
+    monkeypatch.setenv("FAIRLIB_WEIGHTS", "random")
+    monkeypatch.setitem(sys.modules, "timm", None)  # import timm now raises ImportError
+    with pytest.raises(ImportError, match=r'pip install "fairlib\[transfer\]"'):
+        build_backbone("bit50_in21k")
+
+
+def test_moco_checkpoint_keys_map_onto_torchvision_resnet50():
+    # MoCo's checkpoints keep the query encoder under module.encoder_q. (and a key encoder and an
+    # MLP head that the backbone drops); the remapped dict loads strictly into ResNet-50 without fc
+    import torchvision
+
+    from fairlib.models import _moco_state_dict
+
+    net = torchvision.models.resnet50(weights=None)
+    net.fc = torch.nn.Identity()
+    reference = {k: torch.randn_like(v) if v.is_floating_point() else v for k, v in net.state_dict().items()}
+    checkpoint = {"state_dict": {**{f"module.encoder_q.{k}": v for k, v in reference.items()},
+                                 "module.encoder_q.fc.0.weight": torch.zeros(2048, 2048),
+                                 "module.encoder_k.conv1.weight": torch.zeros(64, 3, 7, 7), "queue": torch.zeros(1)}}
+    state = _moco_state_dict(checkpoint)
+    assert set(state) == set(reference)
+    net.load_state_dict(state)  # strict
+    assert torch.equal(net.conv1.weight, reference["conv1.weight"])
+    with pytest.raises(ValueError, match="no key starts with 'module.encoder_q.'"):
+        _moco_state_dict({"state_dict": {"conv1.weight": torch.zeros(1)}})
+
+
+def test_replace_head_handles_a_1x1_convolution_head_like_a_linear_one():
+    # timm's BiT ends in head.fc = Conv2d(C, K, 1) on pooled features: the same map as a Linear
+    from fairlib.transfer import replace_head
+
+    conv_model = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Conv2d(8, 4, 1), torch.nn.Flatten(1))
+    new = replace_head(conv_model, "1", 3)
+    assert isinstance(new[1], torch.nn.Conv2d) and new[1].out_channels == 3 and new[1].in_channels == 8
+    assert isinstance(conv_model[1], torch.nn.Conv2d) and conv_model[1].out_channels == 4, "the original is untouched"
+    linear = torch.nn.Linear(8, 3)
+    with torch.no_grad():
+        linear.weight.copy_(new[1].weight.view(3, 8))
+        linear.bias.copy_(new[1].bias)
+    x = torch.randn(2, 8, 5, 5)
+    torch.testing.assert_close(new(x), linear(x.mean(dim=(2, 3))))
+    with pytest.raises(ValueError, match=r"linear layers: \['1'\]"):
+        replace_head(conv_model, "0", 3)
