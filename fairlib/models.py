@@ -364,6 +364,11 @@ class BackboneSpec:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     side: int = 224
+    #: Size of the weights file in MB, for the compute plan's download column: torchvision's own
+    #: metadata for its weights; for the others, computed from the checkpoint's parameter count at
+    #: 4 bytes each (BiT: 68.3 M with its 21,843-class head; CLIP: the whole RN50 model, 102 M;
+    #: MoCo: query and key encoders with their MLP heads, 2 x 28 M, and the 65,536 x 128 queue).
+    download_mb: float = 0.0
 
 
 _IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
@@ -376,15 +381,16 @@ _IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 #: ``module.encoder_q.``; licence CC-BY-NC 4.0). SimCLR's official weights are TensorFlow only.
 BACKBONES: dict[str, BackboneSpec] = {
     "resnet50_in1k": BackboneSpec("supervised, ImageNet-1k", "torchvision", "IMAGENET1K_V2", 2048,
-                                  *_IMAGENET_MEAN_STD),
+                                  *_IMAGENET_MEAN_STD, download_mb=102.5),
     "bit50_in21k": BackboneSpec("supervised, ImageNet-21k", "timm", "resnetv2_50x1_bit.goog_in21k", 2048,
-                                (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+                                (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), download_mb=273.0),
     "clip_rn50": BackboneSpec("contrastive image-text (CLIP)", "open_clip", "openai", 1024,
-                              (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)),
+                              (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711),
+                              download_mb=408.0),
     "moco_v2_rn50": BackboneSpec(
         "self-supervised (MoCo v2), ImageNet-1k", "url",
         "https://dl.fbaipublicfiles.com/moco/moco_checkpoints/moco_v2_800ep/moco_v2_800ep_pretrain.pth.tar", 2048,
-        *_IMAGENET_MEAN_STD),
+        *_IMAGENET_MEAN_STD, download_mb=257.3),
 }
 
 
@@ -449,13 +455,17 @@ def _backbone_body(spec: BackboneSpec, weights: str | None, side: int) -> nn.Mod
     if weights is None:  # open_clip warns on the root logger that the model is initialised randomly: we asked
         root.setLevel(logging.ERROR)
     try:
-        clip = open_clip.create_model("RN50", pretrained=weights, force_image_size=side if side != 224 else None)
+        # open_clip moves the model to `device` at the end: keep it where torch builds by default
+        # (the meta device while fairlib.plan measures it)
+        clip = open_clip.create_model("RN50", pretrained=weights, force_image_size=side if side != 224 else None,
+                                      device=torch.empty(0).device)
     finally:
         root.setLevel(level)
     return clip.visual  # the image tower only: the text tower is not needed
 
 
-def build_backbone(name: str, *, n_outputs: int = 1000, seed: int | None = None) -> Backbone:
+def build_backbone(name: str, *, n_outputs: int = 1000, seed: int | None = None,
+                   random_weights: bool = False) -> Backbone:
     """A pretrained backbone of :data:`BACKBONES`, as a :class:`Backbone` with its own preprocessing.
 
     Parameters
@@ -466,6 +476,9 @@ def build_backbone(name: str, *, n_outputs: int = 1000, seed: int | None = None)
         Outputs of the new linear head ``fc`` (replaced again by the fine-tuning code).
     seed
         Seeds the random parts (the head; the whole network under ``FAIRLIB_WEIGHTS=random``).
+    random_weights
+        Build the architecture only, with random weights and nothing downloaded, whatever
+        ``FAIRLIB_WEIGHTS`` says (what :mod:`fairlib.plan`'s cost models measure).
 
     Returns
     -------
@@ -489,12 +502,13 @@ def build_backbone(name: str, *, n_outputs: int = 1000, seed: int | None = None)
     from fairlib.config import pretrained, rehearsing
 
     spec = BACKBONES[key]
-    weights = pretrained(spec.weights)
+    weights = None if random_weights else pretrained(spec.weights)
     if weights is not None:
         from fairlib.data import configure_weights_cache
 
         configure_weights_cache()
-    side = 64 if rehearsing() else spec.side
+    # a rehearsal feeds 64 px; a cost model (random_weights) measures the real input side
+    side = 64 if rehearsing() and not random_weights else spec.side
     with torch.random.fork_rng(devices=[]):
         if seed is not None:
             torch.manual_seed(seed)

@@ -993,7 +993,7 @@ def scene_transfer_data(*, n_objects: int = 8, size: int = 32, canonical_n: int 
 _SETUP_KEYS = {
     "scenes": ("source", "data_seed", "n_objects", "size", "canonical_n", "pretrain_n", "pretrain_epochs",
                "pretrain_lr", "batch_size", "head", "layer", "n_permutations"),
-    "coco": ("source", "data_seed", "arch", "weights", "size", "canonical_n", "min_images", "canonical_split",
+    "coco": ("source", "data_seed", "backbone", "size", "canonical_n", "min_images", "canonical_split",
              "layer", "n_permutations"),
 }
 _TARGET_KEYS = {"scenes": ("target_n", "target_seed"), "coco": ("target_split", "target_n", "target_seed")}
@@ -1069,9 +1069,10 @@ def transfer_setup(config: Mapping[str, Any]) -> TransferSetup:
       ``batch_size``, Adam, via :func:`fine_tune` of its ``head``).
     * ``source="coco"`` (full): :func:`coco_canonical_sets` of ``canonical_split``
       (``canonical_n`` images per set at most, ``min_images``, ``size``) and torchvision's
-      ``arch`` with ``weights`` (its ``preprocess`` is the transform).
+      the pretrained ``backbone`` (:func:`fairlib.models.build_backbone`; its ``preprocess`` is
+      the transform; features at ``layer="body"``, head ``"fc"``).
     """
-    from fairlib.models import build_model
+    from fairlib.models import build_backbone, build_model
 
     source = _source(config)
 
@@ -1088,7 +1089,7 @@ def transfer_setup(config: Mapping[str, Any]) -> TransferSetup:
             data, losses = None, []
             sets = coco_canonical_sets(split=c["canonical_split"], n_per_set=c["canonical_n"],
                                        min_images=c["min_images"], size=c["size"], seed=seed)
-            model = build_model(f"torchvision.{c['arch']}", weights=c["weights"])
+            model = build_backbone(c["backbone"], n_outputs=80, seed=seed)
             transform = model.preprocess
         before = score_model(model, sets, c["layer"], n_permutations=c["n_permutations"], seed=seed,
                              transform=transform)
@@ -1123,8 +1124,8 @@ def transfer_target(config: Mapping[str, Any]) -> Any:
 
 def run_transfer(target: str, mode: str, seed: int, *, source: str = "scenes", data_seed: int = 0,
                  n_objects: int = 8, size: int = 32, canonical_n: int = 400, pretrain_n: int = 4000,
-                 pretrain_epochs: int = 5, pretrain_lr: float = 3e-3, arch: str = "resnet50",
-                 weights: str = "IMAGENET1K_V2", min_images: int = 15, canonical_split: str = "val2017",
+                 pretrain_epochs: int = 5, pretrain_lr: float = 3e-3, backbone: str = "resnet50_in1k",
+                 min_images: int = 15, canonical_split: str = "val2017",
                  target_split: str = "val2017", target_n: int = 400, target_seed: int = 1, epochs: int = 5,
                  lr: float = 1e-3, batch_size: int = 64, layer: str = "pool", head: str = "head",
                  n_permutations: int = 1000, n_boot: int = 2000, threshold: float = 0.5,
@@ -1201,16 +1202,19 @@ _GRID_SETTINGS: dict[str, dict[str, Any]] = {
                          "pretrain_epochs": 5, "pretrain_lr": 3e-3, "epochs": 5, "lr": 1e-3, "batch_size": 64,
                          "layer": "pool", "head": "head", "n_permutations": 1000, "n_boot": 2000, "threshold": 0.5},
               "targets": {"small": {"target_n": 400, "target_seed": 1}, "large": {"target_n": 4000, "target_seed": 2}}},
-    "full": {"common": {"source": "coco", "arch": "resnet50", "weights": "IMAGENET1K_V2", "size": 224,
+    # the paper's kinds of pretraining (fairlib.models.BACKBONES), the first one the chapter's main backbone
+    "full": {"backbones": ["resnet50_in1k", "bit50_in21k", "moco_v2_rn50", "clip_rn50"],
+             "common": {"source": "coco", "size": 224,
                         "canonical_n": 50, "min_images": 15, "canonical_split": "val2017", "epochs": 3, "lr": 1e-4,
-                        "batch_size": 64, "layer": "avgpool", "head": "fc", "n_permutations": 2000, "n_boot": 2000,
+                        "batch_size": 64, "layer": "body", "head": "fc", "n_permutations": 2000, "n_boot": 2000,
                         "threshold": 0.5, "num_workers": 2},
              "targets": {"small": {"target_split": "val2017", "target_n": 1000, "target_seed": 0},
                          "large": {"target_split": "train2017", "target_n": 20000, "target_seed": 0}}},
     # FAIRLIB_SCALE=rehearsal: the full code on the miniature COCO mirror
-    "rehearsal": {"common": {"source": "coco", "arch": "resnet50", "weights": "IMAGENET1K_V2", "size": 224,
+    "rehearsal": {"backbones": ["resnet50_in1k", "bit50_in21k", "moco_v2_rn50", "clip_rn50"],
+                  "common": {"source": "coco", "size": 224,
                              "canonical_n": 6, "min_images": 2, "canonical_split": "val2017", "epochs": 1,
-                             "lr": 1e-4, "batch_size": 8, "layer": "avgpool", "head": "fc", "n_permutations": 200,
+                             "lr": 1e-4, "batch_size": 8, "layer": "body", "head": "fc", "n_permutations": 200,
                              "n_boot": 200, "threshold": 0.5, "num_workers": 2},
                   "targets": {"small": {"target_split": "val2017", "target_n": 24, "target_seed": 0},
                               "large": {"target_split": "train2017", "target_n": 48, "target_seed": 0}}},
@@ -1226,20 +1230,25 @@ def transfer_grid(profile: str, seed: int = 0) -> list[dict[str, Any]]:
     * ``quick``: SynthFaces scenes (8 icons, 32x32, 400 canonical images per set), a small CNN
       pretrained from scratch for 5 epochs on 4,000 scenes; targets of 400 and 4,000 scenes;
       5 epochs at lr 1e-3, batch 64; layer ``pool``. About 30 s on 2 CPU cores.
-    * ``full``: torchvision's ImageNet ResNet-50 (``IMAGENET1K_V2``), canonical sets from COCO
+    * ``full``: every backbone of ``backbones`` (:data:`fairlib.models.BACKBONES`: supervised
+      ImageNet-1k and ImageNet-21k ResNet-50s, MoCo v2, CLIP's RN50), canonical sets from COCO
       val2017 (at most 50 images per set, concepts with at least 15 in each), targets of 1,000
       val2017 and 20,000 train2017 images (without the canonical images); 3 epochs at lr 1e-4,
-      batch 64, 2 loader workers (Colab has two cores); layer ``avgpool``.
+      batch 64, 2 loader workers (Colab has two cores); features at ``layer="body"``, head ``"fc"``.
     """
     from fairlib.config import select
 
     seed = integer(seed, "seed", minimum=0)
     s = select(_GRID_SETTINGS, profile)
-    common = {**s["common"], "data_seed": seed}
     targets = {name: {**t, "target_seed": seed + t["target_seed"]} for name, t in s["targets"].items()}
-    configs = [{"target": "small", "mode": "linear", "seed": seed, **common, **targets["small"]}]
-    configs += [{"target": name, "mode": "full", "seed": seed + r, **common, **t}
-                for r in range(3) for name, t in targets.items()]
+    configs = []
+    # one block per backbone (full: the paper's kinds of pretraining; quick: the small CNN alone),
+    # backbone outermost so that a sweep finishes one backbone's runs before it loads the next
+    for backbone in s.get("backbones", [None]):
+        common = {**s["common"], "data_seed": seed, **({"backbone": backbone} if backbone else {})}
+        configs.append({"target": "small", "mode": "linear", "seed": seed, **common, **targets["small"]})
+        configs += [{"target": name, "mode": "full", "seed": seed + r, **common, **t}
+                    for r in range(3) for name, t in targets.items()]
     return configs
 
 
@@ -1410,9 +1419,7 @@ def _transfer_cost(config: Mapping[str, Any]) -> list:
     """
     import json
 
-    import torchvision
-
-    from fairlib.models import SmallCNN
+    from fairlib.models import SmallCNN, build_backbone
     from fairlib.plan import Stage, amp_default, builder, measure, stop_at
     from fairlib.training import batch_plan
 
@@ -1443,12 +1450,12 @@ def _transfer_cost(config: Mapping[str, Any]) -> list:
         trainable = "head" if config["mode"] == "linear" else None
     else:
         n_canonical = _COCO_CONCEPTS * 3 * int(config["canonical_n"]) + 2 * int(config["canonical_n"])
-        model = builder(getattr(torchvision.models, str(config["arch"])), weights=None)
+        model = builder(build_backbone, str(config["backbone"]), n_outputs=80, random_weights=True)
         canonical = pixels * n_canonical
         split = str(config["target_split"])
         parse = _JSON_RAM_PER_BYTE * (_COCO_JSON_BYTES[("instances", config["canonical_split"])]
                                       + _COCO_JSON_BYTES[("captions", config["canonical_split"])])
-        weights = (f"{config['arch']}.{config['weights']}",)
+        weights = (f"backbone.{config['backbone']}",)
         data = (f"coco/{config['canonical_split']}",)
         stages.append(Stage("parse annotations, decode canonical sets", images=n_canonical, pipeline="decode",
                             source_pixels=_COCO_SOURCE_PIXELS, host_bytes=canonical + parse, data=data,

@@ -267,7 +267,11 @@ else:
 # both targets for three fine-tuning seeds.
 
 # %%
-results = sweep.run(T.run_transfer, grid, store=sweep.default_store("07_bias_transfer", "transfer"))
+all_results = sweep.run(T.run_transfer, grid, store=sweep.default_store("07_bias_transfer", "transfer"))
+# the analysis below reads one backbone, the grid's first (quick: the small CNN; full: the supervised
+# ImageNet-1k ResNet-50); the backbones are compared after finding (2)
+MAIN_BACKBONE = grid[0].get("backbone")
+results = all_results if MAIN_BACKBONE is None else all_results[all_results["backbone"] == MAIN_BACKBONE]
 probe = results[results["mode"] == "linear"].iloc[0]
 # a check of the pipeline, not a finding: a frozen backbone leaves every score, hence the ranking, unchanged
 # (up to the rounding of mixed precision on a GPU, hence the tolerance)
@@ -278,15 +282,15 @@ assert probe["bts"] > 0.99, f"the linear probe's BTS is {probe['bts']:.3f}, not 
 print(f"pipeline check passed: the linear probe on the {probe['target']} target kept every score "
       f"(BTS = {probe['bts']:.3f})")
 # no leakage: no canonical image in the data any run trained on (by COCO id, or by content for scenes)
-if "n_overlap" not in results:
+if "n_overlap" not in all_results:
     raise RuntimeError("these results were stored by an older fairlib without the leakage count; delete "
                        "$FAIRLIB_RESULTS/07_bias_transfer and run this cell again")
-n_overlap = int(results["n_overlap"].max())
+n_overlap = int(all_results["n_overlap"].max())
 assert n_overlap == 0, f"{n_overlap} canonical images appear in the pretraining or fine-tuning data"
 glue("n_overlap", f"{n_overlap}")
 if planted is None:
     print(f"{len(sets.all_ids())} canonical COCO images, left out of every fine-tuning target")
-glue("n_runs", f"{len(results)}")
+glue("n_runs", f"{len(all_results)}")
 glue("overlap_checked", "pretraining scenes and the fine-tuning targets" if planted is not None else
      "fine-tuning targets (the backbone's own pretraining data, ImageNet, are not available to check)")
 
@@ -508,15 +512,51 @@ two_measures.style.set_caption(f"Finding (2) by two measures, {c['n_seeds']} fin
 # {glue:text}`f2_agreement`
 #
 # **Supervised vs self-supervised pretraining.** The paper's first finding compares backbones
-# pretrained with and without labels (supervised on ImageNet-1k and ImageNet-21k,
-# self-supervised MoCo and SimCLR, and CLIP). This chapter does not test it: both profiles
-# fine-tune a single backbone (quick: a small CNN trained to name icons; full: torchvision's
-# supervised ImageNet-1k ResNet-50). A comparison repeats the whole grid for every backbone (the
-# full grid is {glue:text}`plan_full_runs` runs, about {glue:text}`plan_full_hours` T4-hours by
-# `fairlib.plan`'s estimate, per backbone) and means something only for backbones that all held
-# the association before fine-tuning: a backbone that never absorbed it has nothing to keep.
-# SimCLR's official weights are TensorFlow checkpoints only; MoCo v2 and DINO publish PyTorch
-# ResNet-50 weights (Exercise ex-ssl).
+# pretrained with and without labels: supervised ImageNet-1k and ImageNet-21k ResNets,
+# self-supervised MoCo and SimCLR, and CLIP. The full profile fine-tunes four of them the same way
+# (`fairlib.models.BACKBONES`: torchvision's ImageNet-1k ResNet-50, timm's BiT-50x1 trained on
+# ImageNet-21k, MoCo v2's ResNet-50 and CLIP's RN50 image tower, each with its own
+# normalisation); SimCLR's official weights are TensorFlow checkpoints only. A backbone counts only
+# if it held associations before fine-tuning (concepts with a significant effect): one that never
+# absorbed the association has nothing to keep. The quick profile has one backbone, so there the
+# comparison is empty.
+
+# %%
+from fairlib.amplification import mean_ci
+from fairlib.models import BACKBONES
+from fairlib.notebook import verdict
+
+full_runs = all_results[all_results["mode"] == "full"]
+if MAIN_BACKBONE is None:
+    f1_text = ("not tested in the quick profile, which fine-tunes one backbone (the full profile compares "
+               f"{len({c.get('backbone') for c in T.transfer_grid('full')})})")
+else:
+    rows = []
+    for name, d in full_runs.groupby("backbone", sort=False):
+        m, lo, hi = mean_ci(d["bts"].to_numpy(dtype=float))
+        held = int(np.sum(np.asarray(d["p_before"].iloc[0]) < 0.05))  # the same before every run of a backbone
+        rows.append({"backbone": name, "pretraining": BACKBONES[name].pretraining, "mean BTS": m,
+                     "95% CI": f"[{lo:+.2f}, {hi:+.2f}]", "significant before": held, "runs": len(d)})
+    f1 = pd.DataFrame(rows).set_index("backbone")
+    display(f1.style.format({"mean BTS": "{:+.2f}"}).set_caption(
+        f"Full fine-tuning per backbone: the BTS over targets and seeds ({NOTE})"))
+    # supervised ImageNet-21k against self-supervised MoCo v2, paired by target and fine-tuning seed
+    key = ["target", "seed"]
+    diff = (full_runs[full_runs.backbone == "bit50_in21k"].set_index(key)["bts"]
+            - full_runs[full_runs.backbone == "moco_v2_rn50"].set_index(key)["bts"]).dropna()
+    if f1.loc[["bit50_in21k", "moco_v2_rn50"], "significant before"].min() == 0 or len(diff) < 2:
+        f1_text = "not testable here: a backbone held no significant association before fine-tuning"
+    else:
+        m, lo, hi = mean_ci(diff.to_numpy())
+        f1_text = (f"supervised ImageNet-21k minus self-supervised MoCo v2, mean BTS {m:+.2f} [{lo:+.2f}, {hi:+.2f}] "
+                   f"over {len(diff)} paired runs: " + verdict(
+                       lo, hi, below="the self-supervised backbone keeps more of its ranking, against the paper",
+                       above="the supervised ImageNet-21k backbone keeps more of its ranking, as in the paper",
+                       neither="this run cannot tell the two apart"))
+glue("f1_sentence", f1_text)
+
+# %% [markdown]
+# Finding (1): {glue:text}`f1_sentence`.
 
 # %% [markdown]
 # ## Compare with the paper
@@ -528,7 +568,7 @@ two_measures.style.set_caption(f"Finding (2) by two measures, {c['n_seeds']} fin
 #
 # | the paper's finding (from its abstract) | what our runs show |
 # |---|---|
-# | (1) supervised models pretrained on large datasets such as ImageNet-21k are more likely than self-supervised ones to keep their pretraining biases, whatever the target | not tested: one backbone per profile (see above). The linear probe's BTS of 1 is true by construction and is no evidence for it |
+# | (1) supervised models pretrained on large datasets such as ImageNet-21k are more likely than self-supervised ones to keep their pretraining biases, whatever the target | {glue:text}`f1_sentence`. The linear probe's BTS of 1 is true by construction and is no evidence for it |
 # | (2) models fine-tuned on larger datasets are more likely to introduce new biased associations | by the BTS, {glue:text}`f2_bts_verdict`; by the count of introduced associations (absolute effect size crossing 0.5 upwards), {glue:text}`f2_intro_verdict` (see the table above) |
 # | (3) biases can transfer to fine-tuned models, and the fine-tuning objective and dataset change how much | transfer {glue:text}`f3_verdict`: {glue:text}`f3_sentence`. The objective is not tested: the linear probe keeps the ranking by construction, and full fine-tuning is the only other objective we run |
 #
@@ -541,7 +581,7 @@ two_measures.style.set_caption(f"Finding (2) by two measures, {c['n_seeds']} fin
 #
 # | | the paper {cite:p}`ranjit2023variation` | this chapter | why |
 # |---|---|---|---|
-# | backbones | six off-the-shelf models: ResNet variants (supervised, ImageNet-1k and ImageNet-21k), CLIP, MoCo, SimCLR | one per profile: quick, a small CNN trained on scenes to name icons; full, torchvision's supervised ImageNet-1k ResNet-50 | finding (1) is therefore not tested; SimCLR's official weights are TensorFlow only |
+# | backbones | six off-the-shelf models: ResNet variants (supervised, ImageNet-1k and ImageNet-21k), CLIP, MoCo, SimCLR | full: four ResNet-50s, one per kind of pretraining (torchvision ImageNet-1k, timm BiT-50x1 ImageNet-21k, MoCo v2, CLIP RN50), each with its own normalisation but the same square 224-px resize; quick: one small CNN trained on scenes to name icons | SimCLR's official weights are TensorFlow only; the quick profile cannot emulate real pretraining at scale, so finding (1) is tested in full only |
 # | fine-tuning targets | COCO and OpenImages | quick: scenes with an unrelated co-occurrence table, 400 and 4,000 images; full: COCO, 1,000 val2017 and 20,000 train2017 images | the size contrast lies inside one dataset; OpenImages is too large for one Colab session |
 # | fine-tuning objective | not given in the summary | a linear probe (a check of the pipeline, BTS 1 by construction) and full fine-tuning with Adam, 3 seeds | a second non-trivial objective (e.g. the last block only) is not run |
 # | canonical sets | single concepts and concept pairs from COCO and OpenImages | quick: icons, figure styles, icon beside each style, rendered to match; full: COCO val2017, gender from caption words | the paper's source of the gender label is not in our copy |
@@ -602,19 +642,21 @@ two_measures.style.set_caption(f"Finding (2) by two measures, {c['n_seeds']} fin
 #
 # :::{exercise}
 # :label: ex-ssl
-# (Full profile.) Install a self-supervised or CLIP backbone (e.g. `open_clip_torch` for CLIP's
-# RN50, or MoCo v2's or DINO's published ResNet-50 weights loaded into torchvision's `resnet50`),
-# wrap its image encoder as `body` followed by a linear `fc` head in an `nn.Module`, and run the
-# same analysis with `layer="body"`, `head="fc"`. First check that the new backbone holds
-# associations before fine-tuning (its significant scores); then: does its BTS fall below the
-# supervised ResNet-50's, as the paper's finding (1) suggests?
+# (Full profile.) Add DINO's self-supervised ResNet-50 as a fifth backbone: a `BackboneSpec` in
+# `fairlib.models.BACKBONES` whose weights come from DINO's published state dict (its `fc` is
+# already removed). First check that it holds associations before fine-tuning (its significant
+# scores); then: does its BTS fall below the supervised backbones', as the paper's finding (1)
+# suggests, and does it agree with MoCo v2?
 # :::
 #
 # :::{solution} ex-ssl
 # :class: dropdown
-# The wrapper is `forward = fc(body(x))` with `fc = nn.Linear(d, 80)`; `T.fine_tune` replaces
-# `fc` and trains everything (`mode="full"`). Compare the intervals, not only the point
-# estimates: with a few dozen COCO concepts they are wide.
+# DINO's `dino_resnet50_pretrain.pth` holds a torchvision ResNet-50's weights without `fc` and
+# without MoCo's `module.encoder_q.` prefix, so it needs its own loader beside `_moco_state_dict`
+# (load it into `resnet50(weights=None)` with `fc = nn.Identity()`, strictly) and ImageNet's
+# normalisation. Add it to the full grid's `backbones` and rerun the sweep: finished runs are not
+# repeated. Compare
+# the intervals, not only the point estimates: with a few dozen COCO concepts they are wide.
 # :::
 #
 # :::{exercise}

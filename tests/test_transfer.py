@@ -519,15 +519,15 @@ def test_run_transfer_on_coco_files(tmp_path, monkeypatch):
     monkeypatch.setenv("FAIRLIB_DATA", str(tmp_path))
     monkeypatch.setenv("FAIRLIB_CACHE", str(tmp_path / "cache"))
 
-    def tiny(name, *, weights=None, **_):
-        assert name == "torchvision.tiny" and weights == "W"
+    def tiny(name, **_):
+        assert name == "tiny"
         torch.manual_seed(0)
         model = _Tiny()
         model.preprocess = None
         return model
 
-    monkeypatch.setattr(fairlib.models, "build_model", tiny)
-    config = dict(source="coco", data_seed=0, arch="tiny", weights="W", size=8, canonical_n=10, min_images=3,
+    monkeypatch.setattr(fairlib.models, "build_backbone", tiny)
+    config = dict(source="coco", data_seed=0, backbone="tiny", size=8, canonical_n=10, min_images=3,
                   canonical_split="val2017", target_split="val2017", target_n=3, target_seed=0, epochs=1,
                   lr=1e-3, batch_size=2, layer="body", head="fc", n_permutations=20, n_boot=100, threshold=0.5)
     setup = T.transfer_setup(config)
@@ -553,7 +553,14 @@ def test_transfer_grid_and_registration():
     assert [c["seed"] for c in T.transfer_grid("quick", seed=3)][:2] == [3, 3]
     assert {c["data_seed"] for c in T.transfer_grid("quick", seed=3)} == {3}
     full = T.transfer_grid("full")
-    assert {c["source"] for c in full} == {"coco"} and len(full) == len(quick)
+    # the quick grid once per backbone of the paper's comparison, backbone outermost
+    from fairlib.models import BACKBONES
+
+    backbones = [c["backbone"] for c in full]
+    assert {c["source"] for c in full} == {"coco"} and len(full) == len(quick) * len(set(backbones))
+    assert set(backbones) <= set(BACKBONES) and len(set(backbones)) == 4 and backbones[0] == "resnet50_in1k"
+    assert backbones == sorted(backbones, key=backbones.index), "one block per backbone"
+    assert {c["layer"] for c in full} == {"body"} and {c["head"] for c in full} == {"fc"}
     assert {c["target"]: c["target_split"] for c in full} == {"small": "val2017", "large": "train2017"}
     params = set(inspect.signature(T.run_transfer).parameters)
     assert all(set(c) <= params for c in quick + full)  # every key is a parameter of the run function

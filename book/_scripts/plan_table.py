@@ -52,6 +52,11 @@ def download_files(data: list[str], weights: list[str]) -> dict[str, float]:
         import torchvision
 
         arch, _, version = weight.partition(".")
+        if arch == "backbone":  # fairlib.models.BACKBONES: its own record of each weights file's size
+            from fairlib.models import BACKBONES
+
+            files[weight] = BACKBONES[version].download_mb * 1e6
+            continue
         meta = torchvision.models.get_model_weights(arch)[version].meta
         files[weight] = float(meta.get("_file_size", 0)) * 2**20  # torchvision gives MiB
     return files
