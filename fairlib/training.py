@@ -86,6 +86,7 @@ __all__ = [
     "batch_plan",
     "make_optimizer",
     "Callback",
+    "KeepBest",
     "TrainState",
     "CheckpointError",
     "step_decay_schedule",
@@ -399,6 +400,51 @@ class Callback:
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class KeepBest(Callback):
+    """Best-epoch checkpoint selection: the run ends with the weights of its best-scoring epoch.
+
+    After every epoch from ``from_epoch`` on (0-based), ``score(model)`` (higher is better, e.g.
+    a validation accuracy) is added to the history as ``val_score``; the weights of the best
+    epoch so far are kept on the CPU and loaded into the model when the run ends. Earlier epochs
+    are not candidates: GMP selects among the epochs at the final sparsity (the authors'
+    ``best_sparse``). Ties keep the earlier epoch. The kept weights travel with checkpoints.
+
+    Parameters
+    ----------
+    score
+        ``score(model) -> float``, called in eval mode (under ``torch.no_grad`` by :func:`predict`).
+    from_epoch
+        First 0-based epoch that may be selected.
+    """
+
+    def __init__(self, score: Callable[[nn.Module], float], *, from_epoch: int = 0):
+        _callable(score, "score", allow_none=False, what="a function score(model) -> float")
+        self.score = score
+        self.from_epoch = integer(from_epoch, "from_epoch", minimum=0, meaning="(0-based epoch)")
+        self.best: float | None = None
+        self.epoch: int | None = None
+        self.weights: dict[str, torch.Tensor] | None = None
+
+    def on_epoch_end(self, state: TrainState, row: dict[str, Any]) -> None:
+        if state.epoch < self.from_epoch:
+            return
+        value = float(self.score(state.model))
+        row["val_score"] = value
+        if self.best is None or value > self.best:
+            self.best, self.epoch = value, state.epoch
+            self.weights = {k: v.detach().to("cpu", copy=True) for k, v in state.model.state_dict().items()}
+
+    def on_fit_end(self, state: TrainState) -> None:
+        if self.weights is not None:
+            state.model.load_state_dict(self.weights)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "epoch": self.epoch, "weights": self.weights}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.epoch, self.weights = state["best"], state["epoch"], state["weights"]
 
 
 # --------------------------------------------------------------------------- steps

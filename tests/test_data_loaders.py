@@ -166,3 +166,31 @@ def test_celeba_text_files(tmp_path):
     assert img.shape == (3, 218, 178) and row["Male"] == 1 and row["Young"] == 0
     with pytest.raises(DatasetNotFoundError):
         load_dataset("celeba", root=tmp_path / "elsewhere")
+
+
+def test_celeba_fit_crop_keeps_the_aspect_and_the_centre(tmp_path):
+    from PIL import Image
+
+    from data_scripts.convert import CELEBA_ATTRIBUTES
+
+    d = tmp_path / "celeba"
+    (d / "img_align_celeba").mkdir(parents=True)
+    (d / "list_attr_celeba.txt").write_text("1\n" + " ".join(CELEBA_ATTRIBUTES) + "\n000001.jpg "
+                                            + " ".join(["-1"] * 40) + "\n")
+    (d / "list_eval_partition.txt").write_text("000001.jpg 0\n")
+    # 178 x 218 (CelebA's aligned crops): 20 red rows at the top and bottom, a white centre column
+    arr = np.zeros((218, 178, 3), np.uint8)
+    arr[:20, :, 0] = arr[-20:, :, 0] = 255
+    arr[:, 84:94] = 255
+    Image.fromarray(arr).save(d / "img_align_celeba" / "000001.jpg", quality=100)
+    raw = {"transform": lambda x: x}  # uint8, as the cache stores it
+    crop = load_dataset("celeba", root=tmp_path, size=89, fit="crop", **raw)[0][0].float()
+    stretch = load_dataset("celeba", root=tmp_path, size=89, **raw)[0][0].float()
+    assert crop.shape == stretch.shape == (3, 89, 89)
+    # the centre 178 x 178 square at half scale: the red bands (rows 0-19 and 198-217) are cut away
+    assert crop[0, :3].mean() < 40 and crop[0, -3:].mean() < 40
+    assert stretch[0, :3].mean() > 200, "stretching keeps the bands, squeezed"
+    # the white column stays 5 px wide at the centre (42-46 of 89): the width scales by exactly 1/2
+    assert crop[1, 44, 43:46].min() > 200 and crop[1, 44, 36:39].max() < 40
+    with pytest.raises(ValueError, match="fit: expected one of"):
+        load_dataset("celeba", root=tmp_path, size=89, fit="squash")

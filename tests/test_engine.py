@@ -13,6 +13,7 @@ from torch import nn
 from fairlib.training import (
     Callback,
     CheckpointError,
+    KeepBest,
     batch_plan,
     cosine_schedule,
     make_optimizer,
@@ -282,3 +283,72 @@ def test_cpu_threads_is_temporary_and_cpu_only():
     assert torch.get_num_threads() == before
     with cpu_threads(1, "cuda"), cpu_threads(None, "cpu"):
         assert torch.get_num_threads() == before, "a GPU run or None leaves the setting alone"
+
+
+# --------------------------------------------------------------------------- best-epoch selection
+class _Snapshots(Callback):
+    """Keeps the weights after every epoch (registered after KeepBest, so it sees what KeepBest saw)."""
+
+    def __init__(self):
+        self.weights = []
+
+    def on_epoch_end(self, state, row):
+        self.weights.append([p.detach().clone() for p in state.model.parameters()])
+
+
+def test_keep_best_ends_with_the_best_epoch_from_from_epoch_on():
+    x, y = _data(37)
+    calls = []
+
+    def score(model):  # the scores of epochs 1-4; epoch 0 must not be scored at all
+        calls.append(1)
+        return [0.2, 0.7, 0.4, 0.5][len(calls) - 1]
+
+    keep, snaps = KeepBest(score, from_epoch=1), _Snapshots()
+    model = _model()
+    h = train(model, (x, y), epochs=5, batch_size=8, optimizer=_sgd, seed=1, device="cpu", callbacks=[keep, snaps])
+    assert len(calls) == 4, "epochs before from_epoch are not scored"
+    assert keep.epoch == 2 and keep.best == 0.7
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), snaps.weights[2]))
+    assert np.isnan(h["val_score"].iloc[0]) and list(h["val_score"].iloc[1:]) == [0.2, 0.7, 0.4, 0.5]
+    # ties keep the earlier epoch
+    tie = KeepBest(lambda m: 1.0)
+    train(_model(), (x, y), epochs=3, batch_size=8, optimizer=_sgd, device="cpu", callbacks=[tie])
+    assert tie.epoch == 0
+
+
+def test_keep_best_survives_a_resume(tmp_path):
+    x, y = _data(37)
+    values = [0.1, 0.8, 0.3, 0.2]
+
+    whole = _model()
+    all_scores = iter(values)
+    ref = KeepBest(lambda m: next(all_scores))
+    train(whole, (x, y), epochs=4, batch_size=8, optimizer=_sgd, seed=2, device="cpu", callbacks=[ref])
+    ckpt = tmp_path / "run.pt"
+    part = _model()
+    scores = iter(values)
+    crash = KeepBest(lambda m: next(scores))
+
+    class Crash(Callback):
+        def on_epoch_start(self, state):
+            if state.epoch == 2:
+                raise KeyboardInterrupt("simulated preemption")
+
+    with pytest.raises(KeyboardInterrupt):
+        train(part, (x, y), epochs=4, batch_size=8, optimizer=_sgd, seed=2, device="cpu", checkpoint=ckpt,
+              callbacks=[crash, Crash()])
+    rest = iter(values[2:])
+    resumed_keep = KeepBest(lambda m: next(rest))
+    resumed = _model()
+    train(resumed, (x, y), epochs=4, batch_size=8, optimizer=_sgd, seed=2, device="cpu", checkpoint=ckpt,
+          callbacks=[resumed_keep, Callback()])
+    assert resumed_keep.epoch == ref.epoch == 1
+    assert all(torch.equal(p, q) for p, q in zip(resumed.parameters(), whole.parameters()))
+
+
+def test_keep_best_bad_input():
+    with pytest.raises(TypeError, match="score"):
+        KeepBest(0.5)
+    with pytest.raises(ValueError, match="from_epoch"):
+        KeepBest(lambda m: 0.0, from_epoch=-1)

@@ -609,3 +609,36 @@ def test_stamp_copies_large_splits_into_a_file_backed_map(monkeypatch, tmp_path)
     assert out[0, :, 0, 0].tolist() == [255, 255, 0] and int(out[1].sum()) == 0
     assert out[0, :, :2, :2].sum() == 2 * 2 * 2 * 255 and int(out[0, :, 2:, :].sum()) == 0, "a 2-pixel square (16 // 8)"
     assert list((tmp_path / "scratch").iterdir()) == [], "the map's file is unlinked at once"
+
+
+def test_best_validation_epoch_is_kept_and_at_the_target_sparsity():
+    torch.manual_seed(0)
+    x = torch.randn(96, 4, 6, 6)
+    y = (x.mean((1, 2, 3)) > 0).long()[:, None].repeat(1, 3)
+    y[:, 1] = (x[:, 0].mean((1, 2)) > 0).long()
+    xv, yv = x[64:], y[64:].numpy()
+    score = P.val_accuracy(xv, yv)
+    kw = dict(epochs=6, lr=1.0, optimizer="sgd", batch_size=16, seed=2, cosine=False)  # a noisy, high-rate run
+    last, best = _tiny(), _tiny()
+    P.train_multilabel(last, x[:64], y[:64], **kw)
+    P.train_multilabel(best, x[:64], y[:64], val=(xv, yv), **kw)
+    # at a constant rate a run of k epochs is the first k epochs of the longer one: the kept model
+    # is the truncated run with the highest validation accuracy
+    runs = []
+    for k in range(1, 7):
+        m = _tiny()
+        P.train_multilabel(m, x[:64], y[:64], **{**kw, "epochs": k})
+        runs.append(m)
+    scores = [score(m) for m in runs]
+    assert score(best) == max(scores) and score(last) == scores[-1]
+    k = int(np.argmax(scores))
+    assert k < 5, "the planted noisy run peaks before its last epoch (else this test shows nothing)"
+    assert all(torch.equal(p, q) for p, q in zip(best.state_dict().values(), runs[k].state_dict().values()))
+    assert P.train_steps(best) == P.train_steps(last), "selection does not shorten training"
+    gkw = dict(targets=[0.8], epochs=5, start=0, end=2, lr=0.3, batch_size=16, seed=1)
+    g_last = P.train_gmp(_tiny(), x[:64], y[:64], **gkw)[0.8]
+    g_best = P.train_gmp(_tiny(), x[:64], y[:64], val=(xv, yv), **gkw)[0.8]
+    assert P.measure_sparsity(g_best) == pytest.approx(0.8, abs=0.02), "only epochs at the target are candidates"
+    assert score(g_best) >= score(g_last)
+    with pytest.raises(ValueError, match="same N"):
+        P.val_accuracy(xv, yv[:5])

@@ -174,13 +174,34 @@ def _require(name: str, root: Path, directory: Path, paths: Sequence[Path], what
         raise DatasetNotFoundError(name, directory, what, root)
 
 
-def _pil_loader(size: int | None) -> Callable[[Path], torch.Tensor]:
+#: How a file's image becomes ``size x size``: scaled to the square ("stretch", which changes the
+#: aspect ratio of a non-square image), or its shorter side scaled to ``size`` and the centre
+#: square cut out ("crop", the torchvision ``Resize(size)`` + ``CenterCrop(size)`` of most papers).
+FITS = ("stretch", "crop")
+
+
+def _check_fit(fit: Any) -> str:
+    if fit not in FITS:
+        raise ValueError(f"fit: expected one of {list(FITS)} (how an image becomes size x size), got {fit!r}")
+    return fit
+
+
+def _pil_loader(size: int | None, fit: str = "stretch") -> Callable[[Path], torch.Tensor]:
     from PIL import Image
+
+    _check_fit(fit)
 
     def load(path: Path) -> torch.Tensor:
         with Image.open(path) as im:
             im = im.convert("RGB")
-            if size is not None:
+            if size is not None and fit == "crop":
+                w, h = im.size
+                scale = size / min(w, h)
+                sw, sh = max(size, round(w * scale)), max(size, round(h * scale))
+                im = im.resize((sw, sh), Image.BILINEAR)
+                left, top = (sw - size) // 2, (sh - size) // 2
+                im = im.crop((left, top, left + size, top + size))
+            elif size is not None:
                 im = im.resize((size, size), Image.BILINEAR)
             arr = np.asarray(im, dtype=np.uint8)
         return torch.from_numpy(arr.copy()).permute(2, 0, 1)
@@ -441,13 +462,17 @@ def read_celeba_attributes(path: Path) -> pd.DataFrame:
 
 
 def load_celeba(split: str = "train", *, root=None, transform=None,
-                size: int | None = None, n: int | None = None, seed: int = 0) -> AttributeDataset:
+                size: int | None = None, n: int | None = None, seed: int = 0,
+                fit: str = "stretch") -> AttributeDataset:
     """CelebA: the 40 binary attributes (categories ``[0, 1]``: -1 in the file is 0) and the
     official partition (0 train, 1 valid, 2 test); images from ``img_align_celeba/``.
 
     ``n`` keeps a uniformly random subset of ``n`` images of the split (drawn with ``seed``, in file
-    order); ``None`` or an ``n`` at least the split's size keeps the whole split.
+    order); ``None`` or an ``n`` at least the split's size keeps the whole split. ``fit``: how the
+    178 x 218 crops become ``size x size``, ``"stretch"`` or ``"crop"`` (aspect kept, centre
+    square; see :data:`FITS`).
     """
+    fit = _check_fit(fit)
     split = _check_split("celeba", split, tuple(CELEBA_SPLITS), {"valid": "val",
                                                                  "validation": "val"})
     size = _check_size_option(size)
@@ -471,6 +496,6 @@ def load_celeba(split: str = "train", *, root=None, transform=None,
     attrs = pd.DataFrame({c: _codes_cat((table[c].to_numpy() > 0).astype(np.int64), [0, 1])
                           for c in names})
     files = [d / "img_align_celeba" / f for f in table["file"]]
-    load = _pil_loader(size)
+    load = _pil_loader(size, fit)
     return AttributeDataset(attrs, lambda i: load(files[i]), name="celeba", split=split,
                             transform=transform, metadata=table[["file"]].copy())
