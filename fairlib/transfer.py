@@ -986,12 +986,111 @@ def scene_transfer_data(*, n_objects: int = 8, size: int = 32, canonical_n: int 
     return SceneTransferData(sets, pretrain, pretrain_pb, target_pb, planted)
 
 
+def rotation_pretext(images: torch.Tensor, *, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""A self-supervised task from unlabelled images: each image rotated by :math:`k \cdot 90°`, target :math:`k`.
+
+    RotNet's pretext task (Gidaris et al., ICLR 2018), with one rotation drawn per image (seeded),
+    so that a pretraining epoch has as many images and steps as the supervised one.
+
+    Parameters
+    ----------
+    images
+        ``(N, C, H, H)``, square.
+
+    Returns
+    -------
+    (rotated, k)
+        ``(N, C, H, H)`` images and ``(N,)`` int64 rotations in {0, 1, 2, 3} (counter-clockwise).
+    """
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[-1] != images.shape[-2]:
+        raise ValueError(f"images: expected a tensor (N, C, H, H) of square images, got "
+                         f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}")
+    k = torch.from_numpy(np.random.default_rng(integer(seed, "seed", minimum=0)).integers(0, 4, len(images)))
+    out = images.clone()
+    for r in (1, 2, 3):
+        idx = k == r
+        out[idx] = torch.rot90(images[idx], r, dims=(-2, -1))
+    return out, k
+
+
+#: The quick profile's two kinds of pretraining of the same small CNN on the same scenes, for the
+#: same epochs, rate and batch size (so the same number of optimiser steps): finding (1)'s contrast
+#: of supervised and self-supervised pretraining, in miniature.
+SCENE_BACKBONES = {
+    "small_cnn_supervised": "supervised (names the icon)",
+    "small_cnn_rotation": "self-supervised (predicts the rotation)",
+}
+#: Finding (1)'s pair per source: (supervised, self-supervised). Full: BiT's ImageNet-21k ResNet-50
+#: against MoCo v2 (the paper's claim is about supervised pretraining on large datasets such as ImageNet-21k).
+CONTRAST = {"scenes": ("small_cnn_supervised", "small_cnn_rotation"), "coco": ("bit50_in21k", "moco_v2_rn50")}
+
+
+def pretraining_kind(backbone: str) -> str:
+    """How ``backbone`` (a name of :data:`SCENE_BACKBONES` or :data:`fairlib.models.BACKBONES`) was pretrained."""
+    from fairlib.models import BACKBONES
+
+    if backbone in SCENE_BACKBONES:
+        return SCENE_BACKBONES[backbone]
+    if backbone in BACKBONES:
+        return BACKBONES[backbone].pretraining
+    raise ValueError(f"backbone: unknown {backbone!r}; choose from {[*SCENE_BACKBONES, *BACKBONES]}")
+
+
+def pretraining_contrast(results: pd.DataFrame, *, supervised: str, self_supervised: str,
+                         alpha: float = 0.05, level: float = 0.95) -> dict[str, Any]:
+    r"""Finding (1): does the supervised backbone keep more of its ranking than the self-supervised one?
+
+    Pairs the full fine-tuning runs of the two backbones by ``(target, seed)`` and takes the mean
+    of the differences of their BTS, :math:`d_i = \mathrm{BTS}^{sup}_i - \mathrm{BTS}^{ssl}_i`, with
+    a t interval (:func:`fairlib.amplification.mean_ci`). A backbone that held no association
+    before fine-tuning (no concept with a permutation p-value below ``alpha``) has nothing to
+    keep, so the contrast is then not testable.
+
+    Parameters
+    ----------
+    results
+        Rows of :func:`run_transfer` with columns ``backbone``, ``mode``, ``target``, ``seed``,
+        ``bts`` and ``p_before``.
+
+    Returns
+    -------
+    dict
+        ``held`` ({backbone: concepts significant before}), ``n_pairs``, ``testable`` (bool),
+        ``reason`` (why not, else ""), ``mean``, ``low``, ``high`` (NaN when not testable).
+    """
+    from fairlib.amplification import mean_ci
+
+    missing = {"backbone", "mode", "target", "seed", "bts", "p_before"} - set(results.columns)
+    if missing:
+        raise ValueError(f"results: missing columns {sorted(missing)}; pass the frame of sweep.run(run_transfer, ...)")
+    full = results[results["mode"] == "full"]
+    absent = [b for b in (supervised, self_supervised) if b not in set(full["backbone"])]
+    if absent:
+        raise ValueError(f"backbone: no full fine-tuning runs of {absent}; the results have "
+                         f"{sorted(set(full['backbone']))}")
+    held = {b: int(np.sum(np.asarray(full[full["backbone"] == b]["p_before"].iloc[0], dtype=float) < alpha))
+            for b in (supervised, self_supervised)}
+    key = ["target", "seed"]
+    diff = (full[full["backbone"] == supervised].set_index(key)["bts"].astype(float)
+            - full[full["backbone"] == self_supervised].set_index(key)["bts"].astype(float)).dropna()
+    out: dict[str, Any] = {"held": held, "n_pairs": int(len(diff)), "testable": False, "reason": "",
+                           "mean": float("nan"), "low": float("nan"), "high": float("nan")}
+    if min(held.values()) == 0:
+        out["reason"] = "a backbone held no significant association before fine-tuning"
+    elif len(diff) < 2:
+        out["reason"] = "fewer than two paired runs"
+    else:
+        out["mean"], out["low"], out["high"] = (float(v) for v in mean_ci(diff.to_numpy(), confidence=level))
+        out["testable"] = True
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # experiments
 
 #: Configuration keys of each step, per source (what the cached setup and target depend on).
 _SETUP_KEYS = {
-    "scenes": ("source", "data_seed", "n_objects", "size", "canonical_n", "pretrain_n", "pretrain_epochs",
+    "scenes": ("source", "data_seed", "backbone", "n_objects", "size", "canonical_n", "pretrain_n", "pretrain_epochs",
                "pretrain_lr", "batch_size", "head", "layer", "n_permutations"),
     "coco": ("source", "data_seed", "backbone", "size", "canonical_n", "min_images", "canonical_split",
              "layer", "n_permutations"),
@@ -1064,9 +1163,10 @@ def transfer_setup(config: Mapping[str, Any]) -> TransferSetup:
     of a sweep share one pretraining.
 
     * ``source="scenes"`` (quick): :func:`scene_transfer_data`, then a
-      :class:`fairlib.models.SmallCNN` (``build_model("small_cnn", seed=data_seed)``) trained to
-      name the icon of the pretraining scenes (``pretrain_epochs``, ``pretrain_lr``,
-      ``batch_size``, Adam, via :func:`fine_tune` of its ``head``).
+      :class:`fairlib.models.SmallCNN` (``build_model("small_cnn", seed=data_seed)``) trained on
+      the pretraining scenes (``pretrain_epochs``, ``pretrain_lr``, ``batch_size``, Adam, via
+      :func:`fine_tune` of its ``head``): to name the icon (``backbone="small_cnn_supervised"``)
+      or to predict their rotation (``"small_cnn_rotation"``, :func:`rotation_pretext`).
     * ``source="coco"`` (full): :func:`coco_canonical_sets` of ``canonical_split``
       (``canonical_n`` images per set at most, ``min_images``, ``size``) and torchvision's
       the pretrained ``backbone`` (:func:`fairlib.models.build_backbone`; its ``preprocess`` is
@@ -1079,10 +1179,16 @@ def transfer_setup(config: Mapping[str, Any]) -> TransferSetup:
     def build() -> TransferSetup:
         c, seed = config, int(config["data_seed"])
         if source == "scenes":
+            if c["backbone"] not in SCENE_BACKBONES:
+                raise ValueError(f"backbone: the scenes source pretrains one of {list(SCENE_BACKBONES)}, "
+                                 f"got {c['backbone']!r}")
             data = scene_transfer_data(n_objects=c["n_objects"], size=c["size"], canonical_n=c["canonical_n"],
                                        pretrain_n=c["pretrain_n"], seed=seed)
-            model, losses = fine_tune(build_model("small_cnn", n_outputs=c["n_objects"], seed=seed), data.pretrain,
-                                      head=c["head"], n_outputs=c["n_objects"], epochs=c["pretrain_epochs"],
+            # the same images, epochs, rate and batch size for both kinds: only the labels differ
+            task, n_out = ((data.pretrain, c["n_objects"]) if c["backbone"] == "small_cnn_supervised"
+                           else (rotation_pretext(data.pretrain[0], seed=seed), 4))
+            model, losses = fine_tune(build_model("small_cnn", n_outputs=n_out, seed=seed), task,
+                                      head=c["head"], n_outputs=n_out, epochs=c["pretrain_epochs"],
                                       lr=c["pretrain_lr"], batch_size=c["batch_size"], seed=seed)
             sets, transform = data.sets, None
         else:
@@ -1124,7 +1230,7 @@ def transfer_target(config: Mapping[str, Any]) -> Any:
 
 def run_transfer(target: str, mode: str, seed: int, *, source: str = "scenes", data_seed: int = 0,
                  n_objects: int = 8, size: int = 32, canonical_n: int = 400, pretrain_n: int = 4000,
-                 pretrain_epochs: int = 5, pretrain_lr: float = 3e-3, backbone: str = "resnet50_in1k",
+                 pretrain_epochs: int = 5, pretrain_lr: float = 3e-3, backbone: str = "small_cnn_supervised",
                  min_images: int = 15, canonical_split: str = "val2017",
                  target_split: str = "val2017", target_n: int = 400, target_seed: int = 1, epochs: int = 5,
                  lr: float = 1e-3, batch_size: int = 64, layer: str = "pool", head: str = "head",
@@ -1198,7 +1304,9 @@ def run_transfer(target: str, mode: str, seed: int, *, source: str = "scenes", d
 
 #: :func:`transfer_grid`'s settings; ``target_seed`` is an offset from the chapter's seed.
 _GRID_SETTINGS: dict[str, dict[str, Any]] = {
-    "quick": {"common": {"source": "scenes", "n_objects": 8, "size": 32, "canonical_n": 400, "pretrain_n": 4000,
+    # the small CNN pretrained two ways on the same scenes (SCENE_BACKBONES), the first the chapter's main one
+    "quick": {"backbones": list(SCENE_BACKBONES),
+              "common": {"source": "scenes", "n_objects": 8, "size": 32, "canonical_n": 400, "pretrain_n": 4000,
                          "pretrain_epochs": 5, "pretrain_lr": 3e-3, "epochs": 5, "lr": 1e-3, "batch_size": 64,
                          "layer": "pool", "head": "head", "n_permutations": 1000, "n_boot": 2000, "threshold": 0.5},
               "targets": {"small": {"target_n": 400, "target_seed": 1}, "large": {"target_n": 4000, "target_seed": 2}}},
@@ -1228,8 +1336,9 @@ def transfer_grid(profile: str, seed: int = 0) -> list[dict[str, Any]]:
     small and the large target for three fine-tuning seeds ``seed, seed + 1, seed + 2``.
 
     * ``quick``: SynthFaces scenes (8 icons, 32x32, 400 canonical images per set), a small CNN
-      pretrained from scratch for 5 epochs on 4,000 scenes; targets of 400 and 4,000 scenes;
-      5 epochs at lr 1e-3, batch 64; layer ``pool``. About 30 s on 2 CPU cores.
+      pretrained from scratch for 5 epochs on 4,000 scenes, once supervised (naming the icon) and
+      once self-supervised (predicting the rotation; :data:`SCENE_BACKBONES`); targets of 400 and
+      4,000 scenes; 5 epochs at lr 1e-3, batch 64; layer ``pool``.
     * ``full``: every backbone of ``backbones`` (:data:`fairlib.models.BACKBONES`: supervised
       ImageNet-1k and ImageNet-21k ResNet-50s, MoCo v2, CLIP's RN50), canonical sets from COCO
       val2017 (at most 50 images per set, concepts with at least 15 in each), targets of 1,000
@@ -1242,10 +1351,10 @@ def transfer_grid(profile: str, seed: int = 0) -> list[dict[str, Any]]:
     s = select(_GRID_SETTINGS, profile)
     targets = {name: {**t, "target_seed": seed + t["target_seed"]} for name, t in s["targets"].items()}
     configs = []
-    # one block per backbone (full: the paper's kinds of pretraining; quick: the small CNN alone),
-    # backbone outermost so that a sweep finishes one backbone's runs before it loads the next
-    for backbone in s.get("backbones", [None]):
-        common = {**s["common"], "data_seed": seed, **({"backbone": backbone} if backbone else {})}
+    # one block per backbone (full: the paper's kinds of pretraining; quick: the small CNN pretrained
+    # two ways), backbone outermost so that a sweep finishes one backbone's runs before it loads the next
+    for backbone in s["backbones"]:
+        common = {**s["common"], "data_seed": seed, "backbone": backbone}
         configs.append({"target": "small", "mode": "linear", "seed": seed, **common, **targets["small"]})
         configs += [{"target": name, "mode": "full", "seed": seed + r, **common, **t}
                     for r in range(3) for name, t in targets.items()]

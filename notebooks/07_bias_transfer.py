@@ -69,8 +69,9 @@ from fairlib.notebook import glue
 
 # The settings live in T.transfer_grid, one configuration per fine-tuning run. quick: SynthFaces scenes
 # (a style A/B figure beside one of 8 icons, 32x32), a small CNN pretrained on scenes with biased icon/style
-# co-occurrence. full: ImageNet ResNet-50, COCO canonical sets (val2017), fine-tuned on 1,000 val2017 /
-# 20,000 train2017 images without the canonical ones. The compute plan below says what each profile costs.
+# co-occurrence, supervised and self-supervised. full: four ResNet-50s (ImageNet-1k, ImageNet-21k, MoCo v2,
+# CLIP), COCO canonical sets (val2017), fine-tuned on 1,000 val2017 / 20,000 train2017 images without the
+# canonical ones. The compute plan below says what each profile costs.
 grid = T.transfer_grid(PROFILE, seed=SEED)
 cfg = grid[0]  # what every run shares: the data, the layer, the threshold ...
 fairlib.seed_everything(SEED)
@@ -195,9 +196,9 @@ plt.show()
 # %% [markdown]
 # ## The pretrained model's associations
 #
-# The quick profile's backbone is the small CNN of Chapter 4 (`fairlib.models.SmallCNN`),
-# trained from scratch on the biased scenes; the full profile loads torchvision's ImageNet
-# ResNet-50. Both came out of `T.transfer_setup` above, with their scores on the canonical sets
+# The quick profile's main backbone is the small CNN of Chapter 4 (`fairlib.models.SmallCNN`),
+# trained from scratch to name the icons of the biased scenes (its self-supervised twin appears
+# with finding (1)); the full profile's main backbone is torchvision's ImageNet ResNet-50. Both came out of `T.transfer_setup` above, with their scores on the canonical sets
 # (`T.score_model`).
 
 # %%
@@ -268,10 +269,10 @@ else:
 
 # %%
 all_results = sweep.run(T.run_transfer, grid, store=sweep.default_store("07_bias_transfer", "transfer"))
-# the analysis below reads one backbone, the grid's first (quick: the small CNN; full: the supervised
-# ImageNet-1k ResNet-50); the backbones are compared after finding (2)
-MAIN_BACKBONE = grid[0].get("backbone")
-results = all_results if MAIN_BACKBONE is None else all_results[all_results["backbone"] == MAIN_BACKBONE]
+# the analysis below reads one backbone, the grid's first (quick: the small CNN pretrained to name
+# icons; full: the supervised ImageNet-1k ResNet-50); the backbones are compared after finding (2)
+MAIN_BACKBONE = grid[0]["backbone"]
+results = all_results[all_results["backbone"] == MAIN_BACKBONE]
 probe = results[results["mode"] == "linear"].iloc[0]
 # a check of the pipeline, not a finding: a frozen backbone leaves every score, hence the ranking, unchanged
 # (up to the rounding of mixed precision on a GPU, hence the tolerance)
@@ -516,43 +517,41 @@ two_measures.style.set_caption(f"Finding (2) by two measures, {c['n_seeds']} fin
 # self-supervised MoCo and SimCLR, and CLIP. The full profile fine-tunes four of them the same way
 # (`fairlib.models.BACKBONES`: torchvision's ImageNet-1k ResNet-50, timm's BiT-50x1 trained on
 # ImageNet-21k, MoCo v2's ResNet-50 and CLIP's RN50 image tower, each with its own
-# normalisation); SimCLR's official weights are TensorFlow checkpoints only. A backbone counts only
-# if it held associations before fine-tuning (concepts with a significant effect): one that never
-# absorbed the association has nothing to keep. The quick profile has one backbone, so there the
-# comparison is empty.
+# normalisation); SimCLR's official weights are TensorFlow checkpoints only. The quick profile
+# emulates the contrast in miniature: the same small CNN pretrained on the same scenes for the same
+# number of steps, once *supervised* (naming the icon) and once *self-supervised* (predicting
+# whether the scene was rotated by 0, 90, 180 or 270 degrees, RotNet's pretext task;
+# `T.rotation_pretext`). `T.pretraining_contrast` pairs the two backbones' full fine-tuning runs by
+# target and seed (`T.CONTRAST`: BiT's ImageNet-21k against MoCo v2 in full) and takes a t interval
+# of the BTS differences. A backbone counts only if it held associations before fine-tuning
+# (concepts with a significant effect): one that never absorbed the association has nothing to keep.
 
 # %%
 from fairlib.amplification import mean_ci
-from fairlib.models import BACKBONES
 from fairlib.notebook import verdict
 
 full_runs = all_results[all_results["mode"] == "full"]
-if MAIN_BACKBONE is None:
-    f1_text = ("not tested in the quick profile, which fine-tunes one backbone (the full profile compares "
-               f"{len({c.get('backbone') for c in T.transfer_grid('full')})})")
+rows = []
+for name, d in full_runs.groupby("backbone", sort=False):
+    m, lo, hi = mean_ci(d["bts"].to_numpy(dtype=float))
+    held = int(np.sum(np.asarray(d["p_before"].iloc[0]) < 0.05))  # the same before every run of a backbone
+    rows.append({"backbone": name, "pretraining": T.pretraining_kind(name), "mean BTS": m,
+                 "95% CI": f"[{lo:+.2f}, {hi:+.2f}]", "significant before": held, "runs": len(d)})
+f1 = pd.DataFrame(rows).set_index("backbone")
+display(f1.style.format({"mean BTS": "{:+.2f}"}).set_caption(
+    f"Full fine-tuning per backbone: the BTS over targets and seeds ({NOTE})"))
+sup, ssl = T.CONTRAST[cfg["source"]]
+contrast = T.pretraining_contrast(all_results, supervised=sup, self_supervised=ssl)
+if not contrast["testable"]:
+    held = ", ".join(f"`{b}` {n}" for b, n in contrast["held"].items())
+    f1_text = f"not testable here: {contrast['reason']} (concepts significant before: {held})"
 else:
-    rows = []
-    for name, d in full_runs.groupby("backbone", sort=False):
-        m, lo, hi = mean_ci(d["bts"].to_numpy(dtype=float))
-        held = int(np.sum(np.asarray(d["p_before"].iloc[0]) < 0.05))  # the same before every run of a backbone
-        rows.append({"backbone": name, "pretraining": BACKBONES[name].pretraining, "mean BTS": m,
-                     "95% CI": f"[{lo:+.2f}, {hi:+.2f}]", "significant before": held, "runs": len(d)})
-    f1 = pd.DataFrame(rows).set_index("backbone")
-    display(f1.style.format({"mean BTS": "{:+.2f}"}).set_caption(
-        f"Full fine-tuning per backbone: the BTS over targets and seeds ({NOTE})"))
-    # supervised ImageNet-21k against self-supervised MoCo v2, paired by target and fine-tuning seed
-    key = ["target", "seed"]
-    diff = (full_runs[full_runs.backbone == "bit50_in21k"].set_index(key)["bts"]
-            - full_runs[full_runs.backbone == "moco_v2_rn50"].set_index(key)["bts"]).dropna()
-    if f1.loc[["bit50_in21k", "moco_v2_rn50"], "significant before"].min() == 0 or len(diff) < 2:
-        f1_text = "not testable here: a backbone held no significant association before fine-tuning"
-    else:
-        m, lo, hi = mean_ci(diff.to_numpy())
-        f1_text = (f"supervised ImageNet-21k minus self-supervised MoCo v2, mean BTS {m:+.2f} [{lo:+.2f}, {hi:+.2f}] "
-                   f"over {len(diff)} paired runs: " + verdict(
-                       lo, hi, below="the self-supervised backbone keeps more of its ranking, against the paper",
-                       above="the supervised ImageNet-21k backbone keeps more of its ranking, as in the paper",
-                       neither="this run cannot tell the two apart"))
+    m, lo, hi = contrast["mean"], contrast["low"], contrast["high"]
+    f1_text = (f"{T.pretraining_kind(sup)} `{sup}` minus {T.pretraining_kind(ssl)} `{ssl}`, mean BTS {m:+.2f} "
+               f"[{lo:+.2f}, {hi:+.2f}] over {contrast['n_pairs']} paired runs: " + verdict(
+                   lo, hi, below="the self-supervised backbone keeps more of its ranking, against the paper",
+                   above="the supervised backbone keeps more of its ranking, as in the paper",
+                   neither="this run cannot tell the two apart"))
 glue("f1_sentence", f1_text)
 
 # %% [markdown]
@@ -581,7 +580,7 @@ glue("f1_sentence", f1_text)
 #
 # | | the paper {cite:p}`ranjit2023variation` | this chapter | why |
 # |---|---|---|---|
-# | backbones | six off-the-shelf models: ResNet variants (supervised, ImageNet-1k and ImageNet-21k), CLIP, MoCo, SimCLR | full: four ResNet-50s, one per kind of pretraining (torchvision ImageNet-1k, timm BiT-50x1 ImageNet-21k, MoCo v2, CLIP RN50), each with its own normalisation but the same square 224-px resize; quick: one small CNN trained on scenes to name icons | SimCLR's official weights are TensorFlow only; the quick profile cannot emulate real pretraining at scale, so finding (1) is tested in full only |
+# | backbones | six off-the-shelf models: ResNet variants (supervised, ImageNet-1k and ImageNet-21k), CLIP, MoCo, SimCLR | full: four ResNet-50s, one per kind of pretraining (torchvision ImageNet-1k, timm BiT-50x1 ImageNet-21k, MoCo v2, CLIP RN50), each with its own normalisation but the same square 224-px resize; quick: one small CNN pretrained on the same scenes with the same budget, supervised (names the icon) or self-supervised (predicts the rotation) | SimCLR's official weights are TensorFlow only; rotation prediction stands in for contrastive learning, which needs far larger batches and budgets than the quick profile's, so the quick verdict on finding (1) is about the two miniature objectives, not about MoCo or SimCLR |
 # | fine-tuning targets | COCO and OpenImages | quick: scenes with an unrelated co-occurrence table, 400 and 4,000 images; full: COCO, 1,000 val2017 and 20,000 train2017 images | the size contrast lies inside one dataset; OpenImages is too large for one Colab session |
 # | fine-tuning objective | not given in the summary | a linear probe (a check of the pipeline, BTS 1 by construction) and full fine-tuning with Adam, 3 seeds | a second non-trivial objective (e.g. the last block only) is not run |
 # | canonical sets | single concepts and concept pairs from COCO and OpenImages | quick: icons, figure styles, icon beside each style, rendered to match; full: COCO val2017, gender from caption words | the paper's source of the gender label is not in our copy |

@@ -469,7 +469,7 @@ def test_scene_transfer_data():
 
 
 # --------------------------------------------------------------------------- the experiment
-_TINY_SCENES = dict(source="scenes", data_seed=0, n_objects=4, size=16, canonical_n=24, pretrain_n=64,
+_TINY_SCENES = dict(source="scenes", data_seed=0, backbone="small_cnn_supervised", n_objects=4, size=16, canonical_n=24, pretrain_n=64,
                     pretrain_epochs=1, pretrain_lr=3e-3, target_n=32, target_seed=1, epochs=1, lr=1e-3,
                     batch_size=16, layer="pool", head="head", n_permutations=50, n_boot=200, threshold=0.5)
 
@@ -545,9 +545,11 @@ def test_run_transfer_on_coco_files(tmp_path, monkeypatch):
 
 def test_transfer_grid_and_registration():
     quick = T.transfer_grid("quick")
-    assert [(c["target"], c["mode"], c["seed"]) for c in quick] == [
-        ("small", "linear", 0), ("small", "full", 0), ("large", "full", 0), ("small", "full", 1),
-        ("large", "full", 1), ("small", "full", 2), ("large", "full", 2)]
+    block = [("small", "linear", 0), ("small", "full", 0), ("large", "full", 0), ("small", "full", 1),
+             ("large", "full", 1), ("small", "full", 2), ("large", "full", 2)]
+    # one block per kind of pretraining of the small CNN, the supervised one first (the chapter's main)
+    assert [(c["target"], c["mode"], c["seed"]) for c in quick] == block * 2
+    assert [c["backbone"] for c in quick] == ["small_cnn_supervised"] * 7 + ["small_cnn_rotation"] * 7
     assert {c["target_n"] for c in quick if c["target"] == "large"} == {4000}
     assert all(sweep.config_key(c) for c in quick)  # JSON-serialisable
     assert [c["seed"] for c in T.transfer_grid("quick", seed=3)][:2] == [3, 3]
@@ -557,7 +559,7 @@ def test_transfer_grid_and_registration():
     from fairlib.models import BACKBONES
 
     backbones = [c["backbone"] for c in full]
-    assert {c["source"] for c in full} == {"coco"} and len(full) == len(quick) * len(set(backbones))
+    assert {c["source"] for c in full} == {"coco"} and len(full) == len(block) * len(set(backbones))
     assert set(backbones) <= set(BACKBONES) and len(set(backbones)) == 4 and backbones[0] == "resnet50_in1k"
     assert backbones == sorted(backbones, key=backbones.index), "one block per backbone"
     assert {c["layer"] for c in full} == {"body"} and {c["head"] for c in full} == {"fc"}
@@ -623,3 +625,66 @@ def test_target_contrast_errors():
         T.target_contrast(odd)
     with pytest.raises(ValueError, match="at least 3 concepts"):
         T.target_contrast(_contrast_runs(n=2, introduce=0))
+
+
+# --------------------------------------------------------------------------- finding (1): pretraining kinds
+def test_rotation_pretext_rotates_each_image_by_its_label():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (40, 3, 5, 5), generator=g, dtype=torch.uint8)
+    rot, k = T.rotation_pretext(x, seed=3)
+    assert rot.shape == x.shape and rot.dtype == x.dtype and k.dtype == torch.int64
+    assert set(k.tolist()) == {0, 1, 2, 3}
+    for i in range(len(x)):  # undoing the labelled rotation gives the image back
+        assert torch.equal(torch.rot90(rot[i], -int(k[i]), dims=(-2, -1)), x[i])
+    # 90 degrees counter-clockwise: the top row becomes the left column, read bottom-up
+    one = torch.arange(9).reshape(1, 1, 3, 3)
+    assert torch.equal(torch.rot90(one, 1, dims=(-2, -1))[0, 0, :, 0], torch.tensor([2, 1, 0]))
+    assert torch.equal(T.rotation_pretext(x, seed=3)[1], k), "seeded"
+    with pytest.raises(ValueError, match="square"):
+        T.rotation_pretext(torch.zeros(2, 3, 4, 5))
+
+
+def _backbone_rows(bts_sup, bts_ssl, p_sup=0.01, p_ssl=0.01):
+    rows = []
+    for name, values, p in (("sup", bts_sup, p_sup), ("ssl", bts_ssl, p_ssl)):
+        rows.append({"backbone": name, "mode": "linear", "target": "small", "seed": 0, "bts": 1.0,
+                     "p_before": [p, 0.5]})
+        rows += [{"backbone": name, "mode": "full", "target": t, "seed": s, "bts": v, "p_before": [p, 0.5]}
+                 for (t, s), v in zip([("small", 0), ("large", 0), ("small", 1)], values)]
+    return pd.DataFrame(rows)
+
+
+def test_pretraining_contrast_pairs_runs_and_needs_held_associations():
+    # differences 0.1, 0.2, 0.3: mean 0.2, sd 0.1, t(2) 97.5% = 4.3027 -> half-width 0.2484
+    res = T.pretraining_contrast(_backbone_rows([0.5, 0.6, 0.7], [0.4, 0.4, 0.4]), supervised="sup",
+                                 self_supervised="ssl")
+    assert res["testable"] and res["n_pairs"] == 3 and res["held"] == {"sup": 1, "ssl": 1}
+    assert res["mean"] == pytest.approx(0.2)
+    assert res["low"] == pytest.approx(0.2 - 4.302653 * 0.1 / math.sqrt(3), abs=1e-5)
+    assert res["high"] == pytest.approx(0.2 + 4.302653 * 0.1 / math.sqrt(3), abs=1e-5)
+    # the linear probe's BTS of 1 is not part of the contrast; rows pair by target and seed, not by order
+    shuffled = _backbone_rows([0.5, 0.6, 0.7], [0.4, 0.4, 0.4]).sample(frac=1, random_state=0)
+    assert T.pretraining_contrast(shuffled, supervised="sup", self_supervised="ssl")["mean"] == pytest.approx(0.2)
+    # a backbone with no significant association before fine-tuning has nothing to keep
+    none = T.pretraining_contrast(_backbone_rows([0.5, 0.6, 0.7], [0.4, 0.4, 0.4], p_ssl=0.2),
+                                  supervised="sup", self_supervised="ssl")
+    assert not none["testable"] and none["held"]["ssl"] == 0 and "no significant" in none["reason"]
+    assert math.isnan(none["mean"])
+    with pytest.raises(ValueError, match="no full fine-tuning runs of"):
+        T.pretraining_contrast(_backbone_rows([0.5], [0.4]), supervised="sup", self_supervised="moco")
+    with pytest.raises(ValueError, match="missing columns"):
+        T.pretraining_contrast(pd.DataFrame({"bts": [1.0]}), supervised="sup", self_supervised="ssl")
+    assert T.pretraining_kind("small_cnn_rotation").startswith("self-supervised")
+    with pytest.raises(ValueError, match="choose from"):
+        T.pretraining_kind("vit_huge")
+
+
+def test_scene_backbones_share_images_and_budget_and_differ_in_labels():
+    sup = T.transfer_setup(_TINY_SCENES)
+    rot = T.transfer_setup({**_TINY_SCENES, "backbone": "small_cnn_rotation"})
+    assert sup.model.head.out_features == _TINY_SCENES["n_objects"] and rot.model.head.out_features == 4
+    assert len(sup.pretrain_losses) == len(rot.pretrain_losses) == _TINY_SCENES["pretrain_epochs"]
+    assert torch.equal(sup.data.pretrain[0], rot.data.pretrain[0]), "the same pretraining scenes"
+    assert not torch.equal(sup.model.block1[0].weight, rot.model.block1[0].weight), "trained on different labels"
+    with pytest.raises(ValueError, match="small_cnn_supervised"):
+        T.transfer_setup({**_TINY_SCENES, "backbone": "resnet50_in1k"})
