@@ -29,11 +29,33 @@ the run function and its grid for each profile (``grid(profile) -> list[dict]``)
 then calls ``sweep.run(fn, grid(PROFILE), store=default_store(chapter, name))`` and draws from the
 returned frame; :func:`experiments` lists them (the command line and the compute plans use it).
 
+``store/checkpoints/<key>/``
+    The engine checkpoints of a configuration still running (or interrupted): see below. Removed
+    when its result is written.
+
 Executors
 ---------
-``executor="local"`` runs the configurations in this process, in order. An executor is a small
+``executor="local"`` runs the configurations in this process, in order. ``executor="ray"`` makes
+every configuration a Ray task that requests ``resources`` (e.g. ``{"num_gpus": 1, "num_cpus":
+4}``): on the Ray cluster at ``RAY_ADDRESS`` (or one this process already joined), else on a local
+instance sized to the machine, started and stopped by :func:`run`. Results travel back to this
+process (the driver), which alone writes the store, so workers need no shared file system; a
+worker that dies (out of memory, a preempted node) is recorded under ``store/failed/`` like a
+run that raised. Ray is optional: ``pip install "fairlib[ray]"``. An executor is a small
 replaceable part (see :data:`EXECUTORS`): it receives the pending configurations and yields
-``(index, outcome)`` pairs as they finish; the driver alone writes the store.
+``(index, outcome)`` pairs as they finish.
+
+Within-run checkpoints
+----------------------
+A long run (hundreds of epochs) should not start again from nothing after a preemption. While a
+configuration runs, every call of the training engine (:func:`fairlib.training.train`) inside it
+that is not given a checkpoint file gets one, ``store/checkpoints/<key>/train-<n>.pt`` (the
+``n``-th engine run of the configuration, so a re-run finds the same file for the same call), and
+saves into it every ``FAIRLIB_CHECKPOINT_S`` seconds (default 300) and after its last epoch when
+it ran that long. When the configuration is submitted again, each engine run resumes from its
+file: finished ones return at once, the interrupted one continues from its last save, and the
+result is the one an uninterrupted run gives. Under Ray the files go to the driver through a
+small actor and come back to whichever worker runs the configuration next.
 """
 
 from __future__ import annotations
@@ -43,6 +65,7 @@ import json
 import math
 import numbers
 import os
+import shutil
 import socket
 import tempfile
 import time
@@ -58,7 +81,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["grid", "run", "load", "config_key", "default_store", "register", "experiments", "Experiment",
-           "SweepError", "EXECUTORS", "main"]
+           "SweepError", "EXECUTORS", "RAY_RESOURCES", "current_run", "main"]
 
 _FAILED = "failed"
 
@@ -312,6 +335,50 @@ def _session_root() -> Path:
     return _SESSION_ROOT
 
 
+# --------------------------------------------------------------------------- within-run checkpoints
+_CHECKPOINTS = "checkpoints"
+
+
+def checkpoint_seconds() -> float:
+    """Seconds between the engine's saves inside a sweep run: ``FAIRLIB_CHECKPOINT_S`` (default 300)."""
+    raw = os.environ.get("FAIRLIB_CHECKPOINT_S", "300")
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"FAIRLIB_CHECKPOINT_S: expected a number of seconds >= 0 (0: after every epoch), got {raw!r}")
+    return value
+
+
+@dataclass
+class RunContext:
+    """The configuration a sweep is running in this process (:func:`current_run`).
+
+    ``directory`` holds its engine checkpoints; ``on_save(path)`` is called after each save (the
+    Ray executor sends the file to the driver). :meth:`next_checkpoint` names the engine runs in
+    call order.
+    """
+
+    key: str
+    directory: Path
+    every_s: float
+    on_save: Callable[[Path], None] | None = None
+    calls: int = 0
+
+    def next_checkpoint(self) -> Path:
+        self.calls += 1
+        return self.directory / f"train-{self.calls - 1}.pt"
+
+
+_CURRENT: RunContext | None = None
+
+
+def current_run() -> RunContext | None:
+    """The sweep configuration running in this process, or ``None`` outside :func:`run`."""
+    return _CURRENT
+
+
 # --------------------------------------------------------------------------- executors
 @dataclass
 class _Outcome:
@@ -320,23 +387,129 @@ class _Outcome:
     duration_s: float = 0.0
 
 
-def _call(fn: Callable, config: dict) -> _Outcome:
+def _call(fn: Callable, config: dict, context: RunContext | None = None) -> _Outcome:
+    global _CURRENT
     start = time.perf_counter()
+    previous, _CURRENT = _CURRENT, context
     try:
         result = fn(**config)
     except Exception:
         return _Outcome(error=traceback.format_exc(), duration_s=time.perf_counter() - start)
+    finally:
+        _CURRENT = previous
     return _Outcome(result=result, duration_s=time.perf_counter() - start)
 
 
-def _local(fn: Callable, pending: list[tuple[int, dict]], **_: Any) -> Iterator[tuple[int, _Outcome]]:
-    """Run each configuration in this process, in order."""
-    for index, config in pending:
-        yield index, _call(fn, config)
+def _local(fn: Callable, pending: list[tuple[int, dict, str]], *, store: Path,
+           **_: Any) -> Iterator[tuple[int, _Outcome]]:
+    """Run each configuration in this process, in order; checkpoints go straight into the store."""
+    every = checkpoint_seconds()
+    for index, config, key in pending:
+        yield index, _call(fn, config, RunContext(key, store / _CHECKPOINTS / key, every))
 
 
-#: Executors by name: ``executor(fn, pending, **options)`` yields ``(index, outcome)`` as runs finish.
-EXECUTORS: dict[str, Callable[..., Iterator[tuple[int, _Outcome]]]] = {"local": _local}
+#: The task options a configuration may request from Ray (``resources=`` of :func:`run`).
+RAY_RESOURCES = ("num_cpus", "num_gpus", "memory", "resources", "accelerator_type", "max_retries")
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise ImportError('executor="ray" needs Ray, an optional dependency: pip install "fairlib[ray]" '
+                          '(or pip install "ray>=2.9")') from None
+    return ray
+
+
+def _check_resources(resources: Any) -> dict[str, Any]:
+    if resources is None:
+        return {}
+    if not isinstance(resources, Mapping):
+        raise ValueError(f'resources: expected a dict such as {{"num_gpus": 1, "num_cpus": 4}}, got {resources!r}')
+    unknown = sorted(set(resources) - set(RAY_RESOURCES))
+    if unknown:
+        raise ValueError(f"resources: unknown option(s) {unknown}; Ray tasks take {list(RAY_RESOURCES)}")
+    for k in ("num_cpus", "num_gpus", "memory"):
+        v = resources.get(k)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Real) or v < 0):
+            raise ValueError(f"resources: {k} must be a number >= 0, got {v!r}")
+    return dict(resources)
+
+
+class _Keeper:
+    """A Ray actor on the driver's node: it writes workers' checkpoints into the store and hands them back."""
+
+    def __init__(self, root: str):
+        self.root = Path(root) / _CHECKPOINTS
+
+    def save(self, key: str, name: str, data: bytes) -> None:
+        path = self.root / key / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{name}.{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+
+    def files(self, key: str) -> dict[str, bytes]:
+        folder = self.root / key
+        return {p.name: p.read_bytes() for p in sorted(folder.glob("*.pt"))} if folder.is_dir() else {}
+
+
+def _ray_task(fn: Callable, config: dict, key: str, keeper: Any, every: float) -> _Outcome:
+    """One configuration on a Ray worker: fetch its checkpoints, run it, send new saves back."""
+    import ray
+
+    local = Path(tempfile.mkdtemp(prefix=f"fairlib-{key}-"))
+    try:
+        for name, data in ray.get(keeper.files.remote(key)).items():
+            (local / name).write_bytes(data)
+
+        def on_save(path: Path) -> None:
+            ray.get(keeper.save.remote(key, path.name, path.read_bytes()))
+
+        return _call(fn, config, RunContext(key, local, every, on_save))
+    finally:
+        shutil.rmtree(local, ignore_errors=True)
+
+
+def _ray(fn: Callable, pending: list[tuple[int, dict, str]], *, store: Path, resources: Mapping[str, Any] | None = None,
+         address: str | None = None, num_cpus: int | None = None) -> Iterator[tuple[int, _Outcome]]:
+    """Every configuration a Ray task; yields outcomes as tasks finish (a dead worker is an error outcome)."""
+    ray = _import_ray()
+    options = _check_resources(resources)
+    options.setdefault("max_retries", 0)  # a crashed worker is recorded; re-running the sweep resumes it
+    started = False
+    if not ray.is_initialized():
+        address = address or os.environ.get("RAY_ADDRESS")
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False)
+            started = True
+    try:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
+        keeper = ray.remote(num_cpus=0)(_Keeper).options(scheduling_strategy=here).remote(str(store))
+        task = ray.remote(_ray_task).options(**options)
+        every = checkpoint_seconds()
+        refs = {task.remote(fn, config, key, keeper, every): index for index, config, key in pending}
+        while refs:
+            done, _ = ray.wait(list(refs), num_returns=1)
+            ref = done[0]
+            index = refs.pop(ref)
+            try:
+                outcome = ray.get(ref)
+            except ray.exceptions.RayError as exc:  # the worker died, or the task could not run
+                outcome = _Outcome(error=f"{type(exc).__name__} (Ray): {exc}")
+            yield index, outcome
+    finally:
+        if started:
+            ray.shutdown()
+
+
+#: Executors by name: ``executor(fn, pending, *, store, **options)`` yields ``(index, outcome)`` as runs
+#: finish; ``pending`` holds ``(index, config, key)``.
+EXECUTORS: dict[str, Callable[..., Iterator[tuple[int, _Outcome]]]] = {"local": _local, "ray": _ray}
 
 
 def _check_result(result: Any, config: dict, fn_name: str) -> dict:
@@ -363,6 +536,7 @@ def run(
     *,
     store: str | os.PathLike,
     executor: str = "local",
+    resources: Mapping[str, Any] | None = None,
     retry_failed: bool = False,
     progress: bool = True,
     **executor_options: Any,
@@ -379,7 +553,12 @@ def run(
     store
         Directory of results (created if missing); see the module docstring.
     executor
-        ``"local"`` (in this process, in order), or another name in :data:`EXECUTORS`.
+        ``"local"`` (in this process, in order), ``"ray"`` (one Ray task per configuration; see the
+        module docstring), or another name in :data:`EXECUTORS`. The rows are the same.
+    resources
+        With ``"ray"``: what each configuration's task requests (:data:`RAY_RESOURCES`, e.g.
+        ``{"num_gpus": 1, "num_cpus": 4}``; default one CPU). ``executor_options`` of ``"ray"``:
+        ``address`` (else ``RAY_ADDRESS``, else a local instance) and ``num_cpus`` of a local instance.
     retry_failed
         Run configurations recorded under ``store/failed/`` again (by default they are skipped and
         reported).
@@ -408,6 +587,13 @@ def run(
     if executor == "local" and executor_options:
         raise ValueError(f"executor_options: the 'local' executor takes no options, got {sorted(executor_options)}; "
                          "check the spelling of run()'s keyword arguments")
+    if resources is not None:
+        if executor == "local":
+            raise ValueError("resources: apply to Ray tasks; pass executor='ray' (the local executor runs in this "
+                             "process with what it has)")
+        executor_options["resources"] = _check_resources(resources)
+    if executor == "ray":
+        _import_ray()
     if isinstance(configs, Mapping) or not isinstance(configs, Sequence):
         raise TypeError("configs: expected a list of dicts (e.g. fairlib.sweep.grid(...))")
     checked = [_check_config(c, i) for i, c in enumerate(configs)]
@@ -418,7 +604,7 @@ def run(
     fn_name = _function_name(fn)
 
     records: dict[str, dict] = {}
-    pending: list[tuple[int, dict]] = []
+    pending: list[tuple[int, dict, str]] = []
     failed: dict[int, str] = {}
     for index, (config, key) in enumerate(zip(checked, keys)):
         if key in records:
@@ -433,7 +619,7 @@ def run(
         elif (failed_dir / f"{key}.json").exists() and not retry_failed:
             failed[index] = str(failed_dir / f"{key}.json")
         else:
-            pending.append((index, config))
+            pending.append((index, config, key))
             records[key] = {}  # reserve, so duplicates are not queued twice
 
     bar = None
@@ -442,7 +628,9 @@ def run(
 
         bar = make_bar(None, total=len(pending), desc=f"sweep {getattr(fn, '__name__', 'run')}")
     try:
-        for index, outcome in EXECUTORS[executor](fn, pending, **executor_options):
+        # nothing pending: no executor (and no Ray instance) is started
+        outcomes = EXECUTORS[executor](fn, pending, store=root, **executor_options) if pending else iter(())
+        for index, outcome in outcomes:
             config, key = checked[index], keys[index]
             if outcome.error is None:
                 try:
@@ -461,6 +649,7 @@ def run(
                           "host": socket.gethostname(), "finished": _now()}
                 _atomic_write_json(root / f"{key}.json", record)
                 (failed_dir / f"{key}.json").unlink(missing_ok=True)
+                shutil.rmtree(root / _CHECKPOINTS / key, ignore_errors=True)  # done: its checkpoints are spent
                 records[key] = record
             if bar is not None:
                 bar.update(1)
@@ -490,10 +679,17 @@ def _version() -> str:
 
 # --------------------------------------------------------------------------- command line
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m fairlib.sweep <command>``: ``plan NOTEBOOK --profile PROFILE [--json] [--stages]``.
+    """``python -m fairlib.sweep <command>``: ``run``, ``status`` or ``plan`` of one chapter's experiments.
 
-    Subcommands are argparse subparsers, one function each, so that ``run`` and ``status`` can join
-    ``plan``. Returns the exit status (0; 2 for a usage error such as an unknown chapter).
+    * ``run NOTEBOOK --profile P --store DIR [--executor ray] [--only NAME] [--num-gpus G] [--num-cpus C]
+      [--retry-failed]``: every configuration of the chapter's experiments (or of ``NAME``) not yet in
+      ``DIR/<experiment>``, with a progress bar of finished and failed counts;
+    * ``status NOTEBOOK --profile P --store DIR [--only NAME]``: done, failed and pending counts per
+      experiment and the plan's T4-hours still pending;
+    * ``plan NOTEBOOK --profile P [--json] [--stages]``: the compute plan (:mod:`fairlib.plan`).
+
+    Returns the exit status: 0; 1 when configurations failed; 2 for a usage error (an unknown
+    chapter, profile or experiment, whose message lists the valid ones).
     """
     import argparse
     import sys
@@ -510,15 +706,125 @@ def main(argv: Sequence[str] | None = None) -> int:
     plan_cmd.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     plan_cmd.add_argument("--stages", action="store_true", help="also print each experiment's stages")
     plan_cmd.set_defaults(handler=_plan_command)
+    for name, helptext in (("run", "run a chapter's experiments into a store (resumes what is missing)"),
+                           ("status", "done, failed and pending configurations of a store, and the pending T4-hours")):
+        cmd = commands.add_parser(name, help=helptext, description=helptext)
+        cmd.add_argument("notebook", help="a chapter's file stem, e.g. 05_pruning_bias")
+        cmd.add_argument("--profile", default=None, help="quick, full or paper (default: FAIRLIB_PROFILE, else quick)")
+        cmd.add_argument("--store", required=True, help="directory of results; one folder per experiment inside")
+        cmd.add_argument("--only", default=None, metavar="NAME", help="one experiment of the chapter, e.g. rq1")
+        if name == "run":
+            cmd.add_argument("--executor", default="local", choices=sorted(EXECUTORS))
+            cmd.add_argument("--num-gpus", type=float, default=None, help="GPUs per configuration (Ray; default 1 "
+                             "when the cluster has GPUs, else 0)")
+            cmd.add_argument("--num-cpus", type=float, default=None, help="CPUs per configuration (Ray; default 1)")
+            cmd.add_argument("--retry-failed", action="store_true", help="run the recorded failures again")
+        cmd.set_defaults(handler=_run_command if name == "run" else _status_command)
     args = parser.parse_args(argv)
     from fairlib.plan import PlanError
 
     try:
         print(args.handler(args))
-    except PlanError as exc:  # an unknown chapter or profile: a usage error, not a crash
+    except (PlanError, _UsageError) as exc:  # an unknown chapter, profile or experiment: a usage error
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except SweepError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0
+
+
+class _UsageError(ValueError):
+    """A command-line argument names nothing that exists (the message lists what does)."""
+
+
+def _selected(args: Any) -> tuple[str, dict[str, Experiment]]:
+    from fairlib.config import get_profile
+    from fairlib.plan import _notebook, chapters
+
+    try:
+        profile = get_profile(args.profile)
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from None
+    stem = _notebook(args.notebook)
+    try:
+        found = experiments(stem)
+    except ValueError:
+        raise _UsageError(f"notebook: no chapter {stem!r}; available: {', '.join(chapters())}") from None
+    if args.only is not None:
+        if args.only not in found:
+            raise _UsageError(f"--only: {stem} has no experiment {args.only!r}; choose from {sorted(found)}")
+        found = {args.only: found[args.only]}
+    return profile, found
+
+
+def _run_command(args: Any) -> str:
+    profile, found = _selected(args)
+    store = Path(args.store).expanduser()
+    options: dict[str, Any] = {}
+    if args.executor == "ray":
+        resources: dict[str, Any] = {}
+        if args.num_cpus is not None:
+            resources["num_cpus"] = args.num_cpus
+        if args.num_gpus is not None:
+            resources["num_gpus"] = args.num_gpus
+        elif _cluster_gpus() > 0:
+            resources["num_gpus"] = 1
+        options["resources"] = resources
+    elif args.num_gpus is not None or args.num_cpus is not None:
+        raise _UsageError("--num-gpus and --num-cpus are what each Ray task requests; add --executor ray")
+    lines, failures = [], []
+    for name, experiment in found.items():
+        configs = experiment.configs(profile)
+        try:
+            frame = run(experiment.fn, configs, store=store / name, executor=args.executor,
+                        retry_failed=args.retry_failed, **options)
+            lines.append(f"{name}: {len(frame)} of {len(configs)} configurations done")
+        except SweepError as exc:
+            failures.append(f"{name}: {exc}")
+    if failures:
+        raise SweepError("\n".join(lines + failures), failed=[])
+    return "\n".join(lines)
+
+
+def _cluster_gpus() -> float:
+    """GPUs of the Ray cluster this run will use (``RAY_ADDRESS`` or a local one), from torch when local."""
+    if os.environ.get("RAY_ADDRESS"):
+        ray = _import_ray()
+        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False)
+        return float(ray.cluster_resources().get("GPU", 0))
+    import torch
+
+    return float(torch.cuda.device_count())
+
+
+def _status_command(args: Any) -> str:
+    import dataclasses
+
+    from fairlib.plan import _plan_experiment
+
+    profile, found = _selected(args)
+    store = Path(args.store).expanduser()
+    rows = []
+    for name, experiment in found.items():
+        configs = experiment.configs(profile)
+        keys = list(dict.fromkeys(config_key(c) for c in configs))
+        by_key = {config_key(c): c for c in configs}
+        done = [k for k in keys if (store / name / f"{k}.json").exists()]
+        failed = [k for k in keys if k not in done and (store / name / _FAILED / f"{k}.json").exists()]
+        todo = [by_key[k] for k in keys if k not in done]  # failed ones run again with --retry-failed
+        hours = float("nan")
+        if experiment.cost is not None and todo:
+            pending_only = dataclasses.replace(experiment, grid=lambda _profile, todo=todo: todo)
+            hours = _plan_experiment(name, pending_only, profile, set()).seconds / 3600
+        elif not todo:
+            hours = 0.0
+        rows.append((name, len(keys), len(done), len(failed), len(keys) - len(done) - len(failed), hours))
+    head = f"{'experiment':<24}{'configs':>9}{'done':>7}{'failed':>8}{'pending':>9}{'T4-hours left':>15}"
+    out = [f"{args.notebook} ({profile} profile) in {store}", head, "-" * len(head)]
+    out += [f"{n:<24}{c:>9,}{d:>7,}{f:>8,}{p:>9,}{h:>15.3g}" for n, c, d, f, p, h in rows]
+    out.append("(T4-hours left: the plan's estimate for the configurations not done, failed ones included)")
+    return "\n".join(out)
 
 
 def _plan_command(args: Any) -> str:

@@ -62,6 +62,7 @@ import functools
 import math
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -593,6 +594,28 @@ def _save_checkpoint(path: Path, payload: dict) -> None:
         raise
 
 
+def _reattach_masks(model: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
+    """Give ``model`` the pruning masks a checkpoint has (``<module>.<name>_mask``) before loading it.
+
+    A run that prunes as it trains (GMP) starts unpruned and is saved with ``torch.nn.utils.prune``'s
+    ``weight_orig`` / ``weight_mask``; an identity mask makes the fresh model's keys match (the
+    parameter keeps its identity, so the optimiser's state still applies to it).
+    """
+    from torch.nn.utils import prune
+
+    for key in state:
+        if not key.endswith("_mask"):
+            continue
+        module_name, _, name = key[: -len("_mask")].rpartition(".")
+        try:
+            module = model.get_submodule(module_name)
+        except AttributeError:
+            continue
+        if f"{name}_mask" not in dict(module.named_buffers(recurse=False)) and name in dict(
+                module.named_parameters(recurse=False)):
+            prune.identity(module, name)
+
+
 def _load_checkpoint(path: Path, fingerprint: dict) -> dict:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=False)
@@ -731,9 +754,17 @@ def train(
                            amp=amp, scaler=scaler)
         first_epoch = 0
         path = Path(checkpoint) if checkpoint is not None else None
+        every, on_save = 0.0, None
+        if path is None:  # inside a sweep run: a checkpoint in its store, saved every few minutes
+            from fairlib import sweep
+
+            run_context = sweep.current_run()
+            if run_context is not None:
+                path, every, on_save = run_context.next_checkpoint(), run_context.every_s, run_context.on_save
         fingerprint = _fingerprint(model, optimizers)
         if path is not None and path.exists():
             saved = _load_checkpoint(path, fingerprint)
+            _reattach_masks(model, saved["model"])
             model.load_state_dict(saved["model"])
             for k, o in optimizers.items():
                 o.load_state_dict(saved["optimizers"][k])
@@ -753,6 +784,7 @@ def train(
 
         for cb in callbacks:
             cb.on_fit_start(state)
+        started = last_save = time.monotonic()
         epochs_iter = range(first_epoch, n_epochs)
         if show_progress:
             epochs_iter = progress(epochs_iter, desc=desc, leave=False)
@@ -792,7 +824,13 @@ def train(
             for cb in callbacks:
                 cb.on_epoch_end(state, row)
             state.history.append(row)
-            if path is not None:
+            now = time.monotonic()
+            # an explicit file: every epoch; a sweep's: every `every` seconds, and after the last epoch
+            # of a run that took a fifth of that (a short run is cheaper to repeat than to save)
+            last = epoch + 1 == n_epochs
+            due = path is not None and (now - last_save >= every or (last and now - started >= every / 5))
+            if due:
+                last_save = now
                 _save_checkpoint(path, {
                     "fingerprint": fingerprint, "model": model.state_dict(),
                     "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
@@ -800,6 +838,8 @@ def train(
                     "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
                     "history": state.history, "step": state.step, "epoch": epoch + 1,
                     "callbacks": [cb.state_dict() for cb in callbacks]})
+                if on_save is not None:
+                    on_save(path)
         for cb in callbacks:
             cb.on_fit_end(state)
         model.eval()

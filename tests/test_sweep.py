@@ -196,3 +196,62 @@ def test_register_and_list_experiments():
 
     with pytest.raises(ValueError, match="not a module-level function"):
         sweep.register("99_test_chapter", "local", local, lambda p: [])
+
+
+# --------------------------------------------------------------------------- within-run checkpoints
+def interrupted_fit(seed: int, epochs: int, interrupt_at: int = -1, marker: str = "") -> dict:
+    """A pruned model trained by the engine; a Ctrl-C (once) at ``interrupt_at``, as a Colab disconnect."""
+    import torch
+    from torch import nn
+    from torch.nn.utils import prune
+
+    from fairlib.training import Callback, make_optimizer, train
+
+    class Interrupt(Callback):
+        def on_epoch_start(self, state):
+            if state.epoch == 1:  # pruned as it trains (GMP): the checkpoint holds masks the fresh model lacks
+                prune.l1_unstructured(state.model[0], "weight", amount=0.5)
+            if state.epoch == interrupt_at and marker and not Path(marker).exists():
+                Path(marker).write_text("interrupted once")
+                raise KeyboardInterrupt("simulated disconnect")
+
+    class Count(Callback):
+        steps = 0
+
+        def on_step_end(self, state, logs):
+            Count.steps += 1
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(48, 4, generator=g)
+    y = (x[:, 0] > 0).long()
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    train(model, (x, y), epochs=epochs, batch_size=16, seed=seed, device="cpu",
+          optimizer=lambda m: make_optimizer(m.parameters(), "adam", lr=0.01), callbacks=[Interrupt(), Count()])
+    return {"weights": [float(v) for v in model[0].weight.detach().flatten()], "steps_here": Count.steps,
+            "zeros": int((model[0].weight == 0).sum())}
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoint_in_the_store(tmp_path, monkeypatch):
+    monkeypatch.setenv("FAIRLIB_CHECKPOINT_S", "0")
+    config = {"seed": 3, "epochs": 5, "interrupt_at": 3, "marker": str(tmp_path / "hit")}
+    whole = interrupted_fit(**{**config, "marker": ""})
+    store = tmp_path / "store"
+    with pytest.raises(KeyboardInterrupt):
+        sweep.run(interrupted_fit, [config], store=store, progress=False)
+    key = sweep.config_key(config)
+    assert (store / "checkpoints" / key / "train-0.pt").exists() and not list(store.glob("*.json"))
+    row = sweep.run(interrupted_fit, [config], store=store, progress=False).iloc[0]
+    assert row["weights"] == whole["weights"] and row["zeros"] == whole["zeros"] == 16
+    assert row["steps_here"] == 2 * 3 and whole["steps_here"] == 5 * 3, "epochs 4 and 5 only"
+    assert not (store / "checkpoints" / key).exists()
+
+
+def test_checkpoint_seconds_is_validated(monkeypatch):
+    monkeypatch.setenv("FAIRLIB_CHECKPOINT_S", "soon")
+    with pytest.raises(ValueError, match="FAIRLIB_CHECKPOINT_S"):
+        sweep.checkpoint_seconds()
+    monkeypatch.delenv("FAIRLIB_CHECKPOINT_S")
+    assert sweep.checkpoint_seconds() == 300.0
+    assert sweep.current_run() is None, "outside a sweep no engine run checkpoints by itself"
