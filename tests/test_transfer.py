@@ -469,7 +469,8 @@ def test_scene_transfer_data():
 
 
 # --------------------------------------------------------------------------- the experiment
-_TINY_SCENES = dict(source="scenes", data_seed=0, backbone="small_cnn_supervised", n_objects=4, size=16, canonical_n=24, pretrain_n=64,
+_TINY_SCENES = dict(source="scenes", data_seed=0, backbone="small_cnn_supervised", n_objects=4, size=16,
+                    canonical_n=24, pretrain_n=64,
                     pretrain_epochs=1, pretrain_lr=3e-3, target_n=32, target_seed=1, epochs=1, lr=1e-3,
                     batch_size=16, layer="pool", head="head", n_permutations=50, n_boot=200, threshold=0.5)
 
