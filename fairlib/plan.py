@@ -941,8 +941,13 @@ def format_plan(chapter: ChapterPlan, *, stages: bool = False) -> str:
     over = chapter.over_limits()
     verdict = "within" if not over else "OVER: " + ", ".join(f"{_LABELS[k]} {v:,.1f} > {lim:g}"
                                                             for k, (v, lim) in over.items())
-    lines.append(f"limits of the full profile (<= {LIMIT_T4_HOURS:g} T4-hours, <= {LIMIT_HOST_GB:g} GB host, "
-                 f"<= {LIMIT_GPU_GB:g} GB GPU): {verdict}")
+    if chapter.profile == "paper":  # a sweep across machines: the limits of one Colab session do not apply
+        lines.append(f"the paper profile has no limit: run it as a sweep (python -m fairlib.sweep run "
+                     f"{chapter.notebook} --profile paper --store DIR [--executor ray]); "
+                     f"{chapter.gpu_hours_t4 / 24:,.1f} T4-days in all")
+    else:
+        lines.append(f"limits of the full profile (<= {LIMIT_T4_HOURS:g} T4-hours, <= {LIMIT_HOST_GB:g} GB host, "
+                     f"<= {LIMIT_GPU_GB:g} GB GPU): {verdict}")
     r = rates()
     lines.append(f"rates: T4 sustained {r['t4_amp_flops'] / 1e12:.1f} TFLOP/s with AMP, "
                  f"{r['t4_fp32_flops'] / 1e12:.1f} TFLOP/s in FP32 (ResNet-50 training FLOPs x "

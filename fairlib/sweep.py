@@ -683,7 +683,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     * ``run NOTEBOOK --profile P --store DIR [--executor ray] [--only NAME] [--num-gpus G] [--num-cpus C]
       [--retry-failed]``: every configuration of the chapter's experiments (or of ``NAME``) not yet in
-      ``DIR/<experiment>``, with a progress bar of finished and failed counts;
+      ``DIR/<chapter>/<experiment>`` (the layout :func:`default_store` reads under ``FAIRLIB_RESULTS=DIR``,
+      so a chapter draws from it), with a progress bar of finished and failed counts;
     * ``status NOTEBOOK --profile P --store DIR [--only NAME]``: done, failed and pending counts per
       experiment and the plan's T4-hours still pending;
     * ``plan NOTEBOOK --profile P [--json] [--stages]``: the compute plan (:mod:`fairlib.plan`).
@@ -711,7 +712,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         cmd = commands.add_parser(name, help=helptext, description=helptext)
         cmd.add_argument("notebook", help="a chapter's file stem, e.g. 05_pruning_bias")
         cmd.add_argument("--profile", default=None, help="quick, full or paper (default: FAIRLIB_PROFILE, else quick)")
-        cmd.add_argument("--store", required=True, help="directory of results; one folder per experiment inside")
+        cmd.add_argument("--store", default=os.environ.get("FAIRLIB_RESULTS"),
+                         help="results root (default: FAIRLIB_RESULTS); DIR/<chapter>/<experiment> holds each "
+                              "experiment's store, where a chapter run with FAIRLIB_RESULTS=DIR finds it")
         cmd.add_argument("--only", default=None, metavar="NAME", help="one experiment of the chapter, e.g. rq1")
         if name == "run":
             cmd.add_argument("--executor", default="local", choices=sorted(EXECUTORS))
@@ -738,10 +741,12 @@ class _UsageError(ValueError):
     """A command-line argument names nothing that exists (the message lists what does)."""
 
 
-def _selected(args: Any) -> tuple[str, dict[str, Experiment]]:
+def _selected(args: Any) -> tuple[str, str, dict[str, Experiment]]:
     from fairlib.config import get_profile
     from fairlib.plan import _notebook, chapters
 
+    if not args.store:
+        raise _UsageError("--store: give a results directory (or set FAIRLIB_RESULTS)")
     try:
         profile = get_profile(args.profile)
     except ValueError as exc:
@@ -755,12 +760,12 @@ def _selected(args: Any) -> tuple[str, dict[str, Experiment]]:
         if args.only not in found:
             raise _UsageError(f"--only: {stem} has no experiment {args.only!r}; choose from {sorted(found)}")
         found = {args.only: found[args.only]}
-    return profile, found
+    return profile, stem, found
 
 
 def _run_command(args: Any) -> str:
-    profile, found = _selected(args)
-    store = Path(args.store).expanduser()
+    profile, stem, found = _selected(args)
+    store = Path(args.store).expanduser() / stem
     options: dict[str, Any] = {}
     if args.executor == "ray":
         resources: dict[str, Any] = {}
@@ -803,8 +808,8 @@ def _status_command(args: Any) -> str:
 
     from fairlib.plan import _plan_experiment
 
-    profile, found = _selected(args)
-    store = Path(args.store).expanduser()
+    profile, stem, found = _selected(args)
+    store = Path(args.store).expanduser() / stem
     rows = []
     for name, experiment in found.items():
         configs = experiment.configs(profile)

@@ -255,3 +255,53 @@ def test_checkpoint_seconds_is_validated(monkeypatch):
     monkeypatch.delenv("FAIRLIB_CHECKPOINT_S")
     assert sweep.checkpoint_seconds() == 300.0
     assert sweep.current_run() is None, "outside a sweep no engine run checkpoints by itself"
+
+
+# --------------------------------------------------------------------------- command line
+def _cli_grid(profile: str) -> list[dict]:
+    return [{"x": x} for x in ((1, 2, 3) if profile == "quick" else (1, 2, 3, 4, 5))]
+
+
+def _cli_cost(config: dict) -> list:
+    from fairlib.plan import Stage
+
+    return [Stage("work", cpu_seconds=36.0 * config["x"])]
+
+
+@pytest.fixture
+def cli_chapter():
+    """A chapter of two registered experiments, for this test only (the registry is global)."""
+    sweep.register("99_cli_test", "squares", square, _cli_grid, "test experiment", cost=_cli_cost)
+    sweep.register("99_cli_test", "fragile", fragile, _cli_grid, "test experiment", cost=_cli_cost)
+    yield
+    for name in ("squares", "fragile"):
+        sweep._EXPERIMENTS.pop(("99_cli_test", name))
+
+
+def test_cli_run_status_and_usage_errors(tmp_path, capsys, cli_chapter):
+    rc = sweep.main(["run", "99_cli_test", "--profile", "full", "--store", str(tmp_path), "--only", "squares"])
+    assert rc == 0 and len(CALLS) == 5
+    assert len(list((tmp_path / "99_cli_test" / "squares").glob("*.json"))) == 5, "DIR/<chapter>/<experiment>"
+    (tmp_path / "99_cli_test" / "squares" / f"{sweep.config_key({'x': 4})}.json").unlink()
+    capsys.readouterr()
+    assert sweep.main(["status", "99_cli_test", "--profile", "full", "--store", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    squares = next(line for line in out.splitlines() if line.startswith("squares")).split()
+    fragile_row = next(line for line in out.splitlines() if line.startswith("fragile")).split()
+    # configs, done, failed, pending, then the plan's hours of what is not done (36 s per unit of x)
+    assert squares[1:5] == ["5", "4", "0", "1"] and float(squares[5]) == pytest.approx(36 * 4 / 3600, rel=0.05)
+    assert fragile_row[1:5] == ["5", "0", "0", "5"]
+    CALLS.clear()
+    assert sweep.main(["run", "99_cli_test", "--profile", "full", "--store", str(tmp_path)]) == 1, "a failure: rc 1"
+    assert len(CALLS) == 1 + 4, "only x = 4 of squares ran again; fragile ran its five (x = 2 raised)"
+    assert "1 of 5 configurations failed" in capsys.readouterr().err
+    assert sweep.main(["status", "99_cli_test", "--profile", "full", "--store", str(tmp_path)]) == 0
+    fragile_row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("fragile")).split()
+    assert fragile_row[1:5] == ["5", "4", "1", "0"]
+    for argv, message in ((["run", "99_cli_test", "--store", str(tmp_path), "--only", "cubes"],
+                           "choose from ['fragile', 'squares']"),
+                          (["status", "98_nothing", "--store", str(tmp_path)], "available: "),
+                          (["run", "99_cli_test", "--profile", "huge", "--store", str(tmp_path)], "unknown profile"),
+                          (["run", "99_cli_test", "--store", str(tmp_path), "--num-gpus", "1"], "--executor ray")):
+        assert sweep.main(argv) == 2, argv
+        assert message in capsys.readouterr().err

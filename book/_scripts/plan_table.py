@@ -1,8 +1,10 @@
-"""Write the Setup page's table of what each chapter's ``full`` profile downloads and costs.
+"""Write the Setup page's table of what each chapter's ``full`` profile downloads and costs, and
+the compute table of every chapter's ``paper`` profile ("Reproducing the papers at scale").
 
 Usage (``make book`` runs it before building)::
 
     python book/_scripts/plan_table.py [--out book/_generated/plan_table.md]
+                                       [--paper-out book/_generated/paper_table.md]
 
 One row per chapter: the download (the datasets and pretrained weights its full runs read, from
 the stages of :func:`fairlib.plan.plan`), the T4-hours and the peak host RAM and GPU memory of
@@ -21,6 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = ROOT / "book" / "_generated" / "plan_table.md"
+DEFAULT_PAPER_OUT = ROOT / "book" / "_generated" / "paper_table.md"
 
 #: Download size (bytes) of each Hugging Face mirror that ``data_scripts.sources.HF_MIRRORS`` names,
 #: from the mirrors' file listings (book/datasets.md): FairFace's 0.25/ parquet files (250 + 250 +
@@ -92,16 +95,49 @@ def table() -> str:
     return "\n".join(rows) + "\n\n" + note + "\n"
 
 
+def paper_table() -> str:
+    """The ``paper`` profile of every chapter, one row per experiment: runs, T4-hours, GPU-days, peak memory."""
+    os.environ.pop("FAIRLIB_SCALE", None)
+    from fairlib import plan
+
+    rows = ["| chapter | experiment | runs | T4-hours | T4-days | peak RAM | peak GPU memory |",
+            "|---|---|---:|---:|---:|---:|---:|"]
+    total_runs, total_hours = 0, 0.0
+    for chapter in plan.chapters():
+        p = plan.plan(chapter, "paper")
+        for e in p.experiments:
+            if not e.supported:
+                rows.append(f"| {chapter} | {e.name} | — | — | — | — | {e.note} |")
+                continue
+            hours = e.gpu_hours_t4
+            total_runs, total_hours = total_runs + e.runs, total_hours + hours
+            gpu = f"{e.peak_gpu_gb:.1f} GB" if e.peak_gpu_gb > 0 else "none"
+            rows.append(f"| {chapter} | {e.name} | {e.runs:,} | {hours:,.1f} | {hours / 24:,.1f} | "
+                        f"{e.peak_host_gb:.1f} GB | {gpu} |")
+    rows.append(f"| **all** | | **{total_runs:,}** | **{total_hours:,.0f}** | **{total_hours / 24:,.0f}** | | |")
+    note = ("Computed from the code by `python -m fairlib.sweep plan CHAPTER --profile paper` with the rates of the "
+            "Setup page's table (one T4; a faster GPU divides the hours by its speed-up). Runs add up across "
+            "experiments; work that a chapter shares between runs (a cached dataset, one pretraining) is counted "
+            "once.")
+    return "\n".join(rows) + "\n\n" + note + "\n"
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    print(f"wrote {path}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="markdown file to write")
+    parser.add_argument("--paper-out", type=Path, default=DEFAULT_PAPER_OUT,
+                        help="markdown file for the paper profile's table")
     args = parser.parse_args(argv)
-    text = table()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.replace(args.out)
-    print(f"wrote {args.out}")
+    _write(args.out, table())
+    _write(args.paper_out, paper_table())
     return 0
 
 
