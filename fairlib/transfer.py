@@ -95,6 +95,9 @@ __all__ = [
     "transfer_grid",
     "run_table",
     "target_contrast",
+    "planted_contrast",
+    "planted_contrast",
+    "holm_significant",
 ]
 
 ArrayLike = Any  # numpy array or torch tensor
@@ -1036,6 +1039,34 @@ def pretraining_kind(backbone: str) -> str:
     raise ValueError(f"backbone: unknown {backbone!r}; choose from {[*SCENE_BACKBONES, *BACKBONES]}")
 
 
+def holm_significant(p_values: ArrayLike, alpha: float = 0.05) -> np.ndarray:
+    r"""Which of ``m`` hypotheses Holm's step-down procedure rejects at family-wise level ``alpha``.
+
+    Sort the p-values, :math:`p_{(1)} \le \dots \le p_{(m)}`; reject :math:`H_{(1)}, \dots, H_{(k)}`
+    for the largest :math:`k` with :math:`p_{(j)} \le \alpha / (m - j + 1)` for every :math:`j \le k`
+    (Holm, 1979). The chance of rejecting any true null stays at most ``alpha`` whatever the
+    dependence between the tests (the concepts of one model share their attribute images, so
+    their p-values are dependent). Uncorrected, ``m`` true nulls at ``alpha = 0.05`` give
+    :math:`0.05\,m` false rejections on average.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(m,)`` booleans in the order of ``p_values``.
+    """
+    p = np.asarray(to_numpy(p_values, "p_values"), dtype=np.float64).reshape(-1)
+    if np.isnan(p).any() or ((p < 0) | (p > 1)).any():
+        raise ValueError(f"p_values: expected p-values in [0, 1] without NaN, got {p!r}")
+    alpha = number(alpha, "alpha", low=0, high=1, low_open=True, high_open=True, expected="a level in (0, 1)")
+    m = len(p)
+    order = np.argsort(p, kind="stable")
+    passed = p[order] <= alpha / (m - np.arange(m))
+    k = m if passed.all() else int(np.argmin(passed))  # the first failure stops the procedure
+    out = np.zeros(m, dtype=bool)
+    out[order[:k]] = True
+    return out
+
+
 def pretraining_contrast(results: pd.DataFrame, *, supervised: str, self_supervised: str,
                          alpha: float = 0.05, level: float = 0.95) -> dict[str, Any]:
     r"""Finding (1): does the supervised backbone keep more of its ranking than the self-supervised one?
@@ -1043,20 +1074,26 @@ def pretraining_contrast(results: pd.DataFrame, *, supervised: str, self_supervi
     Pairs the full fine-tuning runs of the two backbones by ``(target, seed)`` and takes the mean
     of the differences of their BTS, :math:`d_i = \mathrm{BTS}^{sup}_i - \mathrm{BTS}^{ssl}_i`, with
     a t interval (:func:`fairlib.amplification.mean_ci`). A backbone that held no association
-    before fine-tuning (no concept with a permutation p-value below ``alpha``) has nothing to
-    keep, so the contrast is then not testable.
+    before fine-tuning has nothing to keep, so the contrast is then not testable. "Held" counts the
+    concepts whose permutation p-value before fine-tuning is significant after Holm's correction
+    for the number of concepts (:func:`holm_significant` at family-wise level ``alpha``):
+    uncorrected, a backbone without any association would pass this gate by chance with a few
+    dozen concepts.
 
     Parameters
     ----------
     results
         Rows of :func:`run_transfer` with columns ``backbone``, ``mode``, ``target``, ``seed``,
         ``bts`` and ``p_before``.
+    alpha
+        Family-wise level of the Holm-corrected test of the associations before fine-tuning.
 
     Returns
     -------
     dict
-        ``held`` ({backbone: concepts significant before}), ``n_pairs``, ``testable`` (bool),
-        ``reason`` (why not, else ""), ``mean``, ``low``, ``high`` (NaN when not testable).
+        ``held`` ({backbone: concepts significant before, Holm-corrected}), ``n_pairs``,
+        ``testable`` (bool), ``reason`` (why not, else ""), ``mean``, ``low``, ``high`` (NaN when
+        not testable).
     """
     from fairlib.amplification import mean_ci
 
@@ -1068,7 +1105,8 @@ def pretraining_contrast(results: pd.DataFrame, *, supervised: str, self_supervi
     if absent:
         raise ValueError(f"backbone: no full fine-tuning runs of {absent}; the results have "
                          f"{sorted(set(full['backbone']))}")
-    held = {b: int(np.sum(np.asarray(full[full["backbone"] == b]["p_before"].iloc[0], dtype=float) < alpha))
+    # the scores before fine-tuning are the same in every run of a backbone
+    held = {b: int(holm_significant(full[full["backbone"] == b]["p_before"].iloc[0], alpha).sum())
             for b in (supervised, self_supervised)}
     key = ["target", "seed"]
     diff = (full[full["backbone"] == supervised].set_index(key)["bts"].astype(float)
@@ -1076,7 +1114,7 @@ def pretraining_contrast(results: pd.DataFrame, *, supervised: str, self_supervi
     out: dict[str, Any] = {"held": held, "n_pairs": int(len(diff)), "testable": False, "reason": "",
                            "mean": float("nan"), "low": float("nan"), "high": float("nan")}
     if min(held.values()) == 0:
-        out["reason"] = "a backbone held no significant association before fine-tuning"
+        out["reason"] = "a backbone held no significant association before fine-tuning (Holm-corrected)"
     elif len(diff) < 2:
         out["reason"] = "fewer than two paired runs"
     else:
@@ -1168,9 +1206,10 @@ def transfer_setup(config: Mapping[str, Any]) -> TransferSetup:
       :func:`fine_tune` of its ``head``): to name the icon (``backbone="small_cnn_supervised"``)
       or to predict their rotation (``"small_cnn_rotation"``, :func:`rotation_pretext`).
     * ``source="coco"`` (full): :func:`coco_canonical_sets` of ``canonical_split``
-      (``canonical_n`` images per set at most, ``min_images``, ``size``) and torchvision's
-      the pretrained ``backbone`` (:func:`fairlib.models.build_backbone`; its ``preprocess`` is
-      the transform; features at ``layer="body"``, head ``"fc"``).
+      (``canonical_n`` images per set at most, ``min_images``, ``size``) and the pretrained
+      ``backbone`` from its own library (:func:`fairlib.models.build_backbone`: torchvision, timm,
+      open_clip or MoCo's checkpoint; its ``preprocess`` is the transform; features at
+      ``layer="body"``, head ``"fc"``).
     """
     from fairlib.models import build_backbone, build_model
 
@@ -1494,6 +1533,97 @@ def target_contrast(results: pd.DataFrame, *, small: str = "small", large: str =
                intro_diff_high=float(high), intro_direction=_direction(low, high),
                intro_seeds=int((point[large][1] > point[small][1]).sum()))
     out["agree"] = out["bts_direction"] == out["intro_direction"]
+    return out
+
+
+def planted_contrast(results: pd.DataFrame, planted: pd.DataFrame, *, small: str = "small", large: str = "large",
+                     mode: str = "full", n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> dict[str, Any]:
+    r"""Which dataset's planted association the fine-tuned ranking follows, per target, with intervals.
+
+    Where the associations the data planted are known (the quick profile's scenes,
+    :attr:`SceneTransferData.planted`), each fine-tuning run gets its **pull** towards the target
+    data, :math:`\rho(s', \pi_{tgt}) - \rho(s', \pi_{pre})`: Spearman's ρ of the fine-tuned
+    scores :math:`s'` with the target data's planted association minus that with the pretraining
+    data's (positive: the ranking follows the target data more closely). Per target, the mean over
+    fine-tuning seeds; between targets, :math:`\Delta = \overline{pull}_{large} - \overline{pull}_{small}`
+    (positive: the larger target pulled the ranking further towards its own associations, a third
+    measure of the paper's finding (2) beside :func:`target_contrast`'s two).
+
+    The intervals are percentile bootstraps over concepts as in :func:`target_contrast`: one
+    resample of concepts is applied to every run and to both planted tables, so they are joint over
+    seeds and targets; resamples in which some ranking is constant are skipped.
+
+    Parameters
+    ----------
+    results
+        The frame of ``sweep.run(run_transfer, ...)`` for one backbone: columns ``target``,
+        ``mode``, ``seed``, ``concepts``, ``score_after``.
+    planted
+        Index: concepts; columns ``pretraining`` and ``target``.
+
+    Returns
+    -------
+    dict
+        ``n_seeds``; per target ``t``: ``pull_<t>`` (mean over seeds), ``pull_<t>_low``,
+        ``pull_<t>_high``, ``follows_<t>`` (``"target"`` when the interval lies above 0,
+        ``"pretraining"`` below 0, ``"inconclusive"`` otherwise); ``pull_diff``, ``pull_diff_low``,
+        ``pull_diff_high``, ``pull_direction`` (``"supports"``: above 0, ``"contradicts"``,
+        ``"inconclusive"``) and ``pull_seeds`` (seeds whose large-target pull is the larger).
+
+    Raises
+    ------
+    ValueError
+        Missing columns, concepts that ``planted`` lacks, no seed run on both targets, or too few
+        concepts for a bootstrap.
+    """
+    if not isinstance(results, pd.DataFrame):
+        raise ValueError(f"results: expected the frame of sweep.run(run_transfer, ...), got {type(results).__name__}")
+    missing = [c for c in ("target", "mode", "seed", "concepts", "score_after") if c not in results.columns]
+    if missing:
+        raise ValueError(f"results: missing columns {missing}; pass the frame of sweep.run(run_transfer, ...)")
+    if not isinstance(planted, pd.DataFrame) or not {"pretraining", "target"} <= set(planted.columns):
+        raise ValueError("planted: expected a frame with columns 'pretraining' and 'target' indexed by concept "
+                         "(SceneTransferData.planted)")
+    n_boot = positive_int(n_boot, "n_boot")
+    if not 0 < level < 1:
+        raise ValueError(f"level: expected a confidence level in (0, 1), got {level!r}")
+    runs = results[results["mode"] == mode]
+    seeds = sorted(set(runs.loc[runs["target"] == small, "seed"]) & set(runs.loc[runs["target"] == large, "seed"]))
+    if not seeds:
+        raise ValueError(f"results: no seed was run in mode {mode!r} on both the {small!r} and the {large!r} target")
+    rows = {(t, s): runs[(runs["target"] == t) & (runs["seed"] == s)].iloc[0] for t in (small, large) for s in seeds}
+    concepts = list(next(iter(rows.values()))["concepts"])
+    if any(list(r["concepts"]) != concepts for r in rows.values()):
+        raise ValueError("results: the runs score different concepts; compare runs of one setup (one data_seed)")
+    absent = [c for c in concepts if c not in planted.index]
+    if absent:
+        raise ValueError(f"planted: no planted association for {absent[:5]}")
+    c = len(concepts)
+    if c < 3:
+        raise ValueError(f"results: a bootstrap over concepts needs at least 3 concepts, got {c}")
+    tables = {k: planted.loc[concepts, k].to_numpy(dtype=np.float64) for k in ("pretraining", "target")}
+    idx = np.vstack([np.arange(c), np.random.default_rng(integer(seed, "seed", minimum=0)).integers(0, c, (n_boot, c))])
+    pull = {}  # target -> (seeds, 1 + n_boot): row 0 the point estimate, then the resamples
+    for t in (small, large):
+        after = np.array([rows[t, s]["score_after"] for s in seeds], dtype=np.float64)
+        rho = {k: np.stack([_spearman_rows(a[idx], np.broadcast_to(v[idx], idx.shape)) for a in after])
+               for k, v in tables.items()}
+        pull[t] = rho["target"] - rho["pretraining"]
+    mean = {t: pull[t].mean(axis=0) for t in (small, large)}
+    ok = np.isfinite(mean[small][1:]) & np.isfinite(mean[large][1:])
+    if ok.sum() < n_boot / 2:
+        raise ValueError(f"results: {n_boot - int(ok.sum())} of {n_boot} resamples had constant rankings; "
+                         f"{c} concepts are too few for a bootstrap interval")
+    q = [50 * (1 - level), 50 * (1 + level)]
+    out: dict[str, Any] = {"n_seeds": len(seeds)}
+    for t in (small, large):
+        low, high = np.percentile(mean[t][1:][ok], q)
+        out.update({f"pull_{t}": float(mean[t][0]), f"pull_{t}_low": float(low), f"pull_{t}_high": float(high),
+                    f"follows_{t}": "target" if low > 0 else "pretraining" if high < 0 else "inconclusive"})
+    diff = mean[large] - mean[small]
+    low, high = np.percentile(diff[1:][ok], q)
+    out.update(pull_diff=float(diff[0]), pull_diff_low=float(low), pull_diff_high=float(high),
+               pull_direction=_direction(low, high), pull_seeds=int((pull[large][:, 0] > pull[small][:, 0]).sum()))
     return out
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from scipy import stats
 from torch import nn
 
 from fairlib import sweep
@@ -646,20 +647,41 @@ def test_rotation_pretext_rotates_each_image_by_its_label():
 
 
 def _backbone_rows(bts_sup, bts_ssl, p_sup=0.01, p_ssl=0.01):
+    """Stored rows of two backbones; ``p_*``: the first concept's p-value beside a second of 0.5, or every p-value."""
     rows = []
     for name, values, p in (("sup", bts_sup, p_sup), ("ssl", bts_ssl, p_ssl)):
+        p_before = list(p) if isinstance(p, (list, tuple)) else [p, 0.5]
         rows.append({"backbone": name, "mode": "linear", "target": "small", "seed": 0, "bts": 1.0,
-                     "p_before": [p, 0.5]})
-        rows += [{"backbone": name, "mode": "full", "target": t, "seed": s, "bts": v, "p_before": [p, 0.5]}
+                     "p_before": p_before})
+        rows += [{"backbone": name, "mode": "full", "target": t, "seed": s, "bts": v, "p_before": p_before}
                  for (t, s), v in zip([("small", 0), ("large", 0), ("small", 1)], values)]
     return pd.DataFrame(rows)
+
+
+def test_holm_significant_hand_computed():
+    # sorted p 0.01, 0.02, 0.5 against 0.05/3, 0.05/2, 0.05/1 = 0.0167, 0.025, 0.05: two rejected
+    # (Bonferroni's 0.0167 for all would reject one; uncorrected p < 0.05 two)
+    assert T.holm_significant([0.5, 0.01, 0.02]).tolist() == [False, True, True]
+    # sorted 0.01 <= 0.0125 rejected; 0.03 > 0.05/3 stops the procedure, so 0.04 is not reached (uncorrected: 3)
+    assert T.holm_significant([0.04, 0.01, 0.03, 0.5]).tolist() == [False, True, False, False]
+    # one p of 0.02 among three: 0.02 > 0.0167, nothing is rejected (uncorrected: 1)
+    assert not T.holm_significant([0.02, 0.5, 0.6]).any()
+    # the bounds are inclusive: 0.025 <= 0.05/2 and 0.05 <= 0.05/1
+    assert T.holm_significant([0.05, 0.025]).tolist() == [True, True]
+    assert T.holm_significant([0.02, 0.5, 0.6], alpha=0.1).tolist() == [True, False, False], "0.02 <= 0.1/3"
+    assert T.holm_significant([0.01]).tolist() == [True]
+    for bad in ([0.1, float("nan")], [1.5], [-0.1]):
+        with pytest.raises(ValueError, match="p_values"):
+            T.holm_significant(bad)
+    with pytest.raises(ValueError, match="alpha"):
+        T.holm_significant([0.01], alpha=0)
 
 
 def test_pretraining_contrast_pairs_runs_and_needs_held_associations():
     # differences 0.1, 0.2, 0.3: mean 0.2, sd 0.1, t(2) 97.5% = 4.3027 -> half-width 0.2484
     res = T.pretraining_contrast(_backbone_rows([0.5, 0.6, 0.7], [0.4, 0.4, 0.4]), supervised="sup",
                                  self_supervised="ssl")
-    assert res["testable"] and res["n_pairs"] == 3 and res["held"] == {"sup": 1, "ssl": 1}
+    assert res["testable"] and res["n_pairs"] == 3 and res["held"] == {"sup": 1, "ssl": 1}  # 0.01 <= 0.05/2
     assert res["mean"] == pytest.approx(0.2)
     assert res["low"] == pytest.approx(0.2 - 4.302653 * 0.1 / math.sqrt(3), abs=1e-5)
     assert res["high"] == pytest.approx(0.2 + 4.302653 * 0.1 / math.sqrt(3), abs=1e-5)
@@ -671,6 +693,18 @@ def test_pretraining_contrast_pairs_runs_and_needs_held_associations():
                                   supervised="sup", self_supervised="ssl")
     assert not none["testable"] and none["held"]["ssl"] == 0 and "no significant" in none["reason"]
     assert math.isnan(none["mean"])
+    # the gate is Holm-corrected: uncorrected, both backbones would hold associations (2 and 1 p < 0.05); with
+    # Holm's 0.05/3, 0.05/2, ... the supervised one holds 2 (0.01 <= 0.0167, 0.02 <= 0.025) and the other none
+    # (0.02 > 0.0167), so the contrast is not testable
+    holm = T.pretraining_contrast(_backbone_rows([0.5, 0.6, 0.7], [0.4, 0.4, 0.4], p_sup=[0.01, 0.02, 0.5],
+                                                 p_ssl=[0.02, 0.5, 0.6]), supervised="sup", self_supervised="ssl")
+    assert holm["held"] == {"sup": 2, "ssl": 0} and not holm["testable"] and "Holm" in holm["reason"]
+    # the step-down stops at the first failure: 0.01 <= 0.0125, then 0.03 > 0.0167 (uncorrected: 3 of 4)
+    held = T.pretraining_contrast(_backbone_rows([0.5, 0.6, 0.7], [0.4, 0.4, 0.4], p_ssl=[0.04, 0.01, 0.03, 0.5]),
+                                  supervised="sup", self_supervised="ssl")
+    assert held["held"] == {"sup": 1, "ssl": 1} and held["testable"]
+    assert T.pretraining_contrast(_backbone_rows([0.5, 0.6, 0.7], [0.4, 0.4, 0.4], p_ssl=[0.02, 0.5, 0.6]),
+                                  supervised="sup", self_supervised="ssl", alpha=0.1)["testable"], "0.02 <= 0.1/3"
     with pytest.raises(ValueError, match="no full fine-tuning runs of"):
         T.pretraining_contrast(_backbone_rows([0.5], [0.4]), supervised="sup", self_supervised="moco")
     with pytest.raises(ValueError, match="missing columns"):
@@ -678,6 +712,62 @@ def test_pretraining_contrast_pairs_runs_and_needs_held_associations():
     assert T.pretraining_kind("small_cnn_rotation").startswith("self-supervised")
     with pytest.raises(ValueError, match="choose from"):
         T.pretraining_kind("vit_huge")
+
+
+# --------------------------------------------------------------------------- which data the ranking follows
+def _planted_runs(after_small, after_large, seeds=(0, 1, 2)):
+    concepts = [f"c{i}" for i in range(len(after_small))]
+    return pd.DataFrame([{"target": t, "mode": "full", "seed": s, "concepts": concepts, "score_after": list(a)}
+                         for s in seeds for t, a in (("small", after_small), ("large", after_large))])
+
+
+def test_planted_contrast_known_answers():
+    a = np.arange(1.0, 7.0)
+    planted = pd.DataFrame({"pretraining": a, "target": -a}, index=[f"c{i}" for i in range(6)])
+    # small target: the scores keep the pretraining ranking (rho +1 with it, -1 with the target's): pull -2 in
+    # every resample; large target: the target's ranking, pull +2; difference +4
+    out = T.planted_contrast(_planted_runs(a, -a), planted, n_boot=300)
+    assert out["n_seeds"] == 3
+    assert (out["pull_small"], out["pull_small_low"], out["pull_small_high"]) == pytest.approx((-2, -2, -2))
+    assert (out["pull_large"], out["pull_large_low"], out["pull_large_high"]) == pytest.approx((2, 2, 2))
+    assert out["follows_small"] == "pretraining" and out["follows_large"] == "target"
+    assert (out["pull_diff"], out["pull_diff_low"], out["pull_diff_high"]) == pytest.approx((4, 4, 4))
+    assert out["pull_direction"] == "supports" and out["pull_seeds"] == 3
+    swapped = T.planted_contrast(_planted_runs(a, -a), planted, small="large", large="small", n_boot=300)
+    assert swapped["pull_direction"] == "contradicts" and swapped["pull_seeds"] == 0
+    # the same ranking after both targets: no difference in any resample, so the interval [0, 0] decides nothing
+    same = T.planted_contrast(_planted_runs(a, a), planted, n_boot=300)
+    assert (same["pull_diff"], same["pull_diff_low"], same["pull_diff_high"]) == (0, 0, 0)
+    assert same["pull_direction"] == "inconclusive"
+    # the point estimate is the mean over seeds of scipy's rho with the target minus rho with the pretraining data
+    rng = np.random.default_rng(0)
+    pl = pd.DataFrame({"pretraining": rng.normal(size=8), "target": rng.normal(size=8)},
+                      index=[f"c{i}" for i in range(8)])
+    runs = pd.concat([_planted_runs(rng.normal(size=8), rng.normal(size=8), seeds=(s,)) for s in range(3)])
+    out = T.planted_contrast(runs, pl, n_boot=300)
+    for t in ("small", "large"):
+        want = np.mean([stats.spearmanr(r["score_after"], pl["target"])[0]
+                        - stats.spearmanr(r["score_after"], pl["pretraining"])[0]
+                        for _, r in runs[runs["target"] == t].iterrows()])
+        assert out[f"pull_{t}"] == pytest.approx(want)
+        assert out[f"pull_{t}_low"] <= out[f"pull_{t}_high"]
+    assert out["pull_diff"] == pytest.approx(out["pull_large"] - out["pull_small"])
+
+
+def test_planted_contrast_errors():
+    a = np.arange(1.0, 7.0)
+    planted = pd.DataFrame({"pretraining": a, "target": -a}, index=[f"c{i}" for i in range(6)])
+    runs = _planted_runs(a, -a)
+    with pytest.raises(ValueError, match="missing columns"):
+        T.planted_contrast(runs.drop(columns="score_after"), planted)
+    with pytest.raises(ValueError, match="planted: expected"):
+        T.planted_contrast(runs, planted.drop(columns="target"))
+    with pytest.raises(ValueError, match="no planted association"):
+        T.planted_contrast(runs, planted.iloc[:4])
+    with pytest.raises(ValueError, match="no seed was run"):
+        T.planted_contrast(runs[runs["target"] == "small"], planted)
+    with pytest.raises(ValueError, match="at least 3 concepts"):
+        T.planted_contrast(_planted_runs(a[:2], a[:2]), planted)
 
 
 def test_scene_backbones_share_images_and_budget_and_differ_in_labels():
