@@ -619,13 +619,32 @@ class _ReconstructionError(nn.Module):
         return (self.model(x, attr) - x).pow(2).flatten(1).mean(1)
 
 
+def _selection_key(*, epoch: int, step: int, dis_acc: float, dis_classes: int, ramp_steps: int
+                   ) -> tuple[bool, bool, float, int]:
+    """The rank of one epoch in :func:`train_fader`'s selection: the epoch with the largest key is kept.
+
+    In order: the epoch ends after the ramp; its discriminator predicts more than one group on the
+    validation set (one that answers a single group has a balanced accuracy of exactly 1/K whatever
+    the latent holds, so its accuracy measures nothing); the lower discriminator accuracy; the later
+    epoch (ties).
+    """
+    return step >= ramp_steps, dis_classes > 1, -dis_acc, epoch
+
+
+def _selected_epoch(history: pd.DataFrame, ramp_steps: int) -> int:
+    """The epoch :func:`train_fader` keeps, from a history with ``epoch``, ``step``, ``dis_acc``, ``dis_classes``."""
+    keys = [_selection_key(epoch=int(r.epoch), step=int(r.step), dis_acc=float(r.dis_acc),
+                           dis_classes=int(r.dis_classes), ramp_steps=ramp_steps) for r in history.itertuples()]
+    return max(keys)[3]
+
+
 class _FaderEpoch(Callback):
     """Validation MSE and discriminator accuracy after every epoch, and the selection by discriminator accuracy."""
 
     def __init__(self, val_x: torch.Tensor, val_a: torch.Tensor, *, lambda_e: float, ramp_steps: int, select: bool):
         self.val_x, self.val_a = val_x, val_a
         self.lambda_e, self.ramp_steps, self.select = lambda_e, ramp_steps, select
-        self.best: tuple[float, int, bool] | None = None
+        self.best: tuple[bool, bool, float, int] | None = None  # the kept epoch's _selection_key
         self.best_state: dict | None = None
 
     def on_epoch_end(self, state: TrainState, row: dict[str, Any]) -> None:
@@ -639,13 +658,13 @@ class _FaderEpoch(Callback):
         # validation split) plain accuracy would reward a latent that reveals the majority alone
         hits = (guess == self.val_a).float()
         dis_acc = float(torch.stack([hits[self.val_a == k].mean() for k in torch.unique(self.val_a)]).mean())
+        dis_classes = int(torch.unique(guess).numel())  # 1: the discriminator answers one group for every image
         row.update({"lambda": lambda_schedule(state.step, self.lambda_e, self.ramp_steps),
-                    "val_mse": float(errors.mean()), "dis_acc": dis_acc})
-        # Candidates: post-ramp epochs; before any exists, every epoch (replaced once one does).
-        eligible = state.step >= self.ramp_steps
-        best = self.best
-        if self.select and (best is None or (eligible and not best[2]) or (eligible == best[2] and dis_acc <= best[0])):
-            self.best = (dis_acc, state.epoch + 1, eligible)
+                    "val_mse": float(errors.mean()), "dis_acc": dis_acc, "dis_classes": dis_classes})
+        key = _selection_key(epoch=state.epoch + 1, step=state.step, dis_acc=dis_acc, dis_classes=dis_classes,
+                             ramp_steps=self.ramp_steps)
+        if self.select and (self.best is None or key > tuple(self.best)):
+            self.best = key
             self.best_state = copy.deepcopy(model.state_dict())
 
     def on_fit_end(self, state: TrainState) -> None:
@@ -656,7 +675,10 @@ class _FaderEpoch(Callback):
         return {"best": self.best, "best_state": self.best_state}
 
     def load_state_dict(self, saved: dict[str, Any]) -> None:
-        self.best, self.best_state = saved["best"], saved["best_state"]
+        best = saved["best"]
+        if best is not None and len(best) == 3:  # a checkpoint of the earlier rule: (dis_acc, epoch, after ramp)
+            best = (bool(best[2]), True, -float(best[0]), int(best[1]))
+        self.best, self.best_state = best, saved["best_state"]
 
 
 def train_fader(model: FaderNet, images: torch.Tensor, attr: Any, *, epochs: int = 10, batch_size: int = 32,
@@ -687,11 +709,15 @@ def train_fader(model: FaderNet, images: torch.Tensor, attr: Any, *, epochs: int
     select
         Model selection by discriminator accuracy (the paper selects "by referring to the
         discriminator accuracy" and gives no rule; this one is ours): among the epochs that end
-        after the ramp (all epochs if none does), restore the weights of the one with the
-        lowest discriminator accuracy on ``val`` (the most invariant latent). Earlier epochs are
-        excluded because a discriminator that has not learned yet is trivially fooled. The
-        minimum of a few noisy accuracies lies below their mean, so the selected value can fall
-        below chance by noise alone.
+        after the ramp whose discriminator predicts more than one group on ``val``, restore the
+        weights of the one with the lowest discriminator accuracy on ``val`` (the most invariant
+        latent by that measure; ties: the later epoch). Earlier epochs are excluded because a
+        discriminator that has not learned yet is trivially fooled; epochs whose discriminator
+        answers one group for every image (``dis_classes == 1``, a balanced accuracy of exactly
+        ``1 / n_groups`` whatever the latent holds: collapsed, not fooled) are used only when no
+        other post-ramp epoch exists, and pre-ramp epochs only when no epoch ends after the ramp.
+        The minimum of a few noisy accuracies lies below their mean, so the selected value can
+        fall below chance by noise alone.
     balance_discriminator
         Weight the discriminator's cross-entropy by inverse attribute frequency. Not in the
         paper or Fader; useful under heavy imbalance, where an unweighted discriminator can
@@ -708,8 +734,11 @@ def train_fader(model: FaderNet, images: torch.Tensor, attr: Any, *, epochs: int
         One row per epoch: ``epoch``, ``step``, ``lambda``, ``train_mse``, ``val_mse``,
         ``dis_acc`` (the discriminator's balanced accuracy on the validation set: the mean recall
         over its groups, chance ``1 / n_groups``; with equal group sizes, as in the chapter, it is
-        the plain accuracy), ``dis_loss``, ``adv_loss``,
-        ``selected`` (bool).
+        the plain accuracy), ``dis_classes`` (how many groups the discriminator predicts on the
+        validation set; 1: it answers one group for every image), ``dis_loss`` (the
+        discriminator's training cross-entropy, weighted as trained, averaged over the epoch's
+        batches; ``log(n_groups)`` is that of an output that ignores the latent), ``adv_loss``,
+        ``candidate`` (bool: the epochs the selection chose among) and ``selected`` (bool).
     """
     if not isinstance(model, FaderNet):
         raise ValueError(f"model: expected a FaderNet, got {type(model).__name__}; "
@@ -741,10 +770,15 @@ def train_fader(model: FaderNet, images: torch.Tensor, attr: Any, *, epochs: int
                         adversarial_target=adversarial_target),
         callbacks=[tracker], transform=_unit_to_pm1, seed=seed, device=device,
         show_progress=show_progress, desc="FaderNet", checkpoint=checkpoint)
-    history = history[["epoch", "step", "lambda", "train_mse", "val_mse", "dis_acc", "dis_loss", "adv_loss"]].copy()
-    history["selected"] = False
+    history = history[["epoch", "step", "lambda", "train_mse", "val_mse", "dis_acc", "dis_classes", "dis_loss",
+                       "adv_loss"]].copy()
+    history["candidate"] = history["selected"] = False
     if select and tracker.best is not None:
-        history.loc[history["epoch"] == tracker.best[1], "selected"] = True
+        tiers = [_selection_key(epoch=int(r.epoch), step=int(r.step), dis_acc=float(r.dis_acc),
+                                dis_classes=int(r.dis_classes), ramp_steps=ramp_steps)[:2]
+                 for r in history.itertuples()]
+        history["candidate"] = [tier == tuple(tracker.best[:2]) for tier in tiers]
+        history.loc[history["epoch"] == tracker.best[3], "selected"] = True
     return history
 
 
@@ -1292,10 +1326,10 @@ def _latent_summary(kind: str, config: Mapping[str, Any]) -> dict[str, Any]:
         entry["val_errors"] = [float(v) for v in errors]
         if kind == "fader":
             sel = history[history["selected"]].iloc[0]
-            entry.update(dis_acc=100 * float(sel["dis_acc"]), val_mse=float(sel["val_mse"]),
-                         selected_epoch=int(sel["epoch"]))
+            entry.update(dis_acc=100 * float(sel["dis_acc"]), dis_classes=int(sel["dis_classes"]),
+                         val_mse=float(sel["val_mse"]), selected_epoch=int(sel["epoch"]))
         else:  # no discriminator; the final epoch's reconstruction error on the validation set
-            entry.update(dis_acc=float("nan"), val_mse=float(np.mean(entry["val_errors"])),
+            entry.update(dis_acc=float("nan"), dis_classes=0, val_mse=float(np.mean(entry["val_errors"])),
                          selected_epoch=int(history["epoch"].iloc[-1]))
     return entry
 
@@ -1321,8 +1355,10 @@ def run_classifier(classifier: str, *, dataset: str, size: int, test_per_group: 
         ``per_group``: test accuracy (%) of every group in code order; ``overall`` (%),
         ``variance`` (pp², :func:`fairlib.metrics.accuracy_variance`), ``worst`` (%), ``gap``
         (pp); ``dis_acc``: the discriminator's validation accuracy (%) at the selected epoch
-        (NaN for the vanilla latent); ``val_mse``: the validation reconstruction error of the
-        selected epoch (vanilla: of the last one); ``selected_epoch``; ``probe``: balanced
+        (NaN for the vanilla latent); ``dis_classes``: how many groups that discriminator predicts
+        on the validation set (1: it answers one group for every image; 0 for the vanilla
+        latent); ``val_mse``: the validation reconstruction error of the selected epoch
+        (vanilla: of the last one); ``selected_epoch``; ``probe``: balanced
         accuracy (%) of a fresh linear probe recovering the group from the test latents
         (:func:`latent_probe`). For intervals (:func:`fairlib.metrics.bootstrap_interval`), in
         test-index order: ``test_groups``, ``test_targets``, ``test_predictions`` (the
@@ -1350,7 +1386,8 @@ def run_classifier(classifier: str, *, dataset: str, size: int, test_per_group: 
     per_group = report["per_group"].reindex(range(len(data.group_names)))
     return {"per_group": [float(v) for v in per_group], "overall": report["overall"],
             "variance": float(report["variance"]), "worst": report["worst"], "gap": report["gap"],
-            "dis_acc": latent["dis_acc"], "val_mse": latent["val_mse"], "selected_epoch": latent["selected_epoch"],
+            "dis_acc": latent["dis_acc"], "dis_classes": latent["dis_classes"], "val_mse": latent["val_mse"],
+            "selected_epoch": latent["selected_epoch"],
             "probe": latent["probe"], "test_groups": [int(v) for v in data.groups[test_idx]],
             "test_targets": [int(v) for v in data.targets[test_idx]], "test_predictions": [int(v) for v in guess],
             "probe_predictions": list(latent["probe_predictions"]), "val_errors": list(latent["val_errors"])}

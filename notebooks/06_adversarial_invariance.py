@@ -72,7 +72,8 @@ from fairlib.notebook import glue, verdict
 # Both experiments' settings live in fairlib.invariance (classifier_grid, lambda_grid). quick:
 # SynthFaces at 32×32, nets narrowed to a 64×4×4 latent, a few epochs. full: UTKFace at 256×256 with
 # the paper's 512×4×4 latent and test split (the plan printed below says how long it takes).
-# Table 1 is repeated over three seeds (data draw, split and initialisations), seed the outer axis.
+# Table 1 is repeated over three seeds, seed the outer axis: a seed draws the split and the
+# initialisations, and in quick also the synthetic images (UTKFace's images are fixed).
 CLASSIFIER_RUNS = inv.classifier_grid(PROFILE, seeds=[SEED + s for s in inv.SEEDS])
 SEEDS = sorted({c["seed"] for c in CLASSIFIER_RUNS})
 cfg = CLASSIFIER_RUNS[0]  # the data and autoencoder settings the three classifiers of seed SEED share
@@ -177,8 +178,8 @@ if PROFILE != "quick":
 # The paper states that its training set is about 88% White, 4% Black, 3.5% Asian, 3% Indian and
 # 1.5% Others (its Sec. 4.2), with a test set of 474 images per race and "another 10%" of the
 # training data, drawn at random, for validation. The stated shares do not match UTKFace's own race
-# labels, of which about 42% are White (the full profile's table below counts them); the quick
-# profile copies the *stated* shares, the full profile uses UTKFace as it is.
+# labels: {glue:text}`utkface_white`. The quick profile copies the *stated* shares, the full profile
+# uses UTKFace as it is.
 #
 # The quick profile builds that structure with SynthFaces: five of the seven `palette` levels are the
 # protected attribute, in the paper's 88/4/3.5/3/1.5% proportions in training and equal numbers in
@@ -212,8 +213,27 @@ glue("style_strengths_minor", ", ".join(f"{s:g}" for s in inv.STYLE_STRENGTH[1:]
 glue("train_style_shares", ", ".join(f"{q:.0%} in {name}" for name, q in zip(inv.SYNTH_LEVELS, inv.TRAIN_STYLE_SHARE)))
 glue("test_per_group", int(np.bincount(G[test_idx]).min()))
 glue("n_val", len(val_idx))
-counts["train share of style B (%)"] = [100 * T[train_idx][G[train_idx] == k].mean() for k in range(K)]
-counts["test share of style B (%)"] = [100 * T[test_idx][G[test_idx] == k].mean() for k in range(K)]
+if PROFILE == "quick":  # SynthFaces: the share is a fact about UTKFace's release, not computed here
+    glue("utkface_white", "about 42% of its images are White, counted from the race code in the file names of "
+                          "UTKFace's release (the quick profile does not read UTKFace; the full profile counts "
+                          "them in its table below)")
+else:  # every UTKFace image lies in one of the three splits
+    all_splits = counts[["train", "validation", "test"]].sum(axis=1)
+    glue("utkface_white", f"{100 * all_splits.max() / all_splits.sum():.0f}% of the {all_splits.sum():,} images "
+                          f"read in this run are {all_splits.idxmax()} (counted in the table below)")
+train_counts = np.bincount(G[train_idx], minlength=K)
+MAJOR = int(train_counts.argmax())  # the largest group in training
+major_share, minor_share = 100 * train_counts.max() / len(train_idx), 100 * train_counts.min() / len(train_idx)
+if major_share > 50:
+    glue("imbalance_clause", f"Because {major_share:.0f}% of our training set is one group ({GROUP_NAMES[MAJOR]}), "
+                             f"an unweighted discriminator can look accurate by recognising the majority alone")
+else:
+    glue("imbalance_clause", f"Our training set is imbalanced (its largest group, {GROUP_NAMES[MAJOR]}, is "
+                             f"{major_share:.0f}% of it, its smallest {minor_share:.1f}%), so an unweighted "
+                             f"discriminator learns mostly from the large groups and pays little for ignoring the "
+                             f"small ones")
+counts[f"train share of t = {TARGET_NAMES[1]} (%)"] = [100 * T[train_idx][G[train_idx] == k].mean() for k in range(K)]
+counts[f"test share of t = {TARGET_NAMES[1]} (%)"] = [100 * T[test_idx][G[test_idx] == k].mean() for k in range(K)]
 counts.style.format(precision=1).set_caption(f"Group sizes per split and the target's share ({NOTE})")
 
 # %% tags=["hide-input"]
@@ -236,19 +256,23 @@ plt.show()
 # above; after every epoch we record the reconstruction error and the discriminator's accuracy on
 # the validation set as a *balanced* accuracy (the mean recall over the five groups), so chance is
 # $1/5$ whatever the group sizes; on our validation set, with equal group sizes, it is the plain
-# accuracy. Because {glue:text}`majority_share:.0f`% of our training set is one group
-# ({glue:text}`majority_name`), an unweighted discriminator can look accurate by recognising the majority
-# alone; we therefore weight its loss by inverse group frequency (`balance_discriminator=True`, our
-# choice, not the paper's). **Model selection**: the paper selects "by referring to the discriminator
-# accuracy" and stopped at 61%; it gives no rule. Ours: among the epochs after the ramp, keep the
-# weights with the lowest discriminator accuracy on the validation set.
+# accuracy. {glue:text}`imbalance_clause`; we therefore weight its loss by inverse group frequency
+# (`balance_discriminator=True`, our choice, not the paper's). **Model selection**: the paper selects
+# "by referring to the discriminator accuracy" and stopped at 61%; it gives no rule. Ours: among the
+# epochs after the ramp, keep the weights with the lowest discriminator accuracy on the validation
+# set, skipping epochs whose discriminator answers one group for every validation image (column
+# `dis_classes` = 1). Such a discriminator has *collapsed*: its balanced accuracy is exactly $1/5$
+# whatever the latent holds, so it measures nothing, whereas a *fooled* one still gives answers that
+# vary with the latent, and they are wrong. Collapsed epochs are kept only if every epoch after the
+# ramp collapsed.
 
 # %%
 # Trained once and kept in memory: the classifier runs below reuse these two autoencoders.
 vanilla, vanilla_history = inv.experiment_autoencoder("vanilla", cfg)
 fader, fader_history = inv.experiment_autoencoder("fader", cfg)
 selected = fader_history[fader_history.selected].iloc[0]
-eligible = fader_history[fader_history.step >= cfg["ramp_steps"]]
+candidates = fader_history[fader_history.candidate]  # the epochs the selection chose among
+collapsed = fader_history[fader_history.dis_classes == 1]  # the discriminator answers one group for every image
 dis_low, dis_high = (100 * v for v in metrics.accuracy_interval(float(selected.dis_acc), len(val_idx)))
 glue("dis_acc_selected", 100 * float(selected.dis_acc))
 glue("dis_acc_low", dis_low)
@@ -257,14 +281,50 @@ glue("dis_acc_peak", 100 * float(fader_history.dis_acc.max()))
 glue("dis_chance_verdict", verdict(dis_low - CHANCE, dis_high - CHANCE, below="below chance", above="above chance",
                                    neither="not distinguishable from chance"))
 glue("selected_epoch", int(selected.epoch))
-glue("n_eligible", len(eligible) or len(fader_history))  # no epoch after the ramp: all are candidates
+glue("n_candidates", len(candidates))
 glue("chance", CHANCE)
+# collapsed or fooled? The selected discriminator's training loss against log K (an output that ignores the latent)
+LOG_K = float(np.log(K))
+loss_gap = float(selected.dis_loss) - LOG_K
+loss_words = ("at log K, the loss of an output that ignores the latent: on the training batches this discriminator "
+              "reads almost nothing of the attribute" if abs(loss_gap) < 0.01
+              else "below log K: on the training batches it still reads some of the attribute" if loss_gap < 0
+              else "above log K: on the training batches it is more wrong than an output that ignores the latent")
+glue("dis_loss_selected", f"{float(selected.dis_loss):.3f} against log K = {LOG_K:.3f} ({loss_gap:+.3f}), "
+                          f"{loss_words}")
+post_ramp = fader_history[fader_history.step >= cfg["ramp_steps"]]
+skipped = post_ramp[post_ramp.dis_classes == 1]
+if int(selected.dis_classes) == 1:
+    collapse = ("The selected discriminator has collapsed: it answers one group for every validation image, so "
+                f"its balanced accuracy is exactly {CHANCE:.0f}% by construction, whatever the latent holds. Every "
+                "epoch after the ramp had collapsed, so the selection fell back on one of them, and its accuracy "
+                "says nothing about the latent; read the fresh probe instead.")
+else:
+    collapse = (f"The selected discriminator has not collapsed to one group: it predicts {int(selected.dis_classes)} "
+                f"of the {K} groups on the validation images, so its accuracy is a measurement of how much of the "
+                "attribute this discriminator reads, not a constant.")
+    if len(skipped):
+        epochs = ", ".join(str(int(e)) for e in skipped.epoch)
+        collapse += (f" After the ramp, epoch{'s' if len(skipped) > 1 else ''} {epochs} had a "
+                     f"collapsed discriminator instead: one group for every image, a balanced accuracy of exactly "
+                     f"{CHANCE:.0f}% that measures nothing. The selection skipped "
+                     f"{'them' if len(skipped) > 1 else 'it'}")
+        if skipped.dis_acc.min() <= candidates.dis_acc.min():
+            collapse += "; the lowest accuracy alone would have picked a collapsed epoch."
+        else:
+            collapse += "."
+    else:
+        collapse += " No epoch after the ramp had a discriminator that answered one group for every image."
+glue("collapse_sentence", collapse)
 fader_history.round(3)
 
 # %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
 axes[0].plot(fader_history.epoch, 100 * fader_history.dis_acc, marker="o", label="discriminator (validation)")
 axes[0].axhline(CHANCE, color="gray", ls=":", label="chance")
+if len(collapsed):
+    axes[0].scatter(collapsed.epoch, 100 * collapsed.dis_acc, marker="x", s=70, color="k", zorder=3,
+                    label="collapsed (one group predicted)")
 axes[0].errorbar([selected.epoch], [100 * selected.dis_acc], yerr=[[100 * selected.dis_acc - dis_low],
                                                                    [dis_high - 100 * selected.dis_acc]],
                  fmt="o", ms=12, mfc="none", color="C3", capsize=3, label="selected (95% CI)")
@@ -283,16 +343,24 @@ plt.show()
 # The discriminator's validation accuracy peaked at {glue:text}`dis_acc_peak:.1f`%; at the selected
 # epoch ({glue:text}`selected_epoch`) it is {glue:text}`dis_acc_selected:.1f`% (95% Wilson interval
 # {glue:text}`dis_acc_low:.1f` to {glue:text}`dis_acc_high:.1f`% on {glue:text}`n_val` validation
-# images), {glue:text}`dis_chance_verdict` (chance: {glue:text}`chance:.0f`%). Two cautions. The
-# selected value is the *smallest* of {glue:text}`n_eligible` noisy accuracies, so it is biased
-# downward: a latent at chance would be selected below chance more often than not. And a value below
-# chance is what the "other" target rewards: a discriminator that avoids the true value (see *The
-# idea*). In the paper the discriminator peaked at 94.3% and training was stopped at 61% (the paper's
-# Sec. 3.1); the paper expects the accuracy to oscillate in a longer run, which we do not run.
+# images), {glue:text}`dis_chance_verdict` (chance: {glue:text}`chance:.0f`%).
+# {glue:text}`collapse_sentence` Its training loss in that epoch is {glue:text}`dis_loss_selected`.
+# Without the adversary ($\lambda_E = 0$ in the sweep below) a discriminator of the same design reaches
+# {glue:text}`dis_lambda0` at its selected epoch: {glue:text}`dis_lambda0_reading`.
+#
+# Three cautions. The selected value is the *smallest* of {glue:text}`n_candidates` noisy
+# accuracies, so it is biased downward: a latent at chance would be selected below chance more often
+# than not. A value below chance is what the "other" target rewards: a discriminator that avoids the
+# true value (see *The idea*). And the training discriminator is one judge, the one the encoder was
+# trained against; a fresh probe on this latent (below) reads the attribute with a balanced accuracy
+# of {glue:text}`probe_fader:.1f`% (chance: {glue:text}`chance:.0f`%). In the paper the discriminator
+# peaked at 94.3% and training was stopped at 61% (the paper's Sec. 3.1); the paper expects the
+# accuracy to oscillate in a longer run, which we do not run.
 #
 # **Swapping the attribute at decoding time.** If the decoder relies on its attribute input, then
-# decoding one latent with each of the five attribute values should repaint the palette and keep
-# the rest. Rows: one test image per group; columns: the attribute given to the decoder.
+# decoding one latent with each of the five attribute values should repaint the attribute (in the
+# quick profile, the palette) and keep the rest. Rows: one test image per group; columns: the
+# attribute given to the decoder.
 
 # %% tags=["hide-input"]
 n = len(GROUP_NAMES)
@@ -415,13 +483,17 @@ for model in ("SimpleCNN-WL", "FaderCNN"):
         glue(f"d_{stat}_{model}", f"{point:+.1f}, 95% CI {low:+.1f} to {high:+.1f}")
         glue(f"d_{stat}_{model}_verdict", verdict(low, high, below=down, above=up,
                                                   neither="does not measurably change"))
-# the constructed design: does SimpleCNN do worse on its weakest minority than on the majority?
-point, low, high = interval("SimpleCNN", lambda a: a[:, 0] - a[:, 1:].min(axis=1))
+# does SimpleCNN do worse on its weakest other group than on the largest training group (MAJOR)?
+point, low, high = interval("SimpleCNN", lambda a: a[:, MAJOR] - np.delete(a, MAJOR, axis=1).min(axis=1))
 glue("major_minus_minor", f"{point:.1f} pp, 95% CI {low:.1f} to {high:.1f}")
 glue("major_minus_minor_verdict", verdict(
-    low, high, below="is more accurate on its weakest minority than on the majority",
-    above="is less accurate on its weakest minority than on the majority",
-    neither="shows no measurable gap between the majority and its weakest minority"))
+    low, high, below=f"is more accurate on its weakest other group than on {GROUP_NAMES[MAJOR]}",
+    above=f"is less accurate on its weakest other group than on {GROUP_NAMES[MAJOR]}",
+    neither=f"shows no measurable gap between {GROUP_NAMES[MAJOR]} and its weakest other group"))
+glue("design_question", "The quick data were built so that a classifier trained mostly on the majority does worse "
+                        "on the harder minorities. Does it?" if PROFILE == "quick" else
+     f"UTKFace was not built for this comparison, but its largest training group is {GROUP_NAMES[MAJOR]}: is a "
+     f"classifier trained mostly on it worse on the other races?")
 p = table.loc["All classes", "SimpleCNN"] / 100
 n_test = int(np.bincount(G[test_idx]).min())
 glue("noise_floor", 1e4 * p * (1 - p) / n_test)
@@ -471,16 +543,16 @@ plt.show()
 # | SimpleCNN-WL | {glue:text}`d_variance_SimpleCNN-WL_verdict` it: {glue:text}`d_variance_SimpleCNN-WL` | {glue:text}`d_worst_SimpleCNN-WL_verdict` it: {glue:text}`d_worst_SimpleCNN-WL` | {glue:text}`d_overall_SimpleCNN-WL_verdict` it: {glue:text}`d_overall_SimpleCNN-WL` |
 # | FaderCNN | {glue:text}`d_variance_FaderCNN_verdict` it: {glue:text}`d_variance_FaderCNN` | {glue:text}`d_worst_FaderCNN_verdict` it: {glue:text}`d_worst_FaderCNN` | {glue:text}`d_overall_FaderCNN_verdict` it: {glue:text}`d_overall_FaderCNN` |
 #
-# The data were built so that a classifier trained mostly on the majority does worse on the harder
-# minorities. Does it? SimpleCNN {glue:text}`major_minus_minor_verdict`: majority minus weakest
-# minority, {glue:text}`major_minus_minor`.
+# {glue:text}`design_question` SimpleCNN {glue:text}`major_minus_minor_verdict`: the largest training
+# group ({glue:text}`majority_name`) minus the weakest other group, {glue:text}`major_minus_minor`.
 #
 # ## Is the latent really invariant? A fresh probe
 #
 # The training discriminator is a biased judge: the encoder was optimised against *that*
 # network. A fairer check trains a **new** classifier, a logistic regression on the flattened
 # latents, to recover the protected attribute on the test set (equal group sizes, 5-fold
-# cross-validation, balanced accuracy of the out-of-fold predictions; chance is 20%). Every run
+# cross-validation, balanced accuracy of the out-of-fold predictions; chance is
+# {glue:text}`chance:.0f`%). Every run
 # above reports it for its latent (column `probe`), with the probe's predictions, so that the test
 # images can be resampled.
 
@@ -529,7 +601,8 @@ print(f"probe balanced accuracy: vanilla latent {show_ci(*p_vanilla)}%, Fader la
 #
 # We retrain the Fader Network with other final values of $\lambda_E$ (0 means no adversary: an
 # attribute-conditioned autoencoder), each with both adversarial targets of *The idea*, and record
-# reconstruction, the selected discriminator accuracy, the probe, and the classifier's accuracy,
+# reconstruction, the selected discriminator accuracy (and `dis_classes`, how many groups that
+# discriminator predicts: 1 means collapsed), the probe, and the classifier's accuracy,
 # variance and worst group: the same run function on another grid (`inv.lambda_grid`). The run at
 # the main $\lambda_E$ with the "other" target reuses the Fader net trained above. The sweep runs one
 # seed; its intervals resample the test (probe) and validation (reconstruction) images.
@@ -541,9 +614,19 @@ lambda_runs["probe_ci"] = [show_ci(*probe_interval(r)) for r in lambda_runs.iter
 lambda_runs["dis_acc_ci"] = [show_ci(acc, *(100 * v for v in metrics.accuracy_interval(acc / 100, len(val_idx))))
                              for acc in lambda_runs.dis_acc]
 trade_off = lambda_runs.set_index(["lambda_e", "adversarial_target"]).rename_axis(["lambda_E", "target"])
-trade_off = trade_off[["val_mse", "dis_acc_ci", "probe_ci", "overall", "variance", "worst"]]
+trade_off = trade_off[["val_mse", "dis_acc_ci", "dis_classes", "probe_ci", "overall", "variance", "worst"]]
 LAMBDA_MAX = float(lambda_runs.lambda_e.max())
 base = next(r for r in lambda_runs.itertuples() if r.lambda_e == 0)
+b_low, b_high = (100 * v for v in metrics.accuracy_interval(base.dis_acc / 100, len(val_idx)))
+glue("dis_lambda0", f"{base.dis_acc:.1f}% (95% CI {b_low:.1f} to {b_high:.1f}%)")
+glue("dis_lambda0_reading", verdict(
+    b_low - CHANCE, b_high - CHANCE,
+    above="it can read the attribute when the encoder does not hide it, so at the main λ_E it was fooled rather "
+          "than unable to learn",
+    below="even without the adversary it does worse than chance, so its accuracy at the main λ_E says little "
+          "about the latent",
+    neither="even without the adversary it does not read the attribute, so at the main λ_E it may be too weak to "
+            "learn rather than fooled"))
 glue("lambda_max", f"{LAMBDA_MAX:g}")
 glue("lambda_main", f"{cfg['lambda_e']:g}")
 for r in lambda_runs[lambda_runs.lambda_e == LAMBDA_MAX].itertuples():
@@ -557,7 +640,9 @@ for r in lambda_runs[lambda_runs.lambda_e == LAMBDA_MAX].itertuples():
     glue(f"mse_{t}_verdict", verdict(mse_low, mse_high, below="falls", above="rises",
                                      neither="does not change measurably"))
     d_low, d_high = (100 * v for v in metrics.accuracy_interval(r.dis_acc / 100, len(val_idx)))
-    glue(f"dis_{t}_max", f"{r.dis_acc:.1f}%, 95% CI {d_low:.1f} to {d_high:.1f}%")
+    glue(f"dis_{t}_max", f"{r.dis_acc:.1f}%, 95% CI {d_low:.1f} to {d_high:.1f}%" + (
+        " (collapsed: it answers one group for every image, as did every epoch after the ramp)"
+        if r.dis_classes == 1 else ""))
     glue(f"dis_{t}_verdict", verdict(d_low - CHANCE, d_high - CHANCE, below="below chance", above="above chance",
                                      neither="not distinguishable from chance"))
 for name, lam in (("main", float(cfg["lambda_e"])), ("max", LAMBDA_MAX)):
@@ -628,12 +713,16 @@ plt.show()
 #
 # ## Repeats over seeds
 #
-# The bootstrap intervals above hold the trained models fixed. A new seed redraws the data, the split
-# and every initialisation, so the spread over seeds also contains training noise. We rerun Table 1
-# for {glue:text}`n_seeds` seeds (the λ sweep stays at one seed: the quick profile's time budget).
+# The bootstrap intervals above hold the trained models fixed. {glue:text}`seed_redraws`, so the
+# spread over seeds also contains training noise. We rerun Table 1 for {glue:text}`n_seeds` seeds
+# (the λ sweep stays at one seed, to fit the {glue:text}`profile` profile's compute budget).
 
 # %%
 all_runs = sweep.run(inv.run_classifier, CLASSIFIER_RUNS, store=STORE)  # seed SEED's rows come from the store
+glue("profile", PROFILE)
+glue("seed_redraws", "A new seed redraws the synthetic images, the split and every initialisation" if PROFILE == "quick"
+     else "A new seed redraws the split (which UTKFace images are tested, validated and trained on) and every "
+          "initialisation; the images themselves are the same")
 by_seed = {stat: all_runs.pivot(index="seed", columns="classifier", values=stat)[list(inv.CLASSIFIERS)]
            for stat in STATISTICS}
 repeats = pd.DataFrame({model: {label: show_ci(*mean_ci(by_seed[stat][model])) for stat, label in STATISTICS.items()}
@@ -736,7 +825,25 @@ pd.DataFrame({model: {"variance (pp²)": f"{point:.2f}", "95% range": f"{low:.1f
 # {glue:text}`reproduces` ({glue:text}`seeds_d_variance` pp²); FaderCNN
 # {glue:text}`seeds_d_worst_verdict` the worst group ({glue:text}`seeds_d_worst` pp) and
 # {glue:text}`seeds_d_overall_verdict` the overall accuracy ({glue:text}`seeds_d_overall` pp).
-#
+
+# %% tags=["hide-input"]
+# The settings quoted in the table below, read from fairlib.invariance for both profiles.
+SETTINGS = {p: inv.experiment_settings(p) for p in ("quick", "full")}
+quick_cfg = SETTINGS["quick"]
+quick_classifier = inv.LatentCNN(quick_cfg["max_channels"], width=quick_cfg["max_channels"])
+c1, c2, c3, c4 = (m.out_channels for m in quick_classifier.net if isinstance(m, torch.nn.Conv2d))
+quick_ladder = inv.encoder_channels(quick_cfg["size"], max_channels=quick_cfg["max_channels"])
+side = quick_classifier.latent_size
+glue("quick_widths", f"encoder {'-'.join(f'C{c}' for c in quick_ladder)} at {quick_cfg['size']} px, latent "
+                     f"{quick_cfg['max_channels']}×{side}×{side}, discriminator C{quick_cfg['max_channels']} and FC "
+                     f"{quick_cfg['max_channels']}–{K}, classifier C{c1}-C{c2}-MaxPool-C{c3}-C{c4}-FC")
+glue("cls_epochs", ", ".join(f"{p}: {SETTINGS[p]['cls_epochs']} epochs" for p in SETTINGS))
+glue("ae_epochs", ", ".join(f"{p}: {SETTINGS[p]['ae_epochs']}" for p in SETTINGS))
+glue("lambda_values", "; ".join(
+    f"{p}: λ_E ∈ {{{', '.join(f'{v:g}' for v in sorted({c['lambda_e'] for c in inv.lambda_grid(p)}))}}}"
+    for p in SETTINGS))
+
+# %% [markdown]
 # **Where we differ from the paper.**
 #
 # | | the paper {cite:p}`teru2019reducing` | this chapter | why |
@@ -744,17 +851,22 @@ pd.DataFrame({model: {"variance (pp²)": f"{point:.2f}", "95% range": f"{low:.1f
 # | data | UTKFace, "23,070 images", resized from 200 to 256 px, a few labels corrected by hand | full: UTKFace's 23,705 labelled files at 256 px, labels as released; quick: SynthFaces at 32 px | the hand corrections are not published; quick runs offline on a CPU |
 # | training shares | stated as about 88/4/3.5/3/1.5% (White … Others); UTKFace's labels are about 42% White | full: UTKFace as it is; quick: the stated shares | the statement does not match the dataset; quick copies it to keep the paper's imbalance |
 # | quick data design | — | minority palettes render the style at strengths {glue:text}`style_strengths_minor`, and their training split correlates palette and style ({glue:text}`train_style_shares`) | gives invariance something to remove, while every group stays learnable |
+# | target and protected attribute | gender, with race protected (UTKFace) | full: the same; quick: SynthFaces' hair style (A or B) stands in for gender and five `palette` levels for race | SynthFaces has neither; the quick profile runs offline |
+# | network widths | encoder C16…C512 at 256 px, latent 512×4×4, discriminator C512 and FC 512–5, classifier C512-C128-MaxPool-C64-C16-FC | full: the paper's; quick: {glue:text}`quick_widths` | quick runs on a CPU in minutes |
 # | test set | 474 per race (2,370) | full: 474 per race; quick: {glue:text}`test_per_group` per group | quick's CPU budget |
 # | validation set | a random 10% of the training data (imbalanced) | equal numbers per group (full 200, quick 60); the discriminator's accuracy is a balanced accuracy | model selection should weigh every group equally |
 # | augmentation | horizontal and vertical flips | none | not needed for the comparisons here; a known difference in full |
 # | adversarial target | $-\lambda_E\log P(1-y\mid z)$, a two-value formula; five races not explained | "other": a random other value (Fader's code) in the main runs; the λ sweep adds "uniform" | the other target's optimum still reveals $y$ (*The idea*); only the uniform one's is "cannot tell" |
 # | optimiser | plain gradient steps with one step size $\eta$, no values; discriminator, then encoder/decoder | Adam for both players, $\beta_1 = 0.5$; lr $2\cdot10^{-4}$ in full (Fader's code defaults), $10^{-3}$ in quick; the same order | the paper gives no values |
 # | $\lambda_E$, schedule, batch, epochs | none given | full: $\lambda_E$ 0.01, ramp over 10,000 steps (Fader's code: $10^{-4}$ over 500,000), batch 32, 40 epochs; quick: $\lambda_E$ 1, 100 steps, batch 64, 6 epochs | ours, sized to one Colab session or a CPU |
-# | discriminator | C512 and FC 512–5 | the same, with dropout 0.3 (Fader's code) and a loss weighted by inverse group frequency | under the 88% imbalance an unweighted discriminator can score by recognising the majority alone |
-# | model selection | "by referring to the discriminator accuracy"; stopped at 61% | lowest balanced validation accuracy among the epochs after the ramp | the paper gives no rule; the minimum is biased low (see the training section) |
+# | discriminator | C512 and FC 512–5 | the same (quick: narrowed, see network widths), with dropout 0.3 (Fader's code) and a loss weighted by inverse group frequency | under heavy imbalance (the paper's stated 88%, which quick copies) an unweighted discriminator can score by recognising the majority alone |
+# | model selection | "by referring to the discriminator accuracy"; stopped at 61% | lowest balanced validation accuracy among the epochs after the ramp, skipping epochs whose discriminator answers one group for every image (collapsed) unless all of them do | the paper gives no rule; a collapsed discriminator's accuracy is exactly chance whatever the latent holds; the minimum is biased low (see the training section) |
 # | latent classifier | C512-C128-MaxPool-C64-C16-FC, "stride 2" with unchanged size, dropout on conv 1, 3, 4 and the FC layer | stride 1, dropout 0.3 after conv 1, 3 and 4 (the last one feeds the FC layer); Adam lr $10^{-3}$, weight decay $10^{-4}$, batch 128 | stride 2 cannot keep the size; the rest is not given |
+# | latent classifier's training length and selection | not given | {glue:text}`cls_epochs`; the last epoch's weights are kept, with no validation-based selection | the paper gives neither; the three classifiers are trained alike |
+# | vanilla autoencoder's training | "the exact same topology"; no training settings | Adam with the Fader net's learning rate, $\beta_1 = 0.5$ and batch size, the same number of epochs ({glue:text}`ae_epochs`), reconstruction loss only, the last epoch's weights | the same budget as the Fader net, so that the two latents differ by the adversary |
 # | SimpleCNN-WL weights | inverse race frequency | the same, normalised to mean 1 | keeps the loss's scale |
 # | uncertainty | one run, no intervals | bootstrap intervals on the test images, {glue:text}`n_seeds` seeds for Table 1, the λ sweep at one seed | a difference means something only against the noise of its test set (see *How noisy is the paper's own comparison?*) |
+# | $\lambda_E$ sweep | not run: one unreported $\lambda_E$ | {glue:text}`lambda_values`; every value above 0 with both adversarial targets; one seed | shows the trade-off and the target's effect; one seed to fit the compute budget |
 # | fresh probe, worst group, swap check | not reported | reported | checks invariance independently of the training adversary |
 
 # %% [markdown]
@@ -833,11 +945,12 @@ pd.DataFrame({model: {"variance (pp²)": f"{point:.2f}", "95% range": f"{low:.1f
 #
 # :::{solution} ex-inv-unbalanced-dis
 # :class: dropdown
-# Without weighting, the discriminator can minimise its loss by predicting the majority group
-# almost always: on the training distribution it would then look as accurate as the majority is
-# large ({glue:text}`majority_share:.0f`% here), while its balanced accuracy on the validation set
-# would sit near 20%, so neither number would show whether the minority groups are still readable
-# (we do not run this variant here). A balanced validation
+# Without weighting, the discriminator learns mostly from the largest group
+# ({glue:text}`majority_name`, {glue:text}`majority_share:.0f`% of training here). The more
+# imbalanced the data, the more its loss rewards predicting that group almost always: on the
+# training distribution it would then look as accurate as that group is large, while its balanced
+# accuracy on the validation set would sit near {glue:text}`chance:.0f`%, so neither number would
+# show whether the smaller groups are still readable (we do not run this variant here). A balanced validation
 # set (or balanced accuracy) with a balanced discriminator loss measures what the encoder hides
 # for every group.
 # :::

@@ -240,8 +240,34 @@ def test_train_fader_history_and_selection():
     assert list(hist["epoch"]) == [1, 2, 3]
     assert list(hist["lambda"]) == [1.0, 1.0, 1.0]
     assert hist["selected"].sum() == 1
-    post = hist[hist["step"] >= 3]
-    assert hist.loc[hist["selected"], "dis_acc"].iloc[0] == post["dis_acc"].min()
+    assert hist["dis_classes"].between(1, 2).all()
+    # the kept epoch is the one the selection rule ranks first on this history
+    assert hist.loc[hist["selected"], "epoch"].iloc[0] == invariance._selected_epoch(hist, ramp_steps=3)
+    post = hist[(hist["step"] >= 3) & (hist["dis_classes"] > 1)]
+    if len(post):
+        assert hist.loc[hist["selected"], "dis_acc"].iloc[0] == post["dis_acc"].min()
+        assert list(hist["candidate"]) == list((hist["step"] >= 3) & (hist["dis_classes"] > 1))
+    assert hist.loc[hist["selected"], "candidate"].all()
+
+
+def test_selection_skips_a_discriminator_that_answers_one_group():
+    # hand-made history, K = 5, ramp over 100 steps: epoch 1 ends before the ramp; epoch 3's
+    # discriminator answers one group for every image (balanced accuracy exactly 1/5), which is
+    # the lowest accuracy after the ramp but measures nothing about the latent
+    hist = pd.DataFrame({"epoch": [1, 2, 3, 4, 5], "step": [50, 100, 150, 200, 250],
+                         "dis_acc": [0.10, 0.30, 0.20, 0.24, 0.24], "dis_classes": [3, 5, 1, 4, 5]})
+    assert invariance._selected_epoch(hist, ramp_steps=100) == 5  # 0.24 twice: the later epoch
+    # every post-ramp discriminator collapsed: the lowest of them is kept (the fallback)
+    collapsed = hist.assign(dis_classes=[3, 1, 1, 1, 1], dis_acc=[0.10, 0.20, 0.20, 0.20, 0.20])
+    assert invariance._selected_epoch(collapsed, ramp_steps=100) == 5
+    # no epoch after the ramp: every epoch is a candidate, collapsed ones still last
+    assert invariance._selected_epoch(hist, ramp_steps=1000) == 1
+    assert invariance._selected_epoch(hist.assign(dis_classes=[1, 5, 1, 4, 5]), ramp_steps=1000) == 5
+    # a checkpoint saved under the earlier rule (dis_acc, epoch, after ramp) still loads and ranks
+    tracker = invariance._FaderEpoch(torch.zeros(1, 3, 4, 4), torch.zeros(1, dtype=torch.long),
+                                     lambda_e=1.0, ramp_steps=100, select=True)
+    tracker.load_state_dict({"best": (0.2, 3, True), "best_state": {}})
+    assert tracker.best == (True, True, -0.2, 3)
 
 
 def test_to_unit_range():
