@@ -575,8 +575,8 @@ def load_split(name: str, split: str, *, root: str | Path | None = None) -> tupl
 #: schedule's; Fashion-MNIST's crops are unpadded, :data:`AUGMENT_PAD`); ``train`` and
 #: ``overlay_train`` the schedule (:func:`fairlib.training.train_and_evaluate`); ``seeds`` the
 #: number of random class assignments (``rq2_seeds`` for the capacity sweeps, ``rq5_seeds`` for RQ5 when
-#: given); ``eps`` RQ1's
-#: dataset biases, ``sweep_eps`` those of RQ2, RQ3 and RQ6, ``rq5_eps`` the bias of RQ5;
+#: given); ``eps`` RQ1's dataset biases (``rq1_eps`` per dataset where they differ), ``sweep_eps``
+#: those of RQ2, RQ3 and RQ6 (``rq6_eps`` for RQ6 where given), ``rq5_eps`` the bias of RQ5;
 #: ``eval_every`` how often RQ5 evaluates during training.
 _SETTINGS: dict[str, dict[str, Any]] = {
     "quick": {
@@ -592,7 +592,9 @@ _SETTINGS: dict[str, dict[str, Any]] = {
         "fractions": [0.25, 0.5, 1.0], "etas": [0.0, 0.25, 0.5, 0.75, 1.0],
     },
     "paper": {
-        # the paper's complete grids: Fashion-MNIST (ResNet-18-style) and CIFAR-100 (ResNet-110),
+        # the paper's complete grids, with the values of the authors' config generators
+        # (facebookresearch/cv_bias_amplification, configs/*/scripts/generate_experiment_configs.py)
+        # where the paper gives ranges: Fashion-MNIST (ResNet-18-style) and CIFAR-100 (ResNet-110),
         # CIFAR-10 overlay, 500 epochs, 20 seeds (thousands of GPU-hours: run as a sweep)
         "rq1_data": ["fashionmnist", "cifar100"], "main_data": "cifar100", "overlay_data": "cifar10",
         "models": {"fashionmnist": {"arch": "resnet18", "depth": None, "width": 64, "in_channels": 1},
@@ -603,13 +605,19 @@ _SETTINGS: dict[str, dict[str, Any]] = {
         # RQ5: the paper evaluates after every epoch and averages 50 models (its Figs. 8-9)
         "eval_every": 1, "rq5_seeds": 50,
         "seeds": 20, "rq2_seeds": 20,
-        "eps": [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5], "sweep_eps": [0.2, 0.3, 0.4],
+        # RQ1: ε in steps of 0.05 on Fashion-MNIST, 0.1 on CIFAR-100 (the authors' two generators);
+        # RQ2 and RQ3 over 0-0.5 (the paper plots 0.2-0.4 and notes no amplification at 0); RQ6 at
+        # the paper's "three different levels of bias"
+        "eps": [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5],
+        "rq1_eps": {"cifar100": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]},
+        "sweep_eps": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5], "rq6_eps": [0.2, 0.3, 0.4],
         "rq5_eps": 0.3,
-        "depths": [8, 20, 32, 44, 56, 110], "widths": [4, 8, 16, 32, 64],
+        "depths": [8, 14, 20, 26, 32, 38, 44, 50, 56, 74, 92, 110], "widths": [4, 8, 16, 32, 64],
         # the authors' grid, logspace(-5, -2, 8) (it holds the paper's reported optima 1.93e-4 and
         # 5.18e-4), plus the base 1e-4 that the depth and width sweeps use
         "weight_decays": sorted([float(v) for v in np.logspace(-5, -2, 8)] + [1e-4]),
-        "fractions": [0.1, 0.2, 0.4, 0.6, 0.8, 1.0], "etas": [0.0, 0.2, 0.4, 0.5, 0.6, 0.8, 1.0],
+        "fractions": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0],
+        "etas": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0],
     },
     "full": {
         # one Colab session (<= 3 T4-hours, `python -m fairlib.sweep plan 02_bias_amplification`):
@@ -884,10 +892,12 @@ def _inversion_config(s: Mapping[str, Any], dataset: str, eps: float, seed: int,
 
 
 def rq1_grid(profile: str) -> list[dict]:
-    """RQ1: every dataset of ``rq1_data`` × every ε of ``eps`` × ``seeds`` class assignments."""
+    """RQ1: every dataset of ``rq1_data`` × every ε of ``eps`` (``rq1_eps[dataset]`` where given) × ``seeds``
+    class assignments."""
     s = settings(profile)
     return [_inversion_config(s, name, eps, seed)
-            for name in s["rq1_data"] for eps in s["eps"] for seed in range(s["seeds"])]
+            for name in s["rq1_data"] for eps in s.get("rq1_eps", {}).get(name, s["eps"])
+            for seed in range(s["seeds"])]
 
 
 def rq2_grid(profile: str) -> list[dict]:
@@ -926,12 +936,13 @@ def rq5_grid(profile: str) -> list[dict]:
 
 
 def rq6_grid(profile: str) -> list[dict]:
-    """RQ6: overlay tasks, ``sweep_eps`` × ``etas`` × ``seeds`` (class assignments and image pairs)."""
+    """RQ6: overlay tasks, ``rq6_eps`` (default ``sweep_eps``) × ``etas`` × ``seeds`` (class assignments and
+    image pairs)."""
     s = settings(profile)
     name = s["overlay_data"]
     model = s["models"][name]
     return [{"dataset": name, **model, **s["overlay_train"], "eps": eps, "eta": eta, "seed": seed}
-            for eps in s["sweep_eps"] for eta in s["etas"] for seed in range(s["seeds"])]
+            for eps in s.get("rq6_eps", s["sweep_eps"]) for eta in s["etas"] for seed in range(s["seeds"])]
 
 
 def rq6_group_grid(profile: str) -> list[dict]:

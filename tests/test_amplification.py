@@ -163,10 +163,10 @@ def test_registered_experiments_and_their_functions():
 @pytest.mark.parametrize("profile", ["quick", "full", "paper"])
 def test_grids_are_complete_unique_and_serialisable(profile):
     s = A.settings(profile)
-    sizes = {"rq1": len(s["rq1_data"]) * len(s["eps"]) * s["seeds"],
+    sizes = {"rq1": sum(len(s.get("rq1_eps", {}).get(d, s["eps"])) for d in s["rq1_data"]) * s["seeds"],
              "rq3": len(s["fractions"]) * len(s["sweep_eps"]) * s["seeds"],
              "rq5": 2 * s.get("rq5_seeds", s["seeds"]),
-             "rq6": len(s["sweep_eps"]) * len(s["etas"]) * s["seeds"]}
+             "rq6": len(s.get("rq6_eps", s["sweep_eps"])) * len(s["etas"]) * s["seeds"]}
     knob_values = len(s["depths"]) + len(s["widths"]) + len(s["weight_decays"]) - 2  # the base once, not thrice
     sizes["rq2"] = knob_values * len(s["sweep_eps"]) * s["rq2_seeds"]
     for name, size in sizes.items():
@@ -184,6 +184,15 @@ def test_grids_are_complete_unique_and_serialisable(profile):
     assert {c["dataset"] for c in A.rq6_grid(profile)} == {s["overlay_data"]}
 
 
+def test_paper_grids_are_the_authors():
+    """The paper profile's run counts, checked by hand against the authors' config generators
+    (facebookresearch/cv_bias_amplification): RQ1 11 ε × 20 (Fashion-MNIST) + 6 × 20 (CIFAR-100);
+    RQ2 12 depths + 5 widths + 8 weight decays (+ the base 1e-4), the shared base once, × 6 ε × 20;
+    RQ3 10 fractions × 6 ε × 20; RQ5 2 × 50 (the paper's Figs. 8-9); RQ6 3 ε × 11 η × 20."""
+    counts = {name: len(getattr(A, f"{name}_grid")("paper")) for name in ("rq1", "rq2", "rq3", "rq5", "rq6")}
+    assert counts == {"rq1": 340, "rq2": (12 + 5 + 9 - 2) * 6 * 20, "rq3": 1200, "rq5": 100, "rq6": 660}
+
+
 def test_rq2_grid_changes_one_knob_at_a_time():
     configs = A.rq2_grid("quick")
     base = {"depth": 8, "width": 4, "weight_decay": 1e-4}
@@ -198,7 +207,7 @@ def test_paper_grid_uses_the_papers_models_and_rehearsal_shrinks_full(monkeypatc
     fashion = next(c for c in rq1 if c["dataset"] == "fashionmnist")
     assert fashion["arch"] == "resnet18" and fashion["depth"] is None and fashion["in_channels"] == 1
     assert fashion["width"] == 64 and {c["depth"] for c in rq1 if c["dataset"] == "cifar100"} == {110}
-    assert {c["depth"] for c in A.rq2_grid("paper")} == {8, 20, 32, 44, 56, 110}
+    assert {c["depth"] for c in A.rq2_grid("paper")} == {8, 14, 20, 26, 32, 38, 44, 50, 56, 74, 92, 110}
     # RQ5 as the paper's Figs. 8-9: 50 models, evaluated after every epoch
     rq5 = A.rq5_grid("paper")
     assert len({c["seed"] for c in rq5}) == 50 and {c["eval_every"] for c in rq5} == {1}
