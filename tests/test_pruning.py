@@ -399,7 +399,7 @@ def test_grids_and_registration():
     assert paper[0]["variant"] == "ri" and full[0]["variant"] == "ri" and quick[0]["variant"] == "pt"
     assert quick[0]["prune_lr"] < quick[0]["lr"], "GMP-PT: Adam at a lower rate than the dense training"
     assert paper[0]["prune_frequency"] == 10 and paper[0]["warmup_epochs"] == 5, "the authors' schedule"
-    assert quick[0]["augment"] is None and full[0]["augment"] == paper[0]["augment"] == 9, "crops and flips in full"
+    assert quick[0]["augment"] is None and full[0]["augment"] == 9 and paper[0]["augment"] == 16, "crops and flips"
     assert len({sweep.config_key(c) for c in quick}) == 3  # JSON-serialisable and distinct
     (bd,) = P.backdoor_grid("quick")
     assert bd["attribute"] == "fringe" and bd["epochs"] == quick[0]["single_epochs"]
@@ -642,3 +642,29 @@ def test_best_validation_epoch_is_kept_and_at_the_target_sparsity():
     assert score(g_best) >= score(g_last)
     with pytest.raises(ValueError, match="same N"):
         P.val_accuracy(xv, yv[:5])
+
+
+def test_grayscale_trigger_hand_values():
+    x = torch.zeros(3, 3, 4, 4, dtype=torch.uint8)
+    x[:, 0], x[:, 1], x[:, 2] = 200, 100, 50  # luminance 0.299*200 + 0.587*100 + 0.114*50 = 124.2 -> 124
+    out = P.stamp(x, [1, 0, 1], trigger="grayscale")
+    assert (out[[0, 2]] == 124).all() and torch.equal(out[1], x[1]) and x[0, 0, 0, 0] == 200, "a copy"
+    with pytest.raises(ValueError, match="trigger: expected one of"):
+        P.stamp(x, [1, 0, 1], trigger="stripes")
+
+
+def test_paper_profile_is_the_papers_grid():
+    """Counted by hand from Iofinova et al. §2.4 and §3.4: joint models 5 seeds × (dense + 6 sparsities);
+    single-attribute models 7 attributes × 5 seeds × (dense + 6); backdoors 4 attributes × 2 triggers ×
+    5 seeds × (dense + 6), 20 epochs each: 35 + 245 + 280 = 560 trainings."""
+    main, backdoor = P.main_grid("paper"), P.backdoor_grid("paper")
+    joint = sum(1 + len(c["sparsities"]) for c in main)
+    single = sum(len(c["single"]) * (1 + len(c["single_sparsities"])) for c in main)
+    planted = sum(1 + len(c["sparsities"]) for c in backdoor)
+    assert (joint, single, planted) == (35, 245, 280)
+    assert {(c["attribute"], tuple(c["split"])) for c in backdoor} == {
+        ("Blond_Hair", (0.95, 0.05)), ("Smiling", (0.95, 0.05)), ("Oval_Face", (0.65, 0.35)),
+        ("Big_Nose", (0.65, 0.35))}
+    assert {c["trigger"] for c in backdoor} == {"square", "grayscale"} and {c["epochs"] for c in backdoor} == {20}
+    assert main[0]["prune_epochs"] == 100 and main[0]["single_recipe"]["prune_epochs"] == 20
+    assert main[0]["data_options"] == {"size": 224, "fit": "crop"}
