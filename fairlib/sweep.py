@@ -494,7 +494,10 @@ def _ray(fn: Callable, pending: list[tuple[int, dict, str]], *, store: Path, res
         every = checkpoint_seconds()
         refs = {task.remote(fn, config, key, keeper, every): index for index, config, key in pending}
         while refs:
-            done, _ = ray.wait(list(refs), num_returns=1)
+            # a short timeout: Ctrl-C (KeyboardInterrupt) is only handled between Python calls
+            done, _ = ray.wait(list(refs), num_returns=1, timeout=1.0)
+            if not done:
+                continue
             ref = done[0]
             index = refs.pop(ref)
             try:
