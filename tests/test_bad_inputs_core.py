@@ -246,7 +246,7 @@ CASES = [
     ("run, retry_failed string", lambda: SW.run(S.run_biasamp, [], store=SW.default_store("t"), retry_failed="yes"),
      ValueError, "retry_failed: expected True or False"),
     ("run, unknown executor", lambda: SW.run(S.run_biasamp, [], store=SW.default_store("t"), executor="dask"),
-     ValueError, "executor: unknown executor 'dask'; available: ['local']"),
+     ValueError, "executor: unknown executor 'dask'; available: ['local', 'ray']"),
     ("load, None", lambda: SW.load(None), TypeError, "store: a directory is required"),
     ("default_store, None", lambda: SW.default_store(None), ValueError, "chapter: expected a non-empty name"),
     ("default_store, a path", lambda: SW.default_store("x", "../y"), ValueError,
