@@ -1429,6 +1429,37 @@ def _direction(low: float, high: float) -> str:
     return "supports" if low > 0 else "contradicts" if high < 0 else "inconclusive"
 
 
+def _check_frame(results: Any, columns: Sequence[str]) -> None:
+    """``results`` is a frame of :func:`run_transfer` rows with the pairing columns and ``columns``."""
+    if not isinstance(results, pd.DataFrame):
+        raise ValueError(f"results: expected the frame of sweep.run(run_transfer, ...), got {type(results).__name__}")
+    need = ("target", "mode", "seed", "concepts", *columns)
+    missing = [c for c in need if c not in results.columns]
+    if missing:
+        raise ValueError(f"results: missing columns {missing}; pass the frame of sweep.run(run_transfer, ...)")
+
+
+def _paired_runs(results: pd.DataFrame, *, small: str, large: str, mode: str,
+                 level: float) -> tuple[list, dict[tuple[str, Any], pd.Series], list]:
+    """The runs of ``mode`` on both targets, paired by fine-tuning seed, for the bootstraps over concepts.
+
+    ``results`` has passed :func:`_check_frame`. Returns ``(seeds, rows, concepts)``: the seeds run
+    on both targets, ``{(target, seed): row}`` and the concepts every run scores (the same list in
+    each, else an error).
+    """
+    if not 0 < level < 1:
+        raise ValueError(f"level: expected a confidence level in (0, 1), got {level!r}")
+    runs = results[results["mode"] == mode]
+    seeds = sorted(set(runs.loc[runs["target"] == small, "seed"]) & set(runs.loc[runs["target"] == large, "seed"]))
+    if not seeds:
+        raise ValueError(f"results: no seed was run in mode {mode!r} on both the {small!r} and the {large!r} target")
+    rows = {(t, s): runs[(runs["target"] == t) & (runs["seed"] == s)].iloc[0] for t in (small, large) for s in seeds}
+    concepts = list(next(iter(rows.values()))["concepts"])
+    if any(list(r["concepts"]) != concepts for r in rows.values()):
+        raise ValueError("results: the runs score different concepts; compare runs of one setup (one data_seed)")
+    return seeds, rows, concepts
+
+
 def target_contrast(results: pd.DataFrame, *, small: str = "small", large: str = "large", mode: str = "full",
                     n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> dict[str, Any]:
     r"""The paper's finding (2) on one sweep, by two measures: the BTS and the count of introduced associations.
@@ -1475,24 +1506,9 @@ def target_contrast(results: pd.DataFrame, *, small: str = "small", large: str =
     ValueError
         Missing columns, no seed run on both targets, or concept lists that differ between runs.
     """
-    if not isinstance(results, pd.DataFrame):
-        raise ValueError(f"results: expected the frame of sweep.run(run_transfer, ...), got {type(results).__name__}")
-    need = ("target", "mode", "seed", "concepts", "score_before", "score_after", "effect_before", "effect_after",
-            "threshold")
-    missing = [c for c in need if c not in results.columns]
-    if missing:
-        raise ValueError(f"results: missing columns {missing}; pass the frame of sweep.run(run_transfer, ...)")
+    _check_frame(results, ("score_before", "score_after", "effect_before", "effect_after", "threshold"))
     n_boot = positive_int(n_boot, "n_boot")
-    if not 0 < level < 1:
-        raise ValueError(f"level: expected a confidence level in (0, 1), got {level!r}")
-    runs = results[results["mode"] == mode]
-    seeds = sorted(set(runs.loc[runs["target"] == small, "seed"]) & set(runs.loc[runs["target"] == large, "seed"]))
-    if not seeds:
-        raise ValueError(f"results: no seed was run in mode {mode!r} on both the {small!r} and the {large!r} target")
-    rows = {(t, s): runs[(runs["target"] == t) & (runs["seed"] == s)].iloc[0] for t in (small, large) for s in seeds}
-    concepts = list(next(iter(rows.values()))["concepts"])
-    if any(list(r["concepts"]) != concepts for r in rows.values()):
-        raise ValueError("results: the runs score different concepts; compare runs of one setup (one data_seed)")
+    seeds, rows, concepts = _paired_runs(results, small=small, large=large, mode=mode, level=level)
     c = len(concepts)
     if c < 3:
         raise ValueError(f"results: a bootstrap over concepts needs at least 3 concepts, got {c}")
@@ -1576,25 +1592,12 @@ def planted_contrast(results: pd.DataFrame, planted: pd.DataFrame, *, small: str
         Missing columns, concepts that ``planted`` lacks, no seed run on both targets, or too few
         concepts for a bootstrap.
     """
-    if not isinstance(results, pd.DataFrame):
-        raise ValueError(f"results: expected the frame of sweep.run(run_transfer, ...), got {type(results).__name__}")
-    missing = [c for c in ("target", "mode", "seed", "concepts", "score_after") if c not in results.columns]
-    if missing:
-        raise ValueError(f"results: missing columns {missing}; pass the frame of sweep.run(run_transfer, ...)")
+    _check_frame(results, ("score_after",))
     if not isinstance(planted, pd.DataFrame) or not {"pretraining", "target"} <= set(planted.columns):
         raise ValueError("planted: expected a frame with columns 'pretraining' and 'target' indexed by concept "
                          "(SceneTransferData.planted)")
     n_boot = positive_int(n_boot, "n_boot")
-    if not 0 < level < 1:
-        raise ValueError(f"level: expected a confidence level in (0, 1), got {level!r}")
-    runs = results[results["mode"] == mode]
-    seeds = sorted(set(runs.loc[runs["target"] == small, "seed"]) & set(runs.loc[runs["target"] == large, "seed"]))
-    if not seeds:
-        raise ValueError(f"results: no seed was run in mode {mode!r} on both the {small!r} and the {large!r} target")
-    rows = {(t, s): runs[(runs["target"] == t) & (runs["seed"] == s)].iloc[0] for t in (small, large) for s in seeds}
-    concepts = list(next(iter(rows.values()))["concepts"])
-    if any(list(r["concepts"]) != concepts for r in rows.values()):
-        raise ValueError("results: the runs score different concepts; compare runs of one setup (one data_seed)")
+    seeds, rows, concepts = _paired_runs(results, small=small, large=large, mode=mode, level=level)
     absent = [c for c in concepts if c not in planted.index]
     if absent:
         raise ValueError(f"planted: no planted association for {absent[:5]}")
