@@ -262,18 +262,23 @@ def _store_dir(store: str | os.PathLike) -> Path:
     return path
 
 
-def _atomic_write_json(path: Path, payload: dict) -> None:
+def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
+    """``write(fh)`` into a temporary file beside ``path``, then rename it: never a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(payload, fh, indent=1)
+        with os.fdopen(fd, mode) as fh:
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _atomic_write_json(path: Path, payload: dict) -> None:
+    _atomic_write(path, lambda fh: json.dump(payload, fh, indent=1), mode="w")
 
 
 def _function_name(fn: Callable) -> str:
@@ -443,11 +448,7 @@ class _Keeper:
         self.root = Path(root) / _CHECKPOINTS
 
     def save(self, key: str, name: str, data: bytes) -> None:
-        path = self.root / key / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{name}.{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        _atomic_write(self.root / key / name, lambda fh: fh.write(data))
 
     def files(self, key: str) -> dict[str, bytes]:
         folder = self.root / key
