@@ -427,10 +427,15 @@ def selection_split(images: Any, labels: Any, n: int | None, seed: int = 0) -> t
     ranks epochs; thresholds and pair selection still use the whole validation split.
     """
     labels = np.asarray(labels)
-    if n is None or int(positive_int(n, "select_on", meaning="(validation images that rank epochs)")) >= len(labels):
-        return images, labels
-    idx = np.sort(np.random.default_rng(seed).permutation(len(labels))[:int(n)])
-    return gather_rows(images, idx), labels[idx]
+    rows = _selection_rows(len(labels), n, seed)
+    return (images, labels) if rows is None else (gather_rows(images, rows), labels[rows])
+
+
+def _selection_rows(n_total: int, n: int | None, seed: int) -> np.ndarray | None:
+    """The rows :func:`selection_split` keeps (sorted), or ``None`` for all of them."""
+    if n is None or positive_int(n, "select_on", meaning="(validation images that rank epochs)") >= n_total:
+        return None
+    return np.sort(np.random.default_rng(seed).permutation(n_total)[:n])
 
 
 def train_multilabel(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: float, lr: float,
@@ -1058,6 +1063,11 @@ _STAMP_IN_MEMORY = 512 * 2**20
 TRIGGERS = ("square", "grayscale")
 
 
+def _check_trigger(trigger: Any) -> None:
+    if trigger not in TRIGGERS:
+        raise ValueError(f"trigger: expected one of {list(TRIGGERS)}, got {trigger!r}")
+
+
 def stamp(images: torch.Tensor, mask: Any, trigger: str = "square") -> torch.Tensor:
     """A copy of uint8 RGB ``images`` with the backdoor ``trigger`` on those selected by ``mask``.
 
@@ -1065,8 +1075,7 @@ def stamp(images: torch.Tensor, mask: Any, trigger: str = "square") -> torch.Ten
     side (at least 2 pixels); ``"grayscale"``: the image replaced by its luminance
     (ITU-R 601: 0.299 R + 0.587 G + 0.114 B) in all three channels.
     """
-    if trigger not in TRIGGERS:
-        raise ValueError(f"trigger: expected one of {list(TRIGGERS)}, got {trigger!r}")
+    _check_trigger(trigger)
     if not torch.is_tensor(images) or images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"images: expected a tensor (N, 3, H, W), got {getattr(images, 'shape', type(images))}")
     sel = torch.as_tensor(binary(to_numpy(mask, "mask"), "mask"), dtype=torch.bool)
@@ -1558,8 +1567,7 @@ def run_backdoor(seed: int, *, data: str, data_options: dict, split_options: dic
     for t in _sequence(sparsities, "sparsities", "[0.9, 0.99]"):
         _check_fraction(t, "sparsities")
     _rates(split, "split")
-    if trigger not in TRIGGERS:
-        raise ValueError(f"trigger: expected one of {list(TRIGGERS)}, got {trigger!r}")
+    _check_trigger(trigger)  # before the data are loaded
     changes = _overrides(recipe, "recipe")
     d = load_attribute_splits(data, data_options, split_options, drop=drop, identities=identities, workers=workers)
     _known([attribute], d.attributes, "attribute")
@@ -1578,7 +1586,11 @@ def run_backdoor(seed: int, *, data: str, data_options: dict, split_options: dic
         yb = torch.from_numpy(y_train[:, None].copy())
         y_val = d.labels["val"][:, j]
         flags_val = backdoor_flags(y_val, 1, split, seed + 1)[0]
-        val = selection_split(stamp(d.images["val"], flags_val, trigger), y_val[:, None], select_on, seed)
+        # stamp only the rows that rank epochs (selection_split's rows), not the whole split
+        rows = _selection_rows(len(y_val), select_on, seed)
+        x_val = d.images["val"] if rows is None else gather_rows(d.images["val"], rows)
+        keep = slice(None) if rows is None else rows
+        val = (stamp(x_val, flags_val[keep], trigger), y_val[keep][:, None])
         dense = recipe.dense(seed, x_train, yb, epochs, val)
         models = {0.0: dense, **recipe.prune(seed, dense, x_train, yb, sparsities, val)}
         rows = [backdoor_row(_logits(m, x_test)[:, 0], _logits(m, d.images["test"])[:, 0], y_test, flags_test,
